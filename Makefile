@@ -1,9 +1,10 @@
 # The two commands of the README: `make demo` and `make test`.
+# `make bench` prints the speed figures (dataflow, training, evaluation).
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: demo test bench clean-demo
+.PHONY: demo test bench
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -11,8 +12,14 @@ $(VENV)/.installed: requirements.txt
 	$(PY) -m pip install -q -r requirements.txt
 	touch $@
 
+# All of Table 1 on a generated dataset with a narrow net (see README, "Demo").
+demo: $(VENV)/.installed
+	PYTHON=$(PY) ./run_table1.sh --demo
+
 test: $(VENV)/.installed
 	$(PY) -m pytest -q
 
 bench: $(VENV)/.installed
 	$(PY) -m benchmarks.bench_dataflow
+	$(PY) -m benchmarks.bench_train
+	$(PY) -m benchmarks.bench_eval

@@ -1,0 +1,138 @@
+"""Write a PNG grid of augmented training images, like the paper's Figure 1.
+
+Examples::
+
+    python -m dataflow.synthetic /tmp/tiny --classes 4 --train-per-class 12 --val-per-class 4 --seed 0
+    python -m augment.preview --data /tmp/tiny --method gr --out grid.png
+    python -m augment.preview --data /tmp/tiny --method all --out all.png --count 4 --seed 1
+    python -m augment.preview --data tiny-imagenet-200 --method hns --out hns.png --draws 6 --scale 3
+
+Rows are randomly chosen images of the split (``--count`` of them, ``--seed``).
+With one method the columns are the original and ``--draws`` independent
+augmentations of it; with ``--method all`` they are the original (what ``cam``
+trains on) and one draw of each other method.  Hide-and-Seek fills with the
+split's BGR mean, as the training flow does (INTERFACES.md).  Images are
+enlarged ``--scale`` times with nearest-neighbour so that single pixels and
+grid cells stay visible.
+"""
+import argparse
+import os
+
+import cv2
+import numpy as np
+
+import tf_env  # noqa: F401  (before tensorpack, INTERFACES.md)
+from augment.methods import METHODS, augmentors_for, seed_augmentors
+from errors import UserError, run_main
+
+GAP = 4  # pixels between cells
+HEADER = 22  # pixels of the label row
+BACKGROUND = (255, 255, 255)
+TEXT = (0, 0, 0)
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="python -m augment.preview", description=__doc__.split("\n")[0])
+    p.add_argument("--data", required=True, help="dataset root in the Tiny ImageNet layout")
+    p.add_argument("--method", default="all", choices=(*METHODS, "all"),
+                   help="augmentation to show, or 'all' for one column per method (default: all)")
+    p.add_argument("--out", required=True, help="PNG file to write")
+    p.add_argument("--count", type=int, default=6, help="rows: number of images (default 6)")
+    p.add_argument("--draws", type=int, default=5, help="augmented columns for one method (default 5)")
+    p.add_argument("--seed", type=int, default=0, help="picks the images and seeds the augmentors")
+    p.add_argument("--split", default="train", choices=("train", "val"), help="split to sample (default train)")
+    p.add_argument("--scale", type=int, default=2, help="nearest-neighbour enlargement (default 2)")
+    return p.parse_args(argv)
+
+
+def validate(args):
+    """Check the flags and paths before loading anything; raise UserError with one clear message."""
+    if not os.path.isdir(args.data):
+        raise UserError(f"--data {args.data}: no such directory")
+    if not args.out.lower().endswith(".png"):
+        raise UserError(f"--out {args.out}: must end in .png")
+    parent = os.path.dirname(os.path.abspath(args.out))
+    if not os.path.isdir(parent):
+        raise UserError(f"--out {args.out}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK) or (os.path.exists(args.out) and not os.access(args.out, os.W_OK)):
+        raise UserError(f"--out {args.out}: not writable")
+    for name in ("count", "draws", "scale"):
+        if getattr(args, name) < 1:
+            raise UserError(f"--{name} must be at least 1, got {getattr(args, name)}")
+
+
+def columns(method, draws):
+    """``[(label, method_or_None), ...]``: what each column of the grid shows (None = original)."""
+    if method == "all":
+        return [("original (cam)", None)] + [(m, m) for m in METHODS if m != "cam"]
+    return [("original", None)] + [(f"{method} #{k + 1}", method) for k in range(draws)]
+
+
+def augmented_rows(images, cols, fill, seed):
+    """For each HxWx3 uint8 BGR image, the list of cells (one per column), same shape and dtype."""
+    augs = {m: seed_augmentors(augmentors_for(m, fill=fill), seed + i)
+            for i, m in enumerate(METHODS) if any(m == c for _, c in cols)}
+    rows = []
+    for img in images:
+        row = []
+        for _, m in cols:
+            out = img
+            for a in augs.get(m, ()):
+                out = a.augment(out)
+            row.append(out)
+        rows.append(row)
+    return rows
+
+
+def _put_label(canvas, text, x, width):
+    """Write ``text`` centred in ``[x, x + width)`` of the header row, shrinking the font to fit."""
+    size = 0.45
+    (tw, th), _ = cv2.getTextSize(text, FONT, size, 1)
+    while tw > width and size > 0.2:
+        size -= 0.05
+        (tw, th), _ = cv2.getTextSize(text, FONT, size, 1)
+    cv2.putText(canvas, text, (x + max(0, (width - tw) // 2), (HEADER + th) // 2), FONT, size, TEXT, 1,
+                cv2.LINE_AA)
+
+
+def make_grid(rows, labels, scale):
+    """Tile ``rows`` (lists of HxWx3 uint8 BGR) under a row of column ``labels``; returns uint8 BGR."""
+    h, w = rows[0][0].shape[:2]
+    ch, cw = h * scale, w * scale
+    ncol = len(labels)
+    canvas = np.full((HEADER + len(rows) * (ch + GAP), GAP + ncol * (cw + GAP), 3), BACKGROUND, np.uint8)
+    for j, text in enumerate(labels):
+        _put_label(canvas, text, GAP + j * (cw + GAP), cw)
+    for i, row in enumerate(rows):
+        y = HEADER + i * (ch + GAP)
+        for j, cell in enumerate(row):
+            x = GAP + j * (cw + GAP)
+            canvas[y:y + ch, x:x + cw] = cv2.resize(cell, (cw, ch), interpolation=cv2.INTER_NEAREST)
+    return canvas
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    validate(args)
+    from dataflow import load_split  # imported late: a bad flag fails before the loader's imports
+
+    split = load_split(args.data, args.split, progress=False)
+    n = len(split.images)
+    if n == 0:
+        raise UserError(f"--data {args.data}: the {args.split} split has no images")
+    pick = np.sort(np.random.RandomState(args.seed).choice(n, size=min(args.count, n), replace=False))
+    cols = columns(args.method, args.draws)
+    rows = augmented_rows(split.images[pick], cols, split.mean_bgr(), args.seed)
+    grid = make_grid(rows, [label for label, _ in cols], args.scale)
+    try:
+        written = cv2.imwrite(args.out, grid)
+    except cv2.error as e:
+        raise UserError(f"--out {args.out}: OpenCV could not write the PNG ({e.err})") from None
+    if not written:
+        raise UserError(f"--out {args.out}: OpenCV could not write the PNG")
+    print(f"wrote {args.out}: {len(rows)} images x {len(cols)} columns ({', '.join(l for l, _ in cols)})")
+
+
+if __name__ == "__main__":
+    run_main(main)
