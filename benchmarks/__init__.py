@@ -1,0 +1,1 @@
+"""Speed measurements that print figures (never timed tests): ``python -m benchmarks.bench_dataflow``, ..."""
