@@ -2,8 +2,8 @@
 
 Examples::
 
-    python -m augment.bench
-    python -m augment.bench --height 64 --width 64 --count 20000
+    python -m benchmarks.bench_augment
+    python -m benchmarks.bench_augment --height 64 --width 64 --count 20000
 
 Prints microseconds per image and images per second for ``augmentors_for(m)``
 applied with ``aug.augment(img)`` one after another, as a map function of a
