@@ -1,0 +1,270 @@
+"""Pre-activation ResNet with a CAM head (GAP + one FC), as a tensorpack ModelDesc.
+
+The network (paper sec. 2 "Baseline algorithm" and sec. 3; facts.md "Network"):
+
+* pre-activation ResNet (He et al., "Identity mappings in deep residual
+  networks"), basic blocks, depth 18 = [2, 2, 2, 2] or 34 = [3, 4, 6, 3],
+  widths 64/128/256/512;
+* the "slight modification to the input layer" of the authors' code: a 7x7
+  stem at stride 1 and no max-pool; group strides 1, 2, 2, 1 (the last group
+  keeps its resolution, as in tensorpack's CAM example), so a 64x64 input
+  gives a 16x16 map (total stride 4);
+* global average pooling, then one fully connected layer to the classes:
+  CAM for class c = sum_k W[k, c] * features[:, :, k].
+
+The block layout follows tensorpack's ``preresnet_group`` (every group ends
+with a BN+ReLU, the first block of a group has no pre-activation of its own);
+that is fb.resnet.torch's pre-activation ResNet with its "both_preact" first
+blocks, and gives exactly the parameter counts in facts.md (11,277,320 for
+depth 18 and 21,385,480 for depth 34 at 200 classes).
+
+Not the paper's, for tests, the demo and the common variant only:
+``width_mult`` scales every width; ``final_stride=8`` makes the last group
+stride 2 (an 8x8 map from a 64x64 input).
+
+Images enter as uint8 BGR, (N, H, W, 3); the graph normalises them with the
+``mean_bgr``/``std_bgr`` it is given, so a predictor takes raw pixels.
+"""
+import tf_env  # noqa: F401  (sets TF_USE_LEGACY_KERAS before tensorflow is imported)
+
+import numpy as np
+import tensorflow as tf
+from tensorpack import ModelDesc
+from tensorpack.models import BatchNorm, BNReLU, Conv2D, FullyConnected, GlobalAvgPooling
+from tensorpack.models import regularize_cost
+from tensorpack.tfutils import optimizer as tp_optimizer
+from tensorpack.tfutils.argscope import argscope
+from tensorpack.tfutils.summary import add_moving_summary
+from tensorpack.tfutils.tower import get_current_tower_context
+
+tf1 = tf.compat.v1
+
+# ---------------------------------------------------------------------------
+# Tensor names that evaluation reads (the contract in plan/INTERFACES.md).
+# All are relative to the tower: unprefixed in a predictor built with
+# PredictConfig/OfflinePredictor and in single-device training.
+INPUT_IMAGE = "input"     # uint8 (N, H, W, 3) BGR, raw pixels; normalised in-graph
+INPUT_LABEL = "label"     # int32 (N,) class index in [0, num_classes)
+FEATURES = "features"     # float32 (N, h, w, C) NHWC always: last map, after the final BN+ReLU
+FC_W = "fc_W"             # float32 (C, K): identity of the FC weight (not the resource handle)
+FC_B = "fc_b"             # float32 (K,): identity of the FC bias
+LOGITS = "logits"         # float32 (N, K)
+WRONG_TOP1 = "wrong-top1"  # float32 (N,): 1.0 where the top-1 class is wrong (ClassificationError)
+WRONG_TOP5 = "wrong-top5"  # float32 (N,): 1.0 where the label is not in the top min(5, K)
+# ---------------------------------------------------------------------------
+
+# depth -> blocks per group (paper sec. 3: ResNet18 and ResNet34; He et al. 2016 table 1)
+DEPTHS = {
+    18: [2, 2, 2, 2],
+    34: [3, 4, 6, 3],
+}
+BASE_WIDTHS = (64, 128, 256, 512)   # facts.md: widths 64/128/256/512
+STEM_KERNEL = 7                      # facts.md: authors' code, 7x7 stem at stride 1, no max-pool
+FINAL_STRIDES = {
+    4: (1, 2, 2, 1),   # facts.md: authors' code, last group at stride 1 (16x16 map from 64x64)
+    8: (1, 2, 2, 2),   # not the paper's: the usual last-group stride 2 (8x8 map from 64x64)
+}
+AMP_MODES = (False, "bf16", "fp16")
+FP16_LOSS_SCALE = 128.0   # static loss scale for fp16 (NVIDIA's mixed-precision guide uses 128 for ResNets)
+
+
+def scaled_widths(width_mult):
+    """Group widths for a width multiplier: ``BASE_WIDTHS`` scaled and rounded, at least 1."""
+    return [max(1, int(round(w * width_mult))) for w in BASE_WIDTHS]
+
+
+def _shortcut(l, ch_out, stride, data_format):
+    ch_in = l.shape[1 if data_format == "channels_first" else 3]
+    if ch_in != ch_out or stride != 1:   # projection only where the shape changes
+        # A 1x1 convolution at stride s with SAME padding reads pixels 0, s, 2s, ...:
+        # exactly a subsampling followed by a 1x1 convolution at stride 1 (same
+        # variables, same numbers).  Written that way because TF 2.21's oneDNN
+        # filter gradient of a 1x1 stride-2 conv crashes the process (double free)
+        # when the input has <= 8 channels at >= 64x64, i.e. narrow nets on Tiny ImageNet.
+        if stride != 1:
+            l = l[:, :, ::stride, ::stride] if data_format == "channels_first" else l[:, ::stride, ::stride, :]
+        return Conv2D("convshortcut", l, ch_out, 1, strides=1)
+    return l
+
+
+def preact_basicblock(l, ch_out, stride, preact, data_format):
+    """Two 3x3 convolutions with a pre-activation; ``preact=False`` for the first
+    block of a group, whose input is already activated (the previous group's bnlast)."""
+    if preact:
+        shortcut = l            # identity path keeps the un-activated sum
+        l = BNReLU("preact", l)
+    else:
+        shortcut = l            # already BN+ReLU'd: shared by both paths
+    l = Conv2D("conv1", l, ch_out, 3, strides=stride, activation=BNReLU)
+    l = Conv2D("conv2", l, ch_out, 3)
+    return l + _shortcut(shortcut, ch_out, stride, data_format)
+
+
+def preact_group(l, name, ch_out, count, stride, data_format):
+    """``count`` basic blocks; the first strides; the group ends with BN+ReLU."""
+    with tf1.variable_scope(name):
+        for i in range(count):
+            with tf1.variable_scope(f"block{i}"):
+                l = preact_basicblock(l, ch_out, stride if i == 0 else 1, i > 0, data_format)
+        l = BNReLU("bnlast", l)
+    return l
+
+
+def backbone(image, depth, *, width_mult=1.0, final_stride=4, data_format="channels_last"):
+    """Pre-activation ResNet trunk.
+
+    Args:
+        image: float32 (N, H, W, 3) or (N, 3, H, W) per ``data_format``, normalised.
+        depth: a key of ``DEPTHS``.
+    Returns:
+        float32 map in ``data_format``, C = ``scaled_widths(width_mult)[-1]`` channels,
+        spatial size ceil(H / final_stride) x ceil(W / final_stride), after BN+ReLU.
+    """
+    blocks = DEPTHS[depth]
+    widths = scaled_widths(width_mult)
+    strides = FINAL_STRIDES[final_stride]
+    # He initialisation over fan-out and bias-free convs, as tensorpack's ResNet example
+    with argscope(Conv2D, use_bias=False, data_format=data_format,
+                  kernel_initializer=tf1.variance_scaling_initializer(scale=2.0, mode="fan_out")), \
+            argscope([BatchNorm, GlobalAvgPooling], data_format=data_format):
+        l = Conv2D("conv0", image, widths[0], STEM_KERNEL, strides=1, activation=BNReLU)
+        for g, (count, width, stride) in enumerate(zip(blocks, widths, strides)):
+            l = preact_group(l, f"group{g}", width, count, stride, data_format)
+    return l
+
+
+def cam_head(feature_map, num_classes, data_format="channels_last"):
+    """GAP + FC, naming FEATURES (NHWC), FC_W, FC_B and LOGITS.
+
+    Returns float32 logits (N, K).
+    """
+    if data_format == "channels_first":
+        tf.transpose(feature_map, [0, 2, 3, 1], name=FEATURES)
+    else:
+        tf.identity(feature_map, name=FEATURES)
+    pooled = GlobalAvgPooling("gap", feature_map, data_format=data_format)
+    logits = FullyConnected("linear", pooled, num_classes)
+    tf.identity(logits.variables.W, name=FC_W)
+    tf.identity(logits.variables.b, name=FC_B)
+    return tf.identity(logits, name=LOGITS)
+
+
+class _StaticLossScale(tp_optimizer.ProxyOptimizer):
+    """Multiply the loss by ``scale`` before differentiating and divide the gradients after.
+
+    For fp16 training, so that small gradients do not underflow. A static
+    scale works with every tensorpack trainer (a dynamic one would update its
+    state once per tower in the replicated trainer).
+    """
+
+    def __init__(self, opt, scale):
+        super().__init__(opt, name="StaticLossScale")
+        self._scale = float(scale)
+
+    def compute_gradients(self, loss, *args, **kwargs):
+        grads = self._opt.compute_gradients(loss * self._scale, *args, **kwargs)
+        return [(None if g is None else g / self._scale, v) for g, v in grads]
+
+
+class CAMModel(ModelDesc):
+    """Pre-activation ResNet + CAM head, trained with softmax cross-entropy.
+
+    Args:
+        depth: 18 or 34 (paper sec. 3).
+        num_classes: K.
+        image_shape: (H, W) of the input images.
+        width_mult: width multiplier (1.0 = the paper's; smaller for tests).
+        final_stride: 4 (the paper's) or 8.
+        mean_bgr, std_bgr: 3 floats each, BGR order, pixel units (0..255);
+            the graph computes (image - mean) / std.
+        weight_decay: L2 on conv and FC weights only (not BN, not biases).
+        momentum: Nesterov momentum.
+        lr: initial learning rate (the ``learning_rate`` variable; train.py schedules it).
+        amp: False, "bf16" or "fp16": the reduced precision that train.py's
+            session config switches on (a TensorFlow graph rewrite); the model
+            itself only adds a static loss scale for "fp16".
+        data_format: "NHWC" or "NCHW" for the convolutions (NCHW only helps on GPU);
+            the input and FEATURES stay NHWC.
+    """
+
+    def __init__(self, depth, num_classes, image_shape, *, width_mult=1.0, final_stride=4,
+                 mean_bgr, std_bgr, weight_decay=1e-4, momentum=0.9, lr=0.1,
+                 amp=False, data_format="NHWC"):
+        if depth not in DEPTHS:
+            raise ValueError(f"depth must be one of {sorted(DEPTHS)}, got {depth}")
+        if final_stride not in FINAL_STRIDES:
+            raise ValueError(f"final_stride must be one of {sorted(FINAL_STRIDES)}, got {final_stride}")
+        if amp not in AMP_MODES:
+            raise ValueError(f"amp must be one of {AMP_MODES}, got {amp!r}")
+        if data_format not in ("NHWC", "NCHW"):
+            raise ValueError(f"data_format must be NHWC or NCHW, got {data_format!r}")
+        self.depth = int(depth)
+        self.num_classes = int(num_classes)
+        self.image_shape = tuple(int(s) for s in image_shape)
+        self.width_mult = float(width_mult)
+        self.final_stride = int(final_stride)
+        self.mean_bgr = [float(x) for x in np.asarray(mean_bgr).reshape(3)]
+        self.std_bgr = [float(x) for x in np.asarray(std_bgr).reshape(3)]
+        self.weight_decay = float(weight_decay)
+        self.momentum = float(momentum)
+        self.lr = float(lr)
+        self.amp = amp
+        self.data_format = data_format
+
+    def arch_settings(self):
+        """JSON-able kwargs with which ``CAMModel(**arch_settings())`` rebuilds the same graph."""
+        return {
+            "depth": self.depth,
+            "num_classes": self.num_classes,
+            "image_shape": list(self.image_shape),
+            "width_mult": self.width_mult,
+            "final_stride": self.final_stride,
+            "mean_bgr": self.mean_bgr,
+            "std_bgr": self.std_bgr,
+        }
+
+    def inputs(self):
+        h, w = self.image_shape
+        return [tf.TensorSpec((None, h, w, 3), tf.uint8, INPUT_IMAGE),
+                tf.TensorSpec((None,), tf.int32, INPUT_LABEL)]
+
+    def build_graph(self, image, label):
+        fmt = "channels_first" if self.data_format == "NCHW" else "channels_last"
+        x = (tf.cast(image, tf.float32) - tf.constant(self.mean_bgr)) / tf.constant(self.std_bgr)
+        if fmt == "channels_first":
+            x = tf.transpose(x, [0, 3, 1, 2])
+        fmap = backbone(x, self.depth, width_mult=self.width_mult,
+                        final_stride=self.final_stride, data_format=fmt)
+        logits = cam_head(fmap, self.num_classes, fmt)
+
+        xent = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+            labels=label, logits=logits), name="xentropy-loss")
+        wrong1 = tf.cast(tf.logical_not(tf1.nn.in_top_k(logits, label, 1)), tf.float32, name=WRONG_TOP1)
+        tf.cast(tf.logical_not(tf1.nn.in_top_k(logits, label, min(5, self.num_classes))),
+                tf.float32, name=WRONG_TOP5)
+        if not get_current_tower_context().is_training:
+            return xent
+        train_error = tf.reduce_mean(wrong1, name="train-error-top1")
+        wd_cost = weight_decay_cost(self.weight_decay)
+        cost = tf.add(xent, wd_cost, name="cost")
+        add_moving_summary(xent, wd_cost, cost, train_error)
+        return cost
+
+    def optimizer(self):
+        lr = tf1.get_variable("learning_rate", initializer=self.lr, trainable=False)
+        tf1.summary.scalar("learning-rate", lr)  # "learning_rate" is the variable's name
+        opt = tf1.train.MomentumOptimizer(lr, self.momentum, use_nesterov=True)  # paper sec. 3: Nesterov
+        if self.amp == "fp16":
+            opt = _StaticLossScale(opt, FP16_LOSS_SCALE)
+        return opt
+
+
+# conv kernels and the FC weight are named ".../W" in tensorpack; BN's gamma/beta and
+# the FC bias ("b") are not decayed (paper sec. 3: weight decay 1e-4)
+WEIGHT_DECAY_PATTERN = r"/W$"
+
+
+def weight_decay_cost(weight_decay):
+    """``weight_decay * sum(w**2) / 2`` over the weights matching WEIGHT_DECAY_PATTERN
+    (gradient ``weight_decay * w``, the usual SGD weight decay); named ``wd_cost``."""
+    return regularize_cost(WEIGHT_DECAY_PATTERN, lambda w: weight_decay * tf.nn.l2_loss(w), name="wd_cost")

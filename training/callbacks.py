@@ -1,0 +1,51 @@
+"""The learning-rate schedule and two small tensorpack callbacks used by train.py."""
+import tf_env  # noqa: F401
+
+from tensorpack.callbacks import Callback, PeriodicTrigger
+
+
+def lr_schedule(lr, step_epochs, decay, epochs):
+    """``[(epoch, value), ...]`` for tensorpack's ScheduledHyperParamSetter.
+
+    A pair ``(e, v)`` sets the rate to ``v`` after epoch ``e`` has finished
+    (``e = 0``: before the first). With the paper's values (lr 0.1, /10 every
+    250 epochs, 1500 epochs; paper sec. 3) epochs 1-250 train at 0.1,
+    251-500 at 0.01, and so on.
+    """
+    return [(e, lr * decay ** (e // step_epochs)) for e in range(0, epochs, step_epochs)]
+
+
+def lr_at_epoch(lr, step_epochs, decay, epoch):
+    """The rate used while training epoch ``epoch`` (1-based), same schedule as :func:`lr_schedule`."""
+    return lr * decay ** ((epoch - 1) // step_epochs)
+
+
+class EveryKEpochsAndLast(PeriodicTrigger):
+    """Trigger ``cb`` every ``k`` epochs and after the last epoch (validation at the end)."""
+
+    def __init__(self, cb, k):
+        super().__init__(cb, every_k_epochs=k)
+
+    def _trigger_epoch(self):
+        if self.epoch_num % self._epoch_k == 0 or self.epoch_num == self.trainer.loop.max_epoch:
+            self.cb.trigger()
+
+
+class ResumeCheck(Callback):
+    """Stop before training if the restored global step does not match the starting epoch.
+
+    Guards the resume rule (every checkpoint is at an epoch end) in every
+    process, including Horovod ranks that may not see the chief's logdir.
+    """
+    _chief_only = False
+
+    def __init__(self, steps_per_epoch):
+        self._spe = steps_per_epoch
+
+    def _before_train(self):
+        expected = (self.trainer.loop.starting_epoch - 1) * self._spe
+        if self.global_step != expected:
+            raise RuntimeError(
+                f"restored global_step {self.global_step} but starting epoch "
+                f"{self.trainer.loop.starting_epoch} expects {expected}: the logdir and the "
+                "checkpoint disagree (under Horovod, the logdir must be shared by all ranks)")

@@ -1,0 +1,83 @@
+"""Which trainer, how many towers, and how the paper's whole minibatch is split.
+
+The paper's batch size is the whole minibatch (facts.md). tensorpack's
+examples split it over GPUs, ``batch // num_gpus`` per tower, with BatchNorm
+statistics per tower; Horovod splits it over processes the same way.
+"""
+import tf_env  # noqa: F401
+
+import importlib
+import os
+import sys
+
+import tensorflow as tf
+from tensorpack.train import SimpleTrainer, SyncMultiGPUTrainerReplicated
+
+from errors import UserError
+
+HOROVOD_INSTALL = (
+    "--horovod needs Horovod built with TensorFlow support, e.g.\n"
+    "  HOROVOD_WITH_TENSORFLOW=1 HOROVOD_GPU_OPERATIONS=NCCL pip install --no-cache-dir horovod[tensorflow]\n"
+    "(a C++17 compiler, CMake and, for GPUs, CUDA + NCCL are needed; see "
+    "https://horovod.readthedocs.io/en/stable/install_include.html). It does not build "
+    "on CPU-only machines whose TensorFlow wheel lacks the headers Horovod compiles against.")
+
+
+def visible_gpus():
+    """Number of GPUs TensorFlow can see (without creating a CUDA context, which
+    tensorpack's HorovodTrainer requires).
+
+    On Linux without an NVIDIA driver (no /dev/nvidiactl) the answer is 0 without
+    asking TensorFlow, whose CUDA probe would print a "failed call to cuInit" error line.
+    """
+    if sys.platform.startswith("linux") and not os.path.exists("/dev/nvidiactl"):
+        return 0
+    return len(tf.config.list_physical_devices("GPU"))
+
+
+def split_batch(batch, parts, what):
+    """``batch // parts``, or a UserError when the whole minibatch does not divide evenly."""
+    if parts < 1:
+        raise ValueError(f"parts must be >= 1, got {parts}")
+    if batch % parts:
+        raise UserError(f"--batch {batch} is the whole minibatch and must divide by the number of "
+                        f"{what} ({parts}); e.g. --batch {batch - batch % parts or parts}")
+    return batch // parts
+
+
+def import_horovod():
+    """``horovod.tensorflow``, or a UserError saying how to install it."""
+    try:
+        return importlib.import_module("horovod.tensorflow")
+    except ImportError as e:
+        raise UserError(f"{HOROVOD_INSTALL}\n(import failed: {e})") from None
+
+
+def horovod_plan(batch, size, rank, logdir):
+    """Per-rank rules under Horovod (one process per GPU, ``size`` processes in all).
+
+    Returns a dict:
+        batch_per_rank: ``batch // size`` (error if it does not divide);
+        is_chief: rank 0;
+        logger_dir: ``logdir`` for rank 0 (checkpoints, stats, settings); None for the
+            others, which log to stdout only (``horovodrun --output-filename``) but
+            still read ``logdir`` to resume, so it must be on a shared filesystem.
+    """
+    if not 0 <= rank < size:
+        raise ValueError(f"rank {rank} outside [0, {size})")
+    return {
+        "batch_per_rank": split_batch(batch, size, "Horovod processes"),
+        "is_chief": rank == 0,
+        "logger_dir": logdir if rank == 0 else None,
+    }
+
+
+def make_trainer(num_gpus, horovod=False):
+    """The tensorpack trainer: HorovodTrainer (one process per GPU), the synchronous
+    replicated trainer for several GPUs in one process, else SimpleTrainer (one GPU or the CPU)."""
+    if horovod:
+        from tensorpack.train import HorovodTrainer
+        return HorovodTrainer(average=True)   # average: the loss is per-rank mean, so the sum would scale lr
+    if num_gpus > 1:
+        return SyncMultiGPUTrainerReplicated(list(range(num_gpus)), average=True)
+    return SimpleTrainer()
