@@ -1,0 +1,56 @@
+"""Atomic output files: written to a temporary file in the same folder, then renamed over the target.
+
+A reader never sees a half-written JSON, npz or PNG, and an interrupted run
+leaves the previous file in place.
+"""
+import io
+import json
+import os
+import tempfile
+
+import cv2
+import numpy as np
+
+
+def write_bytes(path, data):
+    """Write ``data`` to ``path`` atomically (same-folder temporary file + ``os.replace``)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def write_json(path, obj):
+    write_bytes(path, (json.dumps(obj, indent=1) + "\n").encode("utf-8"))
+
+
+def write_npz(path, **arrays):
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    write_bytes(path, buffer.getvalue())
+
+
+def write_png(path, image):
+    """``image``: uint8 ``(H, W, 3)`` BGR or ``(H, W)``."""
+    ok, encoded = cv2.imencode(".png", image)
+    if not ok:
+        raise ValueError(f"could not encode {path} as PNG")
+    write_bytes(path, encoded.tobytes())
+
+
+def check_writable(path, what):
+    """Return an error message if ``path`` cannot be created (its folder missing or read-only), else None."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        return f"{what} {path} is a folder, expected a file name"
+    if not os.path.isdir(folder):
+        return f"{what} {path}: folder {folder} does not exist"
+    if not os.access(folder, os.W_OK):
+        return f"{what} {path}: folder {folder} is not writable"
+    return None

@@ -1,0 +1,253 @@
+"""evaluate.py end to end on generated data, its output files, and its bad-input messages.
+
+``run_checkpoint`` builds a narrow network in-process (width 0.125, random
+weights) and saves it like a training run (checkpoint + settings.json), so
+most tests do not depend on train.py; ``test_train_then_evaluate`` runs the
+real pipeline, train.py then evaluate.py, as subprocesses.
+"""
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import tf_env  # noqa: F401
+import evaluate
+from cam import METRICS, iou
+from dataflow.synthetic import generate
+from errors import run_main
+from evaluation.checkpoint import resolve_checkpoint
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TABLE_ROW = re.compile(r"^\|\s*(GT-known Loc|Top-1 Loc|Top-1 Clas|Top-5 Loc|Top-5 Clas)\s*\|\s*([0-9.]+)\s*\|$")
+
+
+def save_random_model(logdir, num_classes, image_shape, step=3):
+    """A width-0.125 ResNet-18 CAMModel with random weights, saved as ``logdir/model-STEP`` + settings.json."""
+    import tensorflow as tf
+    from tensorpack.tfutils.tower import TowerContext
+
+    from models import CAMModel
+    tf1 = tf.compat.v1
+    model = CAMModel(depth=18, num_classes=num_classes, image_shape=image_shape, width_mult=0.125,
+                     mean_bgr=[100.0, 110.0, 120.0], std_bgr=[60.0, 60.0, 60.0])
+    with tf.Graph().as_default():
+        inputs = [tf1.placeholder(s.dtype, s.shape, s.name) for s in model.get_input_signature()]
+        with TowerContext("", is_training=False):
+            model.build_graph(*inputs)
+        with tf1.Session() as sess:
+            sess.run(tf1.global_variables_initializer())
+            tf1.train.Saver().save(sess, os.path.join(logdir, "model"), global_step=step)
+    with open(os.path.join(logdir, "settings.json"), "w") as f:
+        json.dump({"model": model.arch_settings()}, f)
+    return os.path.join(logdir, f"model-{step}")
+
+
+@pytest.fixture(scope="module")
+def run_checkpoint(tiny_data, tmp_path_factory):
+    logdir = tmp_path_factory.mktemp("run")
+    save_random_model(str(logdir), num_classes=4, image_shape=(32, 40))
+    return str(logdir)
+
+
+def evaluate_in_process(argv, capsys):
+    """Run evaluate.py's main as the CLI would; returns (exit code, stdout, stderr)."""
+    try:
+        code = run_main(evaluate.main, argv)
+    except SystemExit as e:
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def printed_summary(stdout):
+    rows = dict(m.groups() for m in map(TABLE_ROW.match, stdout.splitlines()) if m)
+    keys = dict(zip(("GT-known Loc", "Top-1 Loc", "Top-1 Clas", "Top-5 Loc", "Top-5 Clas"), METRICS))
+    return {keys[title]: float(value) for title, value in rows.items()}
+
+
+def summary_from_records(records, iou_threshold=0.5):
+    """Recompute the five metrics from the JSON records alone (independently of cam.metrics)."""
+    hits = dict.fromkeys(METRICS, 0)
+    for r in records:
+        loc = r["iou"] >= iou_threshold
+        top1, top5 = r["top5"][0] == r["label"], r["label"] in r["top5"][:5]
+        hits["gt_known_loc"] += loc
+        hits["top1_loc"] += loc and top1
+        hits["top1_clas"] += top1
+        hits["top5_loc"] += loc and top5
+        hits["top5_clas"] += top5
+    return {m: 100.0 * h / len(records) for m, h in hits.items()}
+
+
+def check_report(stdout, report):
+    """The JSON summary equals the one recomputed from its records, and the printed table shows it."""
+    records = report["records"]
+    assert report["summary"] == pytest.approx(summary_from_records(records))
+    assert printed_summary(stdout) == {m: round(v, 2) for m, v in report["summary"].items()}
+    for r in records:   # each IoU is the one of its two boxes
+        assert r["iou"] == pytest.approx(float(iou(r["gt_box"], r["pred_box"])))
+
+
+def test_json_cams_vis_and_sweep(run_checkpoint, tiny_data, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    code, stdout, err = evaluate_in_process(
+        ["--load", os.path.join(run_checkpoint, "checkpoint"), "--data", tiny_data, "--batch", "5",
+         "--json", str(out / "eval.json"), "--save-cams", str(out / "cams.npz"),
+         "--vis", str(out / "vis"), "--vis-count", "3", "--threshold-sweep", str(out / "sweep"),
+         "--sweep-step", "0.05"], capsys)
+    assert code == 0, err
+    report = json.loads((out / "eval.json").read_text())
+    assert len(report["records"]) == 16 and set(report["records"][0]) == {
+        "file", "label", "top5", "gt_box", "pred_box", "iou"}
+    check_report(stdout, report)
+    s = report["settings"]
+    assert (s["depth"], s["cam_threshold"], s["box_rule"], s["iou_rule"]["compare"]) == (18, 0.2, "authors", ">=")
+    assert s["checkpoint"].endswith("model-3")
+
+    # the CAM-logit identity of a GAP + FC head: mean(raw CAM) + bias = logit of that class
+    cams = np.load(out / "cams.npz")
+    assert cams["cams"].shape == (16, 8, 10)                      # 32x40 input, total stride 4
+    n = np.arange(16)
+    np.testing.assert_allclose(cams["cams"].mean(axis=(1, 2)) + cams["fc_bias"][cams["labels"]],
+                               cams["logits"][n, cams["labels"]], rtol=1e-4, atol=1e-4)
+    assert list(cams["files"]) == [r["file"] for r in report["records"]]
+    assert [r["label"] for r in report["records"]] == cams["labels"].tolist()
+    assert [r["top5"][0] for r in report["records"]] == cams["logits"].argmax(1).tolist()
+
+    assert len(list((out / "vis").glob("*.png"))) == 3 + 1       # one per image + the grid
+    sweep = json.loads((out / "sweep.json").read_text())
+    assert len(sweep["thresholds"]) == 21 and (out / "sweep.png").stat().st_size > 0
+    assert sweep["best"]["max_box_acc"] == max(sweep["gt_known_loc"])
+    assert report["sweep"]["gt_known_loc"] == sweep["gt_known_loc"]
+    # the sweep at 0.2 agrees with the single-threshold evaluation
+    assert sweep["gt_known_loc"][4] == pytest.approx(report["summary"]["gt_known_loc"])
+    assert not list(out.glob(".*.tmp"))                           # atomic writes leave no leftovers
+
+
+def test_wsol_rule_train_holdout_and_threshold_from_train(run_checkpoint, tiny_data, tmp_path, capsys):
+    code, stdout, err = evaluate_in_process(
+        ["--load", run_checkpoint, "--data", tiny_data, "--split", "train", "--holdout", "2",
+         "--box-rule", "wsol", "--iou-strict", "--json", str(tmp_path / "train.json")], capsys)
+    assert code == 0, err
+    report = json.loads((tmp_path / "train.json").read_text())
+    assert len(report["records"]) == 8                            # 2 per class x 4 classes
+    assert report["settings"]["iou_rule"]["compare"] == ">"
+    assert all(r["pred_box"][2] < 40 and r["pred_box"][3] < 32 for r in report["records"])  # wsol clips
+
+    code, stdout, err = evaluate_in_process(
+        ["--load", run_checkpoint, "--data", tiny_data, "--threshold-from-train", "--holdout", "3",
+         "--sweep-step", "0.1", "--limit", "6", "--json", str(tmp_path / "val.json")], capsys)
+    assert code == 0, err
+    report = json.loads((tmp_path / "val.json").read_text())
+    chosen = report["settings"]["threshold_selection"]
+    assert chosen["num_images"] == 12 and report["settings"]["cam_threshold"] == chosen["threshold"]
+    assert len(report["records"]) == 6
+    check_report(stdout, report)
+
+
+def test_cli_subprocess_prints_the_table(run_checkpoint, tiny_data, tmp_path):
+    proc = subprocess.run([sys.executable, "evaluate.py", "--load", run_checkpoint, "--data", tiny_data,
+                           "--json", str(tmp_path / "e.json")], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    check_report(proc.stdout, json.loads((tmp_path / "e.json").read_text()))
+
+
+def test_checkpoint_lookup(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("model-5.index", "model-5.data-00000-of-00001", "model-9.index"):
+        (run / name).write_text("x")
+    # a run moved from elsewhere: the state file names an absolute path that no longer exists
+    (run / "checkpoint").write_text('model_checkpoint_path: "/old/place/model-9"\n'
+                                    'all_model_checkpoint_paths: "/old/place/model-9"\n')
+    assert resolve_checkpoint(str(run)) == str(run / "model-9")
+    assert resolve_checkpoint(str(run / "checkpoint")) == str(run / "model-9")
+    assert resolve_checkpoint(str(run / "model-5")) == str(run / "model-5")
+    assert resolve_checkpoint(str(run / "model-5.index")) == str(run / "model-5")
+
+
+def expect_error(argv, capsys, *fragments):
+    code, out, err = evaluate_in_process(argv, capsys)
+    assert code == 2, (out, err)
+    assert "Traceback" not in err
+    line = [x for x in err.splitlines() if x.startswith("error: ")]
+    assert len(line) == 1, err
+    for fragment in fragments:
+        assert fragment in line[0], line[0]
+    return line[0]
+
+
+def test_missing_checkpoint(tiny_data, tmp_path, capsys):
+    missing = str(tmp_path / "nowhere" / "checkpoint")
+    expect_error(["--load", missing, "--data", tiny_data], capsys, missing)
+    expect_error(["--load", str(tmp_path / "model-1"), "--data", tiny_data], capsys, "model-1")
+    expect_error(["--load", str(tmp_path), "--data", tiny_data], capsys, str(tmp_path))
+
+
+def test_wrong_number_of_classes(run_checkpoint, tmp_path, capsys):
+    three = generate(str(tmp_path / "three"), classes=3, train_per_class=2, val_per_class=2,
+                     seed=1, height=32, width=40)
+    expect_error(["--load", run_checkpoint, "--data", three], capsys, "4 classes", "3 classes")
+
+
+def test_data_without_boxes_and_empty_split(run_checkpoint, tiny_data, tmp_path, capsys):
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data, ignore=shutil.ignore_patterns(".cache"))
+    ann = data / "val" / "val_annotations.txt"
+    lines = ann.read_text().splitlines()
+    ann.write_text("\n".join("\t".join(x.split()[:2]) for x in lines) + "\n")   # file and wnid only
+    expect_error(["--load", run_checkpoint, "--data", str(data)], capsys, "val_annotations.txt")
+    ann.write_text("")
+    shutil.rmtree(data / "val" / "images")
+    (data / "val" / "images").mkdir()
+    expect_error(["--load", run_checkpoint, "--data", str(data)], capsys, "no annotated images")
+
+
+def test_outputs_checked_before_any_work(run_checkpoint, tiny_data, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    expect_error(["--load", run_checkpoint, "--data", tiny_data, "--vis", str(blocker / "vis")], capsys, "--vis")
+    expect_error(["--load", run_checkpoint, "--data", tiny_data, "--json", str(tmp_path / "no" / "e.json")],
+                 capsys, "--json", "does not exist")
+    expect_error(["--load", run_checkpoint, "--data", tiny_data, "--cam-threshold", "1.5"], capsys, "--cam-threshold")
+    expect_error(["--load", run_checkpoint, "--data", tiny_data, "--threshold-from-train"], capsys, "--holdout")
+
+
+def test_checkpoint_without_settings(run_checkpoint, tiny_data, tmp_path, capsys):
+    bare = tmp_path / "bare"
+    shutil.copytree(run_checkpoint, bare)
+    (bare / "settings.json").unlink()
+    expect_error(["--load", str(bare), "--data", tiny_data], capsys, "settings.json", "--depth")
+    code, out, err = evaluate_in_process(["--load", str(bare), "--data", tiny_data, "--depth", "18",
+                                          "--width-mult", "0.125"], capsys)
+    assert code == 0, err
+    assert set(printed_summary(out)) == set(METRICS)
+    expect_error(["--load", run_checkpoint, "--data", tiny_data, "--depth", "34"], capsys, "--depth 34")
+
+
+def test_train_then_evaluate(tiny_data, tmp_path):
+    """The real pipeline: a few training steps with train.py, then evaluate.py on its logdir."""
+    logdir = str(tmp_path / "r18-gr-b8")
+    train = subprocess.run([sys.executable, "train.py", "--data", tiny_data, "--depth", "18", "--aug", "gr",
+                            "--batch", "8", "--width-mult", "0.125", "--threads", "2", "--epochs", "2",
+                            "--val-every", "2", "--logdir", logdir],
+                           cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert train.returncode == 0, train.stderr[-3000:]
+    report_path, cams_path = tmp_path / "eval.json", tmp_path / "cams.npz"
+    proc = subprocess.run([sys.executable, "evaluate.py", "--load", os.path.join(logdir, "checkpoint"),
+                           "--data", tiny_data, "--json", str(report_path), "--save-cams", str(cams_path)],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(report_path.read_text())
+    check_report(proc.stdout, report)
+    assert report["settings"]["checkpoint"].endswith("model-12")      # 6 steps per epoch x 2 epochs
+    cams = np.load(cams_path)
+    n = np.arange(len(cams["labels"]))
+    np.testing.assert_allclose(cams["cams"].mean(axis=(1, 2)) + cams["fc_bias"][cams["labels"]],
+                               cams["logits"][n, cams["labels"]], rtol=1e-4, atol=1e-4)
