@@ -29,8 +29,8 @@ import sys
 import numpy as np
 
 import tf_env  # noqa: F401  (before anything imports tensorflow)
+import fileio
 from cam import BOX_RULES, IOU_THRESHOLD, METRICS, threshold_grid
-from cam import io as cam_io
 from cam import vis
 from errors import UserError, run_main
 from evaluation.checkpoint import checkpoint_fc_classes, load_run_settings, resolve_checkpoint
@@ -113,7 +113,7 @@ def validate(args):
         outputs += [("--threshold-sweep", args.threshold_sweep + ".json"),
                     ("--threshold-sweep", args.threshold_sweep + ".png")]
     for flag, path in outputs:
-        problem = path and cam_io.check_writable(path, flag)
+        problem = path and fileio.check_writable(path, flag)
         if problem:
             raise UserError(problem)
     if args.vis:
@@ -205,9 +205,9 @@ def write_vis(folder, split, indices, positions, result, scale):
                    f"IoU {result['ious'][j]:.2f}")
         panel = vis.figure_panels(split.images[i], result["maps"][j], split.boxes[i],
                                   result["pred_boxes"][j], scale=scale, caption=caption)
-        cam_io.write_png(os.path.join(folder, f"{i:05d}_{name}.png"), panel)
+        fileio.write_png(os.path.join(folder, f"{i:05d}_{name}.png"), panel)
         panels.append(panel)
-    cam_io.write_png(os.path.join(folder, "grid.png"), vis.grid(panels))
+    fileio.write_png(os.path.join(folder, "grid.png"), vis.grid(panels))
 
 
 def main(argv=None):
@@ -269,17 +269,17 @@ def main(argv=None):
         records = [{"file": files[j], "label": int(split.labels[i]), "top5": result["top5"][j].tolist(),
                     "gt_box": split.boxes[i].tolist(), "pred_box": result["pred_boxes"][j].tolist(),
                     "iou": float(result["ious"][j])} for j, i in enumerate(indices)]
-        cam_io.write_json(args.json, {"summary": result["summary"], "settings": settings,
+        fileio.write_json(args.json, {"summary": result["summary"], "settings": settings,
                                       "sweep": result["sweep"], "records": records})
     if args.save_cams:
-        cam_io.write_npz(args.save_cams, cams=result["cams"], logits=result["logits"].astype(np.float32),
+        fileio.write_npz(args.save_cams, cams=result["cams"], logits=result["logits"].astype(np.float32),
                          labels=split.labels[indices].astype(np.int32), fc_bias=result["fc_bias"],
                          files=np.array(files), gt_boxes=split.boxes[indices].astype(np.int32))
     if args.threshold_sweep:
         sweep = dict(result["sweep"], settings=settings)
-        cam_io.write_json(args.threshold_sweep + ".json", sweep)
+        fileio.write_json(args.threshold_sweep + ".json", sweep)
         marks = [(cam_threshold, f"used {cam_threshold:g}"), (sweep["best"]["threshold"], "best")]
-        cam_io.write_png(args.threshold_sweep + ".png", vis.plot_sweep(sweep, marks))
+        fileio.write_png(args.threshold_sweep + ".png", vis.plot_sweep(sweep, marks))
     if args.vis:
         write_vis(args.vis, split, indices, vis_at, result, args.vis_scale)
     return 0

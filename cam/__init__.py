@@ -5,7 +5,6 @@
 * :mod:`cam.metrics`: inclusive IoU and the GT-known / Top-1 / Top-5 Loc and Clas accumulator.
 * :mod:`cam.sweep`: dataset-level accuracy at every threshold (MaxBoxAcc).
 * :mod:`cam.vis`: the paper's Figure 2 panels, grids, the sweep plot.
-* :mod:`cam.io`: atomic JSON / npz / PNG writers.
 
 Boxes everywhere are int ``[x0, y0, x1, y1]`` with the max inclusive.
 """

@@ -9,12 +9,15 @@ and the reason is listed under the table.
 ``table{N}.json``, ``table{N}.csv`` and ``table{N}.md`` in the results folder.
 """
 import csv
+import io
 import json
 import math
 import os
 import time
 
 from tabulate import tabulate
+
+import fileio
 
 from tables import paper
 from tables.configs import Config
@@ -194,19 +197,18 @@ def write(result, out_dir):
     """Save ``table{N}.json`` (everything), ``.csv`` (one row per cell) and ``.md``; their paths."""
     os.makedirs(out_dir, exist_ok=True)
     stem = os.path.join(out_dir, f"table{result['table']}")
-    with open(stem + ".json", "w") as f:
-        json.dump(result, f, indent=1)
-    with open(stem + ".csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=CSV_FIELDS)
-        w.writeheader()
-        for c in result["cells"]:
-            row = {k: ("" if c.get(k) is None else c.get(k)) for k in CSV_FIELDS}
-            row.update(table=result["table"], status=result["runs"][c["run"]]["status"])
-            w.writerow(row)
+    fileio.write_json(stem + ".json", result)
+    rows = io.StringIO(newline="")
+    w = csv.DictWriter(rows, fieldnames=CSV_FIELDS)
+    w.writeheader()
+    for c in result["cells"]:
+        row = {k: ("" if c.get(k) is None else c.get(k)) for k in CSV_FIELDS}
+        row.update(table=result["table"], status=result["runs"][c["run"]]["status"])
+        w.writerow(row)
+    fileio.write_text(stem + ".csv", rows.getvalue())
     md = [f"## {title(result)}", "", _tabulate(result, "github")]
     if notes(result):
         md += [""] + [f"- {line}" for line in notes(result)]
     md.append(f"\nGenerated {result['created']} from the eval.json of each run.")
-    with open(stem + ".md", "w") as f:
-        f.write("\n".join(md) + "\n")
+    fileio.write_text(stem + ".md", "\n".join(md) + "\n")
     return [stem + ".json", stem + ".csv", stem + ".md"]

@@ -33,6 +33,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+import fileio
 from errors import UserError
 
 FINISHED, EVALUATE, TRAIN, CONFLICT = "finished", "evaluate", "train", "conflict"
@@ -326,8 +327,7 @@ class Executor:
                 return Outcome("failed", message="train.py exited 0 but wrote no done.json",
                                log=run.train_log, seconds=time.time() - t0)
             # recorded once finished: an unfinished run is guarded by train.py's own settings check
-            with open(os.path.join(run.logdir, RECORD), "w") as f:
-                json.dump(run.record, f, indent=1)
+            fileio.write_json(os.path.join(run.logdir, RECORD), run.record)
             did = "trained"
         self.log(f"evaluate {run.name} on {slot_name(slot)}; log {show(run.eval_log)}")
         rc = self._call(run.eval_cmd, env, run.eval_log)

@@ -11,7 +11,7 @@ import pytest
 from cam import (LocalizationAccumulator, ThresholdSweep, boxes_at_thresholds, class_activation_maps,
                  iou, normalize_map, resize_map, scoremap_to_box, scoremaps_from_cams, threshold_grid,
                  top_k_classes)
-from cam import io as cam_io
+import fileio
 from cam import vis
 
 
@@ -271,7 +271,7 @@ def test_figure_panels_draw_boxes_in_the_right_place(tmp_path):
     heat = vis.cubehelix(np.array([0.0, 1.0]))
     assert heat[0].tolist() == [0, 0, 0] and heat[1].tolist() == [255, 255, 255]
     out = tmp_path / "grid.png"
-    cam_io.write_png(str(out), vis.grid([panel, panel, panel], columns=2))
+    fileio.write_png(str(out), vis.grid([panel, panel, panel], columns=2))
     assert out.stat().st_size > 0 and not list(tmp_path.glob(".*tmp"))
 
 
@@ -280,9 +280,9 @@ def test_plot_sweep_and_atomic_writers(tmp_path):
            "top1_loc": [5.0, 30.0, 0.0], "top5_loc": [8.0, 50.0, 0.0]}
     img = vis.plot_sweep(res, marks=[(0.2, "paper")], size=(200, 300))
     assert img.shape == (200, 300, 3) and (img != 255).any()
-    cam_io.write_json(str(tmp_path / "a.json"), {"x": 1})
-    cam_io.write_npz(str(tmp_path / "a.npz"), cams=np.zeros((2, 3, 4), np.float32))
+    fileio.write_json(str(tmp_path / "a.json"), {"x": 1})
+    fileio.write_npz(str(tmp_path / "a.npz"), cams=np.zeros((2, 3, 4), np.float32))
     assert json.loads((tmp_path / "a.json").read_text()) == {"x": 1}
     assert np.load(tmp_path / "a.npz")["cams"].shape == (2, 3, 4)
-    assert cam_io.check_writable(str(tmp_path / "missing" / "a.json"), "--json") is not None
-    assert cam_io.check_writable(str(tmp_path / "b.json"), "--json") is None
+    assert fileio.check_writable(str(tmp_path / "missing" / "a.json"), "--json") is not None
+    assert fileio.check_writable(str(tmp_path / "b.json"), "--json") is None

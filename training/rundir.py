@@ -17,6 +17,7 @@ import subprocess
 
 import numpy as np
 
+import fileio
 from errors import UserError
 
 SETTINGS = "settings.json"
@@ -30,13 +31,8 @@ NOT_COMPARED = ("workers", "threads", "val_every", "val_batch", "keep_checkpoint
 
 
 def write_json(path, obj):
-    """Write JSON atomically (a temporary file, then a rename), so a power cut leaves the old or the new file."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """Write JSON atomically and fsync'ed (fileio), so a power cut leaves the old or the new file."""
+    fileio.write_json(path, obj, sort_keys=True)
 
 
 def read_json(path):

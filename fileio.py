@@ -1,7 +1,9 @@
-"""Atomic output files: written to a temporary file in the same folder, then renamed over the target.
+"""Atomic output files: written to a temporary file in the same folder, flushed to disk, then renamed.
 
 A reader never sees a half-written JSON, npz or PNG, and an interrupted run
-leaves the previous file in place.
+(Ctrl-C, kill -9, a power cut) leaves the previous file in place.  Used by
+evaluate.py (its outputs), training/ (settings.json, done.json, stats.json)
+and tables/ (results and run records).
 """
 import io
 import json
@@ -19,6 +21,8 @@ def write_bytes(path, data):
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -26,8 +30,12 @@ def write_bytes(path, data):
         raise
 
 
-def write_json(path, obj):
-    write_bytes(path, (json.dumps(obj, indent=1) + "\n").encode("utf-8"))
+def write_json(path, obj, sort_keys=False):
+    write_bytes(path, (json.dumps(obj, indent=1, sort_keys=sort_keys) + "\n").encode("utf-8"))
+
+
+def write_text(path, text):
+    write_bytes(path, text.encode("utf-8"))
 
 
 def write_npz(path, **arrays):
