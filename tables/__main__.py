@@ -105,12 +105,12 @@ def main(argv=None):
         logroot = args.logroot or demo.logroot(REPO)
         results = args.results or os.path.join(REPO, demo.RESULTS)
         batch_map, train_args = demo.BATCH, demo.TRAIN_ARGS + extra
-        parallel = args.parallel or demo.PARALLEL
+        parallel = demo.PARALLEL if args.parallel is None else args.parallel
         data = demo.data_dir(REPO)
     else:
         logroot = args.logroot or os.path.join(REPO, "train_log")
         results = args.results or os.path.join(REPO, "results")
-        batch_map, train_args, parallel = {}, extra, args.parallel or 1
+        batch_map, train_args, parallel = {}, extra, 1 if args.parallel is None else args.parallel
         data = args.data
     logroot, results = os.path.abspath(logroot), os.path.abspath(results)
     every = configs.table_configs(table, batch_map)

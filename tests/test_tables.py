@@ -289,6 +289,14 @@ def test_usage_without_data(capsys):
     assert e.value.code == 2 and "usage:" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("data_flag", [["--demo"], ["--data", "TINY"]])
+def test_parallel_zero_is_refused_not_taken_as_the_default(tmp_path, tiny_data, data_flag):
+    data_flag = [tiny_data if a == "TINY" else a for a in data_flag]
+    with pytest.raises(UserError, match="--parallel"):
+        cli.main(["--table", "1", *data_flag, "--parallel", "0", "--gpus", "none", "--dry-run",
+                  "--logroot", str(tmp_path / "logs"), "--results", str(tmp_path / "res")])
+
+
 def test_not_tiny_imagenet_is_refused(tmp_path, tiny_data):
     with pytest.raises(UserError, match="no such folder"):
         cli.main(["--table", "1", "--data", str(tmp_path / "nope")])
