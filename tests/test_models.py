@@ -92,10 +92,14 @@ def test_non_square_shapes_and_cam_head_consistency(final_stride, data_format, e
 
 
 def test_predictor_takes_raw_uint8_and_returns_weights_not_handles():
+    from training.session import SessionCreator, available_cores, session_config
     model = CAMModel(18, 4, (32, 40), width_mult=0.0625, mean_bgr=MEAN, std_bgr=STD)
     with tf.Graph().as_default():
+        # training's session creator serves prediction too (all cores, not tensorpack's 1 thread)
         pred = OfflinePredictor(PredictConfig(model=model, input_names=[INPUT_IMAGE],
+                                              session_creator=SessionCreator(session_config()),
                                               output_names=[FEATURES, FC_W, FC_B, LOGITS]))
+        assert pred.sess._config.intra_op_parallelism_threads == available_cores()
         images = np.full((2, 32, 40, 3), 200, np.uint8)
         feats, w, b, logits = pred(images)
     assert feats.shape == (2, 8, 10, 32) and w.shape == (32, 4) and w.dtype == np.float32

@@ -122,3 +122,25 @@ def test_resume_refuses_a_changed_recipe(finished, tmp_path):
     out = train(*args, "--recipe", "sn-resnet", "--no-jitter")
     assert "holds a run with other settings" in error_line(out)
     assert "train.recipe: paper -> sn-resnet" in out.stderr and "train.early_grad_scale: 1.0 -> 0.1" in out.stderr
+
+
+def test_resume_refuses_a_changed_holdout(finished, tmp_path):
+    logdir, args = copy_run(finished, tmp_path)
+    out = train(*args, "--holdout", "2")
+    assert "holds a run with other settings" in error_line(out)
+    assert "train.holdout: 0 -> 2" in out.stderr and "dataset.holdout: 0 -> 2" in out.stderr
+
+
+def test_sn_resnet_recipe_with_holdout_is_recorded(tiny_data, tmp_path):
+    from models import IMAGENET_MEAN_BGR, IMAGENET_STD_BGR
+    logdir = str(tmp_path / "sn")
+    out = train("--data", tiny_data, *SMALL, "--epochs", "1", "--recipe", "sn-resnet", "--holdout", "2",
+                "--logdir", logdir)
+    assert out.returncode == 0, out.stderr[-3000:]
+    s = runrecord.load_settings(logdir)
+    assert (s.train.recipe, s.train.flip, s.train.jitter, s.train.normalize, s.train.early_grad_scale) == (
+        "sn-resnet", True, True, "imagenet", 0.1)
+    assert s.model.mean_bgr == IMAGENET_MEAN_BGR and s.model.std_bgr == IMAGENET_STD_BGR
+    # 12 training images per class, the last 2 held out: 40 of 48 used, 5 steps of 8
+    assert (s.train.holdout, s.dataset["holdout"], s.dataset["train_used"]) == (2, 2, 40)
+    assert s.train.steps_per_epoch == 5 and runrecord.latest_checkpoint(logdir)[1] == 5

@@ -8,7 +8,6 @@ It needs no pixels, so the table scripts can build the same record cheaply.
 import tf_env  # noqa: F401
 
 import argparse
-import inspect
 import os
 
 import tensorflow as tf
@@ -111,10 +110,10 @@ def _check_writable(logdir):
 
 
 def _check_data(root):
-    if os.path.isfile(root):
-        raise UserError(f"--data {root}: is a file, expected the Tiny ImageNet folder (with wnids.txt)")
-    if not os.path.isdir(root):
-        raise UserError(f"--data {root}: no such directory")
+    try:
+        dataflow.check_root(root)
+    except dataflow.DataError as e:
+        raise UserError(f"--data {e}") from None
     if not os.path.isfile(os.path.join(root, "wnids.txt")):
         raise UserError(f"--data {root}: no wnids.txt there (expected the Tiny ImageNet root)")
 
@@ -122,10 +121,6 @@ def _check_data(root):
 def validate(args):
     """Check every flag before anything is built; return the resolved environment (a dict)."""
     _check_data(args.data)
-    if args.holdout and not hasattr(dataflow, "split_holdout"):
-        raise UserError("--holdout: this checkout's dataflow has no split_holdout yet")
-    if args.jitter and "jitter" not in inspect.signature(dataflow.build_train_dataflow).parameters:
-        raise UserError("--jitter: this checkout's dataflow has no colour jitter yet")
     env = {"rank": 0, "size": 1, "is_chief": True, "local_size": 1}
     if args.horovod:
         if args.gpus is not None:
