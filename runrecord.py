@@ -219,9 +219,20 @@ def load_settings(logdir_or_prefix):
 
 
 def load_run_settings(prefix):
-    """``(settings dict, path)`` beside checkpoint ``prefix``, or ``(None, path)`` if absent."""
-    settings = load_settings(prefix)
-    return (settings.to_json() if settings else None), settings_path(prefix)
+    """``(settings dict, path)`` beside checkpoint ``prefix``, or ``(None, path)`` if absent.
+
+    For prediction only the "model" section (CAMModel's kwargs) must be there and valid.
+    """
+    path = settings_path(prefix)
+    if not os.path.isfile(path):
+        return None, path
+    settings = read_json(path)
+    try:
+        settings["model"] = dataclasses.asdict(ModelSettings(**settings["model"]))
+    except (KeyError, TypeError) as e:
+        raise UserError(f"{path}: has no valid \"model\" object (expected train.py's settings.json; "
+                        f"{type(e).__name__}: {e})") from None
+    return settings, path
 
 
 def git_commit(repo_dir=None):

@@ -57,7 +57,7 @@ def test_param_count_matches_analytic_and_published(depth, published):
         counted = sum(int(np.prod(v.shape)) for v in tf1.trainable_variables())
     analytic = analytic_params(models.DEPTHS[depth], (64, 128, 256, 512), 200)
     assert counted == analytic
-    assert analytic == published   # facts.md: both counted in TF and PyTorch alike
+    assert analytic == published   # the same count in TF and PyTorch (README "Speed")
 
 
 def run_forward(model, images):

@@ -7,7 +7,7 @@ tensorpack's default session config sets ``intra_op_parallelism_threads=1``,
 which costs about 20% of training speed on 2 cores, and its
 ``NewSessionCreator`` builds the local-variable initializer after running the
 global one, which makes TensorFlow print "... will trigger an error in the
-future" (tensorpack-notes.md). :class:`SessionCreator` fixes both.
+future" (tensorpack 0.11 tfutils/sesscreate.py). :class:`SessionCreator` fixes both.
 """
 import tf_env  # noqa: F401
 
@@ -30,7 +30,7 @@ def available_cores():
 
 def cpu_supports_bf16(cpuinfo="/proc/cpuinfo"):
     """True when the CPU has native bf16 arithmetic (AVX512_BF16 or AMX-BF16), which
-    TF's oneDNN bf16 rewrite needs to be faster rather than slower (tensorpack-notes.md)."""
+    TF's oneDNN bf16 rewrite needs to be faster rather than slower (README "Speed")."""
     try:
         with open(cpuinfo) as f:
             flags = set(f.read().split())
