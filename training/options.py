@@ -145,7 +145,8 @@ def validate(args):
     # README "Speed"), shared by the Horovod processes of one machine
     env["workers"] = (args.workers if args.workers is not None else
                       min(8, session.available_cores() // (2 * env["local_size"])) if env["gpus"] else 0)
-    if env["is_chief"]:
+    # a finished run writes nothing: it may sit on read-only storage
+    if env["is_chief"] and not os.path.exists(os.path.join(args.logdir, runrecord.DONE)):
         _check_writable(args.logdir)
     return env
 
