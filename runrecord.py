@@ -22,7 +22,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import subprocess
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -233,17 +232,6 @@ def load_run_settings(prefix):
         raise UserError(f"{path}: has no valid \"model\" object (expected train.py's settings.json; "
                         f"{type(e).__name__}: {e})") from None
     return settings, path
-
-
-def git_commit(repo_dir=None):
-    """The commit of the code being run (``git rev-parse HEAD``), or None outside a git checkout."""
-    repo_dir = repo_dir or os.path.dirname(os.path.abspath(__file__))
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo_dir, capture_output=True,
-                             text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() if out.returncode == 0 else None
 
 
 def used_images(labels, holdout):

@@ -92,7 +92,7 @@ def prepare_logdir(args, env, settings):
         if state == runrecord.CONFLICT:
             raise UserError(f"{reason}\nRe-run it with its own settings, or choose another --logdir")
     prefix, step, start_epoch = resume.resume_point(args.logdir, t.steps_per_epoch, restart=args.restart,
-                                                    warn=logger.warn)
+                                                    chief=chief, warn=logger.warn)
     if step > t.final_step:
         raise UserError(f"{prefix}: global step {step} is past the planned final step {t.final_step}")
     done = os.path.join(args.logdir, runrecord.DONE)

@@ -144,3 +144,18 @@ def test_sn_resnet_recipe_with_holdout_is_recorded(tiny_data, tmp_path):
     # 12 training images per class, the last 2 held out: 40 of 48 used, 5 steps of 8
     assert (s.train.holdout, s.dataset["holdout"], s.dataset["train_used"]) == (2, 2, 40)
     assert s.train.steps_per_epoch == 5 and runrecord.latest_checkpoint(logdir)[1] == 5
+
+
+def test_the_stopped_at_message_names_the_step_reached_and_the_newest_checkpoint(tmp_path):
+    """Today's message took the step from the newest checkpoint: "stopped at global step 0"
+    after 6 steps had run with none saved."""
+    import types
+    import train
+    from errors import UserError
+    args = types.SimpleNamespace(logdir=str(tmp_path), epochs=3)
+    settings = types.SimpleNamespace(train=types.SimpleNamespace(final_step=18))
+    trainer = types.SimpleNamespace(loop=types.SimpleNamespace(global_step=6))
+    with pytest.raises(UserError, match="stopped at global step 6 before the planned 18; the newest "
+                                        "checkpoint that restores is at step 0"):
+        train.finish(args, {"is_chief": True}, settings, trainer)
+    assert not os.path.exists(tmp_path / runrecord.DONE)

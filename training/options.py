@@ -9,6 +9,7 @@ import tf_env  # noqa: F401
 
 import argparse
 import os
+import subprocess
 
 import tensorflow as tf
 import tensorpack
@@ -194,5 +195,16 @@ def make_settings(args, env, fingerprint, num_classes, image_shape, mean_std=(No
         gpus=env["gpus"], horovod_size=env["size"])
     return runrecord.RunSettings(
         model, train, speed, data=os.path.abspath(args.data), dataset=fingerprint,
-        git_commit=runrecord.git_commit(),
+        git_commit=git_commit(),
         versions={"tensorflow": tf.__version__, "tensorpack": tensorpack.__version__})
+
+
+def git_commit(repo_dir=None):
+    """The commit of the code being run (``git rev-parse HEAD``), or None outside a git checkout."""
+    repo_dir = repo_dir or os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo_dir, capture_output=True,
+                             text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
