@@ -159,3 +159,10 @@ def test_the_stopped_at_message_names_the_step_reached_and_the_newest_checkpoint
                                         "checkpoint that restores is at step 0"):
         train.finish(args, {"is_chief": True}, settings, trainer)
     assert not os.path.exists(tmp_path / runrecord.DONE)
+
+
+def test_a_full_disk_at_start_names_the_file(tiny_data, tmp_path):
+    """Files are limited to 1000 bytes: settings.json cannot be written. Today: an OSError traceback."""
+    logdir = str(tmp_path / "full")
+    out = train("--data", tiny_data, *SMALL, "--logdir", logdir, file_size_limit=1000)
+    assert error_line(out) == f"error: {logdir}/settings.json: cannot write (File too large)"
