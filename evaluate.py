@@ -150,12 +150,6 @@ def check_compatible(model, prefix, split, data):
                         f"images, but {data} has {split.image_shape[0]}x{split.image_shape[1]}")
 
 
-def holdout_indices(labels, per_class):
-    """Indices of the last ``per_class`` images of each class (file order), sorted."""
-    picked = [np.flatnonzero(labels == c)[-per_class:] for c in np.unique(labels)]
-    return np.sort(np.concatenate(picked))
-
-
 def progress_bar(desc, total):
     from tensorpack.utils.utils import get_tqdm
     bar = get_tqdm(total=total, desc=desc, file=sys.stderr)
@@ -173,9 +167,13 @@ def run_holdout(prefix):
 
 
 def load(args):
-    """Checkpoint, model settings, the data and the image sets, all checked before any graph is built."""
+    """Checkpoint, model settings, the data and the image sets, all checked before any graph is built.
+
+    The held-out images (settings.json ``train.holdout``, the last N of each class, as train.py) are
+    decoded only for --threshold-from-holdout; the fixed-box baseline reads the training boxes alone.
+    """
     prefix = resolve_checkpoint(args.load)
-    from dataflow import load_split
+    from dataflow import holdout_indices, load_split, read_annotations, split_holdout
     cache = {}
 
     def split_of(name):
@@ -190,12 +188,13 @@ def load(args):
     if args.threshold_from_holdout and holdout == 0:
         raise UserError(f"--threshold-from-holdout: {settings_path} names no held-out images (train.holdout "
                         f"is 0 or absent); train the run with train.py --holdout N")
-    train = split_of("train")
-    held = holdout_indices(train.labels, holdout) if holdout else np.zeros(0, np.int64)
-    indices = np.arange(len(split))[:args.limit]
-    return SimpleNamespace(prefix=prefix, model=model, model_source=model_source, split=split, train=train,
-                           indices=indices, holdout=holdout, held=held,
-                           fit=np.setdiff1d(np.arange(len(train)), held))   # the images the run trained on
+    train = read_annotations(args.data, "train")
+    held = holdout_indices(train.labels, holdout, names=train.wnids)
+    fit = np.setdiff1d(np.arange(len(train.labels)), held)        # the images the run trained on
+    held_split = split_holdout(split_of("train"), holdout)[1] if args.threshold_from_holdout else None
+    return SimpleNamespace(prefix=prefix, model=model, model_source=model_source, split=split,
+                           indices=np.arange(len(split))[:args.limit], holdout=holdout, held=held_split,
+                           held_count=len(held), fit_boxes=train.boxes[fit])
 
 
 def evaluators(thresholds):
@@ -214,13 +213,13 @@ def forward(predictor, data, indices, evals, desc, args, **kwargs):
 
 
 def baseline_entries(inp):
-    """Per protocol: GT-known Loc of the whole image and of the best fixed box (fit on ``inp.fit``)."""
+    """Per protocol: GT-known Loc of the whole image and of the best fixed box (fit on ``inp.fit_boxes``)."""
     shape, gts = inp.split.image_shape, inp.split.boxes[inp.indices]
     out = {}
     for name in NAMES:
         protocol = PROTOCOLS[name]
         whole = whole_image_box(protocol, shape)
-        fixed, _ = baselines.best_fixed_box(inp.train.boxes[inp.fit], shape, protocol)
+        fixed, _ = baselines.best_fixed_box(inp.fit_boxes, shape, protocol)
         scores = {}
         for key, box in (("whole_image", whole), ("best_fixed_box", fixed)):
             ev = BoxEvaluator(protocol, [0.0])
@@ -228,7 +227,7 @@ def baseline_entries(inp):
                 ev.add_box(box, gt)
             scores[key] = ev.summary(0.0)["gt_known_loc"]
         out[name] = dict(scores, whole_image_box=whole.tolist(), fixed_box=fixed.tolist(),
-                         fixed_box_fit_on=f"{len(inp.fit)} training images the run trained on")
+                         fixed_box_fit_on=f"{len(inp.fit_boxes)} training images the run trained on")
     return out
 
 
@@ -240,7 +239,7 @@ def evaluate(args, inp):
     held = None
     if args.threshold_from_holdout:
         held = evaluators({name: grid for name in NAMES})
-        forward(predictor, inp.train, inp.held, held, "choosing thresholds on held-out images", args)
+        forward(predictor, inp.held, np.arange(len(inp.held)), held, "choosing thresholds on held-out images", args)
     thresholds = {name: np.union1d(grid if args.threshold_sweep else [], [args.cam_threshold]
                                    + ([held[name].best()[0]] if held else [])) for name in NAMES}
     val = evaluators(thresholds)
@@ -258,7 +257,7 @@ def evaluate(args, inp):
     settings = {
         "checkpoint": inp.prefix, "model_settings": inp.model_source, "data": os.path.abspath(args.data),
         "split": args.split, "num_images": len(inp.indices), "holdout_per_class": inp.holdout,
-        "holdout_images": len(inp.held), "depth": model["depth"], "width_mult": model["width_mult"],
+        "holdout_images": inp.held_count, "depth": model["depth"], "width_mult": model["width_mult"],
         "final_stride": model["final_stride"], "num_classes": model["num_classes"],
         "image_shape": list(model["image_shape"]), "cam_threshold": args.cam_threshold,
         "sweep_step": args.sweep_step, "box_convention": "[x0, y0, x1, y1], max inclusive",
