@@ -31,7 +31,7 @@ import numpy as np
 
 PICKS = ("rect_area", "contour_area", "all")
 WRITE_OUTS = ("one_past", "tight", "one_past_clipped")
-NO_BOX = np.zeros((1, 4), dtype=np.int64)
+NO_RECT = (0, 0, 0, 0)   # stands for "no contour"; written as the box [0, 0, 0, 0] (wsolevaluation)
 
 
 def contours_of(mask):
@@ -53,24 +53,44 @@ def write_out(rects, write, shape):
     raise ValueError(f"unknown write-out {write!r}; choose one of {WRITE_OUTS}")
 
 
-def boxes_from_mask(mask, pick, write):
-    """Boxes ``(n, 4)`` int64 of one uint8 ``(H, W)`` mask: n = 1 unless ``pick == "all"``."""
+def _rects(mask, pick):
+    """The ``(x, y, w, h)`` rectangles a pick rule keeps from one uint8 mask; ``[(0, 0, 0, 0)]`` for none."""
     contours = contours_of(mask)
     if len(contours) == 0:
-        return NO_BOX
+        return [NO_RECT]
     if pick == "all":
-        rects = [cv2.boundingRect(c) for c in contours]
-    elif pick == "rect_area":
-        rects = [cv2.boundingRect(contours[0])]
+        return [cv2.boundingRect(c) for c in contours]
+    if pick == "rect_area":
+        best = cv2.boundingRect(contours[0])
         for c in contours[1:]:
             rect = cv2.boundingRect(c)
-            if rect[2] * rect[3] > rects[0][2] * rects[0][3]:   # strict: the first wins ties
-                rects = [rect]
-    elif pick == "contour_area":
-        rects = [cv2.boundingRect(max(contours, key=cv2.contourArea))]   # max keeps the first on ties
-    else:
-        raise ValueError(f"unknown pick rule {pick!r}; choose one of {PICKS}")
-    return write_out(rects, write, mask.shape)
+            if rect[2] * rect[3] > best[2] * best[3]:      # strict: the first wins ties
+                best = rect
+        return [best]
+    if pick == "contour_area":
+        return [cv2.boundingRect(max(contours, key=cv2.contourArea))]   # max keeps the first on ties
+    raise ValueError(f"unknown pick rule {pick!r}; choose one of {PICKS}")
+
+
+def _boxes(rects, write, shape):
+    boxes = write_out(rects, write, shape)
+    boxes[np.asarray(rects).reshape(-1, 4)[:, 2] == 0] = 0      # no contour: [0, 0, 0, 0]
+    return boxes
+
+
+def boxes_from_mask(mask, pick, write):
+    """Boxes ``(n, 4)`` int64 of one uint8 ``(H, W)`` mask: n = 1 unless ``pick == "all"``."""
+    return _boxes(_rects(mask, pick), write, mask.shape)
+
+
+def foreground_counts(levels, cuts):
+    """Pixels above each cut, without building the masks: a histogram for 8-bit maps, a sort otherwise."""
+    cuts = np.asarray(cuts)
+    if levels.dtype == np.uint8:
+        above = levels.size - np.cumsum(np.bincount(levels.ravel(), minlength=256))
+        return above[np.clip(cuts, 0, 255).astype(np.int64)]
+    ordered = np.sort(levels.ravel())
+    return levels.size - np.searchsorted(ordered, cuts, side="right")
 
 
 def boxes_at_cuts(levels, cuts, pick, write):
@@ -81,22 +101,14 @@ def boxes_at_cuts(levels, cuts, pick, write):
         cuts: ``(T,)`` cut values, foreground ``levels > cut``.
     Returns:
         ``(boxes (M, 4) int64, owner (T,) int)``: the boxes of the distinct
-        masks, concatenated, and for each cut the index of its mask's first
-        box; ``starts`` of each mask are the sorted unique ``owner`` values.
-        Masks are nested, so the foreground pixel count identifies one.
+        masks, concatenated mask after mask, and for each cut the index of its
+        mask's first box.  Masks are nested, so the foreground pixel count
+        identifies one; it is read from a histogram before any mask is built.
     """
-    segments, owner, by_count, total = [], np.empty(len(cuts), dtype=np.int64), {}, 0
-    by_cut = {}
-    for i, cut in enumerate(cuts):
-        key = cut.item() if hasattr(cut, "item") else cut
-        if key not in by_cut:
-            mask = (levels > cut).view(np.uint8)
-            count = int(np.count_nonzero(mask))
-            if count not in by_count:
-                boxes = boxes_from_mask(mask, pick, write)
-                by_count[count] = total
-                segments.append(boxes)
-                total += len(boxes)
-            by_cut[key] = by_count[count]
-        owner[i] = by_cut[key]
-    return np.concatenate(segments), owner
+    rects, owner, first_of = [], np.empty(len(cuts), dtype=np.int64), {}
+    for i, (cut, count) in enumerate(zip(cuts, foreground_counts(levels, cuts).tolist())):
+        if count not in first_of:
+            first_of[count] = len(rects)
+            rects.extend(_rects((levels > cut).view(np.uint8), pick) if count else [NO_RECT])
+        owner[i] = first_of[count]
+    return _boxes(rects, write, levels.shape), owner
