@@ -24,7 +24,8 @@ from cam.baselines import best_fixed_box
 from evaluate import evaluators
 from evaluation.runner import build_predictor, evaluate_images
 
-# Tiny ImageNet (facts.md): 64x64 images, 200 classes, 500 training images per class; total stride 4
+# Tiny ImageNet (its wnids.txt and train/ folders): 64x64 images, 200 classes, 500 training images per
+# class; total stride 4 as SN-ResNet codes/train_resnet_tiny.py (docs/sources.md)
 DEFAULTS = dict(image_size=64, classes=200, final_stride=4, train_boxes=100_000)
 
 
