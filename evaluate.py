@@ -39,7 +39,7 @@ from cam import baselines, maxboxacc
 from cam.protocols import WSOL_MULTI, whole_image_box
 from errors import UserError, run_main
 from evaluation import report
-from evaluation.checkpoint import checkpoint_fc_classes, load_run_settings, resolve_checkpoint
+from runrecord import checkpoint_fc_classes, load_run_settings, resolve_checkpoint
 
 SWEEP_STEP = 0.01       # threshold grid of the sweep and of --threshold-from-holdout (wsolevaluation's default step)
 

@@ -20,15 +20,15 @@ import evaluate
 from cam import METRICS, iou
 from dataflow.synthetic import generate
 from errors import run_main
-from evaluation.checkpoint import resolve_checkpoint
+from runrecord import resolve_checkpoint
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TABLE_ROW = re.compile(r"^\|\s*(GT-known Loc|Top-1 Loc|Top-1 Clas|Top-5 Loc|Top-5 Clas)\s*\|\s*([0-9.]+)\s*\|$")
 
 
-def save_random_model(logdir, num_classes, image_shape, step=3, holdout=None, width_mult=0.125):
-    """A ResNet-18 CAMModel with random weights, saved as ``logdir/model-STEP`` + settings.json
-    (with ``train.holdout`` when ``holdout`` is given)."""
+def save_random_model(logdir, num_classes, image_shape, step=3, holdout=0, width_mult=0.125):
+    """A ResNet-18 CAMModel with random weights, saved as ``logdir/model-STEP`` + a settings.json
+    with the model and the training fields evaluate.py reads (``train.holdout``)."""
     import tensorflow as tf
     from tensorpack.tfutils.tower import TowerContext
 
@@ -43,9 +43,7 @@ def save_random_model(logdir, num_classes, image_shape, step=3, holdout=None, wi
         with tf1.Session() as sess:
             sess.run(tf1.global_variables_initializer())
             tf1.train.Saver().save(sess, os.path.join(logdir, "model"), global_step=step)
-    settings = {"model": model.arch_settings()}
-    if holdout is not None:
-        settings["train"] = {"holdout": holdout}
+    settings = {"model": model.arch_settings(), "train": {"aug": "cam", "batch": 8, "holdout": holdout}}
     with open(os.path.join(logdir, "settings.json"), "w") as f:
         json.dump(settings, f)
     return os.path.join(logdir, f"model-{step}")
