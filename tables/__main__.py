@@ -5,7 +5,7 @@ Examples::
     ./run_table1.sh --data /data/tiny-imagenet-200               # the 10 runs of Table 1, all GPUs
     ./run_table2.sh --data /data/tiny-imagenet-200 --gpus-per-run 2
     ./run_table1.sh --data DIR --seeds 3 --metrics all           # 3 seeds per cell, 2020 metrics too
-    ./run_table1.sh --data DIR --holdout 10 --logroot train_log/holdout10 --metrics wsol2020
+    ./run_table1.sh --data DIR --holdout 10 --metrics all        # runs r18-gr-b256-h10, ...
     ./run_table1.sh --data DIR --logroot train_log/short -- --epochs 2 --lr-step-epochs 1
     ./run_table1.sh --data DIR --only r18-cam,r18-gr --dry-run   # what would run, and where
     ./run_table1.sh --demo                                       # synthetic data, CPU
@@ -13,7 +13,7 @@ Examples::
 
 Pass-through rule: every argument after ``--`` goes to train.py unchanged; an option
 these scripts do not know before ``--`` is refused.  Flags set per run (--data --depth
---aug --batch --seed --logdir --gpus), or any abbreviation of them, cannot be passed.
+--aug --batch --seed --holdout --logdir --gpus), or any abbreviation of them, cannot be passed.
 A refused invocation runs nothing and writes nothing.
 """
 import argparse
@@ -54,9 +54,10 @@ def build_parser(prog="python -m tables"):
     p.add_argument("--metrics", choices=report.METRIC_CHOICES, default="paper",
                    help="paper: the paper's three metrics at CAM threshold 0.2 (default); wsol2020: "
                         "MaxBoxAccV2 and Top-1 Loc at a held-out threshold; all: both")
-    p.add_argument("--holdout", type=int, metavar="N",
-                   help="train.py --holdout N: the last N training images per class are held out "
-                        "(for the threshold of --metrics wsol2020)")
+    p.add_argument("--holdout", type=int, default=0, metavar="N",
+                   help="train.py --holdout N: the last N training images per class are held out; "
+                        "evaluate.py chooses the CAM threshold on them (--metrics wsol2020); "
+                        "runs are named r18-gr-b256-hN; default 0 (the paper's)")
     p.add_argument("--recipe", metavar="NAME", help="train.py --recipe NAME (paper or sn-resnet)")
     p.add_argument("--gpus", metavar="LIST",
                    help="GPU ids to use, e.g. 0,1,2,3, or 'none' for CPU "
@@ -127,10 +128,9 @@ def has_flag(args, flag):
 def plan(args, extra):
     """Every setting of this invocation, checked; nothing is written."""
     rs.check_passthrough(extra)
-    if args.holdout is not None and args.holdout < 0:
+    if args.holdout < 0:
         raise UserError(f"--holdout {args.holdout}: must be >= 0")
-    own = (["--holdout", str(args.holdout)] if args.holdout is not None else []) + \
-          (["--recipe", args.recipe] if args.recipe else [])
+    own = ["--recipe", args.recipe] if args.recipe else []
     if args.demo:
         p = dict(logroot=args.logroot or demo.logroot(REPO), results=args.results or os.path.join(REPO, demo.RESULTS),
                  batch_map=demo.BATCH, train_args=demo.TRAIN_ARGS + own + extra, data=demo.data_dir(REPO),
@@ -144,7 +144,7 @@ def plan(args, extra):
     p["logroot"], p["results"] = os.path.abspath(p["logroot"]), os.path.abspath(p["results"])
     check_folder(p["logroot"], "--logroot")
     check_folder(p["results"], "--results")
-    p["configs"] = configs.table_configs(args.table, p["batch_map"], p["depths"], p["seeds"])
+    p["configs"] = configs.table_configs(args.table, p["batch_map"], p["depths"], p["seeds"], args.holdout)
     p["selected"] = configs.select(p["configs"], args.only)
     p["info"] = {"data": os.path.abspath(p["data"]) if p["data"] else None, "logroot": p["logroot"],
                  "train_args": p["train_args"], "only": args.only, "seeds": p["seeds"], "metrics": args.metrics,
@@ -205,7 +205,7 @@ def _raise_interrupt(signum, frame):
 def finish(args, p, every, outcomes):
     """Print and save the table and Figure 2; exit status 1 if a run failed in this invocation, else 0."""
     result = results.collect(args.table, every, batch_map=p["batch_map"], outcomes=outcomes,
-                             depths=p["depths"], demo=args.demo, info=p["info"])
+                             depths=p["depths"], holdout=args.holdout, demo=args.demo, info=p["info"])
     print("\n" + report.render(result) + "\n")
     paths = report.write(result, p["results"])
     fig = figure.write(result, every, os.path.join(p["results"], f"table{args.table}-figure2.png"))

@@ -3,7 +3,8 @@
 A run's name is also its log folder under the log root: ``r{depth}-{aug}-b{batch}``
 for seed 0 (the paper's single run, and the name runs had before ``--seeds``, so
 they are reused), ``r{depth}-{aug}-b{batch}-s{seed}`` for other seeds, e.g.
-``r18-gr-b256-s1``.  Table 2's batch-256 runs have the same names as Table 1's,
+``r18-gr-b256-s1``.  Runs trained with ``--holdout N`` (N > 0) learn from fewer
+images, so their cell is another one: ``r18-gr-b256-h10``, ``r18-gr-b256-h10-s1``.  Table 2's batch-256 runs have the same names as Table 1's,
 so running Table 2 after Table 1 reuses them.
 """
 import fnmatch
@@ -18,12 +19,13 @@ class Config:
     depth: int   # ResNet depth, 18 or 34
     aug: str     # augmentation method, one of augment.METHODS
     batch: int   # whole minibatch size (split over the run's GPUs by train.py)
-    seed: int = 0  # train.py --seed
+    seed: int = 0      # train.py --seed
+    holdout: int = 0   # train.py --holdout: training images per class held out
 
     @property
     def cell(self):
         """The table cell this run belongs to (its name without the seed)."""
-        return f"r{self.depth}-{self.aug}-b{self.batch}"
+        return f"r{self.depth}-{self.aug}-b{self.batch}" + (f"-h{self.holdout}" if self.holdout else "")
 
     @property
     def name(self):
@@ -50,16 +52,17 @@ def parse_seeds(text):
     return seeds
 
 
-def table_configs(table, batch_map=None, depths=None, seeds=(0,)):
+def table_configs(table, batch_map=None, depths=None, seeds=(0,), holdout=0):
     """The runs of paper Table 1 (10 per seed) or Table 2 (18 per seed), in the paper's order.
 
     ``batch_map`` maps the paper's batch size to the one actually trained (the demo
     trains smaller batches); ``depths`` keeps only those depths (default all);
-    each cell is run once per seed in ``seeds``, seeds of a cell next to each other.
+    each cell is run once per seed in ``seeds``, seeds of a cell next to each other;
+    ``holdout``: train.py --holdout of every run.
     """
     cells = []
     for c in LAYOUTS[table].cells(batch_map or {}, depths):
-        cfg = Config(c.depth, c.method, c.trained_batch)
+        cfg = Config(c.depth, c.method, c.trained_batch, holdout=holdout)
         if cfg not in cells:
             cells.append(cfg)
     return [replace(c, seed=s) for c in cells for s in seeds]

@@ -21,6 +21,7 @@ import statistics
 import time
 
 from tables import runs as rs
+from tables.configs import Config
 from tables.layout import LAYOUTS
 
 SUMMARY_METRICS = ("gt_known_loc", "top1_loc", "top1_clas", "top5_loc", "top5_clas")
@@ -101,10 +102,10 @@ def run_entry(run, state, reason, outcome):
     return entry
 
 
-def collect(table, runs, *, batch_map=None, outcomes=None, depths=None, demo=False, info=None):
+def collect(table, runs, *, batch_map=None, outcomes=None, depths=None, holdout=0, demo=False, info=None):
     """The result of paper Table ``table`` from ``runs`` (every run of the table: all cells x seeds).
 
-    ``outcomes``: {run name: executor.Outcome} of this invocation, so that failures carry their
+    ``holdout``: train.py --holdout of the runs; ``outcomes``: {run name: executor.Outcome} of this invocation, so that failures carry their
     message and log; ``info``: JSON-able facts to save (data folder, train.py arguments, ...).
     Returns ``{"table", "demo", "created", "info", "seeds", "depths", "protocols", "cells", "extra",
     "runs"}``: ``cells`` in the paper's order, each with run (the cell's name), depth, method, batch
@@ -124,7 +125,7 @@ def collect(table, runs, *, batch_map=None, outcomes=None, depths=None, demo=Fal
             by_cell.setdefault(e["cell"], []).append(e)
     cells, extra = [], {}
     for c in layout.cells(batch_map or {}, depths):
-        name = f"r{c.depth}-{c.method}-b{c.trained_batch}"
+        name = Config(c.depth, c.method, c.trained_batch, holdout=holdout).cell
         oks = by_cell.get(name, [])
         s = stat({e["seed"]: e["values"][c.metric] for e in oks})
         cells.append({"run": name, "depth": c.depth, "method": c.method, "batch": c.batch,

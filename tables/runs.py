@@ -30,8 +30,9 @@ FIGURE_DIR = "figure2"       # evaluate.py --vis output of a run, read by tables
 FIGURE_IMAGES = 4            # validation images per run in Figure 2 (evaluate.py --vis-count)
 FIGURE_SCALE = 2             # pixel upscale of the panels (evaluate.py --vis-scale)
 # train.py flags the scripts set for every run; passing them (or any prefix of them) is refused.
-RESERVED_TRAIN_FLAGS = ("--data", "--depth", "--aug", "--batch", "--logdir", "--gpus", "--seed")
-HINTS = {"--gpus": "use --gpus-per-run for GPUs per run", "--seed": "use --seeds"}
+RESERVED_TRAIN_FLAGS = ("--data", "--depth", "--aug", "--batch", "--logdir", "--gpus", "--seed", "--holdout")
+HINTS = {"--gpus": "use --gpus-per-run for GPUs per run", "--seed": "use --seeds",
+         "--holdout": "use the table option --holdout, before --"}
 # train.py flags that change speed, not results (its rundir.NOT_COMPARED): a finished run is
 # reused whatever their values.
 NEUTRAL_TRAIN_FLAGS = ("--threads", "--workers", "--val-every", "--val-batch", "--keep-checkpoints",
@@ -118,7 +119,7 @@ def data_id(root):
     return h.hexdigest()[:16]
 
 
-def make_runs(configs, *, data, logroot, train_args=(), eval_args=(), gpus_per_run=0, python=None,
+def make_runs(configs, *, data, logroot, train_args=(), gpus_per_run=0, python=None,
               repo=None):
     """A :class:`Run` per config; ``gpus_per_run`` 0 means CPU (no ``--gpus`` flag to train.py)."""
     python = python or sys.executable
@@ -130,12 +131,16 @@ def make_runs(configs, *, data, logroot, train_args=(), eval_args=(), gpus_per_r
         logdir = os.path.join(logroot, c.name)
         train = [python, os.path.join(repo, "train.py"), "--data", data, "--depth", str(c.depth),
                  "--aug", c.aug, "--batch", str(c.batch), "--seed", str(c.seed), "--logdir", logdir]
+        if c.holdout:
+            train += ["--holdout", str(c.holdout)]
         if gpus_per_run:
             train += ["--gpus", str(gpus_per_run)]
         train += list(train_args)
         ev = [python, os.path.join(repo, "evaluate.py"), "--load", logdir, "--data", data,
               "--json", os.path.join(logdir, "eval.json"), "--vis", os.path.join(logdir, FIGURE_DIR),
-              "--vis-count", str(FIGURE_IMAGES), "--vis-scale", str(FIGURE_SCALE)] + list(eval_args)
+              "--vis-count", str(FIGURE_IMAGES), "--vis-scale", str(FIGURE_SCALE)]
+        if c.holdout:   # the CAM threshold chosen on the held-out training images, per protocol
+            ev.append("--threshold-from-holdout")
         # the seed is in the folder's name, so it needs no place in the record; no data
         # (--report-only): no record, nothing is compared
         record = data and {"data_id": ident, "depth": c.depth, "aug": c.aug, "batch": c.batch,

@@ -472,13 +472,23 @@ def test_dry_run(tmp_path, tiny_data, capsys):
     write_eval(tmp_path / "r18-cam-b256", 1, 1, 1)
     rc = cli.main(["--table", "1", "--data", tiny_data, "--logroot", str(tmp_path), "--gpus", "0,1,2,3",
                    "--gpus-per-run", "2", "--only", "r18-cam,r18-gr", "--dry-run", "--seeds", "2",
-                   "--holdout", "5", "--recipe", "sn-resnet", "--", "--epochs", "2"])
+                   "--recipe", "sn-resnet", "--", "--epochs", "2"])
     out = capsys.readouterr().out
     assert rc == 0
     assert "4 run(s)" in out and "1 finished" in out and "2 at a time on GPU 0,1, GPU 2,3" in out
     assert "# r18-cam-b256: evaluated" in out and "# r18-gr-b256-s1: new" in out
-    assert "--seed 1 --logdir" in out and "--gpus 2 --holdout 5 --recipe sn-resnet --epochs 2" in out
-    assert not os.path.exists(tmp_path / "r18-gr-b256")
+    assert "--seed 1 --logdir" in out and "--gpus 2 --recipe sn-resnet --epochs 2" in out
+    assert "--holdout" not in out and not os.path.exists(tmp_path / "r18-gr-b256")
+
+
+def test_dry_run_holdout_runs_are_other_cells(tmp_path, tiny_data, capsys):
+    write_eval(tmp_path / "r18-cam-b256", 1, 1, 1)
+    rc = cli.main(["--table", "1", "--data", tiny_data, "--logroot", str(tmp_path), "--gpus", "none",
+                   "--only", "r18-cam", "--dry-run", "--seeds", "2", "--holdout", "5"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "2 run(s)" in out and "0 finished" in out
+    assert "# r18-cam-b256-h5: new" in out and "# r18-cam-b256-h5-s1: new" in out
+    assert "--seed 1 --logdir" in out and "--holdout 5" in out and "--threshold-from-holdout" in out
 
 
 def test_demo_dry_run(tmp_path, capsys):
@@ -512,7 +522,7 @@ def test_run_table1_end_to_end(tmp_path):
     logs, res = tmp_path / "logs", tmp_path / "res"
     cmd = [os.path.join(REPO, "run_table1.sh"), "--data", str(data), "--logroot", str(logs),
            "--results", str(res), "--gpus", "none", "--only", "r18-cam,r18-gr",
-           "--epochs", "1", "--lr-step-epochs", "1", "--", "--width-mult", "0.0625"]
+           "--", "--epochs", "1", "--lr-step-epochs", "1", "--width-mult", "0.0625"]
     env = dict(os.environ, PYTHON=sys.executable)
     p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert p.returncode == 0, p.stdout + p.stderr
@@ -521,9 +531,10 @@ def test_run_table1_end_to_end(tmp_path):
     summary = json.loads((logs / "r18-gr-b256" / "eval.json").read_text())["summary"]
     saved = json.loads((res / "table1.json").read_text())
     cell = next(c for c in saved["cells"] if c["run"] == "r18-gr-b256" and c["metric"] == "top1_clas")
-    assert cell["ours"] == round(summary["top1_clas"], 2) and cell["paper"] == 52.23
+    assert cell["mean"] == round(summary["top1_clas"], 2) and cell["paper"] == 52.23
     assert saved["runs"]["r34-cam-b256"]["status"] == "missing"
     assert os.path.exists(res / "table1.csv") and os.path.exists(res / "table1.md")
+    assert os.path.exists(res / "table1-figure2.png") and "table1-figure2.png" in p.stdout
     assert "Table 1" in p.stdout and "ResNet18" in p.stdout and f"{summary['top1_clas']:.2f}" in p.stdout
 
     again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
