@@ -26,8 +26,8 @@ from tables.layout import LAYOUTS, MISSING, fmt_stat
 METRIC_CHOICES = ("paper", "wsol2020", "all")
 CSV_FIELDS = ("table", "run", "seed", "folder", "depth", "method", "batch", "trained_batch", "metric",
               "value", "mean", "std", "n", "paper", "diff", "status")
-WSOL2020 = (("maxboxacc_v2", "MaxBoxAccV2"), ("holdout_top1_loc", "Top-1 Loc (held-out thr.)"),
-            ("holdout_threshold", "threshold"))
+WSOL2020 = (("maxboxacc_v2", "MaxBoxAccV2"), ("maxboxacc_v2_holdout", "MaxBoxAccV2 (held-out thr.)"),
+            ("holdout_top1_loc", "Top-1 Loc (held-out thr.)"), ("holdout_threshold", "threshold"))
 EFFECT_COLUMNS = (("authors_vs_paper.gt_known_loc", "GT-known: authors-paper"),
                   ("authors_vs_paper.top1_loc", "Top-1 Loc: authors-paper"),
                   ("paper_vs_wsol.gt_known_loc", "GT-known: paper-wsol"),
@@ -120,8 +120,9 @@ def sections(result, tablefmt):
                                             colalign=("left",) * n + ("right",) * (len(headers) - n))))
     if metrics in ("wsol2020", "all"):
         t = side_table(result, WSOL2020)
-        out.append(("Today's WSOL metrics (Choe et al. 2020): MaxBoxAccV2 on val, and Top-1 Loc on val at "
-                    "the CAM threshold chosen on held-out training images (train with --holdout N)",
+        out.append(("Today's WSOL metrics (Choe et al. 2020): MaxBoxAccV2 on val (thresholds tuned on val, "
+                    "then chosen on the held-out training images), and Top-1 Loc on val at the CAM threshold "
+                    "chosen on the held-out images (runs with --holdout N)",
                     _fmt(t, tablefmt) if t else "no run has them (eval.json without 'wsol2020' / holdout)"))
     t = side_table(result, EFFECT_COLUMNS)
     if t:

@@ -9,7 +9,8 @@ What is read from an eval.json (:func:`read_values`), ``p`` = its ``protocol``:
 
 * the paper's metrics: ``summary`` (= ``protocols[p].summary``, at the fixed CAM threshold);
 * ``baseline_whole_image``, ``baseline_best_fixed_box``: ``protocols[p].baselines``;
-* ``maxboxacc_v2``: ``wsol2020.maxboxacc_v2``; ``holdout_top1_loc``, ``holdout_threshold``:
+* ``maxboxacc_v2``: ``wsol2020.maxboxacc_v2`` (thresholds tuned on val), ``maxboxacc_v2_holdout``:
+  ``wsol2020.holdout.maxboxacc_v2`` (thresholds chosen on the held-out images); ``holdout_top1_loc``, ``holdout_threshold``:
   ``protocols[p].holdout`` (``summary.top1_loc`` and ``threshold``; absent without a holdout);
 * ``authors_vs_paper.<m>``, ``paper_vs_wsol.<m>``: differences in points of the localisation
   metrics between ``protocols["authors"]``, ``["paper"]`` and ``["wsol"]``.
@@ -56,6 +57,7 @@ def read_values(path):
     values.update(baseline_whole_image=_get(mine, "baselines", "whole_image"),
                   baseline_best_fixed_box=_get(mine, "baselines", "best_fixed_box"),
                   maxboxacc_v2=_get(d, "wsol2020", "maxboxacc_v2"),
+                  maxboxacc_v2_holdout=_get(d, "wsol2020", "holdout", "maxboxacc_v2"),
                   holdout_top1_loc=_get(mine, "holdout", "summary", "top1_loc"),
                   holdout_threshold=_get(mine, "holdout", "threshold"))
     for name, a, b in EFFECTS:

@@ -184,13 +184,16 @@ def test_demo_batches_are_labelled(tmp_path):
 def test_wsol2020_metrics(tmp_path):
     hold = {"threshold": 0.35, "num_images": 40, "summary": summary(70.0, 44.0, 50.0)}
     write_eval(tmp_path / "r18-gr-b256", 60.0, 35.0, 50.0, protocol="authors",
-               protocols=protocols(60.0, 35.0, 50.0, holdout=hold), wsol2020={"maxboxacc_v2": 63.25})
+               protocols=protocols(60.0, 35.0, 50.0, holdout=hold),
+               wsol2020={"maxboxacc_v2": 63.25, "holdout": {"maxboxacc_v2": 61.5}})
     write_eval(tmp_path / "r18-cam-b256", 50.0, 30.0, 50.0)
     res = collect(tmp_path, info={"metrics": "wsol2020", "holdout": 10})
     text = report.render(res)
     assert "MaxBoxAccV2" in text and "Table 1:" not in text and "held-out training images per class: 10" in text
     line = next(l for l in text.splitlines() if l.startswith("ResNet18  GR "))
-    assert line.split()[-3:] == ["63.25", "44.00", "0.35"]
+    assert line.split()[-4:] == ["63.25", "61.50", "44.00", "0.35"]
+    line = next(l for l in text.splitlines() if l.startswith("ResNet18  CAM "))
+    assert line.split()[-4:] == [report.MISSING] * 4       # an eval.json from before the 2020 metrics
     res["info"]["metrics"] = "all"
     both = report.render(res)
     assert "Table 1:" in both and "MaxBoxAccV2" in both
