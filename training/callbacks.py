@@ -1,7 +1,13 @@
-"""The learning-rate schedule and two small tensorpack callbacks used by train.py."""
+"""The learning-rate schedule and the small tensorpack callbacks used by train.py."""
 import tf_env  # noqa: F401
 
-from tensorpack.callbacks import Callback, PeriodicTrigger
+import tensorflow as tf
+from tensorpack.callbacks import Callback, ModelSaver, PeriodicTrigger
+from tensorpack.utils import logger
+
+from errors import UserError
+
+tf1 = tf.compat.v1
 
 
 def lr_schedule(lr, step_epochs, decay, epochs):
@@ -49,3 +55,33 @@ class ResumeCheck(Callback):
                 f"restored global_step {self.global_step} but starting epoch "
                 f"{self.trainer.loop.starting_epoch} expects {expected}: the logdir and the "
                 "checkpoint disagree (under Horovod, the logdir must be shared by all ranks)")
+
+
+class CheckedModelSaver(ModelSaver):
+    """tensorpack's ModelSaver, except that a checkpoint (or the graph file before training)
+    that cannot be written stops training at once, naming the path and the reason.
+
+    tensorpack's own only logs the error and trains on with nothing saved.
+    """
+
+    def _before_train(self):
+        try:
+            super()._before_train()   # writes graph-<time>.meta into the logdir
+        except (OSError, ValueError, tf.errors.OpError) as e:
+            raise UserError(f"{self.checkpoint_dir}: cannot write the graph file before training "
+                            f"({_reason(e)})") from None
+
+    def _trigger(self):
+        path = f"{self.path}-{self.global_step}"
+        try:
+            self.saver.save(tf1.get_default_session(), self.path, global_step=tf1.train.get_global_step(),
+                            write_meta_graph=False)
+        except (OSError, ValueError, tf.errors.OpError) as e:
+            raise UserError(f"{path}: cannot write the checkpoint ({_reason(e)}); training stopped at "
+                            f"global step {self.global_step}, the checkpoints written before are kept") from None
+        logger.info(f"Model saved to {path}.")
+
+
+def _reason(error):
+    text = getattr(error, "message", None) or getattr(error, "strerror", None) or str(error)
+    return text.strip().splitlines()[0] if text.strip() else type(error).__name__
