@@ -21,9 +21,11 @@ import os
 import signal
 import sys
 
+import argtypes
 from errors import UserError, run_main
 from tables import configs, demo, figure, report, results, runs as rs, slots as sl
 from tables.executor import Executor, show
+from tables.expect import Expectation
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO_SEEDS = getattr(demo, "SEEDS", 2)      # the demo's seed count (tables/demo.py)
@@ -54,7 +56,7 @@ def build_parser(prog="python -m tables"):
     p.add_argument("--metrics", choices=report.METRIC_CHOICES, default="paper",
                    help="paper: the paper's three metrics at CAM threshold 0.2 (default); wsol2020: "
                         "MaxBoxAccV2 and Top-1 Loc at a held-out threshold; all: both")
-    p.add_argument("--holdout", type=int, default=0, metavar="N",
+    p.add_argument("--holdout", type=argtypes.nonnegative_int, default=0, metavar="N",
                    help="train.py --holdout N: the last N training images per class are held out; "
                         "evaluate.py chooses the CAM threshold on them (--metrics wsol2020); "
                         "runs are named r18-gr-b256-hN; default 0 (the paper's)")
@@ -62,9 +64,9 @@ def build_parser(prog="python -m tables"):
     p.add_argument("--gpus", metavar="LIST",
                    help="GPU ids to use, e.g. 0,1,2,3, or 'none' for CPU "
                         "(default: CUDA_VISIBLE_DEVICES, else all of nvidia-smi -L)")
-    p.add_argument("--gpus-per-run", type=int, default=1, metavar="N",
+    p.add_argument("--gpus-per-run", type=argtypes.positive_int, default=1, metavar="N",
                    help="GPUs given to each run (train.py --gpus N); default 1")
-    p.add_argument("--parallel", type=int, metavar="N", help="runs at once on a machine without GPUs (default 1)")
+    p.add_argument("--parallel", type=argtypes.positive_int, metavar="N", help="runs at once on a machine without GPUs (default 1)")
     p.add_argument("--only", metavar="PATTERNS",
                    help="comma-separated run names, prefixes or globs: r18-cam,r34-gr-b32,'r34-*'")
     p.add_argument("--dry-run", action="store_true", help="print each run's state and commands; run nothing")
@@ -128,8 +130,6 @@ def has_flag(args, flag):
 def plan(args, extra):
     """Every setting of this invocation, checked; nothing is written."""
     rs.check_passthrough(extra)
-    if args.holdout < 0:
-        raise UserError(f"--holdout {args.holdout}: must be >= 0")
     own = ["--recipe", args.recipe] if args.recipe else []
     if args.demo:
         p = dict(logroot=args.logroot or demo.logroot(REPO), results=args.results or os.path.join(REPO, demo.RESULTS),
@@ -170,8 +170,11 @@ def main(argv=None):
         train_args = train_args + ["--threads", str(max(1, (os.cpu_count() or 1) // p["parallel"]))]
     if args.demo and not args.dry_run:
         demo.ensure_data(REPO)
-    make = dict(data=p["data"], logroot=p["logroot"], train_args=train_args, repo=REPO,
-                gpus_per_run=args.gpus_per_run if gpus else 0)
+    gpus_per_run = args.gpus_per_run if gpus else 0
+    # a demo dry run before the demo data exists has nothing to compare with
+    known = not (args.demo and not os.path.isdir(p["data"]))
+    make = dict(data=p["data"], logroot=p["logroot"], train_args=train_args, repo=REPO, gpus_per_run=gpus_per_run,
+                expectation=Expectation(p["data"], gpus_per_run) if known else None)
     todo = rs.make_runs(p["selected"], **make)
     states = {r.name: rs.run_state(r) for r in todo}
     rs.refuse_conflicts(todo, states)
@@ -195,7 +198,9 @@ def main(argv=None):
         return 130
     finally:
         signal.signal(signal.SIGTERM, previous)
-    return finish(args, p, rs.make_runs(p["configs"], **make), outcomes)
+    others = rs.make_runs([c for c in p["configs"] if c not in p["selected"]], strict=False, **make)
+    every = {r.name: r for r in todo + others}
+    return finish(args, p, [every[c.name] for c in p["configs"]], outcomes)
 
 
 def _raise_interrupt(signum, frame):

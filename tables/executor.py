@@ -18,7 +18,7 @@ import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
-import fileio
+import runrecord
 from tables import runs as rs
 from tables.slots import slot_env, slot_name
 
@@ -170,7 +170,7 @@ def carry_out(ex, run, slot):
     if state == rs.EVALUATED:
         return Outcome("ok", "skipped", reason)
     if state == rs.CONFLICT:   # the folder changed since the up-front check
-        return Outcome("failed", message=reason, log=os.path.join(run.logdir, rs.RECORD))
+        return Outcome("failed", message=reason, log=run.train_log)
     env = slot_env(slot)
     did = "evaluated"
     if state in rs.TO_TRAIN:
@@ -181,11 +181,9 @@ def carry_out(ex, run, slot):
         if rc != 0:
             return Outcome("failed", message=f"train.py exited with status {rc}", log=run.train_log,
                            seconds=time.time() - t0)
-        if not os.path.exists(os.path.join(run.logdir, "done.json")):
+        if not os.path.exists(os.path.join(run.logdir, runrecord.DONE)):
             return Outcome("failed", message="train.py exited 0 but wrote no done.json",
                            log=run.train_log, seconds=time.time() - t0)
-        # recorded once finished: an unfinished run is guarded by train.py's own settings check
-        fileio.write_json(os.path.join(run.logdir, rs.RECORD), run.record)
         did = "trained"
     ex.log(f"evaluate {run.name} on {slot_name(slot)}; log {show(run.eval_log)}")
     rc = ex.call(run.eval_cmd, env, run.eval_log)

@@ -11,26 +11,40 @@ import numpy as np
 import pytest
 
 import fileio
+import runrecord
 from errors import UserError
 from tables import __main__ as cli
 from tables import configs, figure, paper, report, results
 from tables import runs as rs
 from tables import slots as sl
 from tables.executor import LOCK, Executor, Outcome
+from tables.expect import Expectation
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def table_data(tmp_path_factory):
+    """A generated dataset with 4 x 64 = 256 training images: one step of the paper's batch 256."""
+    from dataflow.synthetic import generate
+    return str(generate(tmp_path_factory.mktemp("table") / "data", classes=4, train_per_class=64,
+                        val_per_class=3, seed=1, height=32, width=40))
 
 
 def summary(gt, top1, clas):
     return {"gt_known_loc": gt, "top1_loc": top1, "top1_clas": clas, "top5_loc": 0.0, "top5_clas": 0.0}
 
 
-def write_eval(logdir, gt_known, top1_loc, top1_clas, done=True, **contract):
-    """A finished run's folder: done.json, then eval.json (1 s newer) and figure panels.
+def write_eval(logdir, gt_known, top1_loc, top1_clas, done=True, settings=None, **contract):
+    """A finished run's folder: settings.json, done.json, then eval.json (1 s newer) and figure panels.
 
-    ``contract``: more eval.json fields (protocol, protocols, wsol2020), as evaluate.py writes them.
+    ``settings``: a RunSettings (default: some valid one); ``contract``: more eval.json fields
+    (protocol, protocols, wsol2020), as evaluate.py writes them.
     """
     os.makedirs(os.path.join(logdir, rs.FIGURE_DIR), exist_ok=True)
+    settings = settings or runrecord.RunSettings(runrecord.ModelSettings(18, 4, [32, 40]),
+                                                 runrecord.TrainSettings("gr", 256))
+    fileio.write_json(os.path.join(logdir, runrecord.SETTINGS), settings.to_json())
     if done:
         with open(os.path.join(logdir, "done.json"), "w") as f:
             json.dump({"global_step": 10, "epoch": 2}, f)
@@ -210,7 +224,7 @@ def test_stale_and_broken_eval_json_are_missing(tmp_path):
     res = collect(tmp_path)
     assert "older than done.json" in res["runs"]["r18-cam-b256"]["message"]
     assert "unusable" in res["runs"]["r18-gr-b256"]["message"]
-    assert "not a finite number" in res["runs"]["r18-hns-b256"]["message"]
+    assert "non-finite" in res["runs"]["r18-hns-b256"]["message"]
     assert all(c["mean"] is None for c in res["cells"])
 
 
@@ -266,47 +280,56 @@ def test_figure2_rows_are_images_columns_methods(tmp_path):
 
 # ---- run states and reuse ------------------------------------------------------------------
 
-def make_run(tmp_path, name="r18-gr-b256", train_args=(), seeds=(0,)):
+def make_run(tmp_path, data, name="r18-gr-b256", train_args=(), seeds=(0,), expectation=None):
     cfg = next(c for c in configs.table_configs(1, seeds=seeds) if c.name == name)
-    return rs.make_runs([cfg], data=str(tmp_path), logroot=str(tmp_path / "logs"),
-                        train_args=list(train_args), gpus_per_run=0, python="py", repo="/repo")[0]
+    return rs.make_runs([cfg], data=str(data), logroot=str(tmp_path / "logs"), train_args=list(train_args),
+                        gpus_per_run=0, python="py", repo="/repo", expectation=expectation)[0]
 
 
 def test_run_states(tmp_path):
-    run = make_run(tmp_path)
+    run = make_run(tmp_path, tmp_path)
     assert rs.run_state(run)[0] == rs.NEW
-    os.makedirs(run.logdir)
-    (tmp_path / "logs" / run.name / "checkpoint").write_text("")
-    assert rs.run_state(run) == (rs.RESUMABLE, "resuming from its last checkpoint")
     write_eval(run.logdir, 1, 1, 1)
     assert rs.run_state(run)[0] == rs.EVALUATED
     os.rmdir(run.figure_dir)   # evaluated before the tables asked for Figure 2: evaluated again
-    assert rs.run_state(run)[0] == rs.TRAINED
+    assert rs.run_state(run) == (rs.TRAINED, "evaluated without the figure panels (figure2/)")
     os.makedirs(run.figure_dir)
     os.utime(os.path.join(run.logdir, "done.json"), (5000, 5000))
-    assert rs.run_state(run) == (rs.TRAINED, "eval.json older than done.json")
-    os.remove(run.eval_json)
-    assert rs.run_state(run) == (rs.TRAINED, "trained, not evaluated")
+    assert rs.run_state(run)[0] == rs.TRAINED      # eval.json older than done.json
+    os.remove(os.path.join(run.logdir, "done.json"))
+    assert rs.run_state(run)[0] == rs.RESUMABLE
 
 
-def test_finished_run_is_never_reused_for_other_settings(tmp_path):
-    run = make_run(tmp_path, train_args=["--epochs", "2", "--threads", "1"])
-    write_eval(run.logdir, 1, 1, 1)
-    fileio.write_json(os.path.join(run.logdir, rs.RECORD), run.record)
-    same = make_run(tmp_path, train_args=["--xla", "--threads=2", "--epochs=2", "--workers", "3"])  # speed only
+def test_finished_run_is_never_reused_for_other_settings(tmp_path, table_data):
+    expect = Expectation(table_data, 0)
+    run = make_run(tmp_path, table_data, train_args=["--epochs", "2", "--threads", "1"], expectation=expect)
+    assert run.expected.train.epochs == 2 and run.expected.train.seed == 0
+    write_eval(run.logdir, 1, 1, 1, settings=run.expected)      # as train.py and evaluate.py leave it
+    same = make_run(tmp_path, table_data, train_args=["--threads=2", "--epochs=2", "--workers", "3"],
+                    expectation=expect)   # speed settings only
     assert rs.run_state(same)[0] == rs.EVALUATED
-    other = make_run(tmp_path, train_args=["--epochs", "1500"])
-    state, reason = rs.run_state(other)
-    assert state == rs.CONFLICT and "train_args" in reason
+    for other in (["--epochs", "3"], ["--epochs", "2", "--lr", "0.05"], ["--epochs", "2", "--recipe", "sn-resnet"]):
+        state, reason = rs.run_state(make_run(tmp_path, table_data, train_args=other, expectation=expect))
+        assert state == rs.CONFLICT and "other settings" in reason
+    seed1 = make_run(tmp_path, table_data, "r18-gr-b256-s1", ["--epochs", "2"], seeds=(1,), expectation=expect)
+    assert seed1.expected.train.seed == 1 and seed1.expected.differences(run.expected) == ["train.seed: 1 -> 0"]
     with pytest.raises(UserError, match="(?s)r18-gr-b256.*nothing was run"):
-        rs.refuse_conflicts([other], {other.name: (state, reason)})
-    (tmp_path / "wnids.txt").write_text("n1\n")   # another dataset in the same folder
-    state, reason = rs.run_state(make_run(tmp_path, train_args=["--epochs", "2"]))
-    assert state == rs.CONFLICT and "data_id" in reason
+        rs.refuse_conflicts([run], {run.name: (rs.CONFLICT, "holds a run with other settings")})
+    other_data = tmp_path / "other"
+    import shutil
+    shutil.copytree(table_data, other_data)
+    ann = other_data / "val" / "val_annotations.txt"
+    lines = ann.read_text().splitlines()
+    first = lines[0].split("\t")
+    lines[0] = "\t".join(first[:2] + [str(int(first[2]) + 1)] + first[3:])   # one box moved by a pixel
+    ann.write_text("\n".join(lines) + "\n")
+    state, reason = rs.run_state(make_run(tmp_path, other_data, train_args=["--epochs", "2"],
+                                          expectation=Expectation(str(other_data), 0)))
+    assert state == rs.CONFLICT and "dataset.sha1" in reason
 
 
 def test_commands(tmp_path):
-    run = make_run(tmp_path, "r18-gr-b256-s1", train_args=["--epochs", "2"], seeds=(1,))
+    run = make_run(tmp_path, tmp_path, "r18-gr-b256-s1", train_args=["--epochs", "2"], seeds=(1,))
     logdir = str(tmp_path / "logs" / "r18-gr-b256-s1")
     assert run.train_cmd == ["py", "/repo/train.py", "--data", str(tmp_path), "--depth", "18", "--aug", "gr",
                              "--batch", "256", "--seed", "1", "--logdir", logdir, "--epochs", "2"]
@@ -357,8 +380,7 @@ def fake_run(tmp_path, name, train_code, eval_code="pass"):
           f" open(os.path.join({logdir!r}, 'eval.json'), 'w')); " + eval_code)
     tr = (f"import json,os; print('training {name}', os.environ['CUDA_VISIBLE_DEVICES']); " + train_code
           + f"; json.dump({{}}, open(os.path.join({logdir!r}, 'done.json'), 'w'))")
-    return rs.Run(configs.Config(18, name, 1), logdir, [sys.executable, "-c", tr], [sys.executable, "-c", ev],
-                  {"x": 1})
+    return rs.Run(configs.Config(18, name, 1), logdir, [sys.executable, "-c", tr], [sys.executable, "-c", ev])
 
 
 def test_executor_failure_skip_and_gpus(tmp_path):
@@ -382,7 +404,6 @@ def test_executor_failure_skip_and_gpus(tmp_path):
         log = f.read()
     assert "training ok 0,1" in log or "training ok 2,3" in log
     assert os.path.exists(ok.eval_json) and not os.path.exists(bad.eval_json)
-    assert json.load(open(os.path.join(ok.logdir, rs.RECORD))) == {"x": 1}
 
 
 def test_executor_waits_for_a_run_locked_elsewhere(tmp_path):
@@ -409,8 +430,8 @@ def test_usage_without_data(capsys):
     assert e.value.code == 2 and "usage:" in capsys.readouterr().err
 
 
-def test_unknown_option_is_refused_unless_after_dashdash(tmp_path, tiny_data, capsys):
-    base = ["--table", "1", "--data", tiny_data, "--logroot", str(tmp_path / "l"), "--gpus", "none", "--dry-run"]
+def test_unknown_option_is_refused_unless_after_dashdash(tmp_path, table_data, capsys):
+    base = ["--table", "1", "--data", table_data, "--logroot", str(tmp_path / "l"), "--gpus", "none", "--dry-run"]
     with pytest.raises(SystemExit) as e:
         cli.main(base + ["--onyl", "r18-cam"])
     assert e.value.code == 2 and "--onyl" in capsys.readouterr().err
@@ -422,58 +443,63 @@ def test_unknown_option_is_refused_unless_after_dashdash(tmp_path, tiny_data, ca
 
 
 @pytest.mark.parametrize("passed", [["--dep", "34", "--bat", "32"], ["--depth=34"], ["--se", "4"]])
-def test_abbreviated_reserved_flag_after_dashdash_is_refused(tmp_path, tiny_data, passed):
+def test_abbreviated_reserved_flag_after_dashdash_is_refused(tmp_path, table_data, passed):
     with pytest.raises(UserError, match="set by the table script"):
-        cli.main(["--table", "1", "--data", tiny_data, "--logroot", str(tmp_path / "l"), "--gpus", "none",
+        cli.main(["--table", "1", "--data", table_data, "--logroot", str(tmp_path / "l"), "--gpus", "none",
                   "--results", str(tmp_path / "r"), "--", *passed])
     assert not os.path.exists(tmp_path / "l") and not os.path.exists(tmp_path / "r")
 
 
 @pytest.mark.parametrize("which", ["--results", "--logroot"])
-def test_output_folder_that_is_a_file_is_refused_before_training(tmp_path, tiny_data, which):
+def test_output_folder_that_is_a_file_is_refused_before_training(tmp_path, table_data, which):
     (tmp_path / "file").write_text("x")
     other = "--logroot" if which == "--results" else "--results"
     with pytest.raises(UserError, match=f"{which} .*is a file"):
-        cli.main(["--table", "1", "--data", tiny_data, which, str(tmp_path / "file"), other, str(tmp_path / "o"),
+        cli.main(["--table", "1", "--data", table_data, which, str(tmp_path / "file"), other, str(tmp_path / "o"),
                   "--gpus", "none", "--only", "r18-cam"])
     assert sorted(os.listdir(tmp_path)) == ["file"]
 
 
-def test_refused_invocation_writes_nothing(tmp_path, tiny_data):
+def test_refused_invocation_writes_nothing(tmp_path, table_data):
     logs, res = tmp_path / "logs", tmp_path / "res"
-    run = rs.make_runs(configs.select(configs.table_configs(1), "r18-cam"), data=tiny_data, logroot=str(logs),
-                       train_args=["--epochs", "2"])[0]
-    write_eval(run.logdir, 50.0, 25.0, 40.0)
-    fileio.write_json(os.path.join(run.logdir, rs.RECORD), run.record)
+    run = rs.make_runs(configs.select(configs.table_configs(1), "r18-cam"), data=table_data, logroot=str(logs),
+                       train_args=["--epochs", "2"], expectation=Expectation(table_data, 0))[0]
+    write_eval(run.logdir, 50.0, 25.0, 40.0, settings=run.expected)
     assert cli.main(["--table", "1", "--report-only", "--logroot", str(logs), "--results", str(res)]) == 0
     before = {p: (res / p).read_bytes() for p in os.listdir(res)}
-    with pytest.raises(UserError, match="other settings"):   # other train.py settings than the finished run's
-        cli.main(["--table", "1", "--data", tiny_data, "--logroot", str(logs), "--results", str(res),
-                  "--gpus", "none", "--", "--epochs", "3"])
+    for other in (["--", "--epochs", "3"], ["--", "--epochs", "2", "--no-such-flag"]):
+        with pytest.raises(UserError, match="nothing was run"):   # other settings than the finished run's
+            cli.main(["--table", "1", "--data", table_data, "--logroot", str(logs), "--results", str(res),
+                      "--gpus", "none", *other])
     assert {p: (res / p).read_bytes() for p in os.listdir(res)} == before
-    assert not os.path.exists(logs / "r34-cam-b256")   # nothing else was started
+    assert sorted(os.listdir(logs)) == ["r18-cam-b256"]   # nothing else was started
 
 
-@pytest.mark.parametrize("data_flag", [["--demo"], ["--data", "TINY"]])
-def test_parallel_zero_is_refused_not_taken_as_the_default(tmp_path, tiny_data, data_flag):
-    data_flag = [tiny_data if a == "TINY" else a for a in data_flag]
-    with pytest.raises(UserError, match="--parallel"):
-        cli.main(["--table", "1", *data_flag, "--parallel", "0", "--gpus", "none", "--dry-run",
-                  "--logroot", str(tmp_path / "logs"), "--results", str(tmp_path / "res")])
+@pytest.mark.parametrize("bad", [["--parallel", "0"], ["--gpus-per-run", "0"], ["--holdout", "-1"],
+                                 ["--seeds", "0"]])
+def test_bad_values_are_refused_before_anything(tmp_path, bad, capsys):
+    with pytest.raises((SystemExit, UserError)) as e:
+        cli.main(["--table", "1", "--demo", "--dry-run", *bad, "--gpus", "none", "--logroot", str(tmp_path / "logs"),
+                  "--results", str(tmp_path / "res")])
+    assert bad[0] in (str(e.value) if isinstance(e.value, UserError) else capsys.readouterr().err)
+    assert os.listdir(tmp_path) == []
 
 
-def test_not_tiny_imagenet_is_refused(tmp_path, tiny_data):
+def test_not_tiny_imagenet_is_refused(tmp_path, table_data):
     with pytest.raises(UserError, match="no such folder"):
         cli.main(["--table", "1", "--data", str(tmp_path / "nope")])
     (tmp_path / "wnids.txt").write_text("n0\n")
     with pytest.raises(UserError, match="Tiny ImageNet layout: missing folder .*train"):
         cli.main(["--table", "1", "--data", str(tmp_path)])
-    cli.check_tiny_imagenet(tiny_data)  # the generated layout passes
+    cli.check_tiny_imagenet(table_data)  # the generated layout passes
 
 
-def test_dry_run(tmp_path, tiny_data, capsys):
-    write_eval(tmp_path / "r18-cam-b256", 1, 1, 1)
-    rc = cli.main(["--table", "1", "--data", tiny_data, "--logroot", str(tmp_path), "--gpus", "0,1,2,3",
+def test_dry_run(tmp_path, table_data, capsys):
+    done = rs.make_runs(configs.select(configs.table_configs(1), "r18-cam"), data=table_data,
+                        logroot=str(tmp_path), train_args=["--epochs", "2", "--recipe", "sn-resnet"],
+                        gpus_per_run=2, expectation=Expectation(table_data, 2))[0]
+    write_eval(done.logdir, 1, 1, 1, settings=done.expected)
+    rc = cli.main(["--table", "1", "--data", table_data, "--logroot", str(tmp_path), "--gpus", "0,1,2,3",
                    "--gpus-per-run", "2", "--only", "r18-cam,r18-gr", "--dry-run", "--seeds", "2",
                    "--recipe", "sn-resnet", "--", "--epochs", "2"])
     out = capsys.readouterr().out
@@ -484,14 +510,17 @@ def test_dry_run(tmp_path, tiny_data, capsys):
     assert "--holdout" not in out and not os.path.exists(tmp_path / "r18-gr-b256")
 
 
-def test_dry_run_holdout_runs_are_other_cells(tmp_path, tiny_data, capsys):
-    write_eval(tmp_path / "r18-cam-b256", 1, 1, 1)
-    rc = cli.main(["--table", "1", "--data", tiny_data, "--logroot", str(tmp_path), "--gpus", "none",
-                   "--only", "r18-cam", "--dry-run", "--seeds", "2", "--holdout", "5"])
+def test_dry_run_holdout_runs_are_other_cells(tmp_path, table_data, capsys):
+    write_eval(tmp_path / "r18-cam-b32", 1, 1, 1)   # trained without holdout: another cell, not a conflict
+    rc = cli.main(["--table", "2", "--data", table_data, "--logroot", str(tmp_path), "--gpus", "none",
+                   "--only", "r18-cam-b32", "--dry-run", "--seeds", "2", "--holdout", "5"])
     out = capsys.readouterr().out
     assert rc == 0 and "2 run(s)" in out and "0 finished" in out
-    assert "# r18-cam-b256-h5: new" in out and "# r18-cam-b256-h5-s1: new" in out
+    assert "# r18-cam-b32-h5: new" in out and "# r18-cam-b32-h5-s1: new" in out
     assert "--seed 1 --logdir" in out and "--holdout 5" in out and "--threshold-from-holdout" in out
+    with pytest.raises(UserError, match="--batch 256: more than the 236 training images"):
+        cli.main(["--table", "1", "--data", table_data, "--logroot", str(tmp_path), "--gpus", "none",
+                  "--only", "r18-cam", "--dry-run", "--holdout", "5"])   # refused before anything runs
 
 
 def test_demo_dry_run(tmp_path, capsys):
@@ -517,11 +546,8 @@ def test_report_only(tmp_path, capsys):
 # ---- end to end: run_table1.sh trains and evaluates two runs on generated data --------------
 
 @pytest.mark.slow
-def test_run_table1_end_to_end(tmp_path):
-    from dataflow.synthetic import generate
-    # 4 x 64 = 256 training images: one step of the paper's batch 256 per epoch
-    data = generate(tmp_path / "data", classes=4, train_per_class=64, val_per_class=3, seed=1,
-                    height=32, width=40)
+def test_run_table1_end_to_end(tmp_path, table_data):
+    data = table_data
     logs, res = tmp_path / "logs", tmp_path / "res"
     cmd = [os.path.join(REPO, "run_table1.sh"), "--data", str(data), "--logroot", str(logs),
            "--results", str(res), "--gpus", "none", "--only", "r18-cam,r18-gr",
