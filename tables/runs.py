@@ -144,12 +144,14 @@ def run_state(run):
 
 
 def refuse_conflicts(runs, states):
-    """UserError naming every run whose folder holds a run with other settings (nothing is run)."""
+    """UserError naming every run whose folder holds a run with other settings, or one train.py
+    would refuse (nothing is run)."""
     bad = [f"  {r.name}: " + states[r.name][1].replace("\n", "\n    ") for r in runs
            if states[r.name][0] == CONFLICT]
     if bad:
-        raise UserError("refusing to run: these folders hold runs finished with other settings "
-                        "(another dataset or other train.py settings):\n" + "\n".join(bad)
+        raise UserError("refusing to run: these folders hold runs with other settings than this command's "
+                        "(another dataset, other train.py settings, or run files without settings.json):\n"
+                        + "\n".join(bad)
                         + "\nUse another --logroot, or remove those folders; nothing was run or written")
 
 
