@@ -1,82 +1,79 @@
-"""Evaluate a trained CAM classifier as a localiser: GT-known / Top-1 / Top-5 Loc and Clas.
+"""Evaluate a trained CAM classifier as a localiser under three protocols, with baselines and MaxBoxAccV2.
 
 Examples (DATA is the tiny-imagenet-200 folder, or one made by dataflow.synthetic):
 
-    # the paper's evaluation on val; model settings come from the run's settings.json
-    python evaluate.py --load train_log/r18-gr-b256/checkpoint --data DATA
+    # every protocol on val; the summary is the authors' (SN-ResNet's) protocol; settings from settings.json
     python evaluate.py --load train_log/r18-gr-b256 --data DATA --json train_log/r18-gr-b256/eval.json
+    # the same numbers, summary under the paper's words or wsolevaluation's pipeline
+    python evaluate.py --load train_log/r18-gr-b256/checkpoint --data DATA --protocol paper
+    python evaluate.py --load train_log/r18-gr-b256 --data DATA --protocol wsol
+    # CAM threshold chosen on the held-out training images of a run trained with --holdout N
+    python evaluate.py --load train_log/r18-gr-b256-h10 --data DATA --threshold-from-holdout
     # raw CAMs and logits for other tools, and the paper's Figure 2 for 16 images
     python evaluate.py --load train_log/r18-gr-b256/model-390000 --data DATA \\
         --save-cams cams.npz --vis figs --vis-count 16
-    # wsolevaluation's box rule instead of the authors'
-    python evaluate.py --load train_log/r18-gr-b256 --data DATA --box-rule wsol
-    # threshold study: accuracy at every threshold 0..1 on val (writes sweep.json and sweep.png)
+    # accuracy at every threshold 0..1 of every protocol (writes sweep.json and sweep.png)
     python evaluate.py --load train_log/r18-gr-b256 --data DATA --threshold-sweep sweep
-    # choose the threshold on the last 10 training images of each class, then apply it to val
-    python evaluate.py --load train_log/r18-gr-b256 --data DATA --threshold-from-train --holdout 10
-    # the sweep on those training images only
-    python evaluate.py --load train_log/r18-gr-b256 --data DATA --split train --holdout 10 --threshold-sweep
     # a checkpoint without settings.json beside it
     python evaluate.py --load old_run/model-5000 --data DATA --depth 18 --final-stride 4
 
-Exit status 2 with one ``error:`` line for bad input (missing checkpoint, class
-count mismatch, data without boxes, an empty split, an unwritable output).
+The protocols, the baselines and MaxBoxAccV2 are all computed in one pass and
+written to --json (layout in evaluation/report.py and the README); the
+conventions and their sources are in docs/sources.md.  Exit status 2 with one
+``error:`` line for bad input (missing or damaged checkpoint, settings that do
+not match it, class count mismatch, data without boxes, an empty split, an
+unwritable output, a bad flag value).
 """
 import argparse
 import os
 import sys
+from dataclasses import asdict
+from types import SimpleNamespace
 
 import numpy as np
 
 import tf_env  # noqa: F401  (before anything imports tensorflow)
 import fileio
-from cam import BOX_RULES, IOU_THRESHOLD, METRICS, threshold_grid
-from cam import vis
+from cam import CAM_THRESHOLD, NAMES, PROTOCOLS, BoxEvaluator, threshold_grid
+from cam import baselines, maxboxacc
+from cam.protocols import WSOL_MULTI, whole_image_box
 from errors import UserError, run_main
+from evaluation import report
 from runrecord import checkpoint_fc_classes, load_run_settings, resolve_checkpoint
 
-CAM_THRESHOLD = 0.2     # facts.md: authors' evaluation, 0.2 x max of the normalised CAM
-SWEEP_STEP = 0.01       # issue: threshold sweep from 0 to 1, step 0.01 or finer
-METRIC_TITLES = {"gt_known_loc": "GT-known Loc", "top1_loc": "Top-1 Loc", "top1_clas": "Top-1 Clas",
-                 "top5_loc": "Top-5 Loc", "top5_clas": "Top-5 Clas"}
+SWEEP_STEP = 0.01       # threshold grid of the sweep and of --threshold-from-holdout (wsolevaluation's default step)
 
 
 def parse_args(argv=None):
     head, _, examples = __doc__.partition("\n\n")
-    p = argparse.ArgumentParser(description=head, epilog=examples,
+    p = argparse.ArgumentParser(description=head, epilog=examples, allow_abbrev=False,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--load", required=True,
                    help="checkpoint prefix (model-STEP), the 'checkpoint' file, or the training logdir")
     p.add_argument("--data", required=True, help="Tiny ImageNet folder (with wnids.txt)")
+    p.add_argument("--protocol", choices=NAMES, default="authors",
+                   help="protocol of the summary, the records and the pictures (all are computed): authors "
+                        "(SN-ResNet's evaluation, default), paper (the paper's words), wsol (wsolevaluation)")
     p.add_argument("--split", choices=("val", "train"), default="val",
                    help="images to evaluate (default val, the paper's test set)")
-    p.add_argument("--holdout", type=int, metavar="N",
-                   help="training images for threshold selection: the last N of each class (file "
-                        "order; train.py does not exclude them from training); for --split train "
-                        "and --threshold-from-train")
-    p.add_argument("--threshold-from-train", action="store_true",
-                   help="choose --cam-threshold by the best GT-known Loc over the --holdout training "
-                        "images, then evaluate --split with it")
+    p.add_argument("--threshold-from-holdout", action="store_true",
+                   help="also choose each protocol's CAM threshold (and MaxBoxAccV2's) on the images the run "
+                        "held out from training (settings.json train.holdout) and report val at it")
     p.add_argument("--limit", type=int, metavar="N", help="evaluate only the first N images (quick checks)")
     p.add_argument("--batch", type=int, default=128, help="forward-pass batch size (default 128)")
     p.add_argument("--cam-threshold", type=float, default=CAM_THRESHOLD,
-                   help="box threshold as a fraction of the CAM maximum (default 0.2, the authors')")
-    p.add_argument("--box-rule", choices=BOX_RULES, default="authors",
-                   help="authors: largest bounding rectangle, [x, y, x+w, y+h] (default); "
-                        "wsol: largest contour, clipped to the image (wsolevaluation)")
-    p.add_argument("--iou-threshold", type=float, default=IOU_THRESHOLD, help="default 0.5")
-    p.add_argument("--iou-strict", action="store_true",
-                   help="count IoU > threshold (the authors' code) instead of >= (facts.md, wsolevaluation)")
-    p.add_argument("--json", metavar="FILE", help="write summary, settings and per-image records")
+                   help="summary threshold, a fraction of the CAM maximum (default 0.2, the paper's)")
+    p.add_argument("--json", metavar="FILE", help="write every protocol, baselines, MaxBoxAccV2, records")
     p.add_argument("--save-cams", metavar="FILE.npz",
                    help="write raw ground-truth class CAMs, logits, labels, FC bias, file names")
     p.add_argument("--vis", metavar="DIR", help="write the paper's Figure 2 for --vis-count images")
     p.add_argument("--vis-count", type=int, default=8, help="images for --vis (default 8)")
     p.add_argument("--vis-scale", type=int, default=4, help="pixel upscale of the pictures (default 4)")
     p.add_argument("--threshold-sweep", nargs="?", const="threshold_sweep", metavar="PREFIX",
-                   help="accuracy at every threshold; writes PREFIX.json and PREFIX.png "
+                   help="accuracy at every threshold, every protocol; writes PREFIX.json and PREFIX.png "
                         "(default prefix threshold_sweep)")
-    p.add_argument("--sweep-step", type=float, default=SWEEP_STEP, help="sweep step (default 0.01)")
+    p.add_argument("--sweep-step", type=float, default=SWEEP_STEP,
+                   help="threshold step of the sweep and of --threshold-from-holdout (default 0.01)")
     g = p.add_argument_group("model, only for a checkpoint without settings.json",
                              "classes and image size then come from --data, the input normalisation "
                              "from its training split (mean and std per channel, as train.py)")
@@ -90,22 +87,16 @@ def validate(args):
     """All checks that need no data and no TensorFlow, so that bad flags fail before any work."""
     if not 0.0 <= args.cam_threshold <= 1.0:
         raise UserError(f"--cam-threshold must be in [0, 1], got {args.cam_threshold}")
-    if not 0.0 < args.iou_threshold <= 1.0:
-        raise UserError(f"--iou-threshold must be in (0, 1], got {args.iou_threshold}")
     for flag, value in (("--batch", args.batch), ("--vis-count", args.vis_count),
-                        ("--vis-scale", args.vis_scale), ("--limit", args.limit), ("--holdout", args.holdout)):
+                        ("--vis-scale", args.vis_scale), ("--limit", args.limit)):
         if value is not None and value < 1:
             raise UserError(f"{flag} must be at least 1, got {value}")
     try:
         threshold_grid(args.sweep_step)
     except ValueError as e:
         raise UserError(f"--sweep-step: {e}") from None
-    if args.threshold_from_train and args.holdout is None:
-        raise UserError("--threshold-from-train needs --holdout N (held-out training images per class)")
-    if args.threshold_from_train and args.split == "train":
-        raise UserError("--threshold-from-train chooses on training images; evaluate --split val")
-    if args.holdout is not None and args.split != "train" and not args.threshold_from_train:
-        raise UserError("--holdout applies to --split train or --threshold-from-train")
+    if args.threshold_from_holdout and args.split == "train":
+        raise UserError("--threshold-from-holdout chooses on held-out training images; evaluate --split val")
     if not os.path.isdir(args.data):
         raise UserError(f"--data {args.data}: no such directory")
     outputs = [("--json", args.json), ("--save-cams", args.save_cams)]
@@ -159,129 +150,147 @@ def check_compatible(model, prefix, split, data):
                         f"images, but {data} has {split.image_shape[0]}x{split.image_shape[1]}")
 
 
-def holdout_indices(labels, per_class):
-    """Indices of the last ``per_class`` images of each class (file order), sorted."""
-    picked = [np.flatnonzero(labels == c)[-per_class:] for c in np.unique(labels)]
-    return np.sort(np.concatenate(picked))
-
-
 def progress_bar(desc, total):
     from tensorpack.utils.utils import get_tqdm
     bar = get_tqdm(total=total, desc=desc, file=sys.stderr)
     return bar, lambda done, _: bar.update(done - bar.n)
 
 
-def run(predictor, images, labels, boxes, desc, args, **kwargs):
+def run_holdout(prefix):
+    """``(per_class, settings path)``: the images per class the run held out from training (settings.json
+    ``train.holdout``; 0 without settings.json or without the field, the paper's setting)."""
+    settings, path = load_run_settings(prefix)
+    holdout = ((settings or {}).get("train") or {}).get("holdout", 0)
+    if isinstance(holdout, bool) or not isinstance(holdout, int) or holdout < 0:
+        raise UserError(f"{path}: train.holdout must be a whole number >= 0, got {holdout!r}")
+    return holdout, path
+
+
+def load(args):
+    """Checkpoint, model settings, the data and the image sets, all checked before any graph is built.
+
+    The held-out images (settings.json ``train.holdout``, the last N of each class, as train.py) are
+    decoded only for --threshold-from-holdout; the fixed-box baseline reads the training boxes alone.
+    """
+    prefix = resolve_checkpoint(args.load)
+    from dataflow import holdout_indices, load_split, read_annotations, split_holdout
+    cache = {}
+
+    def split_of(name):
+        if name not in cache:
+            cache[name] = load_split(args.data, name)
+        return cache[name]
+
+    split = split_of(args.split)
+    model, model_source = model_settings(args, prefix, split, lambda: split_of("train"))
+    check_compatible(model, prefix, split, args.data)
+    holdout, settings_path = run_holdout(prefix)
+    if args.threshold_from_holdout and holdout == 0:
+        raise UserError(f"--threshold-from-holdout: {settings_path} names no held-out images (train.holdout "
+                        f"is 0 or absent); train the run with train.py --holdout N")
+    train = read_annotations(args.data, "train")
+    held = holdout_indices(train.labels, holdout, names=train.wnids)
+    fit = np.setdiff1d(np.arange(len(train.labels)), held)        # the images the run trained on
+    held_split = split_holdout(split_of("train"), holdout)[1] if args.threshold_from_holdout else None
+    return SimpleNamespace(prefix=prefix, model=model, model_source=model_source, split=split,
+                           indices=np.arange(len(split))[:args.limit], holdout=holdout, held=held_split,
+                           held_count=len(held), fit_boxes=train.boxes[fit])
+
+
+def evaluators(thresholds):
+    """``{protocol: BoxEvaluator}`` at the given thresholds, plus MaxBoxAccV2's ``"wsol2020"``."""
+    out = {name: BoxEvaluator(PROTOCOLS[name], thresholds[name]) for name in NAMES}
+    out["wsol2020"] = BoxEvaluator(WSOL_MULTI, maxboxacc.THRESHOLDS, maxboxacc.IOU_THRESHOLDS)
+    return out
+
+
+def forward(predictor, data, indices, evals, desc, args, **kwargs):
     from evaluation.runner import evaluate_images
-    bar, update = progress_bar(desc, len(images))
+    bar, update = progress_bar(desc, len(indices))
     with bar:
-        return evaluate_images(predictor, images, labels, boxes, batch_size=args.batch,
-                               box_rule=args.box_rule, iou_threshold=args.iou_threshold,
-                               iou_strict=args.iou_strict, progress=update, **kwargs)
+        return evaluate_images(predictor, data.images[indices], data.labels[indices], data.boxes[indices],
+                               evals, batch_size=args.batch, progress=update, **kwargs)
 
 
-def print_report(summary, settings, timing, count, sweep):
-    from tabulate import tabulate
-    print(tabulate([(METRIC_TITLES[m], summary[m]) for m in METRICS],
-                   headers=("metric", "%"), tablefmt="github", floatfmt=".2f"))
-    print(f"{count} {settings['split']} images, box rule {settings['box_rule']}, CAM threshold "
-          f"{settings['cam_threshold']:g}, IoU {settings['iou_rule']['compare']} {settings['iou_rule']['threshold']:g}")
-    forward = timing["forward"]
-    print(f"forward {count / forward:.1f} img/s; CAM + box post-processing {timing['postprocess']:.2f} s "
-          f"= {100 * timing['postprocess'] / forward:.1f}% of the forward pass")
-    if sweep is not None:
-        best = sweep["best"]
-        print(f"threshold sweep: MaxBoxAcc {best['max_box_acc']:.2f} at threshold {best['threshold']:g} "
-              f"(Top-1 Loc {best['top1_loc']:.2f}); sweep took {timing['sweep']:.1f} s")
+def baseline_entries(inp):
+    """Per protocol: GT-known Loc of the whole image and of the best fixed box (fit on ``inp.fit_boxes``)."""
+    shape, gts = inp.split.image_shape, inp.split.boxes[inp.indices]
+    out = {}
+    for name in NAMES:
+        protocol = PROTOCOLS[name]
+        whole = whole_image_box(protocol, shape)
+        fixed, _ = baselines.best_fixed_box(inp.fit_boxes, shape, protocol)
+        scores = {}
+        for key, box in (("whole_image", whole), ("best_fixed_box", fixed)):
+            ev = BoxEvaluator(protocol, [0.0])
+            for gt in gts:
+                ev.add_box(box, gt)
+            scores[key] = ev.summary(0.0)["gt_known_loc"]
+        out[name] = dict(scores, whole_image_box=whole.tolist(), fixed_box=fixed.tolist(),
+                         fixed_box_fit_on=f"{len(inp.fit_boxes)} training images the run trained on")
+    return out
 
 
-def write_vis(folder, split, indices, positions, result, scale):
-    """Figure 2 for the images at ``positions`` of the evaluated list (``indices[j]`` in the split)."""
-    panels = []
-    for j in positions:
-        i = int(indices[j])
-        name = os.path.splitext(os.path.basename(split.files[i]))[0]
-        caption = (f"{name} gt {split.wnids[split.labels[i]]} top1 {split.wnids[result['top5'][j][0]]} "
-                   f"IoU {result['ious'][j]:.2f}")
-        panel = vis.figure_panels(split.images[i], result["maps"][j], split.boxes[i],
-                                  result["pred_boxes"][j], scale=scale, caption=caption)
-        fileio.write_png(os.path.join(folder, f"{i:05d}_{name}.png"), panel)
-        panels.append(panel)
-    fileio.write_png(os.path.join(folder, "grid.png"), vis.grid(panels))
+def evaluate(args, inp):
+    """One forward pass over the held-out images (if asked) and one over the evaluated ones; the eval.json dict."""
+    from evaluation.runner import build_predictor
+    predictor = build_predictor(inp.model, inp.prefix)
+    grid = threshold_grid(args.sweep_step)
+    held = None
+    if args.threshold_from_holdout:
+        held = evaluators({name: grid for name in NAMES})
+        forward(predictor, inp.held, np.arange(len(inp.held)), held, "choosing thresholds on held-out images", args)
+    thresholds = {name: np.union1d(grid if args.threshold_sweep else [], [args.cam_threshold]
+                                   + ([held[name].best()[0]] if held else [])) for name in NAMES}
+    val = evaluators(thresholds)
+    vis_at = []
+    if args.vis:
+        count = min(args.vis_count, len(inp.indices))
+        vis_at = np.unique(np.linspace(0, len(inp.indices) - 1, count).round().astype(int))
+    result = forward(predictor, inp.split, inp.indices, val, f"evaluating {args.split}", args,
+                     record=(args.protocol, args.cam_threshold), keep_maps_for=vis_at)
+    base = baseline_entries(inp)
+    protocols = {name: report.protocol_entry(val[name], args.cam_threshold, base[name],
+                                             held[name] if held else None, bool(args.threshold_sweep))
+                 for name in NAMES}
+    model = inp.model
+    settings = {
+        "checkpoint": inp.prefix, "model_settings": inp.model_source, "data": os.path.abspath(args.data),
+        "split": args.split, "num_images": len(inp.indices), "holdout_per_class": inp.holdout,
+        "holdout_images": inp.held_count, "depth": model["depth"], "width_mult": model["width_mult"],
+        "final_stride": model["final_stride"], "num_classes": model["num_classes"],
+        "image_shape": list(model["image_shape"]), "cam_threshold": args.cam_threshold,
+        "sweep_step": args.sweep_step, "box_convention": "[x0, y0, x1, y1], max inclusive",
+        "protocol_rules": {name: asdict(PROTOCOLS[name]) for name in NAMES},
+    }
+    doc = {"summary": protocols[args.protocol]["summary"], "protocol": args.protocol, "protocols": protocols,
+           "wsol2020": report.wsol2020_entry(val["wsol2020"], held["wsol2020"] if held else None),
+           "settings": settings, "records": report.records(inp.split, inp.indices, result),
+           "timing": result["timing"]}
+    return doc, result, vis_at
+
+
+def write(args, inp, doc, result, vis_at):
+    report.print_report(doc, result["timing"], len(inp.indices))
+    if args.json:
+        fileio.write_json(args.json, doc)
+    if args.save_cams:
+        split, idx = inp.split, inp.indices
+        fileio.write_npz(args.save_cams, cams=result["cams"], logits=result["logits"].astype(np.float32),
+                         labels=split.labels[idx].astype(np.int32), fc_bias=result["fc_bias"],
+                         files=np.array([split.files[i] for i in idx]), gt_boxes=split.boxes[idx].astype(np.int32))
+    if args.threshold_sweep:
+        report.write_sweep(args.threshold_sweep, doc)
+    if args.vis:
+        report.write_vis(args.vis, inp.split, inp.indices, vis_at, result, args.vis_scale)
 
 
 def main(argv=None):
     args = parse_args(argv)
     validate(args)
-    prefix = resolve_checkpoint(args.load)
-
-    from dataflow import load_split
-    cache = {}
-
-    def load(name):
-        if name not in cache:
-            cache[name] = load_split(args.data, name)
-        return cache[name]
-
-    split = load(args.split)
-    model, model_source = model_settings(args, prefix, split, lambda: load("train"))
-    check_compatible(model, prefix, split, args.data)
-    indices = np.arange(len(split))
-    if args.split == "train" and args.holdout:
-        indices = holdout_indices(split.labels, args.holdout)
-    if args.limit:
-        indices = indices[:args.limit]
-
-    from evaluation.runner import build_predictor
-    predictor = build_predictor(model, prefix)
-    cam_threshold, selection = args.cam_threshold, None
-    if args.threshold_from_train:
-        train = load("train")
-        held = holdout_indices(train.labels, args.holdout)
-        chosen = run(predictor, train.images[held], train.labels[held], train.boxes[held],
-                     "choosing the threshold", args, sweep_thresholds=threshold_grid(args.sweep_step))
-        selection = {"holdout_per_class": args.holdout, "num_images": len(held), **chosen["sweep"]["best"]}
-        cam_threshold = selection["threshold"]
-        print(f"threshold {cam_threshold:g} chosen on {len(held)} held-out training images "
-              f"(GT-known Loc {selection['max_box_acc']:.2f} there)")
-
-    vis_at = []
-    if args.vis:
-        vis_at = np.unique(np.linspace(0, len(indices) - 1, min(args.vis_count, len(indices))).round().astype(int))
-    sweep_grid = threshold_grid(args.sweep_step) if args.threshold_sweep else None
-    result = run(predictor, split.images[indices], split.labels[indices], split.boxes[indices],
-                 f"evaluating {args.split}", args, cam_threshold=cam_threshold,
-                 sweep_thresholds=sweep_grid, keep_maps_for=vis_at)
-
-    settings = {
-        "checkpoint": prefix, "model_settings": model_source, "data": os.path.abspath(args.data),
-        "split": args.split, "holdout_per_class": args.holdout if args.split == "train" else None,
-        "num_images": len(indices), "depth": model["depth"], "width_mult": model["width_mult"],
-        "final_stride": model["final_stride"], "num_classes": model["num_classes"],
-        "image_shape": list(model["image_shape"]), "cam_threshold": cam_threshold,
-        "threshold_selection": selection, "box_rule": args.box_rule,
-        "iou_rule": {"convention": "inclusive pixels", "compare": ">" if args.iou_strict else ">=",
-                     "threshold": args.iou_threshold},
-    }
-    files = [split.files[i] for i in indices]
-    print_report(result["summary"], settings, result["timing"], len(indices), result["sweep"])
-    if args.json:
-        records = [{"file": files[j], "label": int(split.labels[i]), "top5": result["top5"][j].tolist(),
-                    "gt_box": split.boxes[i].tolist(), "pred_box": result["pred_boxes"][j].tolist(),
-                    "iou": float(result["ious"][j])} for j, i in enumerate(indices)]
-        fileio.write_json(args.json, {"summary": result["summary"], "settings": settings,
-                                      "sweep": result["sweep"], "records": records})
-    if args.save_cams:
-        fileio.write_npz(args.save_cams, cams=result["cams"], logits=result["logits"].astype(np.float32),
-                         labels=split.labels[indices].astype(np.int32), fc_bias=result["fc_bias"],
-                         files=np.array(files), gt_boxes=split.boxes[indices].astype(np.int32))
-    if args.threshold_sweep:
-        sweep = dict(result["sweep"], settings=settings)
-        fileio.write_json(args.threshold_sweep + ".json", sweep)
-        marks = [(cam_threshold, f"used {cam_threshold:g}"), (sweep["best"]["threshold"], "best")]
-        fileio.write_png(args.threshold_sweep + ".png", vis.plot_sweep(sweep, marks))
-    if args.vis:
-        write_vis(args.vis, split, indices, vis_at, result, args.vis_scale)
+    inp = load(args)
+    doc, result, vis_at = evaluate(args, inp)
+    write(args, inp, doc, result, vis_at)
     return 0
 
 

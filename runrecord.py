@@ -22,7 +22,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import re
 import subprocess
 from dataclasses import dataclass, field
 from typing import Optional
@@ -195,8 +194,12 @@ def read_json(path):
 
 
 def write_json(path, obj):
-    """Atomic and fsync'ed (fileio): a power cut leaves the old or the new file."""
-    fileio.write_json(path, obj, sort_keys=True)
+    """Atomic and fsync'ed (fileio): a power cut leaves the old or the new file.
+    A failed write (full disk, read-only folder) is a UserError naming the path."""
+    try:
+        fileio.write_json(path, obj, sort_keys=True)
+    except OSError as e:
+        raise UserError(f"{path}: cannot write ({e.strerror or e})") from None
 
 
 def settings_path(logdir_or_prefix):

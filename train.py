@@ -25,6 +25,7 @@ the git commit) and, after a run that ended well, done.json (runrecord.py).
 import tf_env  # noqa: F401  (first: sets TF_USE_LEGACY_KERAS)
 
 import dataclasses
+import logging
 import os
 import sys
 
@@ -138,16 +139,17 @@ def build_config(args, env, settings, used, val, prefix, start_epoch, extra_call
 def train_steps(args, env, config):
     """Run tensorpack's loop; a NaN/inf loss stops it with an error. Returns the trainer."""
     trainer = devices.make_trainer(env["gpus"], horovod=args.horovod)
+    logging.getLogger("tensorpack").addFilter(cbs.FixFailureLog())
     try:
         launch_train_with_config(config, trainer)
     except tf.errors.InvalidArgumentError as e:
         if NONFINITE_LOSS not in str(e):
             raise
         kept = runrecord.latest_checkpoint(args.logdir, warn=logger.warn)
+        kept = f"the last good checkpoint {kept[0]} is kept" if kept else "no checkpoint had been written"
         raise UserError(f"the training loss became NaN or infinite after global step "
-                        f"{trainer.loop.global_step}; training stopped, "
-                        f"{'the last good checkpoint ' + kept[0] if kept else 'no checkpoint'} is kept "
-                        "and done.json is not written (a lower --lr may help)") from None
+                        f"{trainer.loop.global_step}; training stopped, {kept}, done.json is not written "
+                        "(a lower --lr may help)") from None
     return trainer
 
 

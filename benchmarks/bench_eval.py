@@ -1,15 +1,17 @@
-"""Evaluation speed: forward pass, CAM + box post-processing, threshold sweep (img/s and shares).
+"""Evaluation speed: forward pass, CAM, each protocol, MaxBoxAccV2, the sweep, the baselines.
 
     python -m benchmarks.bench_eval                      # ResNet-18, the paper's 64x64, 200 classes
     python -m benchmarks.bench_eval --depth 34 --images 512 --batch 128
-    python -m benchmarks.bench_eval --box-rule wsol --sweep-step 0.01
+    python -m benchmarks.bench_eval --sweep-step 0.01 --train-boxes 100000
 
 The network has random weights (no checkpoint needed) and the images are
 random, so the accuracy is meaningless; the timing is the one evaluate.py
-prints for a real run: ``forward`` is the predictor call (features, FC
-weights, logits), ``post-processing`` is CAM + bilinear resize + min-max
-normalisation + box + IoU + top-5 for every image, and the sweep is the box
-at every threshold of the grid.  One warm-up batch is excluded.
+prints for a real run: ``forward`` is the predictor call, then per image the
+ground-truth class CAM + top-5, each protocol at the summary threshold (its
+resize, level map, contours, IoU), MaxBoxAccV2 (100 thresholds, every
+contour), and with ``--threshold-sweep`` every protocol at every threshold.
+One warm-up batch is excluded.  The fixed-box baseline search is timed on
+random boxes the size of Tiny ImageNet's training split.
 """
 import argparse
 import time
@@ -17,15 +19,23 @@ import time
 import numpy as np
 
 import tf_env  # noqa: F401
-from cam import BOX_RULES, threshold_grid
+from cam import NAMES, PROTOCOLS, threshold_grid
+from cam.baselines import best_fixed_box
+from evaluate import evaluators
 from evaluation.runner import build_predictor, evaluate_images
 
-# Tiny ImageNet (facts.md): 64x64 images, 200 classes; the paper's network has total stride 4
-DEFAULTS = dict(image_size=64, classes=200, final_stride=4)
+# Tiny ImageNet (its wnids.txt and train/ folders): 64x64 images, 200 classes, 500 training images per
+# class; total stride 4 as SN-ResNet codes/train_resnet_tiny.py (docs/sources.md)
+DEFAULTS = dict(image_size=64, classes=200, final_stride=4, train_boxes=100_000)
+
+
+def timed(predictor, images, labels, boxes, thresholds, batch):
+    evals = evaluators({name: thresholds for name in NAMES})
+    return evaluate_images(predictor, images, labels, boxes, evals, batch_size=batch)["timing"]
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     p.add_argument("--depth", type=int, default=18)
     p.add_argument("--width-mult", type=float, default=1.0)
     p.add_argument("--images", type=int, default=256, help="timed images (after one warm-up batch)")
@@ -33,8 +43,8 @@ def main(argv=None):
     p.add_argument("--image-size", type=int, default=DEFAULTS["image_size"])
     p.add_argument("--classes", type=int, default=DEFAULTS["classes"])
     p.add_argument("--final-stride", type=int, default=DEFAULTS["final_stride"])
-    p.add_argument("--box-rule", choices=BOX_RULES, default="authors")
     p.add_argument("--sweep-step", type=float, default=0.01)
+    p.add_argument("--train-boxes", type=int, default=DEFAULTS["train_boxes"])
     args = p.parse_args(argv)
 
     size = args.image_size
@@ -47,26 +57,34 @@ def main(argv=None):
     labels = rng.integers(0, args.classes, size=args.images)
     corner = rng.integers(0, size // 2, size=(args.images, 2))
     boxes = np.concatenate([corner, corner + size // 2 - 1], axis=1)
-    evaluate_images(predictor, images[:args.batch], labels[:args.batch], boxes[:args.batch],
-                    batch_size=args.batch)                                        # warm-up
+    timed(predictor, images[:args.batch], labels[:args.batch], boxes[:args.batch], [0.2], args.batch)  # warm-up
 
-    tick = time.perf_counter()
-    plain = evaluate_images(predictor, images, labels, boxes, batch_size=args.batch, box_rule=args.box_rule)
-    wall = time.perf_counter() - tick
-    swept = evaluate_images(predictor, images, labels, boxes, batch_size=args.batch, box_rule=args.box_rule,
-                            sweep_thresholds=threshold_grid(args.sweep_step))
-    t = plain["timing"]
     n = args.images
-    steps = len(threshold_grid(args.sweep_step))
-    h, w = plain["cams"].shape[1:]
+    fixed = timed(predictor, images, labels, boxes, [0.2], args.batch)
+    swept = timed(predictor, images, labels, boxes, threshold_grid(args.sweep_step), args.batch)
+    forward = fixed["forward"]
     print(f"ResNet-{args.depth} x{args.width_mult:g}, {size}x{size} images, {args.classes} classes, "
-          f"{h}x{w} CAMs, batch {args.batch}, {n} images, box rule {args.box_rule}")
-    print(f"forward            {n / t['forward']:8.1f} img/s  ({1e3 * t['forward'] / n:.2f} ms/img)")
-    print(f"post-processing    {n / t['postprocess']:8.1f} img/s  ({1e6 * t['postprocess'] / n:.0f} us/img) "
-          f"= {100 * t['postprocess'] / t['forward']:.1f}% of the forward pass")
-    print(f"evaluation overall {n / wall:8.1f} img/s  (forward + post-processing, one thread)")
-    print(f"threshold sweep    {1e3 * swept['timing']['sweep'] / n:.2f} ms/img for {steps} thresholds "
-          f"= {100 * swept['timing']['sweep'] / swept['timing']['forward']:.0f}% of the forward pass")
+          f"batch {args.batch}, {n} images")
+    print(f"forward              {n / forward:8.1f} img/s  ({1e3 * forward / n:.2f} ms/img)")
+    for name in ("cam", *NAMES, "wsol2020"):
+        what = "MaxBoxAccV2 (100 thr)" if name == "wsol2020" else name
+        print(f"{what:21s}{1e6 * fixed[name] / n:8.0f} us/img = {100 * fixed[name] / forward:5.2f}% of the forward pass")
+    post = sum(v for k, v in fixed.items() if k != "forward")
+    print(f"all post-processing  {1e6 * post / n:8.0f} us/img = {100 * post / forward:5.2f}% of the forward pass "
+          f"(evaluate.py default: 3 protocols at 0.2 + MaxBoxAccV2)")
+    sweep = sum(swept[name] for name in NAMES)
+    steps = len(threshold_grid(args.sweep_step))
+    print(f"--threshold-sweep    {1e6 * sweep / n:8.0f} us/img for 3 protocols x {steps} thresholds "
+          f"= {100 * sweep / swept['forward']:5.2f}% of the forward pass")
+
+    corner = rng.integers(0, size // 2, size=(args.train_boxes, 2))
+    extent = rng.integers(size // 4, size // 2, size=(args.train_boxes, 2))
+    train = np.concatenate([corner, np.minimum(corner + extent, size - 1)], axis=1)
+    for name in NAMES:
+        tick = time.perf_counter()
+        box, hits = best_fixed_box(train, (size, size), PROTOCOLS[name])
+        print(f"fixed-box search ({name:7s}) {time.perf_counter() - tick:6.1f} s on {args.train_boxes} boxes: "
+              f"{box.tolist()} hits {100 * hits / args.train_boxes:.1f}%")
 
 
 if __name__ == "__main__":

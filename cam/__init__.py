@@ -1,20 +1,20 @@
-"""CAM evaluation, NumPy + OpenCV only (no TensorFlow).
+"""CAM evaluation, NumPy + OpenCV + matplotlib's colour map only (no TensorFlow).
 
-* :mod:`cam.cam`: raw CAMs from features and FC weights, bilinear resize, min-max normalisation.
-* :mod:`cam.box`: scoremap to box, the authors' rule (default) and wsolevaluation's.
-* :mod:`cam.metrics`: inclusive IoU and the GT-known / Top-1 / Top-5 Loc and Clas accumulator.
-* :mod:`cam.sweep`: dataset-level accuracy at every threshold (MaxBoxAcc).
+* :mod:`cam.cam`: raw CAMs from features and FC weights, resize, min-max normalisation.
+* :mod:`cam.protocols`: the ``authors`` / ``paper`` / ``wsol`` protocols (level map, cut, pick, IoU, hit).
+* :mod:`cam.box`: level map to boxes at many thresholds, each distinct mask traced once.
+* :mod:`cam.metrics`: inclusive IoU and the one evaluator over a list of thresholds.
+* :mod:`cam.maxboxacc`: MaxBoxAccV2 and its Top-1 Loc twin.
+* :mod:`cam.baselines`: the whole-image box and the best fixed box.
 * :mod:`cam.vis`: the paper's Figure 2 panels, grids, the sweep plot.
 
-Boxes everywhere are int ``[x0, y0, x1, y1]`` with the max inclusive.
+Boxes everywhere are int ``[x0, y0, x1, y1]`` with the max inclusive; the
+conventions and their sources are in docs/sources.md.
 """
-from cam.box import BOX_RULES, boxes_at_thresholds, scoremap_to_box
 from cam.cam import class_activation_maps, normalize_map, resize_map, scoremaps_from_cams
-from cam.metrics import (IOU_THRESHOLD, METRICS, TOP_K, LocalizationAccumulator, box_area, iou,
-                         is_localized, top_k_classes)
-from cam.sweep import ThresholdSweep, threshold_grid
+from cam.metrics import METRICS, TOP_K, BoxEvaluator, box_area, iou, is_localized, top_k_classes
+from cam.protocols import CAM_THRESHOLD, IOU_THRESHOLD, NAMES, PROTOCOLS, WSOL_MULTI, threshold_grid
 
-__all__ = ["BOX_RULES", "boxes_at_thresholds", "scoremap_to_box", "class_activation_maps",
-           "normalize_map", "resize_map", "scoremaps_from_cams", "IOU_THRESHOLD", "METRICS", "TOP_K",
-           "LocalizationAccumulator", "box_area", "iou", "is_localized", "top_k_classes",
-           "ThresholdSweep", "threshold_grid"]
+__all__ = ["class_activation_maps", "normalize_map", "resize_map", "scoremaps_from_cams", "METRICS",
+           "TOP_K", "BoxEvaluator", "box_area", "iou", "is_localized", "top_k_classes", "CAM_THRESHOLD",
+           "IOU_THRESHOLD", "NAMES", "PROTOCOLS", "WSOL_MULTI", "threshold_grid"]

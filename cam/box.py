@@ -1,127 +1,114 @@
-"""Scoremap to bounding box: the authors' rule (default) and the wsolevaluation rule.
+"""Scoremap to boxes under the three protocols; every distinct foreground mask is traced once.
 
-Input: one scoremap, ``(H, W)`` float, finite, normally min-max normalised
-to ``[0, 1]`` (``cam.cam.normalize_map``).  Output: int32 ``[x0, y0, x1, y1]``.
+Each protocol (``cam.protocols``) turns a CAM into a *level map* ``(H, W)``
+and a threshold ``t`` into a *cut*; the foreground is ``levels > cut``
+(strict, as both public codes: ``cv2.THRESH_TOZERO`` / ``cv2.THRESH_BINARY``
+keep ``src > thresh``).  Contours come from ``cv2.findContours(mask,
+RETR_TREE, CHAIN_APPROX_SIMPLE)``; ``cv2.boundingRect`` gives ``(x, y, w, h)``
+with ``x + w`` one past the last foreground column.
 
-Both rules binarise with a *strict* ``>``: a pixel is foreground when its
-score is greater than ``threshold * max(scoremap)``.  That is what both public
-codes do (``cv2.THRESH_TOZERO`` in the authors' code, ``cv2.THRESH_BINARY`` in
-wsolevaluation: both keep ``src > thresh``).  Contours come from
-``cv2.findContours(mask, RETR_TREE, CHAIN_APPROX_SIMPLE)``; a contour's
-``cv2.boundingRect`` is ``(x, y, w, h)`` with ``x + w`` one past its last column.
+Pick rules (which contour's rectangle):
 
-``"authors"`` (default; facts.md, the first author's SN-ResNet ``utils_loc.py``):
-    threshold ``cam_threshold * max`` of the normalised map (0.2 in the paper's
-    runs), take the bounding rectangle with the largest area ``w * h`` (on ties
-    the first in OpenCV's contour list, which OpenCV fills in reverse raster
-    order, as the authors' loop did), and write it ``[x, y, x + w, y + h]``.  Read with this
-    project's inclusive convention that box is one pixel too wide and one too
-    tall: ``x1 = x + w`` is one past the last foreground column, and can equal
-    ``W`` (outside the image).  We reproduce it faithfully because the paper's
-    numbers were measured with it; on a 64 x 64 image the extra row and column
-    change IoU by a few points for small boxes.
-    Two differences from the authors' code, both documented choices: (1) they
-    thresholded the grey level of a cubehelix colour rendering of the map
-    (``tensorpack.utils.viz.intensity_to_rgb``), an 8-bit image whose luminance
-    follows the map; we threshold the float map itself.  (2) Their code crashes
-    when nothing survives the threshold; we return ``[0, 0, 0, 0]``.
+* ``"rect_area"``: the bounding rectangle of largest ``w * h``, the first on
+  ties (SN-ResNet ``codes/utils_loc.py`` ``large_rect``; OpenCV lists contours
+  in reverse raster order of discovery).
+* ``"contour_area"``: the contour of largest ``cv2.contourArea`` (polygon
+  area), the first on ties (wsolevaluation ``evaluation.py``
+  ``compute_bboxes_from_scoremaps``).
+* ``"all"``: every contour's rectangle (wsolevaluation, ``multi_contour_eval=True``).
 
-``"wsol"`` (clovaai/wsolevaluation, ``compute_bboxes_from_scoremaps``):
-    quantise to 8 bits (``uint8(map * 255)``), threshold at
-    ``int(cam_threshold * max)`` of that, take the contour of largest
-    ``cv2.contourArea`` (polygon area, the first one on ties), and write
-    ``[x, y, min(x + w, W - 1), min(y + h, H - 1)]``; the clipping keeps the
-    box inside the image but still adds a pixel where it is not at the border.
-    Requires the map in ``[0, 1]``.
+Write-outs (rectangle to ``[x0, y0, x1, y1]``), see docs/sources.md:
 
-No contour (nothing above the threshold, e.g. an all-zero map): ``[0, 0, 0, 0]``
-under both rules (wsolevaluation's choice), a one-pixel box in the top-left
-corner that scores as a miss for any real object.
+* ``"one_past"``: ``[x, y, x + w, y + h]`` (SN-ResNet);
+* ``"tight"``: ``[x, y, x + w - 1, y + h - 1]``, the inclusive box of the pixels;
+* ``"one_past_clipped"``: ``[x, y, min(x + w, W - 1), min(y + h, H - 1)]`` (wsolevaluation).
+
+No contour (nothing above the cut): one box ``[0, 0, 0, 0]`` (wsolevaluation's
+choice; SN-ResNet's code crashes there).
 """
 import cv2
 import numpy as np
 
-BOX_RULES = ("authors", "wsol")
-NO_BOX = (0, 0, 0, 0)   # wsolevaluation: returned when no contour survives the threshold
+PICKS = ("rect_area", "contour_area", "all")
+WRITE_OUTS = ("one_past", "tight", "one_past_clipped")
+NO_RECT = (0, 0, 0, 0)   # stands for "no contour"; written as the box [0, 0, 0, 0] (wsolevaluation)
 
 
-def _contours(mask):
+def contours_of(mask):
     """External and hole contours of a uint8 ``(H, W)`` mask (OpenCV 3 returns 3 values, 4 and 5 return 2)."""
-    found = cv2.findContours(mask, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)
-    return found[-2]
+    return cv2.findContours(mask, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[-2]
 
 
-def _check(scoremap, rule):
-    scoremap = np.asarray(scoremap)
-    if scoremap.ndim != 2 or scoremap.size == 0:
-        raise ValueError(f"scoremap must be a non-empty 2-D (H, W) array, got shape {scoremap.shape}")
-    if not np.isfinite(scoremap).all():
-        raise ValueError("scoremap has non-finite values; normalise it with cam.normalize_map first")
-    if rule not in BOX_RULES:
-        raise ValueError(f"unknown box rule {rule!r}; choose one of {BOX_RULES}")
-    if rule == "wsol" and (scoremap.min() < 0 or scoremap.max() > 1):
-        raise ValueError("the wsol box rule needs a scoremap in [0, 1]")
-    return scoremap
+def write_out(rects, write, shape):
+    """``(n, 4)`` ``(x, y, w, h)`` rectangles -> ``(n, 4)`` int64 ``[x0, y0, x1, y1]`` boxes; ``shape`` = (H, W)."""
+    rects = np.asarray(rects, dtype=np.int64).reshape(-1, 4)
+    x, y, w, h = rects.T
+    if write == "one_past":
+        return np.stack([x, y, x + w, y + h], axis=1)
+    if write == "tight":
+        return np.stack([x, y, x + w - 1, y + h - 1], axis=1)
+    if write == "one_past_clipped":
+        height, width = shape
+        return np.stack([x, y, np.minimum(x + w, width - 1), np.minimum(y + h, height - 1)], axis=1)
+    raise ValueError(f"unknown write-out {write!r}; choose one of {WRITE_OUTS}")
 
 
-def _foreground_fn(scoremap, rule):
-    """Return ``f(threshold) -> uint8 mask`` for one map (the quantisation is done once)."""
-    if rule == "wsol":
-        quantised = (scoremap * 255).astype(np.uint8)   # wsolevaluation: 8-bit copy of the map
-        top = int(quantised.max())
-        return lambda t: (quantised > int(t * top)).view(np.uint8)
-    scoremap = scoremap.astype(np.float32, copy=False)
-    top = float(scoremap.max())
-    return lambda t: (scoremap > np.float32(t * top)).view(np.uint8)
-
-
-def _box_from_mask(mask, rule):
-    contours = _contours(mask)
+def _rects(mask, pick):
+    """The ``(x, y, w, h)`` rectangles a pick rule keeps from one uint8 mask; ``[(0, 0, 0, 0)]`` for none."""
+    contours = contours_of(mask)
     if len(contours) == 0:
-        return NO_BOX
-    height, width = mask.shape
-    if rule == "wsol":
-        x, y, w, h = cv2.boundingRect(max(contours, key=cv2.contourArea))
-        return x, y, min(x + w, width - 1), min(y + h, height - 1)
-    best, best_area = None, 0
-    for contour in contours:
-        rect = cv2.boundingRect(contour)
-        if rect[2] * rect[3] > best_area:             # strict: the first rectangle wins ties
-            best, best_area = rect, rect[2] * rect[3]
-    x, y, w, h = best
-    return x, y, x + w, y + h
+        return [NO_RECT]
+    if pick == "all":
+        return [cv2.boundingRect(c) for c in contours]
+    if pick == "rect_area":
+        best = cv2.boundingRect(contours[0])
+        for c in contours[1:]:
+            rect = cv2.boundingRect(c)
+            if rect[2] * rect[3] > best[2] * best[3]:      # strict: the first wins ties
+                best = rect
+        return [best]
+    if pick == "contour_area":
+        return [cv2.boundingRect(max(contours, key=cv2.contourArea))]   # max keeps the first on ties
+    raise ValueError(f"unknown pick rule {pick!r}; choose one of {PICKS}")
 
 
-def scoremap_to_box(scoremap, cam_threshold=0.2, rule="authors"):
-    """One box from one scoremap; ``cam_threshold`` 0.2 is the paper's (facts.md: authors' evaluation).
+def _boxes(rects, write, shape):
+    boxes = write_out(rects, write, shape)
+    boxes[np.asarray(rects).reshape(-1, 4)[:, 2] == 0] = 0      # no contour: [0, 0, 0, 0]
+    return boxes
+
+
+def boxes_from_mask(mask, pick, write):
+    """Boxes ``(n, 4)`` int64 of one uint8 ``(H, W)`` mask: n = 1 unless ``pick == "all"``."""
+    return _boxes(_rects(mask, pick), write, mask.shape)
+
+
+def foreground_counts(levels, cuts):
+    """Pixels above each cut, without building the masks: a histogram for 8-bit maps, a sort otherwise."""
+    cuts = np.asarray(cuts)
+    if levels.dtype == np.uint8:
+        above = levels.size - np.cumsum(np.bincount(levels.ravel(), minlength=256))
+        return above[np.clip(cuts, 0, 255).astype(np.int64)]
+    ordered = np.sort(levels.ravel())
+    return levels.size - np.searchsorted(ordered, cuts, side="right")
+
+
+def boxes_at_cuts(levels, cuts, pick, write):
+    """Boxes of one level map at each cut, tracing each distinct mask once.
 
     Args:
-        scoremap: ``(H, W)`` float, finite (``[0, 1]`` for ``rule="wsol"``).
-        cam_threshold: fraction of the map's maximum; pixels strictly above it are foreground.
-        rule: ``"authors"`` or ``"wsol"`` (see the module docstring for the exact conventions).
+        levels: ``(H, W)`` level map (uint8 or float32).
+        cuts: ``(T,)`` cut values, foreground ``levels > cut``.
     Returns:
-        int32 ``(4,)`` ``[x0, y0, x1, y1]``; ``[0, 0, 0, 0]`` when no pixel is above the threshold.
+        ``(boxes (M, 4) int64, owner (T,) int)``: the boxes of the distinct
+        masks, concatenated mask after mask, and for each cut the index of its
+        mask's first box.  Masks are nested, so the foreground pixel count
+        identifies one; it is read from a histogram before any mask is built.
     """
-    scoremap = _check(scoremap, rule)
-    mask = _foreground_fn(scoremap, rule)(cam_threshold)
-    return np.asarray(_box_from_mask(mask, rule), dtype=np.int32)
-
-
-def boxes_at_thresholds(scoremap, thresholds, rule="authors"):
-    """Boxes of one scoremap at every threshold; returns int32 ``(T, 4)``, same rules as :func:`scoremap_to_box`.
-
-    Thresholds that select the same pixels give the same box; the foreground
-    masks are nested, so the pixel count identifies the mask and each
-    distinct mask is traced once.
-    """
-    scoremap = _check(scoremap, rule)
-    foreground = _foreground_fn(scoremap, rule)
-    boxes = np.empty((len(thresholds), 4), dtype=np.int32)
-    by_count = {}
-    for i, t in enumerate(thresholds):
-        mask = foreground(float(t))
-        count = int(np.count_nonzero(mask))
-        if count not in by_count:
-            by_count[count] = _box_from_mask(mask, rule)
-        boxes[i] = by_count[count]
-    return boxes
+    rects, owner, first_of = [], np.empty(len(cuts), dtype=np.int64), {}
+    for i, (cut, count) in enumerate(zip(cuts, foreground_counts(levels, cuts).tolist())):
+        if count not in first_of:
+            first_of[count] = len(rects)
+            rects.extend(_rects((levels > cut).view(np.uint8), pick) if count else [NO_RECT])
+        owner[i] = first_of[count]
+    return _boxes(rects, write, levels.shape), owner

@@ -10,10 +10,13 @@ Pure NumPy + OpenCV, no TensorFlow.  Shapes and conventions:
   no normalisation.  Because the head is GAP + FC, ``cam[n].mean() +
   fc_b[c] == logits[n, c]`` for the class ``c`` the CAM was taken for.
 * A *scoremap* is the raw CAM resized to the image, ``(N, H, W)`` float32,
-  min-max normalised to ``[0, 1]``; this is what box extraction reads.
+  min-max normalised to ``[0, 1]``; the protocols (``cam.protocols``) turn it
+  into the level map that box extraction reads.
 """
 import cv2
 import numpy as np
+
+RESIZES = {"bilinear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC}
 
 
 def class_activation_maps(features, fc_w, classes):
@@ -45,18 +48,20 @@ def class_activation_maps(features, fc_w, classes):
     return np.einsum("nhwc,nc->nhw", features, weights, optimize=True).astype(np.float32)
 
 
-def resize_map(cam, image_shape):
-    """Bilinear resize of one ``(h, w)`` map to ``image_shape = (H, W)``; returns ``(H, W)`` float32.
+def resize_map(cam, image_shape, resize="bilinear"):
+    """Resize one ``(h, w)`` map to ``image_shape = (H, W)``; returns ``(H, W)`` float32.
 
-    ``cv2.resize`` takes the size as ``(W, H)``; the swap is done here, once.
-    Bilinear (``cv2.INTER_LINEAR``, pixel centres aligned) as the authors'
-    ``cv2.resize`` default (facts.md: authors' evaluation).
+    ``cv2.resize`` takes the size as ``(W, H)``; the swap is done here, once
+    (wsolevaluation's ``inference.py`` passes ``(H, W)``, harmless on its square
+    images).  ``resize``: ``"bilinear"`` (``cv2.INTER_LINEAR``, the default of
+    SN-ResNet's ``cv2.resize``) or ``"cubic"`` (``cv2.INTER_CUBIC``,
+    wsolevaluation ``inference.py``); see docs/sources.md.
     """
     height, width = (int(s) for s in image_shape)
     cam = np.asarray(cam, dtype=np.float32)
     if cam.ndim != 2:
         raise ValueError(f"cam must be 2-D (h, w), got shape {cam.shape}")
-    return cv2.resize(cam, (width, height), interpolation=cv2.INTER_LINEAR)
+    return cv2.resize(cam, (width, height), interpolation=RESIZES[resize])
 
 
 def normalize_map(scoremap):
@@ -76,13 +81,10 @@ def normalize_map(scoremap):
     return np.clip(out, 0.0, 1.0, out=out)
 
 
-def scoremaps_from_cams(cams, image_shape):
+def scoremaps_from_cams(cams, image_shape, resize="bilinear"):
     """Resize each raw CAM ``(N, h, w)`` to ``image_shape = (H, W)`` and normalise it; returns ``(N, H, W)`` float32."""
     cams = np.asarray(cams, dtype=np.float32)
     if cams.ndim != 3:
         raise ValueError(f"cams must be (N, h, w), got shape {cams.shape}")
-    height, width = (int(s) for s in image_shape)
-    out = np.empty((cams.shape[0], height, width), dtype=np.float32)
-    for i, cam in enumerate(cams):
-        out[i] = normalize_map(resize_map(cam, (height, width)))
-    return out
+    return np.stack([normalize_map(resize_map(cam, image_shape, resize)) for cam in cams]) if len(cams) else \
+        np.zeros((0, *(int(s) for s in image_shape)), np.float32)

@@ -1,31 +1,30 @@
-"""IoU with inclusive pixels, and the localisation / classification accuracies.
+"""IoU with inclusive pixels, and ONE evaluator over a list of CAM thresholds.
 
 Boxes are int ``[x0, y0, x1, y1]`` pixel indices with the max **inclusive**
 (Tiny ImageNet's annotation convention), so a box covers
 ``(x1 - x0 + 1) * (y1 - y0 + 1)`` pixels; ``[3, 3, 3, 3]`` is one pixel.
 
-Metrics (percent of the evaluated images):
+:class:`BoxEvaluator` follows clovaai/wsolevaluation's ``BoxEvaluator``
+(``evaluation.py``): per image, the box(es) at every threshold, the best IoU
+with the ground truth at each, and per IoU threshold the count of images
+localised at each CAM threshold, over the whole set (counting an image as
+localised when *any* threshold works would inflate accuracy).  One fixed
+threshold is a list of length one.  Metrics, in percent of the images:
 
-* ``gt_known_loc``: IoU(box from the ground-truth class CAM, gt box) >= 0.5.
-* ``top1_loc``: the same and the top-1 predicted class is the ground truth.
-* ``top1_clas``: the top-1 predicted class is the ground truth.
-* ``top5_loc``: IoU >= 0.5 and the ground truth is among the top-5 classes.
-  This equals the ILSVRC definition (one box per top-5 guess, correct if a
-  guess has the right class and IoU >= 0.5): only the guess that is the
-  ground-truth class can count, and its CAM is the ground-truth class CAM.
-  The same holds for ``top1_loc``.
-* ``top5_clas``: the ground truth is among the top-5 classes.
+* ``gt_known_loc``: localised (the box from the ground-truth class CAM);
+* ``top1_loc`` / ``top5_loc``: localised and the ground truth is the top-1 /
+  among the top-5 classes (equal to ILSVRC's definition: only the guess that
+  is the ground-truth class can count, and its CAM is the ground-truth one);
+* ``top1_clas`` / ``top5_clas``: classification only.
 With fewer than 5 classes "top-5" means all classes.
-
-The paper says IoU "more than 50%"; facts.md and wsolevaluation count
-IoU >= 0.5, which is the default here; the authors' code counted IoU > 0.5
-(``strict=True``).  The two differ only for an IoU of exactly 0.5.
 """
 import numpy as np
 
-IOU_THRESHOLD = 0.5   # paper sec. 3 "more than 50%"; facts.md: IoU >= 0.5
+from cam.box import boxes_at_cuts
+
 TOP_K = 5             # Top-5 Loc / Top-5 Clas (ILSVRC convention)
 METRICS = ("gt_known_loc", "top1_loc", "top1_clas", "top5_loc", "top5_clas")
+CURVES = ("gt_known_loc", "top1_loc", "top5_loc")
 
 
 def box_area(boxes):
@@ -35,26 +34,35 @@ def box_area(boxes):
             * np.maximum(boxes[..., 3] - boxes[..., 1] + 1, 0))
 
 
-def iou(boxes_a, boxes_b):
+def iou(boxes_a, boxes_b, clamp=True):
     """IoU of inclusive int boxes, broadcast over leading dims: ``(..., 4), (..., 4) -> (...)`` float64.
 
-    The intersection is clamped at 0 in each axis *before* multiplying (the
-    authors' ``bb_IOU`` did not clamp, so two boxes apart in both x and y got
-    a positive "intersection").  An empty union (both boxes degenerate) gives 0.
+    ``clamp=True`` (sound arithmetic, wsolevaluation ``calculate_multiple_iou``):
+    the intersection's width and height are clamped at 0; an empty union gives 0.
+    ``clamp=False`` (SN-ResNet ``codes/utils_loc.py`` ``bb_IOU``): areas are
+    ``(x1 - x0 + 1) * (y1 - y0 + 1)`` unclamped, so two boxes apart in both x and y
+    get a positive "intersection" (``[0, 0, 20, 20]`` vs ``[40, 40, 63, 63]``:
+    361 / 656 = 0.55); a zero union (their ZeroDivisionError) gives 0 here.
     """
     a = np.asarray(boxes_a, dtype=np.int64)
     b = np.asarray(boxes_b, dtype=np.int64)
     if a.shape[-1:] != (4,) or b.shape[-1:] != (4,):
         raise ValueError(f"boxes must have a last dimension of 4, got {a.shape} and {b.shape}")
-    inter_w = np.maximum(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]) + 1, 0)
-    inter_h = np.maximum(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]) + 1, 0)
-    inter = inter_w * inter_h   # <= each area, so 0 when either box is degenerate
-    union = box_area(a) + box_area(b) - inter
-    return np.where(union > 0, inter / np.maximum(union, 1), 0.0)
+    inter_w = np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]) + 1
+    inter_h = np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]) + 1
+    if clamp:
+        inter = np.maximum(inter_w, 0) * np.maximum(inter_h, 0)
+        union = box_area(a) + box_area(b) - inter
+    else:
+        inter = inter_w * inter_h
+        union = ((a[..., 2] - a[..., 0] + 1) * (a[..., 3] - a[..., 1] + 1)
+                 + (b[..., 2] - b[..., 0] + 1) * (b[..., 3] - b[..., 1] + 1) - inter)
+    ok = union > 0 if clamp else union != 0
+    return np.where(ok, inter / np.where(ok, union, 1), 0.0)
 
 
-def is_localized(ious, iou_threshold=IOU_THRESHOLD, strict=False):
-    """Bool array: ``iou >= iou_threshold`` (or ``>`` with ``strict=True``, the authors' code)."""
+def is_localized(ious, iou_threshold, strict):
+    """Bool array: ``iou > iou_threshold`` (``strict``, SN-ResNet and the paper) or ``>=`` (wsolevaluation)."""
     ious = np.asarray(ious, dtype=np.float64)
     return ious > iou_threshold if strict else ious >= iou_threshold
 
@@ -68,37 +76,99 @@ def top_k_classes(logits, k=TOP_K):
     return np.argsort(-logits, axis=1, kind="stable")[:, :k]
 
 
-class LocalizationAccumulator:
-    """Counts for the five metrics, fed batch by batch; :meth:`summary` gives percentages.
+class BoxEvaluator:
+    """Localisation counts of one protocol at every CAM threshold and IoU threshold.
 
-    ``update(ious, top_k, labels)``: ``ious`` (B,) IoU of the ground-truth
-    class CAM box with the gt box; ``top_k`` (B, k) predicted classes, best
-    first; ``labels`` (B,) ground-truth classes.
+    Args:
+        protocol: a :class:`cam.protocols.Protocol` (level map, cut, pick, write-out, IoU, hit rule).
+        thresholds: ``(T,)`` CAM thresholds (fractions of the map's maximum).
+        iou_thresholds: IoU thresholds; the default is the paper's 0.5 alone.
+    Feed it with :meth:`accumulate` (one image) or :meth:`add_box` (a given box,
+    e.g. a baseline), read it with :meth:`curves`, :meth:`summary`, :meth:`best`.
     """
 
-    def __init__(self, iou_threshold=IOU_THRESHOLD, strict=False):
-        self.iou_threshold = iou_threshold
-        self.strict = strict
+    def __init__(self, protocol, thresholds, iou_thresholds=(0.5,)):
+        self.protocol = protocol
+        self.thresholds = np.asarray(thresholds, dtype=np.float64).reshape(-1)
+        if len(self.thresholds) == 0:
+            raise ValueError("need at least one CAM threshold")
+        self.iou_thresholds = tuple(float(t) for t in iou_thresholds)
         self.count = 0
-        self.hits = dict.fromkeys(METRICS, 0)
+        self.clas = {"top1_clas": 0, "top5_clas": 0}
+        self.hits = {t: {c: np.zeros(len(self.thresholds), np.int64) for c in CURVES}
+                     for t in self.iou_thresholds}
 
-    def update(self, ious, top_k, labels):
-        ious = np.asarray(ious, dtype=np.float64).reshape(-1)
-        top_k = np.asarray(top_k).reshape(len(ious), -1)
-        labels = np.asarray(labels).reshape(-1)
-        if len(labels) != len(ious) or top_k.shape[1] == 0:
-            raise ValueError(f"need one IoU, one label and >= 1 class per image, got "
-                             f"{len(ious)} IoUs, {len(labels)} labels, top_k of shape {top_k.shape}")
-        loc = is_localized(ious, self.iou_threshold, self.strict)
-        top1 = top_k[:, 0] == labels
-        top5 = (top_k[:, :TOP_K] == labels[:, None]).any(axis=1)
-        for name, hit in (("gt_known_loc", loc), ("top1_loc", loc & top1), ("top1_clas", top1),
-                          ("top5_loc", loc & top5), ("top5_clas", top5)):
-            self.hits[name] += int(hit.sum())
-        self.count += len(ious)
+    def accumulate(self, levels, gt_box, top1, top5):
+        """Add one image: ``levels`` its level map (``protocol.level_map``), ``gt_box`` (4,) inclusive,
+        ``top1`` / ``top5`` whether the ground truth is the top-1 / among the top-5 classes.
 
-    def summary(self):
-        """``{metric: percent}`` for :data:`METRICS`; raises ``ValueError`` when nothing was added."""
+        Returns ``(ious (T,), boxes (T, 4))``: per threshold the best IoU over the
+        box(es) and the box that reached it.
+        """
+        p = self.protocol
+        boxes, owner = boxes_at_cuts(levels, p.cuts(levels, self.thresholds), p.pick, p.write)
+        ious = iou(boxes, np.asarray(gt_box)[None, :], p.clamp)
+        starts = np.unique(owner)
+        if len(starts) < len(boxes):                         # several boxes per mask: the best of each
+            ends = np.append(starts[1:], len(boxes))
+            best = {s: s + int(np.argmax(ious[s:e])) for s, e in zip(starts, ends)}
+            owner = np.array([best[o] for o in owner])
+        self._count(ious[owner], bool(top1), bool(top5))
+        return ious[owner], boxes[owner]
+
+    def add_box(self, box, gt_box, top1=False, top5=False):
+        """Add one image whose box is given (the same at every threshold); returns its IoU."""
+        value = float(iou(box, gt_box, self.protocol.clamp))
+        self._count(np.full(len(self.thresholds), value), bool(top1), bool(top5))
+        return value
+
+    def _count(self, ious, top1, top5):
+        for t, hits in self.hits.items():
+            loc = is_localized(ious, t, self.protocol.strict)
+            hits["gt_known_loc"] += loc
+            if top1:
+                hits["top1_loc"] += loc
+            if top5:
+                hits["top5_loc"] += loc
+        self.clas["top1_clas"] += top1
+        self.clas["top5_clas"] += top5
+        self.count += 1
+
+    def _check(self):
         if self.count == 0:
             raise ValueError("no images were evaluated")
-        return {name: 100.0 * self.hits[name] / self.count for name in METRICS}
+
+    def curves(self, iou_threshold=0.5):
+        """``{curve: (T,) percent}`` for :data:`CURVES` at one IoU threshold."""
+        self._check()
+        return {c: 100.0 * h / self.count for c, h in self.hits[float(iou_threshold)].items()}
+
+    def index(self, threshold):
+        """Position of ``threshold`` in the list (ValueError when absent)."""
+        found = np.flatnonzero(np.isclose(self.thresholds, threshold, rtol=0, atol=1e-9))
+        if len(found) == 0:
+            raise ValueError(f"threshold {threshold} was not evaluated")
+        return int(found[0])
+
+    def summary(self, threshold, iou_threshold=0.5):
+        """The five :data:`METRICS` (percent) at one CAM threshold."""
+        i = self.index(threshold)
+        out = {c: float(v[i]) for c, v in self.curves(iou_threshold).items()}
+        out.update({c: 100.0 * n / self.count for c, n in self.clas.items()})
+        return {m: out[m] for m in METRICS}
+
+    def best(self, curve="gt_known_loc", iou_threshold=0.5):
+        """``(threshold, percent)`` where ``curve`` is highest (the lowest threshold on ties)."""
+        values = self.curves(iou_threshold)[curve]
+        i = int(np.argmax(values))
+        return float(self.thresholds[i]), float(values[i])
+
+    def sweep(self, iou_threshold=0.5):
+        """JSON-able curves over all thresholds, with the best threshold by GT-known Loc (MaxBoxAcc)."""
+        curves = self.curves(iou_threshold)
+        threshold, value = self.best("gt_known_loc", iou_threshold)
+        i = self.index(threshold)
+        return {"thresholds": self.thresholds.tolist(), **{c: v.tolist() for c, v in curves.items()},
+                "num_images": self.count,
+                "best": {"threshold": threshold, "max_box_acc": value,
+                         "top1_loc": float(curves["top1_loc"][i]), "top5_loc": float(curves["top5_loc"][i])}}

@@ -1,24 +1,76 @@
-"""The forward pass and the per-image CAM evaluation of a set of images.
+"""The forward pass, the checkpoint check, and one pass of every evaluator over a set of images.
 
-:func:`build_predictor` restores a :class:`models.CAMModel` from a checkpoint
-as a tensorpack ``OfflinePredictor`` that maps uint8 BGR images to the
-feature map, the FC weight and bias, and the logits.  :func:`evaluate_images`
-runs it batch by batch and, per batch, computes the ground-truth class CAM,
-its box and IoU, the top-5 classes, and (optionally) the threshold sweep.
+:func:`build_predictor` checks that every graph variable of
+:class:`models.CAMModel` is in the checkpoint with the same shape, then
+restores it as a tensorpack ``OfflinePredictor`` mapping uint8 BGR images to
+the feature map, the FC weight and bias, and the logits.
+:func:`evaluate_images` runs it batch by batch; per image it computes the
+ground-truth class CAM, resizes it once per interpolation, builds each
+protocol's level map once, and feeds every :class:`cam.metrics.BoxEvaluator`
+(the three protocols and MaxBoxAccV2): all thresholds, one pass.
 """
 import time
 
 import numpy as np
 
-from cam import (LocalizationAccumulator, ThresholdSweep, class_activation_maps, iou, scoremap_to_box,
-                 scoremaps_from_cams, top_k_classes)
+from cam import class_activation_maps, normalize_map, resize_map, top_k_classes
+from errors import UserError
+
+
+def _first_line(error):
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+def _graph_variables(model_settings):
+    """``{name: shape}`` of the global variables of the inference graph of ``CAMModel(**model_settings)``."""
+    import tensorflow as tf
+    from tensorpack.tfutils.tower import TowerContext
+
+    from models import CAMModel
+    tf1 = tf.compat.v1
+    model = CAMModel(**model_settings)
+    with tf.Graph().as_default():
+        inputs = [tf1.placeholder(s.dtype, s.shape, s.name) for s in model.get_input_signature()]
+        with TowerContext("", is_training=False):
+            model.build_graph(*inputs)
+        return {v.op.name: v.shape.as_list() for v in tf1.global_variables()}
+
+
+def check_checkpoint(model_settings, prefix):
+    """UserError unless every graph variable is in checkpoint ``prefix`` with the same shape.
+
+    Without this, tensorpack's ``SmartInit`` only warns about a missing variable
+    and leaves it randomly initialised (a wrong ``--depth`` evaluated random blocks).
+    """
+    import tensorflow as tf
+    try:
+        stored = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
+    except Exception as e:   # a truncated or foreign index: TF raises various errors
+        raise UserError(f"{prefix}: cannot read the checkpoint ({_first_line(e)})") from None
+    wanted = _graph_variables(model_settings)
+    settings = ", ".join(f"{k} {model_settings.get(k)}" for k in ("depth", "width_mult", "final_stride",
+                                                                  "num_classes"))
+    missing = sorted(set(wanted) - set(stored))
+    if missing:
+        shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
+        raise UserError(f"{prefix}: {len(missing)} of the {len(wanted)} graph variables are not in the checkpoint "
+                        f"({shown}); the model settings ({settings}) do not match it: most likely the depth "
+                        f"(more blocks than were trained) or a checkpoint of another network")
+    wrong = [(n, wanted[n], list(stored[n])) for n in sorted(wanted) if list(stored[n]) != wanted[n]]
+    if wrong:
+        name, graph, ckpt = wrong[0]
+        raise UserError(f"{prefix}: {len(wrong)} variables have other shapes than the model settings "
+                        f"({settings}) give, e.g. {name} {ckpt} in the checkpoint vs {graph}: most likely "
+                        f"the width (--width-mult) or the number of classes")
 
 
 def build_predictor(model_settings, checkpoint_prefix):
     """OfflinePredictor ``f(images)``, images ``(B, H, W, 3)`` uint8 BGR, returning
     ``[features (B, h, w, C), fc_w (C, K), fc_b (K,), logits (B, K)]``.
 
-    ``checkpoint_prefix=None`` keeps the random initial weights (benchmarks).
+    ``checkpoint_prefix=None`` keeps the random initial weights (benchmarks);
+    otherwise :func:`check_checkpoint` runs first and a checkpoint that fails to
+    restore (e.g. a truncated ``.data`` file) is a UserError.
     """
     import tf_env  # noqa: F401  (before tensorflow/tensorpack)
     import tensorflow as tf
@@ -26,55 +78,58 @@ def build_predictor(model_settings, checkpoint_prefix):
     from tensorpack.tfutils.sessinit import SmartInit
 
     from models import FC_B, FC_W, FEATURES, INPUT_IMAGE, LOGITS, CAMModel
+    from training.session import SessionCreator, session_config
 
-    tf1 = tf.compat.v1
-
-    class SessionCreator(tf1.train.SessionCreator):
-        """All CPU cores (tensorpack's default config uses one intra-op thread, ~20% slower on
-        CPU, tensorpack-notes.md); initializers built before the first run (no TF warning)."""
-
-        def create_session(self):
-            init = [tf1.global_variables_initializer(), tf1.local_variables_initializer()]
-            config = tf1.ConfigProto(allow_soft_placement=True)
-            config.gpu_options.allow_growth = True
-            sess = tf1.Session(config=config)
-            sess.run(init)
-            return sess
-
-    return OfflinePredictor(PredictConfig(
+    if checkpoint_prefix:
+        check_checkpoint(model_settings, checkpoint_prefix)
+    config = PredictConfig(
         model=CAMModel(**model_settings),
-        session_creator=SessionCreator(),
-        # a prefix, not a folder (tensorpack-notes.md)
-        session_init=SmartInit(checkpoint_prefix) if checkpoint_prefix else None,
+        session_creator=SessionCreator(session_config(threads=0)),   # 0: TensorFlow uses every core
+        session_init=SmartInit(checkpoint_prefix) if checkpoint_prefix else None,   # a prefix, not a folder
         input_names=[INPUT_IMAGE],
         # FC_W/FC_B are identities of the variables: fetching 'linear/W' would give a resource handle
-        output_names=[FEATURES, FC_W, FC_B, LOGITS]))
+        output_names=[FEATURES, FC_W, FC_B, LOGITS])
+    try:
+        return OfflinePredictor(config)
+    except (tf.errors.OpError, ValueError) as e:
+        raise UserError(f"{checkpoint_prefix}: cannot restore the checkpoint ({_first_line(e)}); "
+                        f"is a model-*.data file truncated or damaged?") from None
 
 
-def evaluate_images(predictor, images, labels, gt_boxes, *, batch_size=128, cam_threshold=0.2,
-                    box_rule="authors", iou_threshold=0.5, iou_strict=False, sweep_thresholds=None,
+def _level_maps(cam, image_shape, evaluators):
+    """Each evaluator's level map of one raw CAM; one resize per interpolation, one map per kind."""
+    resized, levels, out = {}, {}, {}
+    for name, ev in evaluators.items():
+        p = ev.protocol
+        if p.resize not in resized:
+            resized[p.resize] = resize_map(cam, image_shape, p.resize)
+        key = (p.resize, p.levels)
+        if key not in levels:
+            levels[key] = p.level_map(resized[p.resize])
+        out[name] = levels[key]
+    return out, resized
+
+
+def evaluate_images(predictor, images, labels, gt_boxes, evaluators, *, batch_size=128, record=None,
                     keep_maps_for=(), progress=None):
-    """Forward ``images`` and evaluate the ground-truth class CAM of each.
+    """Forward ``images`` and feed the ground-truth class CAM of each to every evaluator.
 
     Args:
         images: ``(N, H, W, 3)`` uint8 BGR; labels: ``(N,)`` int; gt_boxes: ``(N, 4)`` int inclusive.
-        sweep_thresholds: if given, also run a :class:`cam.sweep.ThresholdSweep` over them.
-        keep_maps_for: indices whose normalised scoremaps ``(H, W)`` are returned (for pictures).
+        evaluators: ``{name: BoxEvaluator}``, filled in place.
+        record: ``(name, threshold)``: keep that evaluator's box and IoU of each image at that threshold.
+        keep_maps_for: indices whose bilinear min-max scoremaps ``(H, W)`` are returned (for pictures).
         progress: optional callable ``(done, total)`` called after each batch.
-    Returns: dict with ``summary`` (percent), per-image ``pred_boxes`` (N, 4), ``ious`` (N,),
-        ``top5`` (N, min(5, K)), raw ``cams`` (N, h, w) at feature resolution, ``logits`` (N, K),
-        ``fc_bias`` (K,), ``maps`` {index: scoremap}, ``sweep`` (result dict or None) and
-        ``timing`` (seconds: ``forward``, ``postprocess`` = CAM + resize + normalise + box + IoU,
-        ``sweep``).
+    Returns: dict with per-image ``top5`` (N, min(5, K)), raw ``cams`` (N, h, w), ``logits`` (N, K),
+        ``fc_bias`` (K,), ``maps`` {index: scoremap}, with ``record``: ``pred_boxes`` (N, 4) and
+        ``ious`` (N,); and ``timing`` (seconds: ``forward``, ``cam`` (CAM + top-5), and per evaluator,
+        the resize and level map counted in the first evaluator that needs them).
     """
-    count = len(images)
-    image_shape = images.shape[1:3]
-    accumulator = LocalizationAccumulator(iou_threshold, iou_strict)
-    sweep = (ThresholdSweep(sweep_thresholds, box_rule, iou_threshold, iou_strict)
-             if sweep_thresholds is not None else None)
+    count, image_shape = len(images), images.shape[1:3]
     keep = set(int(i) for i in keep_maps_for)
+    at = evaluators[record[0]].index(record[1]) if record else None
     out = {"pred_boxes": [], "ious": [], "top5": [], "cams": [], "logits": [], "maps": {}}
-    timing = {"forward": 0.0, "postprocess": 0.0, "sweep": 0.0}
+    timing = dict.fromkeys(["forward", "cam", *evaluators], 0.0)
     fc_b = None
     for start in range(0, count, batch_size):
         stop = min(start + batch_size, count)
@@ -85,29 +140,30 @@ def evaluate_images(predictor, images, labels, gt_boxes, *, batch_size=128, cam_
         tick = time.perf_counter()
         batch_labels = np.asarray(labels[start:stop])
         cams = class_activation_maps(features, fc_w, batch_labels)
-        maps = scoremaps_from_cams(cams, image_shape)
-        boxes = np.stack([scoremap_to_box(m, cam_threshold, box_rule) for m in maps])
-        ious = iou(boxes, gt_boxes[start:stop])
         top5 = top_k_classes(logits)
-        accumulator.update(ious, top5, batch_labels)
-        timing["postprocess"] += time.perf_counter() - tick
-
-        if sweep is not None:
+        top1_ok, top5_ok = top5[:, 0] == batch_labels, (top5 == batch_labels[:, None]).any(axis=1)
+        timing["cam"] += time.perf_counter() - tick
+        for j, cam in enumerate(cams):
             tick = time.perf_counter()
-            sweep.update(maps, gt_boxes[start:stop], top5[:, 0] == batch_labels,
-                         (top5 == batch_labels[:, None]).any(axis=1))
-            timing["sweep"] += time.perf_counter() - tick
-        for name, value in (("pred_boxes", boxes), ("ious", ious), ("top5", top5), ("cams", cams),
-                            ("logits", logits)):
+            levels, resized = _level_maps(cam, image_shape, evaluators)
+            for name, ev in evaluators.items():
+                ious, boxes = ev.accumulate(levels[name], gt_boxes[start + j], top1_ok[j], top5_ok[j])
+                if record and name == record[0]:
+                    out["ious"].append(ious[at])
+                    out["pred_boxes"].append(boxes[at])
+                now = time.perf_counter()
+                timing[name] += now - tick
+                tick = now
+            if start + j in keep:
+                out["maps"][start + j] = normalize_map(resized.get("bilinear", resize_map(cam, image_shape)))
+        for name, value in (("top5", top5), ("cams", cams), ("logits", logits)):
             out[name].append(value)
-        for i in keep.intersection(range(start, stop)):
-            out["maps"][i] = maps[i - start]
         if progress is not None:
             progress(stop, count)
-    for name in ("pred_boxes", "ious", "top5", "cams", "logits"):
+    for name in ("top5", "cams", "logits"):
         out[name] = np.concatenate(out[name])
+    for name in ("pred_boxes", "ious"):
+        out[name] = np.asarray(out[name]) if record else None
     out["fc_bias"] = np.asarray(fc_b, dtype=np.float32)
-    out["summary"] = accumulator.summary()
-    out["sweep"] = sweep.result() if sweep is not None else None
     out["timing"] = timing
     return out

@@ -260,9 +260,7 @@ class CAMModel(ModelDesc):
         wd_cost = weight_decay_cost(self.weight_decay)
         cost = tf.add(xent, wd_cost, name="cost")
         add_moving_summary(xent, wd_cost, cost, train_error)
-        # the gradients start from this check, so a NaN/inf loss stops the step before any
-        # weight changes (a scalar check: negligible cost)
-        return tf.debugging.check_numerics(cost, NONFINITE_LOSS)
+        return check_finite(cost)
 
     def optimizer(self):
         lr = tf1.get_variable("learning_rate", initializer=self.lr, trainable=False)
@@ -274,6 +272,22 @@ class CAMModel(ModelDesc):
             opt = tp_optimizer.apply_grad_processors(opt, [gradproc.ScaleGradient(
                 [(EARLY_LAYERS, self.early_grad_scale)], verbose=False)])
         return opt
+
+
+def check_finite(loss):
+    """``loss`` unchanged, but its gradient waits for a check that it is finite, so a NaN/inf
+    loss stops the training step with an InvalidArgumentError naming NONFINITE_LOSS before
+    any weight changes.  A plain ``check_numerics(loss)`` would be pruned: the gradients do
+    not read the loss's value (the seed gradient's shape is folded to a constant)."""
+    @tf.custom_gradient
+    def checked(x):
+        check = tf.debugging.check_numerics(x, NONFINITE_LOSS)
+
+        def grad(dy):
+            with tf.control_dependencies([check]):
+                return tf.identity(dy)
+        return tf.identity(x), grad
+    return checked(loss)
 
 
 # conv kernels and the FC weight are named ".../W" in tensorpack; BN's gamma/beta and

@@ -26,14 +26,15 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TABLE_ROW = re.compile(r"^\|\s*(GT-known Loc|Top-1 Loc|Top-1 Clas|Top-5 Loc|Top-5 Clas)\s*\|\s*([0-9.]+)\s*\|$")
 
 
-def save_random_model(logdir, num_classes, image_shape, step=3):
-    """A width-0.125 ResNet-18 CAMModel with random weights, saved as ``logdir/model-STEP`` + settings.json."""
+def save_random_model(logdir, num_classes, image_shape, step=3, holdout=0, width_mult=0.125):
+    """A ResNet-18 CAMModel with random weights, saved as ``logdir/model-STEP`` + a settings.json
+    with the model and the training fields evaluate.py reads (``train.holdout``)."""
     import tensorflow as tf
     from tensorpack.tfutils.tower import TowerContext
 
     from models import CAMModel
     tf1 = tf.compat.v1
-    model = CAMModel(depth=18, num_classes=num_classes, image_shape=image_shape, width_mult=0.125,
+    model = CAMModel(depth=18, num_classes=num_classes, image_shape=image_shape, width_mult=width_mult,
                      mean_bgr=[100.0, 110.0, 120.0], std_bgr=[60.0, 60.0, 60.0])
     with tf.Graph().as_default():
         inputs = [tf1.placeholder(s.dtype, s.shape, s.name) for s in model.get_input_signature()]
@@ -42,8 +43,9 @@ def save_random_model(logdir, num_classes, image_shape, step=3):
         with tf1.Session() as sess:
             sess.run(tf1.global_variables_initializer())
             tf1.train.Saver().save(sess, os.path.join(logdir, "model"), global_step=step)
+    settings = {"model": model.arch_settings(), "train": {"aug": "cam", "batch": 8, "holdout": holdout}}
     with open(os.path.join(logdir, "settings.json"), "w") as f:
-        json.dump({"model": model.arch_settings()}, f)
+        json.dump(settings, f)
     return os.path.join(logdir, f"model-{step}")
 
 
@@ -70,11 +72,16 @@ def printed_summary(stdout):
     return {keys[title]: float(value) for title, value in rows.items()}
 
 
-def summary_from_records(records, iou_threshold=0.5):
+CLAMP_STRICT = {"authors": (False, True), "paper": (True, True), "wsol": (True, False)}
+LAYOUT = {"summary", "protocol", "protocols", "wsol2020", "settings", "records", "timing"}
+
+
+def summary_from_records(records, protocol):
     """Recompute the five metrics from the JSON records alone (independently of cam.metrics)."""
+    strict = CLAMP_STRICT[protocol][1]
     hits = dict.fromkeys(METRICS, 0)
     for r in records:
-        loc = r["iou"] >= iou_threshold
+        loc = r["iou"] > 0.5 if strict else r["iou"] >= 0.5
         top1, top5 = r["top5"][0] == r["label"], r["label"] in r["top5"][:5]
         hits["gt_known_loc"] += loc
         hits["top1_loc"] += loc and top1
@@ -85,12 +92,23 @@ def summary_from_records(records, iou_threshold=0.5):
 
 
 def check_report(stdout, report):
-    """The JSON summary equals the one recomputed from its records, and the printed table shows it."""
+    """Layout; the summary is the chosen protocol's, equals the one recomputed from the records, and is printed."""
+    assert set(report) == LAYOUT
+    protocol = report["protocol"]
+    assert set(report["protocols"]) == set(CLAMP_STRICT)
+    assert report["summary"] == report["protocols"][protocol]["summary"]
     records = report["records"]
-    assert report["summary"] == pytest.approx(summary_from_records(records))
+    assert report["summary"] == pytest.approx(summary_from_records(records, protocol))
     assert printed_summary(stdout) == {m: round(v, 2) for m, v in report["summary"].items()}
-    for r in records:   # each IoU is the one of its two boxes
-        assert r["iou"] == pytest.approx(float(iou(r["gt_box"], r["pred_box"])))
+    clamp = CLAMP_STRICT[protocol][0]
+    for r in records:   # each IoU is the one of its two boxes under the protocol's IoU
+        assert r["iou"] == pytest.approx(float(iou(r["gt_box"], r["pred_box"], clamp)))
+    for entry in report["protocols"].values():
+        assert set(entry) == {"summary", "baselines", "holdout", "sweep"}
+        assert {"whole_image", "best_fixed_box"} <= set(entry["baselines"])
+    v2 = report["wsol2020"]
+    assert set(v2) == {"maxboxacc_v2", "top1_loc_v2", "by_iou", "holdout"} and set(v2["by_iou"]) == {"30", "50", "70"}
+    assert v2["maxboxacc_v2"] == pytest.approx(np.mean([v2["by_iou"][k]["box_acc"] for k in ("30", "50", "70")]))
 
 
 def test_json_cams_vis_and_sweep(run_checkpoint, tiny_data, tmp_path, capsys):
@@ -105,9 +123,10 @@ def test_json_cams_vis_and_sweep(run_checkpoint, tiny_data, tmp_path, capsys):
     report = json.loads((out / "eval.json").read_text())
     assert len(report["records"]) == 16 and set(report["records"][0]) == {
         "file", "label", "top5", "gt_box", "pred_box", "iou"}
+    assert report["protocol"] == "authors"
     check_report(stdout, report)
     s = report["settings"]
-    assert (s["depth"], s["cam_threshold"], s["box_rule"], s["iou_rule"]["compare"]) == (18, 0.2, "authors", ">=")
+    assert (s["depth"], s["cam_threshold"], s["holdout_per_class"]) == (18, 0.2, 0)
     assert s["checkpoint"].endswith("model-3")
 
     # the CAM-logit identity of a GAP + FC head: mean(raw CAM) + bias = logit of that class
@@ -117,38 +136,64 @@ def test_json_cams_vis_and_sweep(run_checkpoint, tiny_data, tmp_path, capsys):
     np.testing.assert_allclose(cams["cams"].mean(axis=(1, 2)) + cams["fc_bias"][cams["labels"]],
                                cams["logits"][n, cams["labels"]], rtol=1e-4, atol=1e-4)
     assert list(cams["files"]) == [r["file"] for r in report["records"]]
-    assert [r["label"] for r in report["records"]] == cams["labels"].tolist()
     assert [r["top5"][0] for r in report["records"]] == cams["logits"].argmax(1).tolist()
 
     assert len(list((out / "vis").glob("*.png"))) == 3 + 1       # one per image + the grid
     sweep = json.loads((out / "sweep.json").read_text())
-    assert len(sweep["thresholds"]) == 21 and (out / "sweep.png").stat().st_size > 0
-    assert sweep["best"]["max_box_acc"] == max(sweep["gt_known_loc"])
-    assert report["sweep"]["gt_known_loc"] == sweep["gt_known_loc"]
-    # the sweep at 0.2 agrees with the single-threshold evaluation
-    assert sweep["gt_known_loc"][4] == pytest.approx(report["summary"]["gt_known_loc"])
+    assert (out / "sweep.png").stat().st_size > 0
+    for name, curves in sweep["protocols"].items():
+        assert len(curves["thresholds"]) == 21 and curves["best"]["max_box_acc"] == max(curves["gt_known_loc"])
+        # the sweep at 0.2 is the summary: both come from the one evaluator
+        assert curves["gt_known_loc"][4] == pytest.approx(report["protocols"][name]["summary"]["gt_known_loc"])
+        assert report["protocols"][name]["sweep"] == curves
     assert not list(out.glob(".*.tmp"))                           # atomic writes leave no leftovers
 
 
-def test_wsol_rule_train_holdout_and_threshold_from_train(run_checkpoint, tiny_data, tmp_path, capsys):
-    code, stdout, err = evaluate_in_process(
-        ["--load", run_checkpoint, "--data", tiny_data, "--split", "train", "--holdout", "2",
-         "--box-rule", "wsol", "--iou-strict", "--json", str(tmp_path / "train.json")], capsys)
-    assert code == 0, err
-    report = json.loads((tmp_path / "train.json").read_text())
-    assert len(report["records"]) == 8                            # 2 per class x 4 classes
-    assert report["settings"]["iou_rule"]["compare"] == ">"
-    assert all(r["pred_box"][2] < 40 and r["pred_box"][3] < 32 for r in report["records"])  # wsol clips
+def test_protocol_choice_is_the_same_pass(run_checkpoint, tiny_data, tmp_path, capsys):
+    reports = {}
+    for protocol in ("authors", "paper", "wsol"):
+        path = tmp_path / f"{protocol}.json"
+        code, stdout, err = evaluate_in_process(["--load", run_checkpoint, "--data", tiny_data, "--protocol",
+                                                 protocol, "--json", str(path)], capsys)
+        assert code == 0, err
+        reports[protocol] = json.loads(path.read_text())
+        check_report(stdout, reports[protocol])
+    # every run computed every protocol: the blocks agree whichever protocol was chosen
+    assert reports["authors"]["protocols"] == reports["paper"]["protocols"] == reports["wsol"]["protocols"]
+    assert reports["authors"]["wsol2020"] == reports["wsol"]["wsol2020"]
+    records = reports["paper"]["records"]                        # the paper's tight boxes stay in the image
+    assert all(r["pred_box"][2] < 40 and r["pred_box"][3] < 32 for r in records)
 
+
+def test_threshold_from_holdout(tiny_data, tmp_path, capsys):
+    logdir = tmp_path / "held"
+    logdir.mkdir()
+    save_random_model(str(logdir), num_classes=4, image_shape=(32, 40), holdout=3)
     code, stdout, err = evaluate_in_process(
-        ["--load", run_checkpoint, "--data", tiny_data, "--threshold-from-train", "--holdout", "3",
-         "--sweep-step", "0.1", "--limit", "6", "--json", str(tmp_path / "val.json")], capsys)
+        ["--load", str(logdir), "--data", tiny_data, "--threshold-from-holdout", "--sweep-step", "0.1",
+         "--limit", "6", "--json", str(tmp_path / "val.json")], capsys)
     assert code == 0, err
     report = json.loads((tmp_path / "val.json").read_text())
-    chosen = report["settings"]["threshold_selection"]
-    assert chosen["num_images"] == 12 and report["settings"]["cam_threshold"] == chosen["threshold"]
-    assert len(report["records"]) == 6
     check_report(stdout, report)
+    assert report["settings"]["holdout_images"] == 12             # 3 per class x 4 classes
+    for entry in report["protocols"].values():
+        held = entry["holdout"]
+        assert held["num_images"] == 12 and held["threshold"] in [round(0.1 * i, 1) for i in range(11)]
+        assert set(held["summary"]) == set(METRICS)
+    assert report["wsol2020"]["holdout"]["num_images"] == 12
+    assert len(report["records"]) == 6
+    for r in report["protocols"].values():                      # fit on the 12 - 3 = 9 per class trained on
+        assert r["baselines"]["fixed_box_fit_on"].startswith("36 ")
+
+    expect_error(["--load", tiny_run(tiny_data, tmp_path), "--data", tiny_data, "--threshold-from-holdout"],
+                 capsys, "--threshold-from-holdout", "train.holdout")
+
+
+def tiny_run(tiny_data, tmp_path):
+    logdir = tmp_path / "noheld"
+    logdir.mkdir(exist_ok=True)
+    save_random_model(str(logdir), num_classes=4, image_shape=(32, 40), holdout=0)
+    return str(logdir)
 
 
 def test_cli_subprocess_prints_the_table(run_checkpoint, tiny_data, tmp_path):
@@ -216,7 +261,16 @@ def test_outputs_checked_before_any_work(run_checkpoint, tiny_data, tmp_path, ca
     expect_error(["--load", run_checkpoint, "--data", tiny_data, "--json", str(tmp_path / "no" / "e.json")],
                  capsys, "--json", "does not exist")
     expect_error(["--load", run_checkpoint, "--data", tiny_data, "--cam-threshold", "1.5"], capsys, "--cam-threshold")
-    expect_error(["--load", run_checkpoint, "--data", tiny_data, "--threshold-from-train"], capsys, "--holdout")
+    # issue 9: a step of 0 was a ZeroDivisionError traceback
+    expect_error(["--load", run_checkpoint, "--data", tiny_data, "--sweep-step", "0"], capsys, "--sweep-step")
+    expect_error(["--load", run_checkpoint, "--data", tiny_data, "--sweep-step", "0.3"], capsys, "--sweep-step")
+
+
+def test_abbreviated_and_removed_flags_are_refused(run_checkpoint, tiny_data, capsys):
+    for flag in (["--prot", "paper"], ["--box-rule", "wsol"], ["--iou-strict"], ["--threshold-from-train"],
+                 ["--holdout", "2"]):
+        code, out, err = evaluate_in_process(["--load", run_checkpoint, "--data", tiny_data] + flag, capsys)
+        assert code == 2 and "unrecognized arguments: " + flag[0] in err, (flag, err)
 
 
 def test_checkpoint_without_settings(run_checkpoint, tiny_data, tmp_path, capsys):
@@ -229,6 +283,27 @@ def test_checkpoint_without_settings(run_checkpoint, tiny_data, tmp_path, capsys
     assert code == 0, err
     assert set(printed_summary(out)) == set(METRICS)
     expect_error(["--load", run_checkpoint, "--data", tiny_data, "--depth", "34"], capsys, "--depth 34")
+
+
+def test_settings_that_do_not_match_the_checkpoint(run_checkpoint, tiny_data, tmp_path, capsys):
+    """Issue 9: a wrong --depth left the extra blocks random and exited 0; now an error names them."""
+    bare = tmp_path / "bare"
+    shutil.copytree(run_checkpoint, bare)
+    (bare / "settings.json").unlink()
+    line = expect_error(["--load", str(bare), "--data", tiny_data, "--depth", "34", "--width-mult", "0.125"],
+                        capsys, "not in the checkpoint", "depth 34", "group")
+    assert "more" in line                                         # many missing: a few named, the count given
+    expect_error(["--load", str(bare), "--data", tiny_data, "--depth", "18", "--width-mult", "0.25"],
+                 capsys, "other shapes", "width")
+
+
+def test_damaged_checkpoint_data_is_one_error_line(run_checkpoint, tiny_data, tmp_path, capsys):
+    """Issue 9: a truncated model-N.data file gave a traceback."""
+    damaged = tmp_path / "damaged"
+    shutil.copytree(run_checkpoint, damaged)
+    data = next(damaged.glob("model-3.data-*"))
+    data.write_bytes(data.read_bytes()[:100])
+    expect_error(["--load", str(damaged), "--data", tiny_data], capsys, "model-3", "cannot restore")
 
 
 def test_train_then_evaluate(tiny_data, tmp_path):

@@ -1,6 +1,8 @@
 """The learning-rate schedule and the small tensorpack callbacks used by train.py."""
 import tf_env  # noqa: F401
 
+import logging
+
 import tensorflow as tf
 from tensorpack.callbacks import Callback, ModelSaver, PeriodicTrigger
 from tensorpack.utils import logger
@@ -83,5 +85,20 @@ class CheckedModelSaver(ModelSaver):
 
 
 def _reason(error):
-    text = getattr(error, "message", None) or getattr(error, "strerror", None) or str(error)
-    return text.strip().splitlines()[0] if text.strip() else type(error).__name__
+    """One line: an OSError's strerror, or the cause TensorFlow puts on the last line of an
+    OpError before the node (e.g. "<file>.tempstate123; File too large" -> "File too large")."""
+    if isinstance(error, tf.errors.OpError):
+        lines = [line.strip() for line in error.message.splitlines()
+                 if line.strip() and not line.strip().startswith("[[")]
+        return lines[-1].rsplit("; ", 1)[-1] if lines else type(error).__name__
+    return getattr(error, "strerror", None) or str(error).strip() or type(error).__name__
+
+
+class FixFailureLog(logging.Filter):
+    """tensorpack 0.11's main loop logs ``logger.error("Training failed at global_step=", step)``
+    without a ``%s``, so logging prints a traceback of its own; this completes the format."""
+
+    def filter(self, record):
+        if record.msg == "Training failed at global_step=" and record.args:
+            record.msg += " %s"
+        return True

@@ -1,0 +1,102 @@
+"""evaluate.py's output: the eval.json document, the printed tables, the pictures.
+
+eval.json (percent everywhere; README, "Evaluate")::
+
+    {"summary": protocols[protocol]["summary"], "protocol": name,
+     "protocols": {"authors"|"paper"|"wsol": {
+          "summary": {5 metrics at --cam-threshold, 0.2 by default},
+          "baselines": {"whole_image", "best_fixed_box", "whole_image_box", "fixed_box", "fixed_box_fit_on"},
+          "holdout": null | {"threshold", "summary", "num_images", "holdout_gt_known_loc"},
+          "sweep": null | {"thresholds", "gt_known_loc", "top1_loc", "top5_loc", "num_images", "best"}}},
+     "wsol2020": {"maxboxacc_v2", "top1_loc_v2", "by_iou": {"30"|"50"|"70": {...}},
+                  "holdout": null | {"maxboxacc_v2", "top1_loc_v2", "by_iou", "num_images"}},
+     "settings": {...}, "records": [...], "timing": {...}}
+"""
+import os
+
+import numpy as np
+
+import fileio
+from cam import METRICS, NAMES
+from cam import vis
+from cam.maxboxacc import maxboxacc_v2
+
+METRIC_TITLES = {"gt_known_loc": "GT-known Loc", "top1_loc": "Top-1 Loc", "top1_clas": "Top-1 Clas",
+                 "top5_loc": "Top-5 Loc", "top5_clas": "Top-5 Clas"}
+
+
+def protocol_entry(evaluator, cam_threshold, baselines, held=None, sweep=False):
+    """One protocol's block of eval.json from its val evaluator (and its held-out one)."""
+    entry = {"summary": evaluator.summary(cam_threshold), "baselines": baselines, "holdout": None,
+             "sweep": evaluator.sweep() if sweep else None}
+    if held is not None:
+        threshold, value = held.best()
+        entry["holdout"] = {"threshold": threshold, "summary": evaluator.summary(threshold),
+                            "num_images": held.count, "holdout_gt_known_loc": value}
+    return entry
+
+
+def wsol2020_entry(evaluator, held=None):
+    entry = maxboxacc_v2(evaluator)
+    entry["holdout"] = None if held is None else dict(maxboxacc_v2(evaluator, held), num_images=held.count)
+    return entry
+
+
+def records(split, indices, result):
+    """Per-image records of the chosen protocol at the summary threshold."""
+    return [{"file": split.files[i], "label": int(split.labels[i]), "top5": result["top5"][j].tolist(),
+             "gt_box": split.boxes[i].tolist(), "pred_box": result["pred_boxes"][j].tolist(),
+             "iou": float(result["ious"][j])} for j, i in enumerate(indices)]
+
+
+def _table(rows, headers):
+    from tabulate import tabulate
+    return tabulate(rows, headers=headers, tablefmt="github", floatfmt=".2f")
+
+
+def print_report(doc, timing, count):
+    chosen, protocols, settings = doc["protocol"], doc["protocols"], doc["settings"]
+    print(_table([(METRIC_TITLES[m], doc["summary"][m]) for m in METRICS], ("metric", "%")))
+    print(f"{count} {settings['split']} images, protocol {chosen}, CAM threshold {settings['cam_threshold']:g}")
+    rows = [[name] + [protocols[name]["summary"][m] for m in METRICS]
+            + [protocols[name]["baselines"]["whole_image"], protocols[name]["baselines"]["best_fixed_box"]]
+            for name in NAMES]
+    print(_table(rows, ["protocol"] + [METRIC_TITLES[m] for m in METRICS] + ["whole image", "fixed box"]))
+    for name in NAMES:
+        held = protocols[name]["holdout"]
+        if held:
+            print(f"{name}: threshold {held['threshold']:g} chosen on {held['num_images']} held-out training "
+                  f"images -> GT-known Loc {held['summary']['gt_known_loc']:.2f}, Top-1 Loc "
+                  f"{held['summary']['top1_loc']:.2f} on {settings['split']}")
+    v2 = doc["wsol2020"]
+    line = f"MaxBoxAccV2 {v2['maxboxacc_v2']:.2f}, its Top-1 Loc twin {v2['top1_loc_v2']:.2f} (thresholds tuned on {settings['split']})"
+    if v2["holdout"]:
+        line += f"; with held-out thresholds {v2['holdout']['maxboxacc_v2']:.2f} / {v2['holdout']['top1_loc_v2']:.2f}"
+    print(line)
+    forward = timing["forward"]
+    post = sum(v for k, v in timing.items() if k != "forward")
+    print(f"forward {count / forward:.1f} img/s; CAM + all protocols + MaxBoxAccV2 {post:.2f} s "
+          f"= {100 * post / forward:.1f}% of the forward pass")
+
+
+def write_vis(folder, split, indices, positions, result, scale):
+    """Figure 2 for the images at ``positions`` of the evaluated list (``indices[j]`` in the split)."""
+    panels = []
+    for j in positions:
+        i = int(indices[j])
+        name = os.path.splitext(os.path.basename(split.files[i]))[0]
+        caption = (f"{name} gt {split.wnids[split.labels[i]]} top1 {split.wnids[result['top5'][j][0]]} "
+                   f"IoU {result['ious'][j]:.2f}")
+        panel = vis.figure_panels(split.images[i], result["maps"][j], split.boxes[i],
+                                  result["pred_boxes"][j], scale=scale, caption=caption)
+        fileio.write_png(os.path.join(folder, f"{i:05d}_{name}.png"), panel)
+        panels.append(panel)
+    fileio.write_png(os.path.join(folder, "grid.png"), vis.grid(panels))
+
+
+def write_sweep(prefix, doc):
+    """PREFIX.json (every protocol's sweep) and PREFIX.png (their curves)."""
+    sweeps = {name: doc["protocols"][name]["sweep"] for name in NAMES}
+    fileio.write_json(prefix + ".json", {"protocols": sweeps, "settings": doc["settings"]})
+    marks = [(doc["settings"]["cam_threshold"], "summary")]
+    fileio.write_png(prefix + ".png", vis.plot_sweep(sweeps, marks))
