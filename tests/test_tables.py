@@ -534,6 +534,18 @@ def test_demo_dry_run(tmp_path, capsys):
     assert not os.path.exists(tmp_path / "logs")
 
 
+def test_demo_depths_and_seeds_from_demo_module(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(cli, "DEMO_DEPTHS", (18,))
+    monkeypatch.setattr(cli, "DEMO_SEEDS", 3)
+    rc = cli.main(["--table", "1", "--demo", "--logroot", str(tmp_path / "logs"), "--gpus", "none", "--dry-run"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "15 run(s)" in out and "# r18-gr-b32-s2: new" in out and "# r34" not in out
+    rc = cli.main(["--table", "1", "--demo", "--report-only", "--logroot", str(tmp_path / "logs"),
+                   "--results", str(tmp_path / "res"), "--seeds", "1"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "ResNet34" not in out.split("seeds:")[0] and "not run here: ResNet34" in out
+
+
 def test_report_only(tmp_path, capsys):
     write_eval(tmp_path / "logs" / "r34-gr-b256", 58.0, 36.5, 54.0)
     rc = cli.main(["--table", "1", "--report-only", "--logroot", str(tmp_path / "logs"),
@@ -564,6 +576,9 @@ def test_run_table1_end_to_end(tmp_path, table_data):
     assert saved["runs"]["r34-cam-b256"]["status"] == "missing"
     assert os.path.exists(res / "table1.csv") and os.path.exists(res / "table1.md")
     assert os.path.exists(res / "table1-figure2.png") and "table1-figure2.png" in p.stdout
+    assert "evaluation protocol: authors" in p.stdout and "protocol quirk" in p.stdout
+    whole = [l for l in p.stdout.splitlines() if "whole image box" in l][-1].split()   # ResNet18's row
+    assert whole[-5] != report.MISSING and whole[-3] != report.MISSING, p.stdout   # its CAM and GR columns
     assert "Table 1" in p.stdout and "ResNet18" in p.stdout and f"{summary['top1_clas']:.2f}" in p.stdout
 
     again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
