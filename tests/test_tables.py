@@ -456,7 +456,7 @@ def test_output_folder_that_is_a_file_is_refused_before_training(tmp_path, table
     other = "--logroot" if which == "--results" else "--results"
     with pytest.raises(UserError, match=f"{which} .*is a file"):
         cli.main(["--table", "1", "--data", table_data, which, str(tmp_path / "file"), other, str(tmp_path / "o"),
-                  "--gpus", "none", "--only", "r18-cam"])
+                  "--gpus", "none", "--only", "r18-cam", "--dry-run"])   # refused even before a dry run
     assert sorted(os.listdir(tmp_path)) == ["file"]
 
 
@@ -470,9 +470,10 @@ def test_refused_invocation_writes_nothing(tmp_path, table_data):
     for other in (["--", "--epochs", "3"], ["--", "--epochs", "2", "--no-such-flag"]):
         with pytest.raises(UserError, match="nothing was run"):   # other settings than the finished run's
             cli.main(["--table", "1", "--data", table_data, "--logroot", str(logs), "--results", str(res),
-                      "--gpus", "none", *other])
+                      "--gpus", "none", "--only", "r18-cam", *other])
     assert {p: (res / p).read_bytes() for p in os.listdir(res)} == before
     assert sorted(os.listdir(logs)) == ["r18-cam-b256"]   # nothing else was started
+    assert not os.path.exists(logs / "r18-cam-b256" / "train.out")
 
 
 @pytest.mark.parametrize("bad", [["--parallel", "0"], ["--gpus-per-run", "0"], ["--holdout", "-1"],
@@ -498,6 +499,7 @@ def test_dry_run(tmp_path, table_data, capsys):
     done = rs.make_runs(configs.select(configs.table_configs(1), "r18-cam"), data=table_data,
                         logroot=str(tmp_path), train_args=["--epochs", "2", "--recipe", "sn-resnet"],
                         gpus_per_run=2, expectation=Expectation(table_data, 2))[0]
+    assert done.expected.train.batch_per_tower == 128    # batch 256 over the run's 2 GPUs, as train.py splits it
     write_eval(done.logdir, 1, 1, 1, settings=done.expected)
     rc = cli.main(["--table", "1", "--data", table_data, "--logroot", str(tmp_path), "--gpus", "0,1,2,3",
                    "--gpus-per-run", "2", "--only", "r18-cam,r18-gr", "--dry-run", "--seeds", "2",
