@@ -60,11 +60,13 @@ def _cell_rows(result):
 
 
 def side_table(result, columns):
-    """(headers, rows): one row per cell, a column per (key, header) of ``columns``; None if empty."""
+    """(headers, rows): a row per cell that has any of the values, a column per (key, header) of
+    ``columns``; None if no cell has any."""
     extra = _extra(result)
     rows = [[f"ResNet{c['depth']}", paper.METHOD_NAMES[c["method"]], str(c["trained_batch"])]
             + [fmt_stat(extra(c["run"], k)) for k, _ in columns] for c in _cell_rows(result)]
-    if all(v == MISSING for r in rows for v in r[3:]):
+    rows = [r for r in rows if any(v != MISSING for v in r[3:])]
+    if not rows:
         return None
     return ["Depth", "Method", "Batch"] + [h for _, h in columns], rows
 
@@ -120,9 +122,8 @@ def sections(result, tablefmt):
                                             colalign=("left",) * n + ("right",) * (len(headers) - n))))
     if metrics in ("wsol2020", "all"):
         t = side_table(result, WSOL2020)
-        out.append(("Today's WSOL metrics (Choe et al. 2020): MaxBoxAccV2 on val (thresholds tuned on val, "
-                    "then chosen on the held-out training images), and Top-1 Loc on val at the CAM threshold "
-                    "chosen on the held-out images (runs with --holdout N)",
+        out.append(("The 2020 metrics (Choe et al., CVPR 2020) on val: MaxBoxAccV2 with thresholds tuned on val "
+                    "or on the held-out training images (--holdout N), and Top-1 Loc at the held-out threshold",
                     _fmt(t, tablefmt) if t else "no run has them (eval.json without 'wsol2020' / holdout)"))
     t = side_table(result, EFFECT_COLUMNS)
     if t:
