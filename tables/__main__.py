@@ -22,6 +22,7 @@ import signal
 import sys
 
 import argtypes
+import runrecord
 from errors import UserError, run_main
 from tables import configs, demo, figure, report, results, runs as rs, slots as sl
 from tables.executor import Executor, show
@@ -60,7 +61,8 @@ def build_parser(prog="python -m tables"):
                    help="train.py --holdout N: the last N training images per class are held out; "
                         "evaluate.py chooses the CAM threshold on them (--metrics wsol2020); "
                         "runs are named r18-gr-b256-hN; default 0 (the paper's)")
-    p.add_argument("--recipe", metavar="NAME", help="train.py --recipe NAME (paper or sn-resnet)")
+    p.add_argument("--recipe", choices=sorted(runrecord.RECIPES),
+                   help="train.py --recipe: paper (train.py's default) or sn-resnet (docs/sources.md)")
     p.add_argument("--gpus", metavar="LIST",
                    help="GPU ids to use, e.g. 0,1,2,3, or 'none' for CPU "
                         "(default: CUDA_VISIBLE_DEVICES, else all of nvidia-smi -L)")

@@ -476,7 +476,7 @@ def test_refused_invocation_writes_nothing(tmp_path, table_data):
 
 
 @pytest.mark.parametrize("bad", [["--parallel", "0"], ["--gpus-per-run", "0"], ["--holdout", "-1"],
-                                 ["--seeds", "0"]])
+                                 ["--seeds", "0"], ["--recipe", "sn-resnt"], ["--metrics", "wsol"]])
 def test_bad_values_are_refused_before_anything(tmp_path, bad, capsys):
     with pytest.raises((SystemExit, UserError)) as e:
         cli.main(["--table", "1", "--demo", "--dry-run", *bad, "--gpus", "none", "--logroot", str(tmp_path / "logs"),
