@@ -94,26 +94,6 @@ def parse_args(argv):
     return args, after
 
 
-def check_tiny_imagenet(root):
-    """Refuse a folder that is not in the Tiny ImageNet layout (before anything is trained)."""
-    if not os.path.isdir(root):
-        raise UserError(f"--data {root}: no such folder")
-    for rel, kind in (("wnids.txt", "file"), ("train", "folder"), ("val", "folder"),
-                      (os.path.join("val", "val_annotations.txt"), "file"), (os.path.join("val", "images"), "folder")):
-        path = os.path.join(root, rel)
-        if not (os.path.isfile(path) if kind == "file" else os.path.isdir(path)):
-            raise UserError(f"--data {root} is not in the Tiny ImageNet layout: missing {kind} {path} "
-                            "(expected wnids.txt, train/<wnid>/images/, val/images/, val/val_annotations.txt)")
-    with open(os.path.join(root, "wnids.txt")) as f:
-        wnids = [w.strip() for w in f if w.strip()]
-    if not wnids:
-        raise UserError(f"{os.path.join(root, 'wnids.txt')}: empty")
-    first = os.path.join(root, "train", wnids[0], "images")
-    if not os.path.isdir(first):
-        raise UserError(f"--data {root} is not in the Tiny ImageNet layout: missing folder {first} "
-                        f"(class {wnids[0]}, line 1 of wnids.txt)")
-
-
 def check_folder(path, flag):
     """Refuse an output folder that is a file, or that cannot be created, before anything runs."""
     if os.path.exists(path) and not os.path.isdir(path):
@@ -162,8 +142,6 @@ def main(argv=None):
         return finish(args, p, every, {})
     if args.demo:
         print("=" * 78 + f"\n{report.DEMO_BANNER}\n" + "=" * 78)
-    else:
-        check_tiny_imagenet(p["data"])
     gpus = sl.parse_gpus(args.gpus) if args.gpus is not None else sl.detect_gpus()
     slots = sl.make_slots(gpus, args.gpus_per_run, p["parallel"])
     train_args = p["train_args"]
@@ -173,7 +151,8 @@ def main(argv=None):
     if args.demo and not args.dry_run:
         demo.ensure_data(REPO)
     gpus_per_run = args.gpus_per_run if gpus else 0
-    # a demo dry run before the demo data exists has nothing to compare with
+    # the dataset is checked here, annotations and all (dataflow.read_annotations), before any
+    # training; a demo dry run before the demo data exists has nothing to check or compare with
     known = not (args.demo and not os.path.isdir(p["data"]))
     make = dict(data=p["data"], logroot=p["logroot"], train_args=train_args, repo=REPO, gpus_per_run=gpus_per_run,
                 expectation=Expectation(p["data"], gpus_per_run) if known else None)

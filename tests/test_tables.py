@@ -485,13 +485,13 @@ def test_bad_values_are_refused_before_anything(tmp_path, bad, capsys):
     assert os.listdir(tmp_path) == []
 
 
-def test_not_tiny_imagenet_is_refused(tmp_path, table_data):
-    with pytest.raises(UserError, match="no such folder"):
-        cli.main(["--table", "1", "--data", str(tmp_path / "nope")])
+def test_not_tiny_imagenet_is_refused(tmp_path):
+    with pytest.raises(UserError, match="nope: no such directory"):
+        cli.main(["--table", "1", "--data", str(tmp_path / "nope"), "--dry-run"])
     (tmp_path / "wnids.txt").write_text("n0\n")
-    with pytest.raises(UserError, match="Tiny ImageNet layout: missing folder .*train"):
-        cli.main(["--table", "1", "--data", str(tmp_path)])
-    cli.check_tiny_imagenet(table_data)  # the generated layout passes
+    with pytest.raises(UserError, match="train.n0: no such directory"):
+        cli.main(["--table", "1", "--data", str(tmp_path), "--logroot", str(tmp_path / "l"), "--dry-run"])
+    assert sorted(os.listdir(tmp_path)) == ["wnids.txt"]
 
 
 def test_dry_run(tmp_path, table_data, capsys):
