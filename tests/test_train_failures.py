@@ -122,3 +122,47 @@ def test_resume_refuses_a_changed_recipe(finished, tmp_path):
     out = train(*args, "--recipe", "sn-resnet", "--no-jitter")
     assert "holds a run with other settings" in error_line(out)
     assert "train.recipe: paper -> sn-resnet" in out.stderr and "train.early_grad_scale: 1.0 -> 0.1" in out.stderr
+
+
+def test_resume_refuses_a_changed_holdout(finished, tmp_path):
+    logdir, args = copy_run(finished, tmp_path)
+    out = train(*args, "--holdout", "2")
+    assert "holds a run with other settings" in error_line(out)
+    assert "train.holdout: 0 -> 2" in out.stderr and "dataset.holdout: 0 -> 2" in out.stderr
+
+
+def test_sn_resnet_recipe_with_holdout_is_recorded(tiny_data, tmp_path):
+    from models import IMAGENET_MEAN_BGR, IMAGENET_STD_BGR
+    logdir = str(tmp_path / "sn")
+    out = train("--data", tiny_data, *SMALL, "--epochs", "1", "--recipe", "sn-resnet", "--holdout", "2",
+                "--logdir", logdir)
+    assert out.returncode == 0, out.stderr[-3000:]
+    s = runrecord.load_settings(logdir)
+    assert (s.train.recipe, s.train.flip, s.train.jitter, s.train.normalize, s.train.early_grad_scale) == (
+        "sn-resnet", True, True, "imagenet", 0.1)
+    assert s.model.mean_bgr == IMAGENET_MEAN_BGR and s.model.std_bgr == IMAGENET_STD_BGR
+    # 12 training images per class, the last 2 held out: 40 of 48 used, 5 steps of 8
+    assert (s.train.holdout, s.dataset["holdout"], s.dataset["train_used"]) == (2, 2, 40)
+    assert s.train.steps_per_epoch == 5 and runrecord.latest_checkpoint(logdir)[1] == 5
+
+
+def test_the_stopped_at_message_names_the_step_reached_and_the_newest_checkpoint(tmp_path):
+    """Today's message took the step from the newest checkpoint: "stopped at global step 0"
+    after 6 steps had run with none saved."""
+    import types
+    import train
+    from errors import UserError
+    args = types.SimpleNamespace(logdir=str(tmp_path), epochs=3)
+    settings = types.SimpleNamespace(train=types.SimpleNamespace(final_step=18))
+    trainer = types.SimpleNamespace(loop=types.SimpleNamespace(global_step=6))
+    with pytest.raises(UserError, match="stopped at global step 6 before the planned 18; the newest "
+                                        "checkpoint that restores is at step 0"):
+        train.finish(args, {"is_chief": True}, settings, trainer)
+    assert not os.path.exists(tmp_path / runrecord.DONE)
+
+
+def test_a_full_disk_at_start_names_the_file(tiny_data, tmp_path):
+    """Files are limited to 1000 bytes: settings.json cannot be written. Today: an OSError traceback."""
+    logdir = str(tmp_path / "full")
+    out = train("--data", tiny_data, *SMALL, "--logdir", logdir, file_size_limit=1000)
+    assert error_line(out) == f"error: {logdir}/settings.json: cannot write (File too large)"
