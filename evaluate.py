@@ -158,12 +158,9 @@ def progress_bar(desc, total):
 
 def run_holdout(prefix):
     """``(per_class, settings path)``: the images per class the run held out from training (settings.json
-    ``train.holdout``; 0 without settings.json or without the field, the paper's setting)."""
+    ``train.holdout``, validated by runrecord; 0 without settings.json, the paper's setting)."""
     settings, path = load_run_settings(prefix)
-    holdout = ((settings or {}).get("train") or {}).get("holdout", 0)
-    if isinstance(holdout, bool) or not isinstance(holdout, int) or holdout < 0:
-        raise UserError(f"{path}: train.holdout must be a whole number >= 0, got {holdout!r}")
-    return holdout, path
+    return (settings["train"]["holdout"] if settings else 0), path
 
 
 def load(args):
