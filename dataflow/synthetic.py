@@ -48,7 +48,7 @@ import numpy as np
 from dataflow import DataError
 from errors import run_main
 
-GENERATOR_VERSION = 2  # bump when the images change, so an old output is not taken as current
+GENERATOR_VERSION = 3  # bump when the images change, so an old output is not taken as current
 HEAD_SHAPES = ("disc", "ring", "square", "triangle", "plus", "diamond")
 # Real Tiny ImageNet has ~2% grayscale JPEGs (facts.md); more here so that tiny sets have some.
 GRAY_EVERY = 16
@@ -57,7 +57,7 @@ OBJECT_LENGTH = (0.45, 0.9)  # object extent along its axis, fraction of min(H, 
 BODY_ASPECT = (0.45, 0.6)  # body semi-minor / semi-major axis
 HEAD_RADIUS = (0.38, 0.48)  # head radius / body semi-major axis
 # The body's class cue, tuned so that it is weaker than the head's (module docstring):
-BODY_SATURATION = 90  # saturation of the body's tint; the head's colour has 255
+BODY_SATURATION = 150  # saturation of the body's tint; the head's colour has 255 (v2 had 90)
 BODY_HUE_JITTER = 0.6  # body hue = class hue +- this many hue steps between classes
 HEAD_OFFSET = 0.25  # head centre sits at a + HEAD_OFFSET * r from the body centre
 MIN_SIZE = 16  # smallest image side on which body and head stay visible

@@ -1,7 +1,8 @@
 """The paper's numbers (Choe, Park, Shim 2018), printed beside ours; never used as results.
 
-Values are percent, copied from the paper's tables as transcribed in
-/work/shared/reference/facts.md ("The paper's numbers").
+Values are percent, copied from the paper's Table 1 and Table 2 (Choe, Park,
+Shim, "Improved Techniques for Weakly-Supervised Object Localization", 2018,
+arXiv:1802.07888); docs/sources.md lists the paper's conventions.
 
 ``TABLE1[(depth, method)][metric]``: paper Table 1 (batch 256).
 ``TABLE2[(method, batch)][depth]``: paper Table 2 (Top-1 Loc).

@@ -1,168 +1,102 @@
-"""Assemble a table from the runs' evaluation JSONs and print / save it beside the paper's.
+"""Print and save a collected table (:func:`tables.results.collect`) beside the paper's.
 
-Values come only from ``<logroot>/<run>/eval.json`` (``summary``, percent, written
-by evaluate.py); the paper's come from :mod:`tables.paper`.  A cell without a
-usable eval.json is missing (printed as ``—``, ``null`` in JSON, empty in CSV)
-and the reason is listed under the table.
+:func:`render` -> text; :func:`write` -> ``table{N}.json``, ``table{N}.csv`` and
+``table{N}.md`` in the results folder.  What is printed depends on ``--metrics``:
 
-:func:`collect` -> a result dict; :func:`render` -> text; :func:`write` ->
-``table{N}.json``, ``table{N}.csv`` and ``table{N}.md`` in the results folder.
+* ``paper``: the paper's table (its metrics at the fixed CAM threshold), with the
+  no-network baselines as their own rows;
+* ``wsol2020``: a table of MaxBoxAccV2 and Top-1 Loc at the threshold chosen on the
+  held-out training images (Choe et al., CVPR 2020), one row per cell;
+* ``all``: both.
+
+Under them: the protocol used, how much each protocol quirk moves each cell, and
+why any cell is missing.
 """
 import csv
 import io
-import json
-import math
 import os
-import time
 
 from tabulate import tabulate
 
 import fileio
-
 from tables import paper
-from tables.configs import Config
-from tables.runner import show
+from tables.executor import show
+from tables.layout import LAYOUTS, MISSING, fmt_stat
 
-MISSING = "—"
-CSV_FIELDS = ("table", "run", "depth", "method", "batch", "trained_batch", "metric",
-              "ours", "paper", "diff", "status")
-
-
-def load_summary(logdir):
-    """(summary dict, None) from ``<logdir>/eval.json``, or (None, reason) if it is not usable."""
-    path = os.path.join(logdir, "eval.json")
-    done = os.path.join(logdir, "done.json")
-    if not os.path.exists(path):
-        if not os.path.isdir(logdir):
-            return None, "not run"
-        if not os.path.exists(done):
-            return None, "training not finished"
-        return None, "trained, not evaluated"
-    if os.path.exists(done) and os.path.getmtime(path) < os.path.getmtime(done):
-        return None, f"{path} is older than done.json (re-run to evaluate)"
-    try:
-        with open(path) as f:
-            summary = json.load(f)["summary"]
-        values = {m: float(summary[m]) for m in paper.METRICS}
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        return None, f"{path} unusable ({type(e).__name__}: {e})"
-    if not all(math.isfinite(v) for v in values.values()):
-        return None, f"{path} has a non-finite metric"
-    return {k: v for k, v in summary.items() if isinstance(v, (int, float))}, None
-
-
-def _table_cells(table, batch_map):
-    """[(Config actually trained, paper batch, metric, paper value)] in the paper's order."""
-    out = []
-    if table == 1:
-        b = paper.TABLE1_BATCH
-        for depth in paper.DEPTHS:
-            for metric in paper.METRICS:
-                for method in paper.METHOD_NAMES:
-                    out.append((Config(depth, method, batch_map.get(b, b)), b, metric,
-                                paper.TABLE1[(depth, method)][metric]))
-    elif table == 2:
-        for (method, b), by_depth in paper.TABLE2.items():
-            for depth in paper.DEPTHS:
-                out.append((Config(depth, method, batch_map.get(b, b)), b, paper.TABLE2_METRIC,
-                            by_depth[depth]))
-    else:
-        raise ValueError(f"table must be 1 or 2, got {table!r}")
-    return out
-
-
-def collect(table, logroot, *, batch_map=None, outcomes=None, demo=False, info=None):
-    """The result of paper Table ``table`` (1 or 2) from the eval JSONs under ``logroot``.
-
-    ``batch_map``: paper batch -> batch trained (demo); ``outcomes``: {run: runner.Outcome}
-    of this invocation, so that failures carry their message and log path; ``info``: extra
-    JSON-able facts to save (data folder, train.py arguments, ...).
-    Returns ``{"table", "demo", "created", "info", "cells": [...], "runs": {...}}``; each cell has
-    run, depth, method, batch (the paper's), trained_batch, metric, ours, paper, diff (ours - paper).
-    """
-    batch_map, outcomes = batch_map or {}, outcomes or {}
-    cells, runs = [], {}
-    for cfg, b, metric, ref in _table_cells(table, batch_map):
-        if cfg.name not in runs:
-            logdir = os.path.join(logroot, cfg.name)
-            summary, reason = load_summary(logdir)
-            run = {"logdir": logdir, "eval_json": os.path.join(logdir, "eval.json"),
-                   "status": "ok" if summary else "missing", "summary": summary}
-            out = outcomes.get(cfg.name)
-            if out is not None and out.status == "failed":  # e.g. a conflict: its eval.json is not this run's
-                run.update(status="failed", message=out.message, log=out.log, summary=None)
-            elif summary is None:
-                run["message"] = reason
-            runs[cfg.name] = run
-        summary = runs[cfg.name]["summary"]
-        ours = round(summary[metric], 2) if summary else None
-        cells.append({"run": cfg.name, "depth": cfg.depth, "method": cfg.aug, "batch": b,
-                      "trained_batch": cfg.batch, "metric": metric, "ours": ours, "paper": ref,
-                      "diff": None if ours is None else round(ours - ref, 2)})
-    return {"table": table, "demo": demo, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            "info": info or {}, "cells": cells, "runs": runs}
-
-
-def _num(x):
-    return MISSING if x is None else f"{x:.2f}"
-
-
-def _diff(x):
-    return MISSING if x is None else f"{x:+.2f}"
-
-
-def grid(result):
-    """(headers, rows) of the table in the paper's shape, with ours / paper / diff for every cell."""
-    cells = result["cells"]
-    if result["table"] == 1:
-        # Rows: depth x metric x (ours, paper, diff); columns: the five methods (paper Table 1).
-        headers = ["Depth", "Metric", ""] + list(paper.METHOD_NAMES.values())
-        by = {(c["depth"], c["metric"], c["method"]): c for c in cells}
-        rows = []
-        for depth in paper.DEPTHS:
-            for i, metric in enumerate(paper.METRICS):
-                for j, (label, key, fmt) in enumerate((("ours", "ours", _num), ("paper", "paper", _num),
-                                                       ("diff", "diff", _diff))):
-                    first = [f"ResNet{depth}" if i == j == 0 else "",
-                             paper.METRIC_NAMES[metric] if j == 0 else "", label]
-                    rows.append(first + [fmt(by[(depth, metric, m)][key]) for m in paper.METHOD_NAMES])
-        return headers, rows
-    # Table 2. Rows: method x batch; columns: per depth ours, paper, diff (paper Table 2).
-    headers = ["Method", "Batch size"]
-    for depth in paper.DEPTHS:
-        headers += [f"ResNet{depth}", "paper", "diff"]
-    by = {(c["method"], c["batch"], c["depth"]): c for c in cells}
-    rows, seen = [], set()
-    for method, b in paper.TABLE2:
-        some = by[(method, b, paper.DEPTHS[0])]
-        batch = str(b) if some["trained_batch"] == b else f"{b} (ran {some['trained_batch']})"
-        row = [paper.METHOD_NAMES[method] if method not in seen else "", batch]
-        seen.add(method)
-        for depth in paper.DEPTHS:
-            c = by[(method, b, depth)]
-            row += [_num(c["ours"]), _num(c["paper"]), _diff(c["diff"])]
-        rows.append(row)
-    return headers, rows
-
-
+METRIC_CHOICES = ("paper", "wsol2020", "all")
+CSV_FIELDS = ("table", "run", "seed", "folder", "depth", "method", "batch", "trained_batch", "metric",
+              "value", "mean", "std", "n", "paper", "diff", "status")
+WSOL2020 = (("maxboxacc_v2", "MaxBoxAccV2"), ("maxboxacc_v2_holdout", "MaxBoxAccV2 (held-out thr.)"),
+            ("holdout_top1_loc", "Top-1 Loc (held-out thr.)"), ("holdout_threshold", "threshold"))
+EFFECT_COLUMNS = (("authors_vs_paper.gt_known_loc", "GT-known: authors-paper"),
+                  ("authors_vs_paper.top1_loc", "Top-1 Loc: authors-paper"),
+                  ("paper_vs_wsol.gt_known_loc", "GT-known: paper-wsol"),
+                  ("paper_vs_wsol.top1_loc", "Top-1 Loc: paper-wsol"))
 DEMO_BANNER = ("DEMO on synthetic data with a narrow net and a short schedule: "
                "these numbers do not compare with the paper's.")
 
 
+def _layout(result):
+    return LAYOUTS[result["table"]]
+
+
+def _extra(result):
+    return lambda cell, key: result["extra"].get(cell, {}).get(key)
+
+
+def grid(result):
+    """(headers, rows) of the paper's table: ours (mean ± std over seeds), paper, diff per cell."""
+    by = {(c["depth"], c["method"], c["batch"], c["metric"]): c for c in result["cells"]}
+    return _layout(result).rows(lambda d, m, b, metric: by[(d, m, b, metric)], _extra(result),
+                                result["depths"])
+
+
+def _cell_rows(result):
+    """One (depth, method, batch) per cell of the table, in the paper's order."""
+    seen = {}
+    for c in result["cells"]:
+        seen.setdefault(c["run"], c)
+    return list(seen.values())
+
+
+def side_table(result, columns):
+    """(headers, rows): a row per cell that has any of the values, a column per (key, header) of
+    ``columns``; None if no cell has any."""
+    extra = _extra(result)
+    rows = [[f"ResNet{c['depth']}", paper.METHOD_NAMES[c["method"]], str(c["trained_batch"])]
+            + [fmt_stat(extra(c["run"], k)) for k, _ in columns] for c in _cell_rows(result)]
+    rows = [r for r in rows if any(v != MISSING for v in r[3:])]
+    if not rows:
+        return None
+    return ["Depth", "Method", "Batch"] + [h for _, h in columns], rows
+
+
 def title(result):
-    if result["table"] == 1:
-        b = paper.TABLE1_BATCH
-        ran = {c["trained_batch"] for c in result["cells"]}
-        batch = f"batch {b}" if ran == {b} else f"batch {'/'.join(map(str, sorted(ran)))} in place of {b}"
-        t = f"Table 1: accuracy (%) by augmentation, {batch}; ours vs paper Table 1, diff = ours - paper"
-    else:
-        t = "Table 2: Top-1 Loc (%) by batch size and depth; ours vs paper Table 2, diff = ours - paper"
+    t = _layout(result).title({c["trained_batch"] for c in result["cells"]})
     return ("[DEMO] " + t) if result["demo"] else t
 
 
+def header_lines(result):
+    """How the numbers were made: protocol, recipe, holdout, seeds."""
+    info = result["info"]
+    protocols = ", ".join(result["protocols"]) or "not recorded (no eval.json names one)"
+    seeds = result["seeds"]
+    lines = [f"evaluation protocol: {protocols}; training recipe: {info.get('recipe') or 'train.py default'}"
+             f"; held-out training images per class: {info.get('holdout') or 0}",
+             f"seeds: {', '.join(map(str, seeds))}"
+             + ("; cells show mean±std (sample std) over the seeds" if len(seeds) > 1 else "")]
+    if len(result["protocols"]) > 1:
+        lines.append("WARNING: the runs were evaluated under different protocols; cells mix them")
+    return lines
+
+
 def notes(result):
-    """Lines under the table: the demo warning, then each missing cell's run and why."""
+    """Lines under the table: the demo warning, absent depths, then each missing run and why."""
     lines = [DEMO_BANNER] if result["demo"] else []
+    absent = [d for d in paper.DEPTHS if d not in result["depths"]]
+    if absent:
+        lines.append("not run here: " + ", ".join(f"ResNet{d}" for d in absent)
+                     + f" (this invocation runs depth {', '.join(map(str, result['depths']))} only)")
     not_run = []
     for name, run in result["runs"].items():
         if run["status"] == "failed":
@@ -177,38 +111,81 @@ def notes(result):
     return lines
 
 
-def _tabulate(result, tablefmt):
-    n = 3 if result["table"] == 1 else 2  # label columns, then numbers
-    headers, rows = grid(result)
+def sections(result, tablefmt):
+    """[(title, table text)] of what ``result["info"]["metrics"]`` asks for, then the protocol effects."""
+    metrics = result["info"].get("metrics") or "paper"
+    out = []
+    if metrics in ("paper", "all"):
+        headers, rows = grid(result)
+        n = _layout(result).label_columns
+        out.append((title(result), tabulate(rows, headers=headers, tablefmt=tablefmt, disable_numparse=True,
+                                            colalign=("left",) * n + ("right",) * (len(headers) - n))))
+    if metrics in ("wsol2020", "all"):
+        t = side_table(result, WSOL2020)
+        out.append(("The 2020 metrics (Choe et al., CVPR 2020) on val: MaxBoxAccV2 with thresholds tuned on val "
+                    "or on the held-out training images (--holdout N), and Top-1 Loc at the held-out threshold",
+                    _fmt(t, tablefmt) if t else "no run has them (eval.json without 'wsol2020' / holdout)"))
+    t = side_table(result, EFFECT_COLUMNS)
+    if t:
+        out.append(("How much each protocol quirk moves each cell, in points (eval.json 'protocols')",
+                    _fmt(t, tablefmt)))
+    return out
+
+
+def _fmt(table, tablefmt):
+    headers, rows = table
     return tabulate(rows, headers=headers, tablefmt=tablefmt, disable_numparse=True,
-                    colalign=("left",) * n + ("right",) * (len(headers) - n))
+                    colalign=("left",) * 3 + ("right",) * (len(headers) - 3))
 
 
 def render(result, tablefmt="simple"):
-    """The printable table: title, the grid (tabulate ``tablefmt``) and the notes."""
-    body = _tabulate(result, tablefmt)
-    parts = [title(result), "", body]
+    """The printable text: every section, the provenance lines, and the notes."""
+    parts = []
+    for head, body in sections(result, tablefmt):
+        parts += [head, "", body, ""]
+    parts += header_lines(result)
     if notes(result):
         parts += [""] + notes(result)
     return "\n".join(parts)
 
 
+def csv_rows(result):
+    """One row per (cell, metric, seed): the paper's cells, then every other value read per cell."""
+    folder = {(r["cell"], r["seed"]): (name, r["status"]) for name, r in result["runs"].items()}
+    rows = []
+
+    def emit(c, metric, st, ref=None, diff=None):
+        for seed in result["seeds"]:
+            name, status = folder.get((c["run"], seed), ("", "missing"))
+            value = (st or {}).get("seeds", {}).get(str(seed))
+            rows.append({"table": result["table"], "run": c["run"], "seed": seed, "folder": name,
+                         "depth": c["depth"], "method": c["method"], "batch": c["batch"],
+                         "trained_batch": c["trained_batch"], "metric": metric, "value": value,
+                         "mean": (st or {}).get("mean"), "std": (st or {}).get("std"),
+                         "n": (st or {}).get("n", 0), "paper": ref, "diff": diff, "status": status})
+    for c in result["cells"]:
+        emit(c, c["metric"], c, c["paper"], c["diff"])
+    for c in _cell_rows(result):
+        for key, st in result["extra"].get(c["run"], {}).items():
+            emit(c, key, st)
+    return rows
+
+
 def write(result, out_dir):
-    """Save ``table{N}.json`` (everything), ``.csv`` (one row per cell) and ``.md``; their paths."""
+    """Save ``table{N}.json`` (everything), ``.csv`` (:func:`csv_rows`) and ``.md``; their paths."""
     os.makedirs(out_dir, exist_ok=True)
     stem = os.path.join(out_dir, f"table{result['table']}")
     fileio.write_json(stem + ".json", result)
-    rows = io.StringIO(newline="")
-    w = csv.DictWriter(rows, fieldnames=CSV_FIELDS)
+    buf = io.StringIO(newline="")
+    w = csv.DictWriter(buf, fieldnames=CSV_FIELDS)
     w.writeheader()
-    for c in result["cells"]:
-        row = {k: ("" if c.get(k) is None else c.get(k)) for k in CSV_FIELDS}
-        row.update(table=result["table"], status=result["runs"][c["run"]]["status"])
-        w.writerow(row)
-    fileio.write_text(stem + ".csv", rows.getvalue())
-    md = [f"## {title(result)}", "", _tabulate(result, "github")]
-    if notes(result):
-        md += [""] + [f"- {line}" for line in notes(result)]
+    for row in csv_rows(result):
+        w.writerow({k: ("" if v is None else v) for k, v in row.items()})
+    fileio.write_text(stem + ".csv", buf.getvalue())
+    md = []
+    for head, body in sections(result, "github"):
+        md += [f"## {head}", "", body, ""]
+    md += [f"- {line}" for line in header_lines(result) + notes(result)]
     md.append(f"\nGenerated {result['created']} from the eval.json of each run.")
     fileio.write_text(stem + ".md", "\n".join(md) + "\n")
     return [stem + ".json", stem + ".csv", stem + ".md"]
