@@ -10,8 +10,8 @@ name               augmentors, applied in this order           source
 ``gr_after_hns``   HideAndSeek, then GoogLeNetResize           paper sec. 3
 =================  ==========================================  ===================
 
-Two extras the paper does not mention, each off by default (docs/sources.md,
-"Training recipe"), come AFTER the method's augmentors, in the order of
+Two extras the paper does not mention, each off by default (docs/sources.md),
+come AFTER the method's augmentors, in the order of
 SN-ResNet ``codes/utils.py`` ``fbresnet_augmentor`` (GR, then the colour
 jitter, then the flip):
 
@@ -23,13 +23,13 @@ SN-ResNet has no Hide-and-Seek in its augmentor list, so "after GR" is read as
 """
 import numpy as np
 
-import tf_env  # noqa: F401  (before tensorpack, INTERFACES.md)
+import tf_env  # noqa: F401  (before tensorpack: see tf_env.py)
 from tensorpack.dataflow import imgaug
 
 from .googlenet_resize import GoogLeNetResize
 from .hide_and_seek import HideAndSeek
 
-# INTERFACES.md: the method names, in the column order of the paper's Table 1
+# the method names (train.py --aug), in the column order of the paper's Table 1
 METHODS = ("cam", "hns", "gr", "hns_after_gr", "gr_after_hns")
 
 _RECIPES = {

@@ -34,7 +34,7 @@ from dataflow.tinyimagenet import decode_images
 from errors import UserError, run_main
 from tensorpack.dataflow import RepeatedData, TestDataSpeed
 
-HASH_SHAPE = (64, 64, 3)  # Tiny ImageNet's image (facts.md)
+HASH_SHAPE = (64, 64, 3)  # Tiny ImageNet's image size
 
 
 def parse_args(argv=None):
@@ -126,7 +126,7 @@ def main(argv=None):
         return run(args.data, args)
     with tempfile.TemporaryDirectory() as tmp:
         root = generate(os.path.join(tmp, "data"), classes=10, train_per_class=500, val_per_class=1,
-                        seed=0, height=64, width=64)  # Tiny ImageNet's image size (facts.md)
+                        seed=0, height=64, width=64)  # Tiny ImageNet's image size
         return run(root, args)
 
 

@@ -20,7 +20,7 @@ import sys
 
 import numpy as np
 
-import tf_env  # noqa: F401  (before tensorpack, INTERFACES.md)
+import tf_env  # noqa: F401  (before tensorpack: see tf_env.py)
 from augment import augmentors_for, seed_augmentors
 from tensorpack.dataflow import BatchData, MultiProcessRunnerZMQ, RNGDataFlow
 from tensorpack.utils import logger

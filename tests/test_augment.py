@@ -1,7 +1,7 @@
 """Tests of augment/: GoogLeNet Resize (2018 rule), Hide-and-Seek, the colour jitter, the five methods, seeding.
 
 Images are non-square (30x50, 37x61) on purpose: width/height swaps are the
-classic bug of the public code (facts.md, "Known pitfalls").
+classic bug of the public code (docs/sources.md).
 """
 import cv2
 import numpy as np
@@ -383,3 +383,18 @@ def test_preview_bad_input_is_one_user_error(tiny_data, tmp_path, bad, message):
     argv = [a.format(tmp=tmp_path, data=tiny_data) for a in bad]
     with pytest.raises(UserError, match=message):
         preview.main(argv)
+
+
+@pytest.mark.parametrize("module, argv, flag", [
+    ("augment.preview", ["--data", "d", "--out", "o.png"], "--method"),
+    ("benchmarks.bench_augment", [], "--methods"),
+    ("benchmarks.bench_dataflow", [], "--methods"),
+])
+def test_parsers_refuse_abbreviated_flags(module, argv, flag, capsys):
+    # issue 8: with argparse's allow_abbrev=True, "--meth" was taken for the full flag
+    import importlib
+    parse_args = importlib.import_module(module).parse_args
+    assert parse_args(argv + [flag, "gr"]).__dict__[flag[2:]] in ("gr", ["gr"])
+    with pytest.raises(SystemExit):
+        parse_args(argv + ["--meth", "gr"])
+    assert "unrecognized arguments: --meth" in capsys.readouterr().err
