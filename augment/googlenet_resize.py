@@ -126,7 +126,8 @@ class CropResizeTransform(Transform):
 
     def __init__(self, x0, y0, cw, ch, out_h, out_w, interp):
         super().__init__()
-        self._init(locals())
+        # plain assignments, not tensorpack's self._init(locals()): one of these is made per image
+        self.x0, self.y0, self.cw, self.ch, self.out_h, self.out_w, self.interp = x0, y0, cw, ch, out_h, out_w, interp
 
     def apply_image(self, img):
         """HxWxC uint8 -> out_h x out_w x C uint8; returns ``img`` itself when the crop is the identity."""

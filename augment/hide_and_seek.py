@@ -86,7 +86,7 @@ class HideTransform(Transform):
 
     def __init__(self, patch, cells, fill_u8):
         super().__init__()
-        self._init(locals())
+        self.patch, self.cells, self.fill_u8 = patch, cells, fill_u8  # not _init(locals()): one per image
 
     def apply_image(self, img):
         """HxWxC uint8 -> a new HxWxC uint8 array (the input is never modified)."""
