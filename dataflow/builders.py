@@ -4,7 +4,7 @@ Training: each epoch shuffles the indices, cuts ``len(split) // batch_size``
 batches (the remainder is dropped, so every batch has the same size), and
 passes each image of a batch through one tensorpack ``imgaug.AugmentorList``
 (``augment.augmentors_for``).  One DataFlow step per batch, not per image,
-keeps one process far above the GPU's need (``python -m benchmarks.bench_dataflow``).
+keeps the per-image overhead of the flow small (``python -m benchmarks.bench_dataflow``).
 
 Evaluation: the split in file order, no augmentation, with boxes; the last
 batch may be smaller.
