@@ -28,6 +28,7 @@ from tabulate import tabulate
 import tf_env  # noqa: F401
 from augment import METHODS
 from dataflow import build_eval_dataflow, build_train_dataflow, load_split
+from dataflow.builders import child_processes
 from dataflow.cache import checksum
 from dataflow.synthetic import generate
 from dataflow.tinyimagenet import decode_images
@@ -50,20 +51,6 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def _worker_cpu_seconds():
-    """CPU seconds (user + system) used so far by the live child processes of this one (Linux /proc)."""
-    total, me = 0, os.getpid()
-    for entry in os.listdir("/proc"):
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[1]) == me:
-            total += int(fields[11]) + int(fields[12])  # utime, stime in clock ticks
-    return total / os.sysconf("SC_CLK_TCK")
-
-
 def throughput(flow, batches, batch_size):
     """(images, wall s, CPU s of this process and its workers) for ``batches`` batches of ``flow``.
 
@@ -76,9 +63,9 @@ def throughput(flow, batches, batch_size):
     warm = iter(flow)
     next(warm)
     warm.close()
-    wall0, cpu0, workers0 = time.perf_counter(), time.process_time(), _worker_cpu_seconds()
+    wall0, cpu0, workers0 = time.perf_counter(), time.process_time(), sum(child_processes().values())
     test.start()
-    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0 + _worker_cpu_seconds() - workers0
+    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0 + sum(child_processes().values()) - workers0
     return batches * batch_size, wall, cpu
 
 

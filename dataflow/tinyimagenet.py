@@ -208,7 +208,7 @@ def _subset(split, idx):
 
 
 def split_holdout(split, per_class):
-    """``(kept, held)``: ``held`` the last ``per_class`` images of each class of ``split`` (file order), ``kept`` the rest.
+    """``(kept, held)``: ``held`` the last ``per_class`` images of each class (file order), ``kept`` the rest.
 
     Both are :class:`Split` objects (images copied), each in file order; ``per_class`` 0 gives
     ``(split, an empty Split)``.  See :func:`holdout_indices`.

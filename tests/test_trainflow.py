@@ -11,23 +11,13 @@ import time
 import numpy as np
 import pytest
 
-from dataflow import (DataError, TinyImageNet, build_eval_dataflow, build_train_dataflow, holdout_indices, load_split,
-                      split_holdout)
-from dataflow.builders import TrainBatches, train_augmentors
+from dataflow import DataError, TinyImageNet, build_eval_dataflow, build_train_dataflow, holdout_indices, split_holdout
+from dataflow.builders import TrainBatches, child_processes, train_augmentors
 from tests.conftest import TINY
+from tests.test_dataflow import train, val  # noqa: F401  (module-scoped fixtures: the loaded splits)
 
 H, W = TINY["height"], TINY["width"]
 N_TRAIN, N_VAL = TINY["classes"] * TINY["train_per_class"], TINY["classes"] * TINY["val_per_class"]
-
-
-@pytest.fixture(scope="module")
-def train(tiny_data, tmp_path_factory):
-    return load_split(tiny_data, "train", cache_dir=tmp_path_factory.mktemp("cache"), progress=False)
-
-
-@pytest.fixture(scope="module")
-def val(tiny_data, tmp_path_factory):
-    return load_split(tiny_data, "val", cache_dir=tmp_path_factory.mktemp("cache"), progress=False)
 
 
 def test_tinyimagenet_dataflow(tiny_data, val):
@@ -209,20 +199,6 @@ def test_two_workers_follow_the_seed_and_the_worker_index(train):
     del flow
 
 
-def _children(pid):
-    """Live (not zombie) processes whose parent is ``pid``."""
-    found = []
-    for entry in os.listdir("/proc"):
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[1]) == pid and fields[0] != "Z":
-            found.append(int(entry))
-    return found
-
-
 def _alive(pid):
     try:
         with open(f"/proc/{pid}/stat") as f:
@@ -247,7 +223,7 @@ def test_killing_the_consumer_of_two_workers_leaves_no_worker_behind(tiny_data, 
     try:
         lines = iter(consumer.stdout.readline, "")
         assert any(line.strip() == "READY" for line in lines), "the consumer died before its workers ran"
-        workers = _children(consumer.pid)
+        workers = list(child_processes(consumer.pid))
         assert len(workers) >= 2
     finally:
         consumer.kill()
