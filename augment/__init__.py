@@ -1,8 +1,8 @@
-"""Training-time augmentations of the paper (sec. 2-3): GoogLeNet Resize and Hide-and-Seek.
+"""Training-time augmentations: the paper's GoogLeNet Resize and Hide-and-Seek, SN-ResNet's jitter and flip.
 
 ``from augment import GoogLeNetResize, HideAndSeek, augmentors_for, METHODS``.
 All are tensorpack ``imgaug.ImageAugmentor`` objects on HxWx3 uint8 BGR images
-that keep the image shape.  No TensorFlow graph code here.
+that keep the image shape and dtype.  No TensorFlow graph code here.
 """
 from .googlenet_resize import GoogLeNetResize, fallback_box, sample_crop_box
 from .hide_and_seek import HideAndSeek, cells_to_mask, sample_hidden_cells

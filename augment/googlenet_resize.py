@@ -36,15 +36,15 @@ import math
 import cv2
 import numpy as np
 
-import tf_env  # noqa: F401  (before tensorpack, INTERFACES.md)
+import tf_env  # noqa: F401  (before tensorpack: see tf_env.py)
 from tensorpack.dataflow import imgaug
 from tensorpack.dataflow.imgaug.transform import Transform
 
-# facts.md / tensorpack GoogleNetResize (2018) / paper sec. 2: 8-100% of the area
+# docs/sources.md / tensorpack GoogleNetResize (2018) / paper sec. 2: 8-100% of the area
 CROP_AREA_FRACTION = (0.08, 1.0)
-# facts.md / tensorpack GoogleNetResize (2018): 3/4 .. 4/3 (paper sec. 2 writes "0.75 and 1.33")
+# docs/sources.md / tensorpack GoogleNetResize (2018): 3/4 .. 4/3 (paper sec. 2 writes "0.75 and 1.33")
 ASPECT_RATIO_RANGE = (0.75, 1.333)
-# facts.md / tensorpack GoogleNetResize (2018) and fb.resnet.torch: 10 tries before the fallback
+# docs/sources.md / tensorpack GoogleNetResize (2018) and fb.resnet.torch: 10 tries before the fallback
 MAX_TRIES = 10
 # the offset rule: "2018" = tensorpack examples/ImageNetModels/imagenet_utils.py GoogleNetResize and
 # SN-ResNet codes/utils.py (exclusive high, no draw when the crop spans the side); "2019" =
@@ -126,7 +126,8 @@ class CropResizeTransform(Transform):
 
     def __init__(self, x0, y0, cw, ch, out_h, out_w, interp):
         super().__init__()
-        self._init(locals())
+        # plain assignments, not tensorpack's self._init(locals()): one of these is made per image
+        self.x0, self.y0, self.cw, self.ch, self.out_h, self.out_w, self.interp = x0, y0, cw, ch, out_h, out_w, interp
 
     def apply_image(self, img):
         """HxWxC uint8 -> out_h x out_w x C uint8; returns ``img`` itself when the crop is the identity."""
@@ -157,9 +158,9 @@ class GoogLeNetResize(imgaug.ImageAugmentor):
 
     Args:
         crop_area_fraction: target area range as a fraction of H * W (paper sec. 2: 8-100%).
-        aspect_ratio_range: width / height range before the 0.5 swap (facts.md: 0.75-1.333).
-        max_tries: tries before the fallback (facts.md: 10).
-        interp: cv2 interpolation flag (facts.md: the 2018 code used cubic).
+        aspect_ratio_range: width / height range before the 0.5 swap (docs/sources.md: 0.75-1.333).
+        max_tries: tries before the fallback (docs/sources.md: 10).
+        interp: cv2 interpolation flag (docs/sources.md: the 2018 code used cubic).
         offset_rule: "2018" (default; tensorpack 2018 / SN-ResNet) or "2019" (tensorpack 0.11).
     """
 

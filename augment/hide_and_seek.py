@@ -1,11 +1,11 @@
 """Hide-and-Seek (HnS): hide random cells of a grid laid over the image.
 
-Singh & Lee, ICCV 2017, as their code does it (facts.md "Augmentations"):
+Singh & Lee, ICCV 2017, as their code does it (docs/sources.md "Augmentations"):
 for each image draw one patch size uniformly from a list (0 = no hiding), lay a
 grid of that step from the top-left corner (the last row and column of cells
 may be cut short), hide each cell independently with probability 0.5, and give
 hidden pixels the dataset mean.  Paper sec. 3 uses the "mixed" grids 0x0, 4x4,
-8x8, 16x16 on 64x64 images, i.e. patch sizes {0, 16, 8, 4} pixels (facts.md).
+8x8, 16x16 on 64x64 images, i.e. patch sizes {0, 16, 8, 4} pixels (docs/sources.md).
 
 Images are HxWxC uint8 **BGR**; the fill is a per-channel BGR triple of floats
 rounded to uint8.  Cells are square, ``p x p`` pixels; on an H x W image there
@@ -20,13 +20,13 @@ import numbers
 import cv2
 import numpy as np
 
-import tf_env  # noqa: F401  (before tensorpack, INTERFACES.md)
+import tf_env  # noqa: F401  (before tensorpack: see tf_env.py)
 from tensorpack.dataflow import imgaug
 from tensorpack.dataflow.imgaug.transform import Transform
 
-# paper sec. 3 "mixed" grids 0x0, 4x4, 8x8, 16x16 of a 64x64 image = these patch sizes (facts.md)
+# paper sec. 3 "mixed" grids 0x0, 4x4, 8x8, 16x16 of a 64x64 image = these patch sizes (docs/sources.md)
 PATCH_SIZES = (0, 16, 8, 4)
-# facts.md: Singh & Lee's code hides each cell with probability 0.5
+# docs/sources.md: Singh & Lee's code hides each cell with probability 0.5
 HIDE_PROB = 0.5
 
 
@@ -86,7 +86,7 @@ class HideTransform(Transform):
 
     def __init__(self, patch, cells, fill_u8):
         super().__init__()
-        self._init(locals())
+        self.patch, self.cells, self.fill_u8 = patch, cells, fill_u8  # not _init(locals()): one per image
 
     def apply_image(self, img):
         """HxWxC uint8 -> a new HxWxC uint8 array (the input is never modified)."""
@@ -105,7 +105,7 @@ class HideTransform(Transform):
 
 
 class HideAndSeek(imgaug.ImageAugmentor):
-    """HnS (Singh & Lee 2017; paper sec. 2-3; facts.md): hide random grid cells of the image.
+    """HnS (Singh & Lee 2017; paper sec. 2-3; docs/sources.md): hide random grid cells of the image.
 
     Input and output: HxWxC uint8 BGR, same shape; any H, W (non-square, not
     divisible by the patch).  Not meant for test time.
@@ -113,7 +113,7 @@ class HideAndSeek(imgaug.ImageAugmentor):
     Args:
         patch_sizes: cell sizes in pixels, one drawn uniformly per image; 0 = no
             hiding (paper sec. 3 mixed grids on 64x64: (0, 16, 8, 4)).
-        hide_prob: probability that each cell is hidden (facts.md: 0.5).
+        hide_prob: probability that each cell is hidden (docs/sources.md: 0.5).
         fill: BGR colour of hidden pixels, 3 floats rounded to uint8; required, no default:
             the training flow decides it (the training split's mean, Singh & Lee's choice;
             ``dataflow.builders.train_augmentors``).

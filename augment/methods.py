@@ -10,8 +10,8 @@ name               augmentors, applied in this order           source
 ``gr_after_hns``   HideAndSeek, then GoogLeNetResize           paper sec. 3
 =================  ==========================================  ===================
 
-Two extras the paper does not mention, each off by default (docs/sources.md,
-"Training recipe"), come AFTER the method's augmentors, in the order of
+Two extras the paper does not mention, each off by default (docs/sources.md),
+come AFTER the method's augmentors, in the order of
 SN-ResNet ``codes/utils.py`` ``fbresnet_augmentor`` (GR, then the colour
 jitter, then the flip):
 
@@ -23,13 +23,13 @@ SN-ResNet has no Hide-and-Seek in its augmentor list, so "after GR" is read as
 """
 import numpy as np
 
-import tf_env  # noqa: F401  (before tensorpack, INTERFACES.md)
+import tf_env  # noqa: F401  (before tensorpack: see tf_env.py)
 from tensorpack.dataflow import imgaug
 
 from .googlenet_resize import GoogLeNetResize
 from .hide_and_seek import HideAndSeek
 
-# INTERFACES.md: the method names, in the column order of the paper's Table 1
+# the method names (train.py --aug), in the column order of the paper's Table 1
 METHODS = ("cam", "hns", "gr", "hns_after_gr", "gr_after_hns")
 
 _RECIPES = {
@@ -57,6 +57,38 @@ LIGHTING_EIGVAL_BGR = np.asarray(_PCA_EIGVAL_RGB[::-1]) * 255.0
 LIGHTING_EIGVEC_BGR = np.array(_PCA_EIGVEC_RGB, dtype="float32")[::-1, ::-1]
 
 
+class _ReprOnce:
+    """Mixin for a tensorpack augmentor: compute its ``repr`` once.
+
+    tensorpack 0.11's ``PhotometricAugmentor.get_transform`` names every transform it makes with
+    ``str(self)``, which inspects the constructor and pretty-prints every argument: about three
+    quarters of the colour jitter's time per 64x64 image.  The augmentation itself is tensorpack's.
+    """
+
+    def __str__(self):
+        if "_repr_once" not in self.__dict__:
+            self._repr_once = super().__str__()
+        return self._repr_once
+
+    __repr__ = __str__
+
+
+class _BrightnessScale(_ReprOnce, imgaug.BrightnessScale):
+    pass
+
+
+class _Contrast(_ReprOnce, imgaug.Contrast):
+    pass
+
+
+class _Saturation(_ReprOnce, imgaug.Saturation):
+    pass
+
+
+class _Lighting(_ReprOnce, imgaug.Lighting):
+    pass
+
+
 def colour_jitter():
     """SN-ResNet's colour jitter: brightness, contrast, saturation and PCA lighting in a random order.
 
@@ -65,12 +97,13 @@ def colour_jitter():
     Contrast((0.6, 1.4), clip=False), Saturation(0.4, rgb=False), Lighting(0.1, eigval, eigvec)])``
     with fb.resnet.torch's eigenvalues / eigenvectors in BGR order.  On HxWx3 uint8 BGR input each
     step rounds down and clips to uint8 (tensorpack's augmentors keep the input dtype), as in 2018.
+    Each is tensorpack's class with its ``repr`` computed once (``_ReprOnce``, for speed only).
     """
     return imgaug.RandomOrderAug([
-        imgaug.BrightnessScale(BRIGHTNESS_RANGE, clip=False),
-        imgaug.Contrast(CONTRAST_RANGE, clip=False),
-        imgaug.Saturation(SATURATION_ALPHA, rgb=False),
-        imgaug.Lighting(LIGHTING_STD, eigval=LIGHTING_EIGVAL_BGR, eigvec=LIGHTING_EIGVEC_BGR),
+        _BrightnessScale(BRIGHTNESS_RANGE, clip=False),
+        _Contrast(CONTRAST_RANGE, clip=False),
+        _Saturation(SATURATION_ALPHA, rgb=False),
+        _Lighting(LIGHTING_STD, eigval=LIGHTING_EIGVAL_BGR, eigvec=LIGHTING_EIGVEC_BGR),
     ])
 
 

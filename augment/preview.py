@@ -24,7 +24,7 @@ import os
 import cv2
 import numpy as np
 
-import tf_env  # noqa: F401  (before tensorpack, INTERFACES.md)
+import tf_env  # noqa: F401  (before tensorpack: see tf_env.py)
 from augment.methods import METHODS, seed_augmentors
 from dataflow import DataError, check_root
 from dataflow.builders import train_augmentors

@@ -1,6 +1,6 @@
 """The annotations of a Tiny ImageNet split, read and checked without decoding a pixel (numpy only).
 
-Layout (facts.md, "Data: Tiny ImageNet")::
+Layout (the tiny-imagenet-200 download)::
 
     <root>/wnids.txt                               class order: label k = line k
     <root>/train/<wnid>/images/<wnid>_<i>.JPEG

@@ -4,7 +4,7 @@ Training: each epoch shuffles the indices, cuts ``len(split) // batch_size``
 batches (the remainder is dropped, so every batch has the same size), and
 passes each image of a batch through one tensorpack ``imgaug.AugmentorList``
 (``augment.augmentors_for``).  One DataFlow step per batch, not per image,
-keeps one process far above the GPU's need (``python -m benchmarks.bench_dataflow``).
+keeps the per-image overhead of the flow small (``python -m benchmarks.bench_dataflow``).
 
 Evaluation: the split in file order, no augmentation, with boxes; the last
 batch may be smaller.
@@ -20,7 +20,7 @@ import sys
 
 import numpy as np
 
-import tf_env  # noqa: F401  (before tensorpack, INTERFACES.md)
+import tf_env  # noqa: F401  (before tensorpack: see tf_env.py)
 from augment import augmentors_for, seed_augmentors
 from tensorpack.dataflow import BatchData, MultiProcessRunnerZMQ, RNGDataFlow
 from tensorpack.utils import logger
@@ -57,6 +57,23 @@ def die_with_parent():
         logger.warn(f"prctl(PR_SET_PDEATHSIG) failed: {os.strerror(ctypes.get_errno())}")
     if os.getppid() != parent:  # the parent died before the call: nobody will send the signal
         os._exit(1)
+
+
+def child_processes(pid=None):
+    """``{child pid: CPU seconds (user + system) so far}`` of the live (not zombie) children of ``pid``.
+
+    Default: this process, so its data workers (Linux /proc; for the benchmark and the tests).
+    """
+    pid, found = os.getpid() if pid is None else pid, {}
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()  # after "pid (name)": state, ppid, ...
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found[int(entry)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return found
 
 
 def stream_seed(seed, worker):

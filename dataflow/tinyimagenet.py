@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-import tf_env  # noqa: F401  (before tensorpack, INTERFACES.md)
+import tf_env  # noqa: F401  (before tensorpack: see tf_env.py)
 from tensorpack.dataflow import RNGDataFlow
 from tensorpack.utils import logger
 from tensorpack.utils.utils import get_tqdm
@@ -168,7 +168,7 @@ def load_split(root, split, cache_dir=None, progress=True):
 
     height, width = images.shape[1:3]
     boxes = ann.boxes.copy()
-    # facts.md: Tiny ImageNet boxes are pixel indices in 0..63.  A box that
+    # Tiny ImageNet boxes are pixel indices in 0..63 (docs/sources.md).  A box that
     # reaches past the far edge (e.g. x1 == W) cannot be checked against the
     # real files here, so it is clipped to the image and reported, never
     # dropped and never a reason to refuse the whole dataset.
@@ -208,7 +208,7 @@ def _subset(split, idx):
 
 
 def split_holdout(split, per_class):
-    """``(kept, held)``: ``held`` the last ``per_class`` images of each class of ``split`` (file order), ``kept`` the rest.
+    """``(kept, held)``: ``held`` the last ``per_class`` images of each class (file order), ``kept`` the rest.
 
     Both are :class:`Split` objects (images copied), each in file order; ``per_class`` 0 gives
     ``(split, an empty Split)``.  See :func:`holdout_indices`.

@@ -1,22 +1,16 @@
-"""The Tiny ImageNet reader, its cache, its errors, and the training/evaluation DataFlows.
+"""The Tiny ImageNet reader, its annotations, its verified cache and its errors (the flows: test_trainflow.py).
 
 All on the generated ``tiny_data`` (4 classes, 12 train + 4 val per class, 32 high x 40 wide).
 """
 import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
 
 import cv2
 import numpy as np
 import pytest
 
 import dataflow.tinyimagenet as tin
-from dataflow import (DataError, TinyImageNet, build_eval_dataflow, build_train_dataflow, holdout_indices, load_split,
-                      read_annotations, split_holdout)
-from dataflow.builders import TrainBatches, train_augmentors
+from dataflow import DataError, load_split, read_annotations
 from tests.conftest import TINY
 
 H, W = TINY["height"], TINY["width"]
@@ -310,85 +304,6 @@ def test_utf8_bom_in_wnids_is_dropped(data, tiny_data):
     assert split.wnids == _read(os.path.join(tiny_data, "wnids.txt"))
 
 
-def test_tinyimagenet_dataflow(tiny_data, val):
-    df = TinyImageNet(val)
-    df.reset_state()
-    points = list(df)
-    assert len(points) == len(df) == N_VAL
-    image, label, box = points[5]
-    assert image.shape == (H, W, 3) and image.dtype == np.uint8 and isinstance(label, int)
-    assert box.dtype == np.int32 and box.tolist() == val.boxes[5].tolist()
-
-    shuffled = TinyImageNet(tiny_data, "val", shuffle=True, cache_dir=None, progress=False)
-    shuffled.reset_state()
-    labels = [p[1] for p in shuffled]
-    assert sorted(labels) == sorted(val.labels.tolist())
-
-
-def test_train_dataflow(train):
-    df = build_train_dataflow(train, "cam", 5, seed=3)
-    df.reset_state()
-    batches = list(df)
-    assert len(batches) == len(df) == N_TRAIN // 5
-    seen = []
-    for images, labels in batches:
-        assert images.shape == (5, H, W, 3) and images.dtype == np.uint8 and labels.dtype == np.int32
-        for img, label in zip(images, labels):  # "cam" does not augment: each image is a split image
-            (j,) = np.nonzero((train.images == img).all(axis=(1, 2, 3)))
-            assert train.labels[j[0]] == label
-            seen.append(j[0])
-    assert len(set(seen)) == len(seen)  # no image twice in an epoch
-    assert seen != sorted(seen)  # shuffled
-
-
-@pytest.mark.parametrize("method", ["hns", "gr", "hns_after_gr", "gr_after_hns"])
-def test_train_dataflow_is_seeded_and_augments(train, method):
-    runs = []
-    for _ in range(2):
-        df = build_train_dataflow(train, method, 8, seed=11)
-        df.reset_state()
-        runs.append([b for b in df])
-    for (a, la), (b, lb) in zip(*runs):
-        np.testing.assert_array_equal(a, b)
-        np.testing.assert_array_equal(la, lb)
-        assert a.shape == (8, H, W, 3)
-    assert not all((train.images == img).all(axis=(1, 2, 3)).any() for img in runs[0][0][0])
-
-
-def test_train_dataflow_bad_arguments(train):
-    with pytest.raises(DataError, match="larger than the 48 training images"):
-        build_train_dataflow(train, "gr", N_TRAIN + 1)
-    with pytest.raises(ValueError, match="valid methods"):
-        build_train_dataflow(train, "mixup", 4)
-
-
-@pytest.mark.slow
-def test_train_dataflow_with_a_worker(train):
-    df = build_train_dataflow(train, "gr", 6, num_workers=1)
-    df.reset_state()
-    it = iter(df)
-    for _ in range(3):
-        images, labels = next(it)
-        assert images.shape == (6, H, W, 3) and labels.shape == (6,)
-    del it, df
-
-
-def test_eval_dataflow(val):
-    df = build_eval_dataflow(val, 5)
-    df.reset_state()
-    batches = list(df)
-    assert [len(b[0]) for b in batches] == [5, 5, 5, 1] and len(df) == 4
-    images, labels, boxes = (np.concatenate(parts) for parts in zip(*batches))
-    np.testing.assert_array_equal(images, val.images)
-    np.testing.assert_array_equal(labels, val.labels)
-    np.testing.assert_array_equal(boxes, val.boxes)
-    assert images.dtype == np.uint8 and labels.dtype == np.int32 and boxes.dtype == np.int32
-    again = list(df)
-    assert all((a[0] == b[0]).all() for a, b in zip(batches, again))
-
-
-# ---------------------------------------------------------------- annotations, hold-out (issue 12)
-
 def test_read_annotations_matches_load_split_without_decoding(tiny_data, train, monkeypatch):
     def no_decoding(*args, **kwargs):
         raise AssertionError("read_annotations decoded an image")
@@ -398,168 +313,3 @@ def test_read_annotations_matches_load_split_without_decoding(tiny_data, train, 
     np.testing.assert_array_equal(ann.labels, train.labels)
     np.testing.assert_array_equal(ann.boxes, train.boxes)
     assert ann.lines[13].endswith("n00000001_boxes.txt:2")
-
-
-def test_holdout_indices_are_the_last_of_each_class_in_file_order():
-    labels = np.array([2, 0, 0, 2, 1, 0, 1, 2, 1, 1])
-    np.testing.assert_array_equal(holdout_indices(labels, 1), [5, 7, 9])
-    np.testing.assert_array_equal(holdout_indices(labels, 2), [2, 3, 5, 7, 8, 9])
-    assert holdout_indices(labels, 0).size == 0
-    with pytest.raises(DataError, match="leaves class with label 0 no training image: it has 3"):
-        holdout_indices(labels, 3)
-    with pytest.raises(DataError, match=">= 0"):
-        holdout_indices(labels, -1)
-
-
-def test_split_holdout(train):
-    kept, held = split_holdout(train, 3)
-    assert len(held) == 3 * TINY["classes"] and len(kept) == N_TRAIN - len(held)
-    # the tiny split is 12 images per class in class order: held = images 9, 10, 11 of each class
-    expected = [c * 12 + i for c in range(TINY["classes"]) for i in (9, 10, 11)]
-    assert held.files == [train.files[i] for i in expected]
-    np.testing.assert_array_equal(held.images, train.images[expected])
-    np.testing.assert_array_equal(held.boxes, train.boxes[expected])
-    assert sorted(kept.files + held.files) == sorted(train.files) and kept.wnids == train.wnids
-    same, empty = split_holdout(train, 0)
-    assert same is train and len(empty) == 0 and empty.images.shape == (0, H, W, 3)
-
-
-def test_held_out_images_never_reach_the_training_flow(train):
-    kept, held = split_holdout(train, 2)
-    flow = build_train_dataflow(kept, "cam", 4, seed=0)
-    flow.reset_state()
-    seen = set()
-    for _ in range(3):  # three epochs
-        for images, _ in flow:
-            seen.update(img.tobytes() for img in images)
-    assert seen == {img.tobytes() for img in kept.images}  # every kept image, no held one
-    assert not seen & {img.tobytes() for img in held.images}
-
-
-# ---------------------------------------------------------------- augmentation in the flow
-
-def test_hns_fill_is_the_training_split_mean(train):
-    (hns,) = build_train_dataflow(train, "hns", 4).augmentor.augmentors
-    np.testing.assert_array_equal(hns.fill, train.mean_bgr())
-
-
-def test_jitter_and_flip_in_the_flow_are_seeded(train):
-    def batches(**kwargs):
-        flow = build_train_dataflow(train, "cam", 8, seed=4, **kwargs)
-        flow.reset_state()
-        return list(flow)
-    plain, jittered, again = batches(), batches(jitter=True), batches(jitter=True)
-    for (a, la), (b, lb), (c, _) in zip(plain, jittered, again):
-        np.testing.assert_array_equal(la, lb)  # the same order: the augmentors have their own streams
-        np.testing.assert_array_equal(b, c)
-        assert b.dtype == np.uint8 and not np.array_equal(a, b)
-    flipped = batches(flip=True)
-    mirrored = sum((b == a[:, :, ::-1]).all(axis=(1, 2, 3)).sum() for (a, _), (b, _) in zip(plain, flipped))
-    assert 0.25 < mirrored / N_TRAIN < 0.75  # about half of the images, each mirrored whole
-
-
-def test_lighting_constants_are_fb_resnet_torch_in_bgr():
-    # fb.resnet.torch's PCA lighting in RGB, as its transforms.lua computes it, on a reversed image
-    from augment.methods import LIGHTING_EIGVAL_BGR, LIGHTING_EIGVEC_BGR, _PCA_EIGVAL_RGB, _PCA_EIGVEC_RGB
-    from tensorpack.dataflow import imgaug
-    alpha_bgr = np.array([0.3, -1.2, 0.7], np.float32)
-    bgr = np.full((2, 3, 3), 100, np.float32)
-    lighting = imgaug.Lighting(0.1, eigval=LIGHTING_EIGVAL_BGR, eigvec=LIGHTING_EIGVEC_BGR, clip=False)
-    out = lighting._augment(bgr, alpha_bgr)
-    alpha_rgb = alpha_bgr[::-1]  # eigenvalue k of the BGR list is eigenvalue 2 - k of the RGB list
-    rgb_shift = np.array(_PCA_EIGVEC_RGB) @ (alpha_rgb * np.array(_PCA_EIGVAL_RGB) * 255)
-    np.testing.assert_allclose(out[0, 0], 100 + rgb_shift[::-1], rtol=1e-5)
-
-
-# ---------------------------------------------------------------- workers (issues 8, 13)
-
-def _replay(split, seed, worker, count):
-    """The first ``count`` batches of worker ``worker``'s stream, computed in this process."""
-    flow = TrainBatches(split, train_augmentors(split, "gr", flip=True, jitter=True), 6, seed=seed, worker=worker)
-    flow.reset_state()
-    out = []
-    while len(out) < count:
-        out.extend(flow)
-    return out[:count]
-
-
-def _interleaves(got, streams):
-    """True when ``got`` is an interleaving of prefixes of ``streams``, each in its order."""
-    pos = [0] * len(streams)
-    for images, labels in got:
-        for k, stream in enumerate(streams):
-            if pos[k] < len(stream) and np.array_equal(stream[pos[k]][0], images) \
-                    and np.array_equal(stream[pos[k]][1], labels):
-                pos[k] += 1
-                break
-        else:
-            return False
-    return True
-
-
-@pytest.mark.slow
-def test_two_workers_follow_the_seed_and_the_worker_index(train):
-    streams = [_replay(train, 7, k, 24) for k in (0, 1)]
-    assert not np.array_equal(streams[0][0][0], streams[1][0][0])  # workers differ
-    for _ in range(2):  # two runs: each an interleaving of the same two seeded streams
-        flow = build_train_dataflow(train, "gr", 6, seed=7, num_workers=2, flip=True, jitter=True)
-        flow.reset_state()
-        got = [b for _ in range(2) for b in flow]  # two "epochs" of 8 batches from both workers
-        del flow
-        assert len(got) == 16 and _interleaves(got, streams)
-    flow = build_train_dataflow(train, "gr", 6, seed=7, num_workers=1, flip=True, jitter=True)
-    flow.reset_state()
-    assert _interleaves(list(flow), streams[:1])  # one worker = in-process
-    del flow
-
-
-def _children(pid):
-    """Live (not zombie) processes whose parent is ``pid``."""
-    found = []
-    for entry in os.listdir("/proc"):
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[1]) == pid and fields[0] != "Z":
-            found.append(int(entry))
-    return found
-
-
-def _alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc; the death signal is Linux's")
-def test_killing_the_consumer_of_two_workers_leaves_no_worker_behind(tiny_data, tmp_path):
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    code = (f"from dataflow import load_split, build_train_dataflow\n"
-            f"split = load_split({tiny_data!r}, 'train', cache_dir={str(tmp_path)!r}, progress=False)\n"
-            f"flow = build_train_dataflow(split, 'gr', 4, seed=0, num_workers=2)\n"
-            f"flow.reset_state()\n"
-            f"it = iter(flow); next(it); next(it)\n"
-            f"print('READY', flush=True)\n"
-            f"import time; time.sleep(120)\n")
-    consumer = subprocess.Popen([sys.executable, "-c", code], cwd=repo, stdout=subprocess.PIPE,
-                                stderr=subprocess.DEVNULL, text=True)
-    try:
-        lines = iter(consumer.stdout.readline, "")
-        assert any(line.strip() == "READY" for line in lines), "the consumer died before its workers ran"
-        workers = _children(consumer.pid)
-        assert len(workers) >= 2
-    finally:
-        consumer.kill()
-        consumer.wait()
-    deadline = time.time() + 30
-    while any(_alive(p) for p in workers) and time.time() < deadline:
-        time.sleep(0.2)
-    left = [p for p in workers if _alive(p)]
-    for p in left:  # do not leave them to the next test
-        os.kill(p, signal.SIGKILL)
-    assert not left
