@@ -1,0 +1,232 @@
+"""The multi-GPU, layout and precision code paths, run on the CPU.
+
+* ``--towers 2``: tensorpack's replicated multi-GPU trainer with its two towers
+  soft-placed on the CPU (tools/tower_probe.py trains the real train.py path and
+  fetches from each tower);
+* NCHW: the same variables as NHWC (so its checkpoints evaluate in evaluate.py's NHWC
+  graph); training it on the CPU is a clear error (TF's CPU kernels lack NCHW);
+* the fp16 static loss scale, at graph level;
+* ``--amp``: learns on a CPU with bf16 arithmetic, refused with a clear error elsewhere.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import tf_env  # noqa: F401
+import tensorflow as tf
+from tensorpack.tfutils.tower import TowerContext
+
+import models.resnet
+import train
+from errors import UserError
+from models import INPUT_IMAGE, INPUT_LABEL, CAMModel
+from training import session
+from tools.tower_probe import PROBE
+
+tf1 = tf.compat.v1
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# a narrow net on the 48 training images of tiny_data (conftest.py), 3 steps per epoch
+SMALL = ["--depth", "18", "--aug", "gr", "--width-mult", "0.125", "--threads", "2",
+         "--steps-per-epoch", "3", "--val-every", "2"]
+
+
+def run_py(*args, timeout=300):
+    proc = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-3000:])
+    return proc
+
+
+def evaluate_cams(tiny_data, load, out):
+    run_py("evaluate.py", "--load", load, "--data", tiny_data, "--save-cams", str(out))
+    return np.load(out)
+
+
+def assert_cam_identity(cams):
+    """``cams.mean() + bias == logit`` for every image's label (GAP then FC is linear)."""
+    n = np.arange(len(cams["labels"]))
+    np.testing.assert_allclose(cams["cams"].mean(axis=(1, 2)) + cams["fc_bias"][cams["labels"]],
+                               cams["logits"][n, cams["labels"]], rtol=1e-4, atol=1e-4)
+
+
+def checkpoint_variables(prefix):
+    return dict(tf.train.list_variables(prefix))
+
+
+# --------------------------------------------------------------------------- towers on the CPU
+
+@pytest.fixture(scope="module")
+def two_towers(tiny_data, tmp_path_factory):
+    """2 epochs of 3 steps, batch 8 over 2 towers, through tools/tower_probe.py (train.py's path)."""
+    logdir = str(tmp_path_factory.mktemp("towers") / "r18-gr-b8-t2")
+    run_py("-m", "tools.tower_probe", "--data", tiny_data, *SMALL, "--batch", "8", "--towers", "2",
+           "--epochs", "2", "--logdir", logdir)
+    with open(os.path.join(logdir, PROBE)) as f:
+        return logdir, json.load(f)
+
+
+@pytest.mark.slow
+def test_two_towers_split_the_batch_and_normalise_per_tower(two_towers):
+    _, probe = two_towers
+    assert probe["towers"] == 2 and len(probe["steps"]) == 6
+    for step in probe["steps"]:
+        assert step["images"] == [4, 4]            # --batch 8 is the whole minibatch
+        assert step["distinct_images"]             # each tower dequeues its own images
+        # each tower's BatchNorm mean is its own images' mean, not the whole batch's
+        assert max(step["bn_vs_own"]) < 1e-4
+    assert min(min(s["bn_vs_whole"]) for s in probe["steps"]) > 1e-3
+
+
+@pytest.mark.slow
+def test_two_towers_keep_every_variable_identical(two_towers):
+    _, probe = two_towers
+    mid, final = probe["mid_epoch_max_diff"], probe["final_max_diff"]
+    # mid-epoch: weights, BN gammas/betas and momentum slots, kept equal by the all-reduce alone
+    assert "conv0/W" in mid and "linear/W/Momentum" in mid and "conv0/bn/gamma" in mid
+    assert max(mid.values()) == 0.0
+    # after training: every variable, the BN moving averages included (tensorpack syncs them per epoch)
+    assert "conv0/bn/mean/EMA" in final and set(mid) < set(final)
+    assert max(final.values()) == 0.0
+
+
+@pytest.mark.slow
+def test_two_tower_checkpoint_resumes_in_one_tower(two_towers, tiny_data, tmp_path):
+    logdir, _ = two_towers
+    two = os.path.join(logdir, "model-6")
+    assert not any(name.startswith("tower") for name in checkpoint_variables(two))
+    # A one-tower run of the same whole batch (its per-tower batch differs, so it gets its own
+    # logdir): it is given the two-tower run's epoch-1 checkpoint in place of its own.
+    one = str(tmp_path / "r18-gr-b8-t1")
+    args = ["train.py", "--data", tiny_data, *SMALL, "--batch", "8", "--epochs", "2", "--logdir", one]
+    run_py(*args)
+    assert checkpoint_variables(os.path.join(one, "model-6")).keys() == checkpoint_variables(two).keys()
+    for name in os.listdir(one):
+        if name != "settings.json":
+            path = os.path.join(one, name)
+            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+    for name in os.listdir(logdir):
+        if name.startswith("model-3."):
+            shutil.copy(os.path.join(logdir, name), one)
+    tf1.train.update_checkpoint_state(one, os.path.join(one, "model-3"))
+    resumed = run_py(*args)
+    assert "global step 3" in resumed.stdout + resumed.stderr
+    assert "not found in checkpoint" not in resumed.stdout + resumed.stderr
+    assert tf.train.load_variable(os.path.join(one, "model-6"), "global_step") == 6
+
+
+def refused(argv):
+    """train.py's flag checks, in-process (nothing is built): the UserError's message."""
+    with pytest.raises(UserError) as info:
+        train.validate(train.parse_args(argv))
+    return str(info.value)
+
+
+def test_towers_flag_is_checked(tiny_data, tmp_path):
+    message = refused(["--data", tiny_data, *SMALL, "--batch", "9", "--towers", "2",
+                       "--logdir", str(tmp_path / "x")])
+    assert "--batch 9" in message and "towers (2)" in message
+
+
+# --------------------------------------------------------------------------- layouts
+
+def _variables(data_format):
+    g = tf.Graph()
+    with g.as_default():
+        model = CAMModel(18, 4, (32, 40), width_mult=0.0625, mean_bgr=[100, 110, 120], std_bgr=[60, 60, 60],
+                         data_format=data_format)
+        image = tf1.placeholder(tf.uint8, (None, 32, 40, 3), INPUT_IMAGE)
+        label = tf1.placeholder(tf.int32, (None,), INPUT_LABEL)
+        with TowerContext("", is_training=True):
+            cost = model.build_graph(image, label)
+        model.get_optimizer().minimize(cost)
+        return {(v.op.name, tuple(v.shape.as_list())) for v in tf1.global_variables()}
+
+
+def test_nchw_and_nhwc_training_graphs_save_the_same_variables():
+    """So an NCHW-trained checkpoint (GPU) restores into evaluate.py's NHWC graph.  TF 2.21's CPU
+    kernels run no NCHW convolution (forward: "Conv2D op currently only supports the NHWC tensor
+    format on the CPU"; filter gradient: "Conv2DCustomBackpropFilterOp only supports NHWC"), so
+    the numbers of the two layouts are compared by tools/gpu_check.py on a GPU."""
+    assert _variables("NCHW") == _variables("NHWC")
+
+
+@pytest.mark.slow
+def test_two_tower_checkpoint_evaluates(two_towers, tiny_data, tmp_path):
+    """evaluate.py on the two-tower run: ``cams.mean() + bias == logit`` for every image."""
+    logdir, _ = two_towers
+    assert_cam_identity(evaluate_cams(tiny_data, os.path.join(logdir, "model-6"), tmp_path / "cams.npz"))
+
+
+def test_nchw_training_on_the_cpu_is_a_clear_error(tiny_data, tmp_path):
+    message = refused(["--data", tiny_data, *SMALL, "--batch", "8", "--data-format", "NCHW",
+                       "--logdir", str(tmp_path / "x")])
+    assert message.startswith("--data-format NCHW") and "CPU" in message
+
+
+# --------------------------------------------------------------------------- precisions
+
+def _one_step(scale):
+    """One Nesterov step of a narrow CAMModel (fp32 math) with or without the fp16 loss scale.
+
+    Returns (inner optimizer's raw gradients, returned gradients, variables after the step,
+    names of the variables the step created)."""
+    g = tf.Graph()
+    with g.as_default():
+        tf1.set_random_seed(1)
+        model = CAMModel(18, 4, (32, 40), width_mult=0.0625, mean_bgr=[100, 110, 120], std_bgr=[60, 60, 60],
+                         amp="fp16" if scale else False)
+        image = tf1.placeholder(tf.uint8, (None, 32, 40, 3), INPUT_IMAGE)
+        label = tf1.placeholder(tf.int32, (None,), INPUT_LABEL)
+        with TowerContext("", is_training=True):
+            cost = model.build_graph(image, label)
+        opt = model.get_optimizer()
+        inner = opt._opt if scale else opt
+        raw = []
+        compute = inner.compute_gradients
+        inner.compute_gradients = lambda loss, *a, **k: raw.extend(compute(loss, *a, **k)) or list(raw)
+        before = {v.op.name for v in tf1.global_variables()}
+        grads = opt.compute_gradients(cost, var_list=tf1.trainable_variables())
+        step = opt.apply_gradients(grads)
+        created = sorted(v.op.name for v in tf1.global_variables() if v.op.name not in before)
+        rng = np.random.RandomState(2)
+        feed = {image: rng.randint(0, 256, (4, 32, 40, 3)).astype(np.uint8), label: np.array([0, 1, 2, 3])}
+        with tf1.Session(graph=g) as sess:
+            sess.run(tf1.global_variables_initializer())
+            raw_v, grad_v = sess.run([[gr for gr, _ in raw], [gr for gr, _ in grads]], feed)
+            sess.run(step, feed)
+            after = sess.run({v.op.name: v.read_value() for v in tf1.global_variables()})
+    return raw_v, grad_v, after, created
+
+
+def test_fp16_loss_scale_changes_neither_gradients_nor_variables():
+    scale = models.resnet.FP16_LOSS_SCALE
+    raw_plain, plain, after_plain, created_plain = _one_step(False)
+    raw_scaled, scaled, after_scaled, created_scaled = _one_step(True)
+    for r, p in zip(raw_scaled, raw_plain):        # differentiated: scale x the loss
+        np.testing.assert_allclose(r, scale * p, rtol=1e-4, atol=1e-6 * scale)
+    for s, p in zip(scaled, plain):                # returned: divided back
+        np.testing.assert_allclose(s, p, rtol=1e-4, atol=1e-6)
+    assert created_scaled == created_plain         # the same slots, no variable of its own
+    assert after_scaled.keys() == after_plain.keys()
+    for name in after_plain:                       # the same update of the same variables
+        np.testing.assert_allclose(after_scaled[name], after_plain[name], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_amp_on_this_cpu(tiny_data, tmp_path):
+    """--amp is TF's oneDNN bf16 rewrite on a CPU with AVX512_BF16/AMX; elsewhere a clear error."""
+    logdir = str(tmp_path / "amp")
+    if not session.cpu_supports_bf16():   # e.g. AMD Zen 3 and older, Intel before Cooper Lake
+        assert "AVX512_BF16" in refused(["--data", tiny_data, "--aug", "cam", "--amp", "--logdir", logdir])
+        return
+    args = ["train.py", "--data", tiny_data, "--depth", "18", "--aug", "cam", "--batch", "16",
+            "--width-mult", "0.25", "--threads", "2", "--epochs", "8", "--lr-step-epochs", "8",
+            "--val-every", "8", "--amp", "--logdir", logdir]
+    run_py(*args)
+    with open(os.path.join(logdir, "stats.json")) as f:
+        stats = json.load(f)
+    assert stats[-1]["xentropy-loss"] < 0.8 * stats[0]["xentropy-loss"]
