@@ -4,15 +4,17 @@ Takes exactly train.py's flags and trains as train.py does (same settings,
 same trainer, same logdir rules), with one extra callback that, at every step,
 fetches from each training tower (alongside the training op, so the same batch):
 
-* the tower's input images -> how many images each tower gets, and whether the
-  towers got different images;
+* at the first ``PROBED_STEPS`` steps, the tower's input images -> how many images
+  each tower gets, and whether the towers got different images;
 * the first convolution's output and its BatchNorm's batch mean -> whether each
   tower normalises with the statistics of its own images (not of the whole batch);
 
 and after a step in mid-epoch, then after training, compares every tower's copy
 of every variable with tower 0's (mid-epoch: trainable variables and optimizer
 slots, which the all-reduce keeps in step; after training: all variables, after
-tensorpack's end-of-epoch sync of the BatchNorm moving averages).
+tensorpack's end-of-epoch sync of the BatchNorm moving averages).  It also times
+the steps of each epoch (``epoch_seconds``), so the last epoch, fetching nothing
+extra, gives the training speed.
 
 Writes the findings to ``<logdir>/towers.json``. Used by tests/test_gpu_paths.py
 and tools/gpu_check.py. Example::
@@ -25,6 +27,7 @@ import tf_env  # noqa: F401  (first: sets TF_USE_LEGACY_KERAS)
 import json
 import os
 import sys
+import time
 
 import numpy as np
 import tensorflow as tf
@@ -36,6 +39,7 @@ from models import INPUT_IMAGE
 
 tf1 = tf.compat.v1
 PROBE = "towers.json"
+PROBED_STEPS = 3
 BN_INPUT, BN_MEAN = "conv0/Conv2D:0", "conv0/bn/FusedBatchNormV3:1"   # models.resnet stem, tensorpack names
 
 
@@ -73,7 +77,7 @@ class TowerProbe(Callback):
     def __init__(self, path, data_format="NHWC"):
         self._path = path
         self._axes = (0, 2, 3) if data_format == "NCHW" else (0, 1, 2)
-        self.report = {"steps": []}
+        self.report = {"steps": [], "epoch_seconds": []}
 
     def _setup_graph(self):
         handles = self.trainer.towers.training()
@@ -85,11 +89,21 @@ class TowerProbe(Callback):
         self._trained = read_ops(tower_copies(tf1.trainable_variables() + slots))
         self._all = read_ops(tower_copies(tf1.global_variables() + tf1.local_variables()))
 
+    def _before_epoch(self):
+        self._start = time.perf_counter()
+
+    def _after_epoch(self):
+        self.report["epoch_seconds"].append(time.perf_counter() - self._start)
+
     def _before_run(self, _):
-        return tf1.train.SessionRunArgs(self._fetch)
+        if len(self.report["steps"]) < PROBED_STEPS:
+            return tf1.train.SessionRunArgs(self._fetch)
+        return None
 
     def _after_run(self, _, run_values):
         towers = run_values.results
+        if towers is None:
+            return
         whole = np.concatenate([t["bn_in"] for t in towers]).mean(axis=self._axes)
         step = {"images": [int(t["images"].shape[0]) for t in towers],
                 # the mean each tower normalised with, against its own images and the whole batch
@@ -108,6 +122,7 @@ class TowerProbe(Callback):
 
     def _after_train(self):
         self.report["final_max_diff"] = max_differences(self.trainer.sess, self._all)
+        self.report["steps_per_epoch"] = self.trainer.steps_per_epoch
         with open(self._path, "w") as f:
             json.dump(self.report, f, indent=1, sort_keys=True)
 
