@@ -33,7 +33,7 @@ import fileio
 from cam import BOX_RULES, IOU_THRESHOLD, METRICS, threshold_grid
 from cam import vis
 from errors import UserError, run_main
-from evaluation.checkpoint import checkpoint_fc_classes, load_run_settings, resolve_checkpoint
+from runrecord import checkpoint_fc_classes, load_run_settings, resolve_checkpoint
 
 CAM_THRESHOLD = 0.2     # facts.md: authors' evaluation, 0.2 x max of the normalised CAM
 SWEEP_STEP = 0.01       # issue: threshold sweep from 0 to 1, step 0.01 or finer

@@ -14,11 +14,31 @@ import cv2
 import numpy as np
 
 
+def _umask():
+    """The process umask: read from /proc on Linux (no change of process state), else by
+    setting it and back (the only portable way)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_bytes(path, data):
-    """Write ``data`` to ``path`` atomically (same-folder temporary file + ``os.replace``)."""
+    """Write ``data`` to ``path`` atomically (same-folder temporary file + ``os.replace``).
+
+    The file gets the mode a plain ``open(path, "w")`` would give (0666 less the umask),
+    not ``mkstemp``'s 0600, so that others on a shared filesystem can read the results.
+    """
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

@@ -1,2 +1,2 @@
-"""evaluate.py's helpers: checkpoint and settings lookup (:mod:`evaluation.checkpoint`) and the
-forward pass with per-image CAM evaluation (:mod:`evaluation.runner`)."""
+"""evaluate.py's helper: the forward pass with per-image CAM evaluation (:mod:`evaluation.runner`).
+Checkpoint and settings lookup live in :mod:`runrecord`."""

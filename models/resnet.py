@@ -32,6 +32,7 @@ import tensorflow as tf
 from tensorpack import ModelDesc
 from tensorpack.models import BatchNorm, BNReLU, Conv2D, FullyConnected, GlobalAvgPooling
 from tensorpack.models import regularize_cost
+from tensorpack.tfutils import gradproc
 from tensorpack.tfutils import optimizer as tp_optimizer
 from tensorpack.tfutils.argscope import argscope
 from tensorpack.tfutils.summary import add_moving_summary
@@ -40,8 +41,7 @@ from tensorpack.tfutils.tower import get_current_tower_context
 tf1 = tf.compat.v1
 
 # ---------------------------------------------------------------------------
-# Tensor names that evaluation reads (the contract in plan/INTERFACES.md).
-# All are relative to the tower: unprefixed in a predictor built with
+# Tensor names that evaluation reads. All are relative to the tower: unprefixed in a predictor built with
 # PredictConfig/OfflinePredictor and in single-device training.
 INPUT_IMAGE = "input"     # uint8 (N, H, W, 3) BGR, raw pixels; normalised in-graph
 INPUT_LABEL = "label"     # int32 (N,) class index in [0, num_classes)
@@ -65,6 +65,17 @@ FINAL_STRIDES = {
     8: (1, 2, 2, 2),   # not the paper's: the usual last-group stride 2 (8x8 map from 64x64)
 }
 AMP_MODES = (False, "bf16", "fp16")
+# --normalize imagenet: x / 255, then ImageNet's mean/std in BGR order, written here in pixel
+# units ((x / 255 - m) / s = (x - 255 m) / (255 s)); tensorpack examples/ImageNetModels/imagenet_utils.py
+# and junsukchoe/SN-ResNet codes/utils.py image_preprocess: mean (0.485, 0.456, 0.406), std
+# (0.229, 0.224, 0.225) in RGB (docs/sources.md)
+IMAGENET_MEAN_BGR = [255.0 * m for m in (0.406, 0.456, 0.485)]
+IMAGENET_STD_BGR = [255.0 * s for s in (0.225, 0.224, 0.229)]
+# --early-grad-scale scales the gradients of the stem and groups 0-2 (junsukchoe/SN-ResNet
+# codes/train_resnet_tiny.py: ScaleGradient 0.1 on 'conv0.*' and 'group[0-2].*'); the optional
+# tower prefix covers the replicas of SyncMultiGPUTrainerReplicated
+EARLY_LAYERS = r"(tower\d+/)?(conv0|group[0-2])/.*"
+NONFINITE_LOSS = "non-finite training loss"   # the check_numerics message train.py recognises
 FP16_LOSS_SCALE = 128.0   # static loss scale for fp16 (NVIDIA's mixed-precision guide uses 128 for ResNets)
 
 
@@ -90,11 +101,9 @@ def _shortcut(l, ch_out, stride, data_format):
 def preact_basicblock(l, ch_out, stride, preact, data_format):
     """Two 3x3 convolutions with a pre-activation; ``preact=False`` for the first
     block of a group, whose input is already activated (the previous group's bnlast)."""
+    shortcut = l   # with preact the un-activated sum; else already BN+ReLU'd, shared by both paths
     if preact:
-        shortcut = l            # identity path keeps the un-activated sum
         l = BNReLU("preact", l)
-    else:
-        shortcut = l            # already BN+ReLU'd: shared by both paths
     l = Conv2D("conv1", l, ch_out, 3, strides=stride, activation=BNReLU)
     l = Conv2D("conv2", l, ch_out, 3)
     return l + _shortcut(shortcut, ch_out, stride, data_format)
@@ -179,6 +188,8 @@ class CAMModel(ModelDesc):
             the graph computes (image - mean) / std.
         weight_decay: L2 on conv and FC weights only (not BN, not biases).
         momentum: Nesterov momentum.
+        early_grad_scale: multiplies the gradients of the variables matching EARLY_LAYERS
+            (1.0 = off, the paper's; 0.1 in SN-ResNet).
         lr: initial learning rate (the ``learning_rate`` variable; train.py schedules it).
         amp: False, "bf16" or "fp16": the reduced precision that train.py's
             session config switches on (a TensorFlow graph rewrite); the model
@@ -189,7 +200,7 @@ class CAMModel(ModelDesc):
 
     def __init__(self, depth, num_classes, image_shape, *, width_mult=1.0, final_stride=4,
                  mean_bgr, std_bgr, weight_decay=1e-4, momentum=0.9, lr=0.1,
-                 amp=False, data_format="NHWC"):
+                 early_grad_scale=1.0, amp=False, data_format="NHWC"):
         if depth not in DEPTHS:
             raise ValueError(f"depth must be one of {sorted(DEPTHS)}, got {depth}")
         if final_stride not in FINAL_STRIDES:
@@ -208,6 +219,7 @@ class CAMModel(ModelDesc):
         self.weight_decay = float(weight_decay)
         self.momentum = float(momentum)
         self.lr = float(lr)
+        self.early_grad_scale = float(early_grad_scale)
         self.amp = amp
         self.data_format = data_format
 
@@ -248,7 +260,7 @@ class CAMModel(ModelDesc):
         wd_cost = weight_decay_cost(self.weight_decay)
         cost = tf.add(xent, wd_cost, name="cost")
         add_moving_summary(xent, wd_cost, cost, train_error)
-        return cost
+        return check_finite(cost)
 
     def optimizer(self):
         lr = tf1.get_variable("learning_rate", initializer=self.lr, trainable=False)
@@ -256,7 +268,26 @@ class CAMModel(ModelDesc):
         opt = tf1.train.MomentumOptimizer(lr, self.momentum, use_nesterov=True)  # paper sec. 3: Nesterov
         if self.amp == "fp16":
             opt = _StaticLossScale(opt, FP16_LOSS_SCALE)
+        if self.early_grad_scale != 1.0:
+            opt = tp_optimizer.apply_grad_processors(opt, [gradproc.ScaleGradient(
+                [(EARLY_LAYERS, self.early_grad_scale)], verbose=False)])
         return opt
+
+
+def check_finite(loss):
+    """``loss`` unchanged, but its gradient waits for a check that it is finite, so a NaN/inf
+    loss stops the training step with an InvalidArgumentError naming NONFINITE_LOSS before
+    any weight changes.  A plain ``check_numerics(loss)`` would be pruned: the gradients do
+    not read the loss's value (the seed gradient's shape is folded to a constant)."""
+    @tf.custom_gradient
+    def checked(x):
+        check = tf.debugging.check_numerics(x, NONFINITE_LOSS)
+
+        def grad(dy):
+            with tf.control_dependencies([check]):
+                return tf.identity(dy)
+        return tf.identity(x), grad
+    return checked(loss)
 
 
 # conv kernels and the FC weight are named ".../W" in tensorpack; BN's gamma/beta and

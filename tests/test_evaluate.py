@@ -20,7 +20,7 @@ import evaluate
 from cam import METRICS, iou
 from dataflow.synthetic import generate
 from errors import run_main
-from evaluation.checkpoint import resolve_checkpoint
+from runrecord import resolve_checkpoint
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TABLE_ROW = re.compile(r"^\|\s*(GT-known Loc|Top-1 Loc|Top-1 Clas|Top-5 Loc|Top-5 Clas)\s*\|\s*([0-9.]+)\s*\|$")

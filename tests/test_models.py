@@ -226,3 +226,61 @@ print("trained")
                          cwd=str(__import__("pathlib").Path(__file__).resolve().parents[1]))
     assert out.returncode == 0, out.stderr[-2000:]
     assert "trained" in out.stdout
+
+
+def one_step_deltas(early_grad_scale, images, labels, lr=0.5):
+    """Every trainable variable's change after one optimizer step on ``images``, from the same init."""
+    model = CAMModel(18, 3, images.shape[1:3], width_mult=0.125, mean_bgr=MEAN, std_bgr=STD, lr=lr,
+                     early_grad_scale=early_grad_scale)
+    g = tf.Graph()
+    with g.as_default():
+        tf1.set_random_seed(0)
+        image = tf1.placeholder(tf.uint8, images.shape, INPUT_IMAGE)
+        label = tf1.placeholder(tf.int32, labels.shape, INPUT_LABEL)
+        with TowerContext("", is_training=True):
+            cost = model.build_graph(image, label)
+        opt = model.optimizer()
+        step = opt.apply_gradients(opt.compute_gradients(cost))
+        variables = tf1.trainable_variables()
+        with tf1.Session(graph=g) as sess:
+            sess.run(tf1.global_variables_initializer())
+            before = sess.run(variables)
+            sess.run(step, {image: images, label: labels})
+            after = sess.run(variables)
+    return {v.op.name: (b, a - b) for v, b, a in zip(variables, before, after)}
+
+
+def test_early_grad_scale_scales_exactly_conv0_and_groups_0_to_2():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (4, 24, 20, 3), dtype=np.uint8)
+    labels = np.array([0, 1, 2, 1], np.int32)
+    plain, scaled = one_step_deltas(1.0, images, labels), one_step_deltas(0.1, images, labels)
+    early = [n for n in plain if n.split("/")[0] in ("conv0", "group0", "group1", "group2")]
+    late = [n for n in plain if n not in early]
+    assert {n.split("/")[0] for n in late} == {"group3", "linear"} and len(early) > 20
+    for name in plain:
+        np.testing.assert_array_equal(plain[name][0], scaled[name][0])   # same initial weights
+        expected = plain[name][1] * (0.1 if name in early else 1.0)
+        assert np.abs(plain[name][1]).max() > 0, name
+        # float32 rounding of (after - before) is ~1e-8 here; the scale makes 90% differences
+        np.testing.assert_allclose(scaled[name][1], expected, rtol=1e-3, atol=1e-7, err_msg=name)
+
+
+def test_a_nonfinite_loss_stops_the_step_before_any_weight_changes():
+    model = CAMModel(18, 3, (24, 20), width_mult=0.125, mean_bgr=MEAN, std_bgr=STD,
+                     weight_decay=float("inf"))   # train.py refuses it; here it makes the loss inf
+    g = tf.Graph()
+    with g.as_default():
+        image = tf1.placeholder(tf.uint8, (2, 24, 20, 3), INPUT_IMAGE)
+        label = tf1.placeholder(tf.int32, (2,), INPUT_LABEL)
+        with TowerContext("", is_training=True):
+            cost = model.build_graph(image, label)
+        opt = model.optimizer()
+        step = opt.apply_gradients(opt.compute_gradients(cost))
+        w = [v for v in tf1.trainable_variables() if v.op.name == "linear/W"][0]
+        with tf1.Session(graph=g) as sess:
+            sess.run(tf1.global_variables_initializer())
+            before = sess.run(w)
+            with pytest.raises(tf.errors.InvalidArgumentError, match=models.NONFINITE_LOSS):
+                sess.run(step, {image: np.zeros((2, 24, 20, 3), np.uint8), label: [0, 1]})
+            np.testing.assert_array_equal(sess.run(w), before)

@@ -18,7 +18,8 @@ from tensorpack.train import SimpleTrainer
 import train
 from errors import UserError
 from training import callbacks as cbs
-from training import devices, rundir, session
+import runrecord
+from training import devices, resume, session
 
 tf1 = tf.compat.v1
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -63,12 +64,9 @@ def test_batch_split_per_tower_and_rank():
     assert devices.split_batch(256, 4, "GPUs") == 64
     with pytest.raises(UserError, match="divide by the number of GPUs"):
         devices.split_batch(256, 3, "GPUs")
-    chief = devices.horovod_plan(256, 8, 0, "train_log/x")
-    other = devices.horovod_plan(256, 8, 5, "train_log/x")
-    assert chief == {"batch_per_rank": 32, "is_chief": True, "logger_dir": "train_log/x"}
-    assert other == {"batch_per_rank": 32, "is_chief": False, "logger_dir": None}
+    assert devices.split_batch(256, 8, "Horovod processes") == 32
     with pytest.raises(UserError, match="Horovod processes"):
-        devices.horovod_plan(100, 8, 0, "d")
+        devices.split_batch(100, 8, "Horovod processes")
     assert isinstance(devices.make_trainer(0), SimpleTrainer)
 
 
@@ -86,29 +84,13 @@ def test_session_config_is_unthrottled_and_sets_amp_and_xla():
 
 # --------------------------------------------------------------------------- logdir rules
 
-def _settings(**train_changes):
-    s = {"model": {"depth": 18, "mean_bgr": [1.0, 2.0, 3.0]}, "dataset": {"sha1": "abc"},
-         "train": {"lr": 0.1, "batch": 8, "threads": 2, "workers": 0}, "data": "/a", "git_commit": "x"}
-    s["train"].update(train_changes)
-    return s
-
-
-def test_settings_differences_compare_what_matters():
-    base = _settings()
-    moved = dict(_settings(threads=16, workers=4), data="/elsewhere", git_commit="y")
-    assert rundir.settings_differences(base, moved) == []
-    assert rundir.settings_differences(base, _settings(lr=0.2)) == ["train.lr: 0.1 -> 0.2"]
-    other_data = dict(_settings(), dataset={"sha1": "def"})
-    assert rundir.settings_differences(base, other_data) == ["dataset.sha1: abc -> def"]
-
-
 def test_trim_stats_drops_entries_after_the_checkpoint(tmp_path):
     stats = [{"epoch_num": e, "global_step": 6 * e, "cost": 1.0} for e in (1, 2, 3)]
-    rundir.write_json(tmp_path / "stats.json", stats)
-    rundir.trim_stats(str(tmp_path), 12, 2)
+    runrecord.write_json(tmp_path / "stats.json", stats)
+    resume.trim_stats(str(tmp_path), 12, 2)
     assert [s["epoch_num"] for s in read_json(tmp_path / "stats.json")] == [1, 2]
     # killed between the checkpoint of epoch 3 and its stats entry: a bare entry keeps the history
-    rundir.trim_stats(str(tmp_path), 18, 3)
+    resume.trim_stats(str(tmp_path), 18, 3)
     assert read_json(tmp_path / "stats.json")[-1] == {"epoch_num": 3, "global_step": 18}
 
 
@@ -235,14 +217,14 @@ def test_kill_9_and_rerun_ends_at_the_planned_step_with_the_schedule_intact(tiny
             proc.wait(timeout=60)
     assert proc.returncode == -signal.SIGKILL   # killed mid-run, not finished
     assert not os.path.exists(os.path.join(logdir, "done.json"))
-    killed_at = rundir.latest_checkpoint(logdir)[1]
+    killed_at = runrecord.latest_checkpoint(logdir)[1]
     assert 2 * spe <= killed_at < epochs * spe
 
     out = run_train(*args)
     assert out.returncode == 0, out.stderr[-3000:]
     assert f"Resuming from {logdir}/model-{killed_at}" in out.stdout + out.stderr
     assert read_json(os.path.join(logdir, "done.json")) == {"global_step": epochs * spe, "epoch": epochs}
-    assert rundir.latest_checkpoint(logdir)[1] == epochs * spe
+    assert runrecord.latest_checkpoint(logdir)[1] == epochs * spe
 
     stats = read_json(os.path.join(logdir, "stats.json"))
     assert [s["epoch_num"] for s in stats] == list(range(1, epochs + 1))   # none lost, none twice

@@ -1,7 +1,15 @@
-"""The learning-rate schedule and two small tensorpack callbacks used by train.py."""
+"""The learning-rate schedule and the small tensorpack callbacks used by train.py."""
 import tf_env  # noqa: F401
 
-from tensorpack.callbacks import Callback, PeriodicTrigger
+import logging
+
+import tensorflow as tf
+from tensorpack.callbacks import Callback, ModelSaver, PeriodicTrigger
+from tensorpack.utils import logger
+
+from errors import UserError
+
+tf1 = tf.compat.v1
 
 
 def lr_schedule(lr, step_epochs, decay, epochs):
@@ -49,3 +57,48 @@ class ResumeCheck(Callback):
                 f"restored global_step {self.global_step} but starting epoch "
                 f"{self.trainer.loop.starting_epoch} expects {expected}: the logdir and the "
                 "checkpoint disagree (under Horovod, the logdir must be shared by all ranks)")
+
+
+class CheckedModelSaver(ModelSaver):
+    """tensorpack's ModelSaver, except that a checkpoint (or the graph file before training)
+    that cannot be written stops training at once, naming the path and the reason.
+
+    tensorpack's own only logs the error and trains on with nothing saved.
+    """
+
+    def _before_train(self):
+        try:
+            super()._before_train()   # writes graph-<time>.meta into the logdir
+        except (OSError, ValueError, tf.errors.OpError) as e:
+            raise UserError(f"{self.checkpoint_dir}: cannot write the graph file before training "
+                            f"({_reason(e)})") from None
+
+    def _trigger(self):
+        path = f"{self.path}-{self.global_step}"
+        try:
+            self.saver.save(tf1.get_default_session(), self.path, global_step=tf1.train.get_global_step(),
+                            write_meta_graph=False)
+        except (OSError, ValueError, tf.errors.OpError) as e:
+            raise UserError(f"{path}: cannot write the checkpoint ({_reason(e)}); training stopped at "
+                            f"global step {self.global_step}, the checkpoints written before are kept") from None
+        logger.info(f"Model saved to {path}.")
+
+
+def _reason(error):
+    """One line: an OSError's strerror, or the cause TensorFlow puts on the last line of an
+    OpError before the node (e.g. "<file>.tempstate123; File too large" -> "File too large")."""
+    if isinstance(error, tf.errors.OpError):
+        lines = [line.strip() for line in error.message.splitlines()
+                 if line.strip() and not line.strip().startswith("[[")]
+        return lines[-1].rsplit("; ", 1)[-1] if lines else type(error).__name__
+    return getattr(error, "strerror", None) or str(error).strip() or type(error).__name__
+
+
+class FixFailureLog(logging.Filter):
+    """tensorpack 0.11's main loop logs ``logger.error("Training failed at global_step=", step)``
+    without a ``%s``, so logging prints a traceback of its own; this completes the format."""
+
+    def filter(self, record):
+        if record.msg == "Training failed at global_step=" and record.args:
+            record.msg += " %s"
+        return True

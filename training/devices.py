@@ -29,6 +29,11 @@ def visible_gpus():
 
     On Linux without an NVIDIA driver (no /dev/nvidiactl) the answer is 0 without
     asking TensorFlow, whose CUDA probe would print a "failed call to cuInit" error line.
+
+    Not ``tensorpack.utils.gpu.get_num_gpu`` (0.11): it counts the entries of
+    ``CUDA_VISIBLE_DEVICES`` as GPUs (1 for the usual ``-1`` that hides them all), raises a
+    TypeError when that variable is set and NVML is absent (a CPU machine), and on a CPU
+    machine falls back to the same TensorFlow probe, printing the cuInit error.
     """
     if sys.platform.startswith("linux") and not os.path.exists("/dev/nvidiactl"):
         return 0
@@ -51,25 +56,6 @@ def import_horovod():
         return importlib.import_module("horovod.tensorflow")
     except ImportError as e:
         raise UserError(f"{HOROVOD_INSTALL}\n(import failed: {e})") from None
-
-
-def horovod_plan(batch, size, rank, logdir):
-    """Per-rank rules under Horovod (one process per GPU, ``size`` processes in all).
-
-    Returns a dict:
-        batch_per_rank: ``batch // size`` (error if it does not divide);
-        is_chief: rank 0;
-        logger_dir: ``logdir`` for rank 0 (checkpoints, stats, settings); None for the
-            others, which log to stdout only (``horovodrun --output-filename``) but
-            still read ``logdir`` to resume, so it must be on a shared filesystem.
-    """
-    if not 0 <= rank < size:
-        raise ValueError(f"rank {rank} outside [0, {size})")
-    return {
-        "batch_per_rank": split_batch(batch, size, "Horovod processes"),
-        "is_chief": rank == 0,
-        "logger_dir": logdir if rank == 0 else None,
-    }
 
 
 def make_trainer(num_gpus, horovod=False):

@@ -1,0 +1,129 @@
+"""Checkpoints of a training run: find them, check that they restore, read their shapes.
+
+A checkpoint is ``<logdir>/model-N.index`` plus ``model-N.data-*`` (tensorpack's
+ModelSaver, N = global step); TensorFlow's ``checkpoint`` state file names the
+newest.  :mod:`runrecord` is the API (it re-exports these); this module holds
+the file-level work so that each stays short.  TensorFlow is imported only by
+the functions that read a checkpoint.
+"""
+import os
+import re
+
+from errors import UserError
+
+STATE_FILE = "checkpoint"   # TensorFlow's checkpoint state file
+CHECKPOINT_NAME = "model"   # tensorpack ModelSaver's prefix: model-<global step>
+
+_CHECKPOINT_FILE = re.compile(rf"^{CHECKPOINT_NAME}-(\d+)\.(index|data-\d+-of-\d+)$")
+
+
+def checkpoint_files(logdir):
+    """``{step: [file names]}`` of every ``model-N.*`` checkpoint file in ``logdir``."""
+    found = {}
+    for name in sorted(os.listdir(logdir)) if os.path.isdir(logdir) else []:
+        match = _CHECKPOINT_FILE.match(name)
+        if match:
+            found.setdefault(int(match.group(1)), []).append(name)
+    return found
+
+
+def checkpoint_problem(prefix):
+    """None if checkpoint ``prefix`` restores, else why not (one line).
+
+    Reads every tensor: TensorFlow checks each one's length and CRC32C against the
+    .index, so a missing, truncated or overwritten .data file is found here, not halfway
+    through a restore.
+    """
+    if not os.path.isfile(prefix + ".index"):
+        return f"{os.path.basename(prefix)}.index is missing"
+    import tf_env  # noqa: F401
+    import tensorflow as tf
+    try:
+        reader = tf.train.load_checkpoint(prefix)
+        for name in reader.get_variable_to_shape_map():
+            reader.get_tensor(name)
+    except Exception as e:   # DataLossError, NotFoundError, OutOfRangeError... all mean "damaged"
+        return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return None
+
+
+def checkpoint_step(prefix):
+    """The ``global_step`` stored in a checkpoint."""
+    import tf_env  # noqa: F401
+    import tensorflow as tf
+    return int(tf.train.load_variable(prefix, "global_step"))
+
+
+def latest_checkpoint(logdir, warn=print):
+    """``(prefix, global_step)`` of the newest checkpoint in ``logdir`` that restores, or None.
+
+    Every ``model-N.*`` on disk is considered, newest first, whatever the ``checkpoint``
+    state file says; each damaged one is skipped with ``warn("<prefix>: skipped ...")``.
+    """
+    for step in sorted(checkpoint_files(logdir), reverse=True):
+        prefix = os.path.join(os.path.abspath(logdir), f"{CHECKPOINT_NAME}-{step}")
+        problem = checkpoint_problem(prefix)
+        if problem is None:
+            return prefix, checkpoint_step(prefix)
+        warn(f"{prefix}: skipped, it cannot be restored ({problem})")
+    return None
+
+
+def _latest_from_state(state_path):
+    """The newest checkpoint prefix named in a ``checkpoint`` state file."""
+    try:
+        with open(state_path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as e:
+        raise UserError(f"{state_path}: cannot read the checkpoint state file ({e.strerror})") from None
+    match = re.search(r'^model_checkpoint_path:\s*"(.*)"\s*$', text, re.MULTILINE)
+    if not match:
+        raise UserError(f"{state_path}: not a checkpoint state file (no model_checkpoint_path line)")
+    folder = os.path.dirname(os.path.abspath(state_path))
+    named = match.group(1)
+    # the file of that name beside the state file first: TensorFlow may write absolute
+    # paths, which point to the old place when a run folder was moved or copied
+    for candidate in (os.path.join(folder, os.path.basename(named)), os.path.join(folder, named)):
+        if os.path.isfile(candidate + ".index"):
+            return candidate
+    raise UserError(f"{state_path}: names checkpoint {named}, but {named}.index does not exist")
+
+
+def resolve_checkpoint(load):
+    """``--load`` -> absolute checkpoint prefix; UserError naming the path if there is none.
+
+    ``load``: a prefix (``run/model-1234``, or its ``.index``), a ``checkpoint`` state file, or
+    a logdir (its state file, else its newest ``model-N.index``).  Finds, does not verify:
+    see :func:`checkpoint_problem`.
+    """
+    if os.path.isdir(load):
+        state = os.path.join(load, STATE_FILE)
+        if os.path.isfile(state):
+            return _latest_from_state(state)
+        steps = [s for s, names in checkpoint_files(load).items() if f"{CHECKPOINT_NAME}-{s}.index" in names]
+        if not steps:
+            raise UserError(f"{load}: folder holds no checkpoint (no '{STATE_FILE}' file, no "
+                            f"{CHECKPOINT_NAME}-N.index; is it a training logdir?)")
+        return os.path.join(os.path.abspath(load), f"{CHECKPOINT_NAME}-{max(steps)}")
+    if os.path.basename(load) == STATE_FILE:
+        if not os.path.isfile(load):
+            raise UserError(f"{load}: checkpoint state file does not exist")
+        return _latest_from_state(load)
+    prefix = load[:-len(".index")] if load.endswith(".index") else load
+    if os.path.isfile(prefix + ".index"):
+        return os.path.abspath(prefix)
+    raise UserError(f"{load}: checkpoint does not exist (expected {prefix}.index, a '{STATE_FILE}' file "
+                    f"or a training logdir)")
+
+
+def checkpoint_fc_classes(prefix):
+    """Number of classes K of the FC layer in a checkpoint: the network's only 2-D variable
+    ``(C, K)`` (its optimizer slots share the shape).  None when the 2-D variables disagree."""
+    import tf_env  # noqa: F401
+    import tensorflow as tf
+    try:
+        shapes = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
+    except Exception as e:   # a truncated or foreign file: TF raises various errors
+        raise UserError(f"{prefix}: cannot read the checkpoint ({str(e).splitlines()[0]})") from None
+    classes = {int(shape[1]) for shape in shapes.values() if len(shape) == 2}
+    return classes.pop() if len(classes) == 1 else None

@@ -1,0 +1,312 @@
+"""The run record: one owner for everything about a training run's folder (logdir).
+
+A logdir holds one run::
+
+    settings.json   RunSettings.to_json(): model / train / speed sections, data path,
+                    dataset fingerprint, git commit, library versions (train.py writes it first)
+    model-N.index, model-N.data-*   tensorpack checkpoints at global step N (epoch ends)
+    checkpoint      TensorFlow's state file naming the newest checkpoints
+    stats.json      tensorpack's per-epoch statistics
+    done.json       {"global_step", "epoch"}: written only after a run that ended well
+    eval.json       evaluate.py's results
+
+``run_state`` tells train.py and the table scripts what a folder holds (NEW,
+RESUMABLE, TRAINED, EVALUATED or CONFLICT).  Settings are compared on the
+model, the training settings and the dataset fingerprint, never on the
+"speed" section (workers, threads, devices...), the data path or the commit,
+so a dataset moved elsewhere or a run continued on other hardware is accepted.
+
+No TensorFlow is imported except by the functions that read checkpoints.
+"""
+import dataclasses
+import hashlib
+import json
+import os
+import subprocess
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+import fileio
+from checkpoints import (CHECKPOINT_NAME, STATE_FILE, checkpoint_fc_classes,  # noqa: F401 (API)
+                         checkpoint_files, checkpoint_problem, checkpoint_step, latest_checkpoint,
+                         resolve_checkpoint)
+from errors import UserError
+
+SETTINGS = "settings.json"
+DONE = "done.json"
+STATS = "stats.json"        # tensorpack's JSONWriter.FILENAME
+EVAL = "eval.json"
+
+NEW, RESUMABLE, TRAINED, EVALUATED, CONFLICT = "new", "resumable", "trained", "evaluated", "conflict"
+
+NORMALIZE = ("dataset", "imagenet")
+# each recipe's defaults for the four parts; an explicit flag overrides its part (docs/sources.md)
+RECIPES = {
+    "paper": {"flip": False, "jitter": False, "normalize": "dataset", "early_grad_scale": 1.0},
+    # junsukchoe/SN-ResNet codes/utils.py (jitter, flip, image_preprocess) and
+    # codes/train_resnet_tiny.py (ScaleGradient 0.1 on conv0.* and group[0-2].*)
+    "sn-resnet": {"flip": True, "jitter": True, "normalize": "imagenet", "early_grad_scale": 0.1},
+}
+# model keys that follow from the data (normalize="dataset") and may be unknown (None) in
+# settings built before the pixels are read; compared only when both sides know them
+DERIVED = ("mean_bgr", "std_bgr")
+
+
+@dataclass
+class ModelSettings:
+    """The kwargs of ``models.CAMModel``: ``CAMModel(**asdict(model))`` rebuilds the graph."""
+    depth: int                          # paper sec. 3: ResNet-18 or 34
+    num_classes: int                    # the dataset's wnids.txt
+    image_shape: list                   # [H, W] of the dataset's images
+    width_mult: float = 1.0             # ours: 1.0 is the paper's width (narrower for tests)
+    final_stride: int = 4               # docs/sources.md: authors' code, 16x16 map from 64x64
+    mean_bgr: Optional[list] = None     # --normalize: training split's mean, or ImageNet's (docs/sources.md)
+    std_bgr: Optional[list] = None      # --normalize: training split's std, or ImageNet's (docs/sources.md)
+
+
+@dataclass
+class TrainSettings:
+    """What changes the learned weights; compared on resume."""
+    aug: str                            # paper Table 1: cam, hns, gr, hns_after_gr, gr_after_hns
+    batch: int                          # paper sec. 3: the whole minibatch (32, 128, 256)
+    epochs: int = 1500                  # paper sec. 3
+    lr: float = 0.1                     # paper sec. 3
+    lr_step_epochs: int = 250           # paper sec. 3: /10 every 250 epochs
+    lr_decay: float = 0.1               # paper sec. 3
+    momentum: float = 0.9               # paper sec. 3: Nesterov momentum 0.9
+    weight_decay: float = 1e-4          # paper sec. 3
+    seed: int = 0                       # ours: initialisation and data order
+    holdout: int = 0                    # ours (0 = paper): last N training images per class not trained on
+    recipe: str = "paper"               # docs/sources.md: paper, or sn-resnet (authors' later code)
+    flip: bool = False                  # docs/sources.md: SN-ResNet codes/utils.py Flip(horiz=True)
+    jitter: bool = False                # docs/sources.md: SN-ResNet codes/utils.py colour jitter
+    normalize: str = "dataset"          # docs/sources.md: dataset mean/std, or /255 + ImageNet mean/std
+    early_grad_scale: float = 1.0       # docs/sources.md: SN-ResNet ScaleGradient 0.1; 1.0 = off
+    steps_per_epoch: int = 0            # ours: training images // batch unless set
+    final_step: int = 0                 # ours: steps_per_epoch * epochs
+    amp: object = False                 # ours: False, "bf16" (CPU) or "fp16" (GPU)
+    batch_per_tower: int = 0            # docs/sources.md: batch // towers, BatchNorm per tower
+
+
+@dataclass
+class SpeedSettings:
+    """How fast, not what is learned: never compared."""
+    workers: int = 0                    # ours: dataflow processes
+    threads: int = 0                    # ours: intra-op CPU threads
+    val_every: int = 10                 # ours: validation every N epochs and after the last
+    val_batch: int = 128                # ours
+    keep_checkpoints: int = 10          # ours
+    xla: bool = False                   # ours
+    data_format: str = "NHWC"           # ours: NCHW may help on GPUs
+    gpus: int = 0                       # ours: towers in this process
+    horovod_size: int = 1               # ours: processes under horovodrun
+
+
+def _check(ok, what):
+    if not ok:
+        raise ValueError(f"settings: {what}")
+
+
+def _finite(x):
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and np.isfinite(x)
+
+
+@dataclass
+class RunSettings:
+    model: ModelSettings
+    train: TrainSettings
+    speed: SpeedSettings = field(default_factory=SpeedSettings)
+    data: Optional[str] = None          # absolute path of the dataset root (not compared)
+    dataset: dict = field(default_factory=dict)   # dataset_fingerprint()
+    git_commit: Optional[str] = None
+    versions: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self):
+        """ValueError naming the first bad field."""
+        m, t = self.model, self.train
+        _check(m.depth in (18, 34), f"model.depth {m.depth} is not 18 or 34")
+        _check(m.num_classes >= 1 and len(m.image_shape) == 2, "model.num_classes / image_shape")
+        _check(_finite(m.width_mult) and m.width_mult > 0, f"model.width_mult {m.width_mult}")
+        for name in ("batch", "epochs", "lr_step_epochs"):
+            _check(getattr(t, name) >= 1, f"train.{name} {getattr(t, name)} is not positive")
+        for name in ("seed", "holdout", "steps_per_epoch", "final_step", "batch_per_tower"):
+            _check(getattr(t, name) >= 0, f"train.{name} {getattr(t, name)} is negative")
+        for name in ("lr", "lr_decay", "early_grad_scale"):
+            _check(_finite(getattr(t, name)) and getattr(t, name) > 0, f"train.{name} {getattr(t, name)}")
+        _check(_finite(t.momentum) and 0 <= t.momentum < 1, f"train.momentum {t.momentum} not in [0, 1)")
+        _check(_finite(t.weight_decay) and t.weight_decay >= 0, f"train.weight_decay {t.weight_decay}")
+        _check(t.recipe in RECIPES, f"train.recipe {t.recipe!r} not one of {sorted(RECIPES)}")
+        _check(t.normalize in NORMALIZE, f"train.normalize {t.normalize!r} not one of {NORMALIZE}")
+
+    def to_json(self):
+        return json.loads(json.dumps(dataclasses.asdict(self)))   # tuples -> lists
+
+    @classmethod
+    def from_json(cls, d):
+        """From a settings.json dict; also reads the layout written before the "speed" section
+        (its keys then sat in "train"; the recipe parts did not exist, i.e. their defaults)."""
+        d = json.loads(json.dumps(d))
+        train, speed = dict(d.get("train", {})), dict(d.get("speed", {}))
+        for key in [k for k in train if k in SpeedSettings.__dataclass_fields__]:
+            speed[key] = train.pop(key)
+        dataset = {k: v for k, v in d.get("dataset", {}).items() if k != "image_shape"}   # = model's
+        dataset.setdefault("holdout", 0)
+        try:
+            return cls(ModelSettings(**d["model"]), TrainSettings(**train), SpeedSettings(**speed),
+                       d.get("data"), dataset, d.get("git_commit"), d.get("versions", {}))
+        except (KeyError, TypeError) as e:
+            raise ValueError(f"settings: not train.py's settings.json layout ({e})") from None
+
+    def differences(self, other):
+        """``["section.key: mine -> other's", ...]`` over model, dataset and train (not speed)."""
+        a, b = self.to_json(), other.to_json()
+        diffs = []
+        for section in ("model", "dataset", "train"):
+            for key in sorted(set(a[section]) | set(b[section])):
+                x, y = a[section].get(key, "<absent>"), b[section].get(key, "<absent>")
+                if section == "model" and key in DERIVED and (x is None or y is None):
+                    continue
+                if x != y:
+                    diffs.append(f"{section}.{key}: {x} -> {y}")
+        return diffs
+
+
+def resolve_recipe(recipe, **parts):
+    """The four recipe parts: each given value (not None) overrides the recipe's default."""
+    if recipe not in RECIPES:
+        raise ValueError(f"recipe must be one of {sorted(RECIPES)}, got {recipe!r}")
+    return {k: (parts[k] if parts.get(k) is not None else v) for k, v in RECIPES[recipe].items()}
+
+
+# --------------------------------------------------------------------------- files
+
+def read_json(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:
+        raise UserError(f"{path}: cannot read JSON ({e})") from None
+
+
+def write_json(path, obj):
+    """Atomic and fsync'ed (fileio): a power cut leaves the old or the new file.
+    A failed write (full disk, read-only folder) is a UserError naming the path."""
+    try:
+        fileio.write_json(path, obj, sort_keys=True)
+    except OSError as e:
+        raise UserError(f"{path}: cannot write ({e.strerror or e})") from None
+
+
+def settings_path(logdir_or_prefix):
+    folder = logdir_or_prefix if os.path.isdir(logdir_or_prefix) else os.path.dirname(logdir_or_prefix)
+    return os.path.join(folder, SETTINGS)
+
+
+def load_settings(logdir_or_prefix):
+    """RunSettings of a logdir (or of the folder of a checkpoint prefix); None if it has none."""
+    path = settings_path(logdir_or_prefix)
+    if not os.path.isfile(path):
+        return None
+    try:
+        return RunSettings.from_json(read_json(path))
+    except ValueError as e:
+        raise UserError(f"{path}: {e}") from None
+
+
+def load_run_settings(prefix):
+    """``(settings dict, path)`` beside checkpoint ``prefix``, or ``(None, path)`` if absent."""
+    settings = load_settings(prefix)
+    return (settings.to_json() if settings else None), settings_path(prefix)
+
+
+def git_commit(repo_dir=None):
+    """The commit of the code being run (``git rev-parse HEAD``), or None outside a git checkout."""
+    repo_dir = repo_dir or os.path.dirname(os.path.abspath(__file__))
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo_dir, capture_output=True,
+                             text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def used_images(labels, holdout):
+    """How many images remain for training when the last ``holdout`` of each class are held out."""
+    counts = np.bincount(np.asarray(labels, dtype=np.int64))
+    return int(np.maximum(counts - int(holdout), 0).sum())
+
+
+def dataset_fingerprint(train, val, holdout=0):
+    """What identifies the data a run learned from, independently of its path.
+
+    ``train``/``val``: anything with ``.wnids``, ``.files``, ``.labels``, ``.boxes`` (a loaded
+    ``Split`` or the annotations alone, no pixels).  A sha1 of class order, file names, labels
+    and boxes of both splits, the sizes, and the training images held out per class.
+    """
+    h = hashlib.sha1()
+    for split in (train, val):
+        h.update("\n".join(split.wnids).encode())
+        h.update("\n".join(split.files).encode())
+        h.update(np.ascontiguousarray(split.labels, dtype=np.int64).tobytes())
+        h.update(np.ascontiguousarray(split.boxes, dtype=np.int64).tobytes())
+    return {"num_classes": len(train.wnids), "train_images": len(train.labels),
+            "val_images": len(val.labels), "holdout": int(holdout),
+            "train_used": used_images(train.labels, holdout), "sha1": h.hexdigest()}
+
+
+# --------------------------------------------------------------------------- state
+
+def _mtime(path):
+    try:
+        return os.path.getmtime(path)
+    except OSError:
+        return None
+
+
+def _eval_problem(logdir):
+    """None if eval.json is usable (newer than done.json, readable, with a summary), else why not."""
+    path = os.path.join(logdir, EVAL)
+    ev, done = _mtime(path), _mtime(os.path.join(logdir, DONE))
+    if ev is None:
+        return "trained, not evaluated"
+    if ev < done:
+        return f"{EVAL} is older than {DONE}"
+    try:
+        with open(path, encoding="utf-8") as f:
+            summary = json.load(f)["summary"]
+        ok = all(_finite(v) for v in summary.values())
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return f"{EVAL} is unreadable"
+    return None if ok else f"{EVAL} has a non-finite metric"
+
+
+def run_state(logdir, expected=None):
+    """``(state, reason)`` of a logdir, from its files only (cheap: no checkpoint is read).
+
+    NEW: nothing there; CONFLICT: settings differ from ``expected`` (a RunSettings, None =
+    do not compare), or run files without settings.json; RESUMABLE: same settings, no
+    done.json; TRAINED: done.json but no usable eval.json; EVALUATED: both.
+    """
+    has_settings = os.path.isfile(os.path.join(logdir, SETTINGS))
+    leftovers = [f for f in (STATE_FILE, STATS, DONE, EVAL) if os.path.exists(os.path.join(logdir, f))]
+    steps = checkpoint_files(logdir)
+    if not has_settings:
+        if leftovers or steps:
+            what = ", ".join(leftovers + [f"{CHECKPOINT_NAME}-{s}" for s in sorted(steps)][-1:])
+            return CONFLICT, f"{logdir} holds a run ({what}) but no {SETTINGS}"
+        return NEW, "not trained yet"
+    if expected is not None:
+        diffs = load_settings(logdir).differences(expected)
+        if diffs:
+            return CONFLICT, (f"{logdir} holds a run with other settings ({SETTINGS}):\n  "
+                              + "\n  ".join(diffs))
+    if not os.path.exists(os.path.join(logdir, DONE)):
+        return RESUMABLE, (f"resumable from {CHECKPOINT_NAME}-{max(steps)}" if steps
+                           else "started, no checkpoint yet")
+    problem = _eval_problem(logdir)
+    return (TRAINED, problem) if problem else (EVALUATED, "trained and evaluated")

@@ -1,0 +1,211 @@
+"""runrecord.py, checkpoints.py and argtypes.py: settings, fingerprint, checkpoint lookup, run state, flag types."""
+import argparse
+import json
+import os
+import types
+
+import numpy as np
+import pytest
+
+import tf_env  # noqa: F401
+import tensorflow as tf
+
+import argtypes
+import runrecord
+from errors import UserError
+
+tf1 = tf.compat.v1
+
+
+def settings(**changes):
+    """A RunSettings; ``changes`` as ``{"train.lr": 0.2, "speed.workers": 4, "data": "/x"}``."""
+    s = runrecord.RunSettings(
+        runrecord.ModelSettings(depth=18, num_classes=4, image_shape=[32, 40], width_mult=0.125,
+                                mean_bgr=[1.0, 2.0, 3.0], std_bgr=[4.0, 5.0, 6.0]),
+        runrecord.TrainSettings(aug="gr", batch=8, epochs=3, steps_per_epoch=6, final_step=18),
+        runrecord.SpeedSettings(workers=0, threads=2),
+        data="/a", dataset={"sha1": "abc", "holdout": 0}, git_commit="x")
+    for key, value in changes.items():
+        section, _, name = key.partition(".")
+        if name:
+            setattr(getattr(s, section), name, value)
+        else:
+            setattr(s, section, value)
+    return s
+
+
+def test_differences_compare_what_matters_and_ignore_speed():
+    base = settings()
+    assert base.differences(settings(**{"speed.workers": 4, "speed.threads": 16, "speed.gpus": 2},
+                                     data="/elsewhere", git_commit="y")) == []
+    assert base.differences(settings(**{"train.lr": 0.2})) == ["train.lr: 0.1 -> 0.2"]
+    assert base.differences(settings(**{"train.recipe": "sn-resnet"})) == ["train.recipe: paper -> sn-resnet"]
+    assert base.differences(settings(dataset={"sha1": "def", "holdout": 0})) == ["dataset.sha1: abc -> def"]
+    # mean/std unknown before the pixels are read: not compared; known and different: compared
+    assert base.differences(settings(**{"model.mean_bgr": None})) == []
+    assert base.differences(settings(**{"model.mean_bgr": [0.0, 2.0, 3.0]})) == [
+        "model.mean_bgr: [1.0, 2.0, 3.0] -> [0.0, 2.0, 3.0]"]
+
+
+def test_json_round_trip_and_the_layout_before_the_speed_section():
+    s = settings()
+    again = runrecord.RunSettings.from_json(json.loads(json.dumps(s.to_json())))
+    assert again == s and set(s.to_json()) >= {"model", "train", "speed", "dataset", "data"}
+    # what train.py wrote before: speed keys in "train", image_shape in the fingerprint, no recipe
+    old = s.to_json()
+    old["train"].update(old.pop("speed"))
+    for part in ("recipe", "flip", "jitter", "normalize", "early_grad_scale", "holdout"):
+        del old["train"][part]
+    old["dataset"] = {"sha1": "abc", "image_shape": [32, 40]}
+    assert runrecord.RunSettings.from_json(old).differences(s) == []
+
+
+def test_model_section_rebuilds_the_graph():
+    from models import CAMModel
+    model = CAMModel(**settings().to_json()["model"])
+    assert model.arch_settings() == settings().to_json()["model"]
+
+
+@pytest.mark.parametrize("key, value", [("train.lr", float("nan")), ("train.weight_decay", float("inf")),
+                                        ("train.momentum", 1.0), ("train.recipe", "other"),
+                                        ("train.normalize", "x"), ("train.seed", -1)])
+def test_validation_refuses_bad_values(key, value):
+    d = settings().to_json()
+    section, name = key.split(".")
+    d[section][name] = value
+    with pytest.raises(ValueError, match=name):
+        runrecord.RunSettings.from_json(d)
+
+
+def test_recipe_parts_and_overrides():
+    assert runrecord.resolve_recipe("paper") == {"flip": False, "jitter": False, "normalize": "dataset",
+                                                 "early_grad_scale": 1.0}
+    sn = runrecord.resolve_recipe("sn-resnet", flip=False, early_grad_scale=None)
+    assert sn == {"flip": False, "jitter": True, "normalize": "imagenet", "early_grad_scale": 0.1}
+
+
+def test_fingerprint_needs_no_pixels_and_covers_the_holdout():
+    def ann(files, labels):
+        return types.SimpleNamespace(wnids=["a", "b"], files=files, labels=np.array(labels),
+                                     boxes=np.zeros((len(labels), 4), int))
+    train = ann(["t0", "t1", "t2", "t3", "t4"], [0, 0, 0, 1, 1])
+    val = ann(["v0"], [1])
+    fp = runrecord.dataset_fingerprint(train, val)
+    assert fp["train_images"] == fp["train_used"] == 5 and fp["num_classes"] == 2 and fp["holdout"] == 0
+    held = runrecord.dataset_fingerprint(train, val, holdout=2)
+    assert held["train_used"] == 1 and held["holdout"] == 2 and held["sha1"] == fp["sha1"]
+    moved = runrecord.dataset_fingerprint(ann(["t0", "t1", "t2", "t3", "x"], [0, 0, 0, 1, 1]), val)
+    assert moved["sha1"] != fp["sha1"]
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+def save(folder, step, size=4096):
+    """A real checkpoint model-<step> (global_step + one float vector) as tensorpack writes them."""
+    with tf.Graph().as_default():
+        tf1.Variable(step, dtype=tf.int64, name="global_step")
+        tf1.Variable(np.arange(size, dtype=np.float32), name="w")
+        saver = tf1.train.Saver()
+        with tf1.Session() as sess:
+            sess.run(tf1.global_variables_initializer())
+            return saver.save(sess, os.path.join(folder, "model"), global_step=step, write_meta_graph=False)
+
+
+def data_file(prefix):
+    return prefix + ".data-00000-of-00001"
+
+
+@pytest.fixture()
+def three(tmp_path):
+    return [save(str(tmp_path), step) for step in (6, 12, 18)]
+
+
+def test_latest_checkpoint_is_the_newest_on_disk_even_without_the_state_file(tmp_path, three):
+    os.remove(tmp_path / "checkpoint")
+    assert runrecord.latest_checkpoint(str(tmp_path)) == (three[2], 18)
+    assert runrecord.resolve_checkpoint(str(tmp_path)) == three[2]
+
+
+@pytest.mark.parametrize("damage", ["no index", "no data", "truncated", "zeroed"])
+def test_a_damaged_newest_checkpoint_is_skipped_with_a_warning(tmp_path, three, damage):
+    newest = three[2]
+    if damage == "no index":
+        os.remove(newest + ".index")
+    elif damage == "no data":
+        os.remove(data_file(newest))
+    elif damage == "truncated":
+        os.truncate(data_file(newest), os.path.getsize(data_file(newest)) // 2)
+    else:   # same size, bytes overwritten: only the checksum tells
+        size = os.path.getsize(data_file(newest))
+        with open(data_file(newest), "r+b") as f:
+            f.seek(size // 2)
+            f.write(b"\0" * 64)
+    warnings = []
+    assert runrecord.latest_checkpoint(str(tmp_path), warn=warnings.append) == (three[1], 12)
+    assert len(warnings) == 1 and warnings[0].startswith(f"{newest}: skipped")
+    assert runrecord.checkpoint_problem(three[1]) is None and runrecord.checkpoint_problem(newest)
+
+
+def test_resolve_checkpoint_forms(tmp_path, three):
+    assert runrecord.resolve_checkpoint(str(tmp_path / "checkpoint")) == three[2]
+    assert runrecord.resolve_checkpoint(three[0] + ".index") == three[0]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="holds no checkpoint"):
+        runrecord.resolve_checkpoint(str(tmp_path / "empty"))
+
+
+# --------------------------------------------------------------------------- run state
+
+def test_run_state(tmp_path):
+    logdir = str(tmp_path / "run")
+    s = settings()
+    assert runrecord.run_state(logdir, s) == (runrecord.NEW, "not trained yet")
+    os.makedirs(logdir)
+    save(logdir, 6)
+    state, reason = runrecord.run_state(logdir, s)
+    assert state == runrecord.CONFLICT and "no settings.json" in reason
+    runrecord.write_json(os.path.join(logdir, runrecord.SETTINGS), s.to_json())
+    assert runrecord.run_state(logdir, s) == (runrecord.RESUMABLE, "resumable from model-6")
+    state, reason = runrecord.run_state(logdir, settings(**{"train.holdout": 2}))
+    assert state == runrecord.CONFLICT and "train.holdout: 0 -> 2" in reason
+    runrecord.write_json(os.path.join(logdir, runrecord.DONE), {"global_step": 18, "epoch": 3})
+    assert runrecord.run_state(logdir, s) == (runrecord.TRAINED, "trained, not evaluated")
+    eval_json = os.path.join(logdir, runrecord.EVAL)
+    runrecord.write_json(eval_json, {"summary": {"top1_loc": 1.5}})
+    assert runrecord.run_state(logdir, s)[0] == runrecord.EVALUATED
+    runrecord.write_json(eval_json, {"summary": {"top1_loc": float("nan")}})
+    assert runrecord.run_state(logdir, s) == (runrecord.TRAINED, "eval.json has a non-finite metric")
+    os.utime(eval_json, (1, 1))
+    assert runrecord.run_state(logdir, s) == (runrecord.TRAINED, "eval.json is older than done.json")
+
+
+# --------------------------------------------------------------------------- argtypes
+
+@pytest.mark.parametrize("kind, good, bad", [
+    (argtypes.positive_int, [("1", 1), ("12", 12)], ["0", "-1", "1.5", "x", ""]),
+    (argtypes.nonnegative_int, [("0", 0), ("3", 3)], ["-1", "nan"]),
+    (argtypes.positive_float, [("0.5", 0.5), ("1e-3", 1e-3)], ["0", "-1", "nan", "inf", "-inf", "x"]),
+    (argtypes.nonnegative_float, [("0", 0.0)], ["-0.1", "nan", "inf"]),
+    (argtypes.probability, [("0", 0.0), ("1", 1.0), ("0.2", 0.2)], ["1.01", "-0.01", "nan"]),
+    (argtypes.finite_float, [("-3", -3.0)], ["nan", "inf", "-inf"]),
+    (argtypes.float_in(0, 1, high_open=True), [("0", 0.0), ("0.9", 0.9)], ["1", "nan"]),
+])
+def test_argtypes(kind, good, bad):
+    for text, value in good:
+        assert kind(text) == value
+    for text in bad:
+        with pytest.raises(argparse.ArgumentTypeError, match="expected"):
+            kind(text)
+
+
+def test_file_modes_follow_the_umask(tmp_path):
+    import fileio
+    old = os.umask(0o022)
+    try:
+        fileio.write_json(str(tmp_path / "a.json"), {})
+        os.umask(0o077)
+        fileio.write_text(str(tmp_path / "b.txt"), "x")
+    finally:
+        os.umask(old)
+    assert os.stat(tmp_path / "a.json").st_mode & 0o777 == 0o644   # mkstemp gave 0600 whatever the umask
+    assert os.stat(tmp_path / "b.txt").st_mode & 0o777 == 0o600
