@@ -138,7 +138,7 @@ def build_config(args, env, settings, used, val, prefix, start_epoch, extra_call
 
 def train_steps(args, env, config):
     """Run tensorpack's loop; a NaN/inf loss stops it with an error. Returns the trainer."""
-    trainer = devices.make_trainer(env["gpus"], horovod=args.horovod)
+    trainer = devices.make_trainer(env.get("towers", 1), horovod=args.horovod)
     logging.getLogger("tensorpack").addFilter(cbs.FixFailureLog())
     try:
         launch_train_with_config(config, trainer)

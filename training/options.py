@@ -79,6 +79,9 @@ def parse_args(argv=None):
                    help="default: training images // --batch; set it only for benchmarks and smoke runs")
     p.add_argument("--gpus", type=argtypes.nonnegative_int,
                    help="GPUs to train on in this process (default: all visible; 0 = the CPU)")
+    p.add_argument("--towers", type=argtypes.positive_int,
+                   help="a test and debugging aid, not a speed feature: this many replicated towers of "
+                        "the multi-GPU trainer where no GPU is used (they run on the CPU)")
     p.add_argument("--horovod", action="store_true",
                    help="one process per GPU under horovodrun (tensorpack's HorovodTrainer)")
     p.add_argument("--workers", type=argtypes.nonnegative_int,
@@ -89,7 +92,7 @@ def parse_args(argv=None):
                    help="mixed precision: bf16 on a CPU with AVX512_BF16/AMX, fp16 on GPUs (changes numerics)")
     p.add_argument("--xla", action="store_true", help="XLA auto-clustering (GPUs only)")
     p.add_argument("--data-format", default="NHWC", choices=("NHWC", "NCHW"),
-                   help="layout of the convolutions (default NHWC; NCHW may help on GPUs, is slower on CPUs)")
+                   help="layout of the convolutions (default NHWC; NCHW may help on GPUs; TF has no NCHW CPU kernels)")
     args = p.parse_args(argv)
     parts = runrecord.resolve_recipe(args.recipe, flip=args.flip, jitter=args.jitter,
                                      normalize=args.normalize, early_grad_scale=args.early_grad_scale)
@@ -142,8 +145,12 @@ def validate(args):
         if gpus > visible:
             raise UserError(f"--gpus {gpus}: only {visible} GPU(s) visible")
         env["gpus"] = gpus
-        env["batch_per_tower"] = devices.split_batch(args.batch, max(gpus, 1), "GPUs")
+        env["towers"] = devices.towers(gpus, args.towers)
+        env["batch_per_tower"] = devices.split_batch(args.batch, env["towers"], "towers")
     env["amp"] = _amp_mode(args.amp, env["gpus"])
+    if args.data_format == "NCHW" and not env["gpus"]:
+        raise UserError("--data-format NCHW: TensorFlow's CPU kernels cannot train NCHW convolutions "
+                        "(Conv2DCustomBackpropFilterOp only supports NHWC); it is for GPUs")
     if args.xla and not env["gpus"]:
         raise UserError("--xla: XLA auto-clustering applies to GPU kernels only and no GPU is used")
     # GPUs: about half the cores feed the towers (one process feeds ~12k img/s at 64x64,
