@@ -11,6 +11,7 @@
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 
@@ -230,3 +231,61 @@ def test_amp_on_this_cpu(tiny_data, tmp_path):
     with open(os.path.join(logdir, "stats.json")) as f:
         stats = json.load(f)
     assert stats[-1]["xentropy-loss"] < 0.8 * stats[0]["xentropy-loss"]
+
+
+# --------------------------------------------------------------------------- several machines
+
+def free_ports(n):
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def run_cluster(tiny_data, logdir, worker_logdir):
+    """Task 1 (train.py) and the chief (tools/tower_probe.py, train.py's path) on loopback."""
+    hosts = ",".join(f"127.0.0.1:{p}" for p in free_ports(2))
+    args = ["--data", tiny_data, *SMALL, "--batch", "8", "--epochs", "2", "--cluster", hosts]
+    worker = subprocess.Popen([sys.executable, "train.py", *args, "--task", "1", "--logdir", worker_logdir],
+                              cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        chief = run_py("-m", "tools.tower_probe", *args, "--task", "0", "--logdir", logdir)
+        out, _ = worker.communicate(timeout=60)   # the chief's end releases it
+    finally:
+        worker.kill()
+    assert worker.returncode == 0 and "the chief has finished" in out, out[-2000:]
+    with open(os.path.join(logdir, PROBE)) as f:
+        return chief.stdout + chief.stderr, json.load(f)
+
+
+@pytest.mark.slow
+def test_two_processes_over_tensorflows_runtime(tiny_data, tmp_path):
+    """--cluster: one tower per process, the batch split over them, variables identical in both,
+    only the chief writes, and a killed run resumes."""
+    logdir, worker_logdir = str(tmp_path / "chief"), str(tmp_path / "worker")
+    _, probe = run_cluster(tiny_data, logdir, worker_logdir)
+    assert [d.split("/device")[0] for d in probe["devices"]] == ["/job:worker/task:0", "/job:worker/task:1"]
+    assert all(s["images"] == [4, 4] and s["distinct_images"] for s in probe["steps"])
+    assert max(max(s["bn_vs_own"]) for s in probe["steps"]) < 1e-4
+    assert max(probe["mid_epoch_max_diff"].values()) == 0.0 and max(probe["final_max_diff"].values()) == 0.0
+    assert not os.path.exists(worker_logdir)
+    # killed after epoch 1 (its last checkpoint and done.json never written): both re-run, it resumes
+    for name in os.listdir(logdir):
+        if name.startswith("model-6.") or name == "done.json":
+            os.remove(os.path.join(logdir, name))
+    out, _ = run_cluster(tiny_data, logdir, worker_logdir)
+    assert "Resuming from" in out and "global step 3" in out
+    assert tf.train.load_variable(os.path.join(logdir, "model-6"), "global_step") == 6
+
+
+def test_cluster_flags_are_checked(tiny_data, tmp_path):
+    base = ["--data", tiny_data, *SMALL, "--batch", "8", "--logdir", str(tmp_path / "x")]
+    assert "not host:port" in refused(base + ["--cluster", "127.0.0.1"])
+    assert "appears twice" in refused(base + ["--cluster", "127.0.0.1:1,127.0.0.1:1"])
+    assert "--towers does not apply" in refused(base + ["--cluster", "127.0.0.1:1,127.0.0.1:2", "--towers", "2"])
+    assert "divide by the number of towers (2)" in refused(
+        ["--data", tiny_data, *SMALL, "--batch", "9", "--cluster", "127.0.0.1:1,127.0.0.1:2",
+         "--logdir", str(tmp_path / "y")])

@@ -84,6 +84,7 @@ class TowerProbe(Callback):
         self._fetch = [{"images": h.get_tensor(INPUT_IMAGE), "bn_in": h.get_tensor(BN_INPUT),
                         "bn_mean": h.get_tensor(BN_MEAN)} for h in handles]
         self.report["towers"] = len(handles)
+        self.report["devices"] = [h.get_tensor(BN_INPUT).device for h in handles]   # as requested
         self._mid_epoch_done = False
         slots = [v for v in tf1.global_variables() + tf1.local_variables() if "/Momentum" in v.op.name]
         self._trained = read_ops(tower_copies(tf1.trainable_variables() + slots))

@@ -20,7 +20,7 @@ import runrecord
 from augment import METHODS
 from errors import UserError
 from models import DEPTHS, FINAL_STRIDES, IMAGENET_MEAN_BGR, IMAGENET_STD_BGR
-from training import devices, session
+from training import cluster, devices, session
 
 TITLE = "Train a pre-activation ResNet with a CAM head on Tiny ImageNet (paper sec. 3)."
 
@@ -82,6 +82,11 @@ def parse_args(argv=None):
     p.add_argument("--towers", type=argtypes.positive_int,
                    help="a test and debugging aid, not a speed feature: this many replicated towers of "
                         "the multi-GPU trainer where no GPU is used (they run on the CPU)")
+    p.add_argument("--cluster", metavar="HOST:PORT,...",
+                   help="several machines over TensorFlow's gRPC runtime: every machine's address, the chief "
+                        "(task 0) first; run the same command on each with its --task (training/cluster.py)")
+    p.add_argument("--task", type=argtypes.nonnegative_int, default=0,
+                   help="this machine's index in --cluster (default 0, the chief)")
     p.add_argument("--horovod", action="store_true",
                    help="one process per GPU under horovodrun (tensorpack's HorovodTrainer)")
     p.add_argument("--workers", type=argtypes.nonnegative_int,
@@ -131,6 +136,8 @@ def validate(args):
         raise UserError("--jitter: this checkout's dataflow has no colour jitter yet")
     env = {"rank": 0, "size": 1, "is_chief": True, "local_size": 1}
     if args.horovod:
+        if args.cluster:
+            raise UserError("--cluster and --horovod are two ways to use several machines: choose one")
         if args.gpus is not None:
             raise UserError("--gpus does not apply with --horovod: each process drives one GPU; "
                             "choose the number of processes with horovodrun -np")
@@ -146,6 +153,11 @@ def validate(args):
             raise UserError(f"--gpus {gpus}: only {visible} GPU(s) visible")
         env["gpus"] = gpus
         env["towers"] = devices.towers(gpus, args.towers)
+        if args.cluster:
+            if args.towers:
+                raise UserError("--towers does not apply with --cluster: each machine runs one tower per GPU")
+            env.update(cluster=cluster.parse(args.cluster), size=len(cluster.parse(args.cluster)))
+            env["towers"] *= env["size"]
         env["batch_per_tower"] = devices.split_batch(args.batch, env["towers"], "towers")
     env["amp"] = _amp_mode(args.amp, env["gpus"])
     if args.data_format == "NCHW" and not env["gpus"]:
