@@ -12,9 +12,13 @@ Examples::
     python train.py --data demo_data --depth 18 --aug gr --batch 32 --epochs 2 --lr-step-epochs 1 \\
         --width-mult 0.125 --val-every 1 --logdir train_log/smoke
 
-    # several machines, 4 GPUs each (the whole minibatch 256 is split over the 8 processes)
-    horovodrun -np 8 -H host1:4,host2:4 python train.py --horovod --data tiny-imagenet-200 \\
-        --depth 34 --aug gr --batch 256 --logdir /shared/train_log/r34-gr-b256
+    # several machines, 4 GPUs each (the whole minibatch 256 is split over the 8 towers):
+    # the same command on each, --task 1 on host2 (training/cluster.py)
+    python train.py --data tiny-imagenet-200 --depth 34 --aug gr --batch 256 \\
+        --logdir train_log/r34-gr-b256 --cluster host1:2222,host2:2222 --task 0
+
+    # the multi-GPU trainer's code path on a machine without GPUs (a test aid, slower)
+    python train.py --data demo_data --aug gr --batch 32 --width-mult 0.125 --towers 2 --logdir /tmp/t2
 
 Re-running the same command continues from the newest checkpoint that restores
 (damaged ones are skipped with a warning); a logdir that holds a run with other

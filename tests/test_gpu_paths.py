@@ -6,7 +6,8 @@
 * NCHW: the same variables as NHWC (so its checkpoints evaluate in evaluate.py's NHWC
   graph); training it on the CPU is a clear error (TF's CPU kernels lack NCHW);
 * the fp16 static loss scale, at graph level;
-* ``--amp``: learns on a CPU with bf16 arithmetic, refused with a clear error elsewhere.
+* ``--amp``: learns on a CPU with bf16 arithmetic, refused with a clear error elsewhere;
+* ``--cluster``: two train.py processes over TensorFlow's gRPC runtime on 127.0.0.1.
 """
 import json
 import os

@@ -173,7 +173,7 @@ def main(argv=None):
     train(report, "1 GPU fp16 --amp", work, data, GPU_RUN + ["--gpus", "1", "--amp"])
     train(report, "1 GPU --xla", work, data, GPU_RUN + ["--gpus", "1", "--xla"])
     workers = min(8, session.available_cores() // 2)   # train.py's default with GPUs
-    data_feed(report, data, workers, rate_all)
+    data_feed(report, data, workers, rate_all or rate1)
     print(f"{len(report.failed)} failed: {', '.join(report.failed)}" if report.failed else "all passed",
           flush=True)
     return 1 if report.failed else 0

@@ -16,11 +16,11 @@ from tensorpack.train import SimpleTrainer, SyncMultiGPUTrainerReplicated
 from errors import UserError
 
 HOROVOD_INSTALL = (
-    "--horovod needs Horovod built with TensorFlow support, e.g.\n"
-    "  HOROVOD_WITH_TENSORFLOW=1 HOROVOD_GPU_OPERATIONS=NCCL pip install --no-cache-dir horovod[tensorflow]\n"
-    "(a C++17 compiler, CMake and, for GPUs, CUDA + NCCL are needed; see "
-    "https://horovod.readthedocs.io/en/stable/install_include.html). It does not build "
-    "on CPU-only machines whose TensorFlow wheel lacks the headers Horovod compiles against.")
+    "--horovod needs Horovod built with TensorFlow support, and Horovod 0.28.1, its latest release, "
+    "does not build against TensorFlow 2.21 on any machine: horovod/tensorflow/xla_mpi_ops.cc includes "
+    "tensorflow/compiler/xla/client/xla_builder.h, which TF 2.21 moved (README \"Several machines\").\n"
+    "For several machines use --cluster (TensorFlow's own runtime). A later Horovod may build with\n"
+    "  HOROVOD_WITH_TENSORFLOW=1 HOROVOD_GPU_OPERATIONS=NCCL pip install --no-cache-dir horovod[tensorflow]")
 
 
 def visible_gpus():
