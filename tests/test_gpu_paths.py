@@ -75,6 +75,8 @@ def two_towers(tiny_data, tmp_path_factory):
 def test_two_towers_split_the_batch_and_normalise_per_tower(two_towers):
     _, probe = two_towers
     assert probe["towers"] == 2 and len(probe["steps"]) == 3 and len(probe["epoch_seconds"]) == 2
+    assert probe["devices"] == ["/device:GPU:0", "/device:GPU:1"]            # tensorpack's request
+    assert probe["ran_on"] and all("CPU" in d for d in probe["ran_on"])      # soft placement
     for step in probe["steps"]:
         assert step["images"] == [4, 4]            # --batch 8 is the whole minibatch
         assert step["distinct_images"]             # each tower dequeues its own images
@@ -171,35 +173,33 @@ def test_nchw_training_on_the_cpu_is_a_clear_error(tiny_data, tmp_path):
 
 # --------------------------------------------------------------------------- precisions
 
-def _one_step(scale):
-    """One Nesterov step of a narrow CAMModel (fp32 math) with or without the fp16 loss scale.
+def _one_step(amp):
+    """One step of CAMModel's optimizer (Nesterov momentum; with ``amp="fp16"`` wrapped in the
+    static loss scale) on a small least-squares loss, fp32 math.
 
-    Returns (inner optimizer's raw gradients, returned gradients, variables after the step,
-    names of the variables the step created)."""
+    Returns (gradients the inner optimizer computed, gradients returned, variables after the
+    step by name, names of the variables the step created)."""
     g = tf.Graph()
     with g.as_default():
-        tf1.set_random_seed(1)
-        model = CAMModel(18, 4, (32, 40), width_mult=0.0625, mean_bgr=[100, 110, 120], std_bgr=[60, 60, 60],
-                         amp="fp16" if scale else False)
-        image = tf1.placeholder(tf.uint8, (None, 32, 40, 3), INPUT_IMAGE)
-        label = tf1.placeholder(tf.int32, (None,), INPUT_LABEL)
-        with TowerContext("", is_training=True):
-            cost = model.build_graph(image, label)
+        rng = np.random.RandomState(0)
+        x, y = tf.constant(rng.randn(5, 3), tf.float32), tf.constant(rng.randn(5, 2), tf.float32)
+        w = tf1.get_variable("w", initializer=tf.constant(rng.randn(3, 2), tf.float32))
+        b = tf1.get_variable("b", initializer=tf.zeros([2]))
+        loss = tf.reduce_mean(tf.square(tf.matmul(x, w) + b - y))
+        model = CAMModel(18, 2, (32, 40), mean_bgr=[0, 0, 0], std_bgr=[1, 1, 1], lr=0.1, amp=amp)
         opt = model.get_optimizer()
-        inner = opt._opt if scale else opt
-        raw = []
-        compute = inner.compute_gradients
-        inner.compute_gradients = lambda loss, *a, **k: raw.extend(compute(loss, *a, **k)) or list(raw)
+        inner = opt._opt if amp else opt
+        raw, compute = [], inner.compute_gradients
+        inner.compute_gradients = lambda *a, **k: raw.extend(compute(*a, **k)) or list(raw)
         before = {v.op.name for v in tf1.global_variables()}
-        grads = opt.compute_gradients(cost, var_list=tf1.trainable_variables())
+        grads = opt.compute_gradients(loss, var_list=[w, b])
         step = opt.apply_gradients(grads)
         created = sorted(v.op.name for v in tf1.global_variables() if v.op.name not in before)
-        rng = np.random.RandomState(2)
-        feed = {image: rng.randint(0, 256, (4, 32, 40, 3)).astype(np.uint8), label: np.array([0, 1, 2, 3])}
         with tf1.Session(graph=g) as sess:
             sess.run(tf1.global_variables_initializer())
-            raw_v, grad_v = sess.run([[gr for gr, _ in raw], [gr for gr, _ in grads]], feed)
-            sess.run(step, feed)
+            raw_v, grad_v = sess.run([[gr for gr, _ in raw], [gr for gr, _ in grads]])
+            sess.run(step)
+            sess.run(step)   # twice: the momentum slots take part too
             after = sess.run({v.op.name: v.read_value() for v in tf1.global_variables()})
     return raw_v, grad_v, after, created
 
@@ -207,15 +207,17 @@ def _one_step(scale):
 def test_fp16_loss_scale_changes_neither_gradients_nor_variables():
     scale = models.resnet.FP16_LOSS_SCALE
     raw_plain, plain, after_plain, created_plain = _one_step(False)
-    raw_scaled, scaled, after_scaled, created_scaled = _one_step(True)
+    raw_scaled, scaled, after_scaled, created_scaled = _one_step("fp16")
+    assert scale > 1
     for r, p in zip(raw_scaled, raw_plain):        # differentiated: scale x the loss
-        np.testing.assert_allclose(r, scale * p, rtol=1e-4, atol=1e-6 * scale)
+        np.testing.assert_allclose(r, scale * p, rtol=1e-6)
     for s, p in zip(scaled, plain):                # returned: divided back
-        np.testing.assert_allclose(s, p, rtol=1e-4, atol=1e-6)
-    assert created_scaled == created_plain         # the same slots, no variable of its own
-    assert after_scaled.keys() == after_plain.keys()
+        np.testing.assert_allclose(s, p, rtol=1e-6)
+    assert created_scaled == created_plain and "w/Momentum" in created_plain   # no variable of its own
+    assert after_scaled.keys() == after_plain.keys() == {"w", "b", "w/Momentum", "b/Momentum", "learning_rate"}
     for name in after_plain:                       # the same update of the same variables
-        np.testing.assert_allclose(after_scaled[name], after_plain[name], rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(after_scaled[name], after_plain[name], rtol=1e-6)
+    assert np.abs(after_plain["b"]).min() > 0      # b started at 0: the steps did update
 
 
 @pytest.mark.slow
@@ -269,6 +271,7 @@ def test_two_processes_over_tensorflows_runtime(tiny_data, tmp_path):
     logdir, worker_logdir = str(tmp_path / "chief"), str(tmp_path / "worker")
     _, probe = run_cluster(tiny_data, logdir, worker_logdir)
     assert [d.split("/device")[0] for d in probe["devices"]] == ["/job:worker/task:0", "/job:worker/task:1"]
+    assert any("/task:1/" in d for d in probe["ran_on"]), probe["ran_on"]   # not soft-placed on the chief
     assert all(s["images"] == [4, 4] and s["distinct_images"] for s in probe["steps"])
     assert max(max(s["bn_vs_own"]) for s in probe["steps"]) < 1e-4
     assert max(probe["mid_epoch_max_diff"].values()) == 0.0 and max(probe["final_max_diff"].values()) == 0.0

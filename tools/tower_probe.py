@@ -1,20 +1,20 @@
 """Run train.py's own training path with a probe that checks the replicated towers.
 
 Takes exactly train.py's flags and trains as train.py does (same settings,
-same trainer, same logdir rules), with one extra callback that, at every step,
-fetches from each training tower (alongside the training op, so the same batch):
+same trainer, same logdir rules), with one extra callback that:
 
-* at the first ``PROBED_STEPS`` steps, the tower's input images -> how many images
-  each tower gets, and whether the towers got different images;
-* the first convolution's output and its BatchNorm's batch mean -> whether each
-  tower normalises with the statistics of its own images (not of the whole batch);
-
-and after a step in mid-epoch, then after training, compares every tower's copy
-of every variable with tower 0's (mid-epoch: trainable variables and optimizer
-slots, which the all-reduce keeps in step; after training: all variables, after
-tensorpack's end-of-epoch sync of the BatchNorm moving averages).  It also times
-the steps of each epoch (``epoch_seconds``), so the last epoch, fetching nothing
-extra, gives the training speed.
+* at the first ``PROBED_STEPS`` steps fetches from each training tower, alongside
+  the training op (so the same batch), its input images -> how many images each
+  tower gets, and whether the towers got different images; and the first
+  convolution's output and its BatchNorm's batch mean -> whether each tower
+  normalises with the statistics of its own images (not of the whole batch);
+* traces the first step: the devices its ops ran on (``ran_on``);
+* after a step in mid-epoch, then after training, compares every tower's copy of
+  every variable with tower 0's (mid-epoch: trainable variables and optimizer
+  slots, which the all-reduce keeps in step; after training: all variables, after
+  tensorpack's end-of-epoch sync of the BatchNorm moving averages);
+* times the steps of each epoch (``epoch_seconds``): the last epoch, fetching
+  nothing extra, gives the training speed.
 
 Writes the findings to ``<logdir>/towers.json``. Used by tests/test_gpu_paths.py
 and tools/gpu_check.py. Example::
@@ -97,6 +97,9 @@ class TowerProbe(Callback):
         self.report["epoch_seconds"].append(time.perf_counter() - self._start)
 
     def _before_run(self, _):
+        if not self.report["steps"]:   # the first step is traced: where its ops really ran
+            return tf1.train.SessionRunArgs(self._fetch, options=tf1.RunOptions(
+                trace_level=tf1.RunOptions.FULL_TRACE))
         if len(self.report["steps"]) < PROBED_STEPS:
             return tf1.train.SessionRunArgs(self._fetch)
         return None
@@ -105,6 +108,8 @@ class TowerProbe(Callback):
         towers = run_values.results
         if towers is None:
             return
+        if not self.report["steps"]:
+            self.report["ran_on"] = sorted({d.device for d in run_values.run_metadata.step_stats.dev_stats})
         whole = np.concatenate([t["bn_in"] for t in towers]).mean(axis=self._axes)
         step = {"images": [int(t["images"].shape[0]) for t in towers],
                 # the mean each tower normalised with, against its own images and the whole batch
