@@ -141,6 +141,16 @@ def main(argv=None):
     p.add_argument("--keep", metavar="DIR", help="work in DIR and keep it (default: a temporary folder)")
     args = p.parse_args(argv)
     work = args.keep or tempfile.mkdtemp(prefix="gpu-check-")
+    code = check(work)
+    if code == 0 and not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+    elif code:
+        print(f"logs and logdirs kept in {work}", flush=True)
+    return code
+
+
+def check(work):
+    """Run every path in ``work``; 0 if all passed, else 1."""
     os.makedirs(work, exist_ok=True)
     data = generate(os.path.join(work, "data"), **DATA)
     report, gpus = Report(), devices.visible_gpus()

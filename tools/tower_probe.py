@@ -8,7 +8,7 @@ same trainer, same logdir rules), with one extra callback that:
   tower gets, and whether the towers got different images; and the first
   convolution's output and its BatchNorm's batch mean -> whether each tower
   normalises with the statistics of its own images (not of the whole batch);
-* traces the first step: the devices its ops ran on (``ran_on``);
+* without GPUs, traces the first step: the devices its ops ran on (``ran_on``);
 * after a step in mid-epoch, then after training, compares every tower's copy of
   every variable with tower 0's (mid-epoch: trainable variables and optimizer
   slots, which the all-reduce keeps in step; after training: all variables, after
@@ -36,6 +36,7 @@ from tensorpack.callbacks import Callback
 import train
 from errors import run_main
 from models import INPUT_IMAGE
+from training import devices
 
 tf1 = tf.compat.v1
 PROBE = "towers.json"
@@ -86,6 +87,7 @@ class TowerProbe(Callback):
         self.report["towers"] = len(handles)
         self.report["devices"] = [h.get_tensor(BN_INPUT).device for h in handles]   # as requested
         self._mid_epoch_done = False
+        self._trace = not devices.visible_gpus()   # a GPU trace needs CUPTI, which a host may lack
         slots = [v for v in tf1.global_variables() + tf1.local_variables() if "/Momentum" in v.op.name]
         self._trained = read_ops(tower_copies(tf1.trainable_variables() + slots))
         self._all = read_ops(tower_copies(tf1.global_variables() + tf1.local_variables()))
@@ -97,7 +99,7 @@ class TowerProbe(Callback):
         self.report["epoch_seconds"].append(time.perf_counter() - self._start)
 
     def _before_run(self, _):
-        if not self.report["steps"]:   # the first step is traced: where its ops really ran
+        if not self.report["steps"] and self._trace:   # where the first step's ops really ran
             return tf1.train.SessionRunArgs(self._fetch, options=tf1.RunOptions(
                 trace_level=tf1.RunOptions.FULL_TRACE))
         if len(self.report["steps"]) < PROBED_STEPS:
@@ -108,7 +110,7 @@ class TowerProbe(Callback):
         towers = run_values.results
         if towers is None:
             return
-        if not self.report["steps"]:
+        if not self.report["steps"] and self._trace:
             self.report["ran_on"] = sorted({d.device for d in run_values.run_metadata.step_stats.dev_stats})
         whole = np.concatenate([t["bn_in"] for t in towers]).mean(axis=self._axes)
         step = {"images": [int(t["images"].shape[0]) for t in towers],
