@@ -64,6 +64,13 @@ def write_npz(path, **arrays):
     write_bytes(path, buffer.getvalue())
 
 
+def write_npy(path, array):
+    """``array`` as a ``.npy`` file (``np.load`` reads it back); used by the decoded-image cache."""
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    write_bytes(path, buffer.getbuffer())
+
+
 def write_png(path, image):
     """``image``: uint8 ``(H, W, 3)`` BGR or ``(H, W)``."""
     ok, encoded = cv2.imencode(".png", image)

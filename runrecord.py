@@ -22,7 +22,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import subprocess
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -219,20 +218,20 @@ def load_settings(logdir_or_prefix):
 
 
 def load_run_settings(prefix):
-    """``(settings dict, path)`` beside checkpoint ``prefix``, or ``(None, path)`` if absent."""
-    settings = load_settings(prefix)
-    return (settings.to_json() if settings else None), settings_path(prefix)
+    """``(settings dict, path)`` beside checkpoint ``prefix``, or ``(None, path)`` if absent.
 
-
-def git_commit(repo_dir=None):
-    """The commit of the code being run (``git rev-parse HEAD``), or None outside a git checkout."""
-    repo_dir = repo_dir or os.path.dirname(os.path.abspath(__file__))
+    For prediction only the "model" section (CAMModel's kwargs) must be there and valid.
+    """
+    path = settings_path(prefix)
+    if not os.path.isfile(path):
+        return None, path
+    settings = read_json(path)
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo_dir, capture_output=True,
-                             text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() if out.returncode == 0 else None
+        settings["model"] = dataclasses.asdict(ModelSettings(**settings["model"]))
+    except (KeyError, TypeError) as e:
+        raise UserError(f"{path}: has no valid \"model\" object (expected train.py's settings.json; "
+                        f"{type(e).__name__}: {e})") from None
+    return settings, path
 
 
 def used_images(labels, holdout):

@@ -97,7 +97,7 @@ def prepare_logdir(args, env, settings):
         if state == runrecord.CONFLICT:
             raise UserError(f"{reason}\nRe-run it with its own settings, or choose another --logdir")
     prefix, step, start_epoch = resume.resume_point(args.logdir, t.steps_per_epoch, restart=args.restart,
-                                                    warn=logger.warn)
+                                                    chief=chief, warn=logger.warn)
     if step > t.final_step:
         raise UserError(f"{prefix}: global step {step} is past the planned final step {t.final_step}")
     done = os.path.join(args.logdir, runrecord.DONE)
@@ -124,9 +124,8 @@ def build_config(args, env, settings, used, val, prefix, start_epoch, extra_call
     tf1.set_random_seed(t.seed)
     # a different data order after each resume point and per Horovod rank, reproducible from --seed
     data_seed = int(np.random.SeedSequence([t.seed, start_epoch, env["rank"]]).generate_state(1)[0])
-    jitter = {"jitter": True} if t.jitter else {}
     flow = dataflow.build_train_dataflow(used, t.aug, t.batch_per_tower, seed=data_seed,
-                                         num_workers=env["workers"], flip=t.flip, **jitter)
+                                         num_workers=env["workers"], flip=t.flip, jitter=t.jitter)
     model = CAMModel(**dataclasses.asdict(settings.model), weight_decay=t.weight_decay, momentum=t.momentum,
                      lr=t.lr, early_grad_scale=t.early_grad_scale, amp=t.amp, data_format=args.data_format)
     return AutoResumeTrainConfig(

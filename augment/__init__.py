@@ -5,8 +5,8 @@ All are tensorpack ``imgaug.ImageAugmentor`` objects on HxWx3 uint8 BGR images
 that keep the image shape.  No TensorFlow graph code here.
 """
 from .googlenet_resize import GoogLeNetResize, fallback_box, sample_crop_box
-from .hide_and_seek import TINY_IMAGENET_MEAN_BGR, HideAndSeek, cells_to_mask, sample_hidden_cells
-from .methods import METHODS, augmentors_for, seed_augmentors
+from .hide_and_seek import HideAndSeek, cells_to_mask, sample_hidden_cells
+from .methods import METHODS, augmentor_list, augmentors_for, colour_jitter, seed_augmentors
 
-__all__ = ["GoogLeNetResize", "HideAndSeek", "METHODS", "TINY_IMAGENET_MEAN_BGR", "augmentors_for",
+__all__ = ["GoogLeNetResize", "HideAndSeek", "METHODS", "augmentor_list", "augmentors_for", "colour_jitter",
            "seed_augmentors", "sample_crop_box", "fallback_box", "sample_hidden_cells", "cells_to_mask"]

@@ -24,9 +24,6 @@ import tf_env  # noqa: F401  (before tensorpack, INTERFACES.md)
 from tensorpack.dataflow import imgaug
 from tensorpack.dataflow.imgaug.transform import Transform
 
-# facts.md: Tiny ImageNet training-set RGB mean about (122.46, 114.26, 101.36);
-# reversed to BGR because images are BGR everywhere outside the graph.
-TINY_IMAGENET_MEAN_BGR = (101.36, 114.26, 122.46)
 # paper sec. 3 "mixed" grids 0x0, 4x4, 8x8, 16x16 of a 64x64 image = these patch sizes (facts.md)
 PATCH_SIZES = (0, 16, 8, 4)
 # facts.md: Singh & Lee's code hides each cell with probability 0.5
@@ -117,11 +114,12 @@ class HideAndSeek(imgaug.ImageAugmentor):
         patch_sizes: cell sizes in pixels, one drawn uniformly per image; 0 = no
             hiding (paper sec. 3 mixed grids on 64x64: (0, 16, 8, 4)).
         hide_prob: probability that each cell is hidden (facts.md: 0.5).
-        fill: BGR colour of hidden pixels, 3 floats rounded to uint8
-            (facts.md: the dataset mean; default the Tiny ImageNet mean).
+        fill: BGR colour of hidden pixels, 3 floats rounded to uint8; required, no default:
+            the training flow decides it (the training split's mean, Singh & Lee's choice;
+            ``dataflow.builders.train_augmentors``).
     """
 
-    def __init__(self, patch_sizes=PATCH_SIZES, hide_prob=HIDE_PROB, fill=TINY_IMAGENET_MEAN_BGR):
+    def __init__(self, patch_sizes=PATCH_SIZES, hide_prob=HIDE_PROB, *, fill):
         patch_sizes = tuple(patch_sizes)
         if not patch_sizes or not all(isinstance(p, numbers.Integral) and p >= 0 for p in patch_sizes):
             raise ValueError(f"patch_sizes must be a non-empty list of integers >= 0, got {patch_sizes}")

@@ -1,4 +1,4 @@
-"""The five augmentation settings of the paper's Table 1, as lists of tensorpack augmentors.
+"""The five augmentation settings of the paper's Table 1, as one tensorpack ``imgaug.AugmentorList``.
 
 =================  ==========================================  ===================
 name               augmentors, applied in this order           source
@@ -6,13 +6,20 @@ name               augmentors, applied in this order           source
 ``cam``            none (the CAM baseline)                     paper Table 1
 ``hns``            HideAndSeek                                 paper sec. 2-3
 ``gr``             GoogLeNetResize                             paper sec. 2
-``hns_after_gr``   GoogLeNetResize, then HideAndSeek           paper sec. 3, facts.md
-``gr_after_hns``   HideAndSeek, then GoogLeNetResize           paper sec. 3, facts.md
+``hns_after_gr``   GoogLeNetResize, then HideAndSeek           paper sec. 3
+``gr_after_hns``   HideAndSeek, then GoogLeNetResize           paper sec. 3
 =================  ==========================================  ===================
 
-No flip by default: the paper mentions none (the authors' code added a
-horizontal flip and colour jitter with GR, facts.md); ``flip=True`` prepends a
-random horizontal flip to every method, ``cam`` included.
+Two extras the paper does not mention, each off by default (docs/sources.md,
+"Training recipe"), come AFTER the method's augmentors, in the order of
+SN-ResNet ``codes/utils.py`` ``fbresnet_augmentor`` (GR, then the colour
+jitter, then the flip):
+
+* ``jitter=True``: :func:`colour_jitter`, SN-ResNet's colour jitter;
+* ``flip=True``: ``imgaug.Flip(horiz=True)``, a horizontal flip with probability 0.5.
+
+SN-ResNet has no Hide-and-Seek in its augmentor list, so "after GR" is read as
+"after the method's augmentors": the jitter and the flip also come after HnS.
 """
 import numpy as np
 
@@ -20,7 +27,7 @@ import tf_env  # noqa: F401  (before tensorpack, INTERFACES.md)
 from tensorpack.dataflow import imgaug
 
 from .googlenet_resize import GoogLeNetResize
-from .hide_and_seek import TINY_IMAGENET_MEAN_BGR, HideAndSeek
+from .hide_and_seek import HideAndSeek
 
 # INTERFACES.md: the method names, in the column order of the paper's Table 1
 METHODS = ("cam", "hns", "gr", "hns_after_gr", "gr_after_hns")
@@ -33,43 +40,100 @@ _RECIPES = {
     "gr_after_hns": ("hns", "gr"),
 }
 
+# Colour jitter constants: SN-ResNet codes/utils.py fbresnet_augmentor, the same as tensorpack
+# examples/ImageNetModels/imagenet_utils.py fbresnet_augmentor (2018), from fb.resnet.torch.
+BRIGHTNESS_RANGE = (0.6, 1.4)
+CONTRAST_RANGE = (0.6, 1.4)
+SATURATION_ALPHA = 0.4
+LIGHTING_STD = 0.1
+# fb.resnet.torch datasets/imagenet.lua pca, RGB order, eigenvalues of pixel values in [0, 1]
+_PCA_EIGVAL_RGB = (0.2175, 0.0188, 0.0045)
+_PCA_EIGVEC_RGB = ((-0.5675, 0.7192, 0.4009),
+                   (-0.5808, -0.0045, -0.8140),
+                   (-0.5836, -0.6948, 0.4203))
+# BGR as SN-ResNet writes them: eigenvalues reversed and scaled to 0-255, eigenvector matrix
+# reversed in both rows (channels) and columns (so column k still pairs with eigenvalue k).
+LIGHTING_EIGVAL_BGR = np.asarray(_PCA_EIGVAL_RGB[::-1]) * 255.0
+LIGHTING_EIGVEC_BGR = np.array(_PCA_EIGVEC_RGB, dtype="float32")[::-1, ::-1]
 
-def augmentors_for(method, fill=None, *, flip=False):
-    """The list of augmentors for a Table 1 method, to apply in list order.
+
+def colour_jitter():
+    """SN-ResNet's colour jitter: brightness, contrast, saturation and PCA lighting in a random order.
+
+    tensorpack's own augmentors, with the arguments of SN-ResNet ``codes/utils.py``
+    ``fbresnet_augmentor``: ``RandomOrderAug([BrightnessScale((0.6, 1.4), clip=False),
+    Contrast((0.6, 1.4), clip=False), Saturation(0.4, rgb=False), Lighting(0.1, eigval, eigvec)])``
+    with fb.resnet.torch's eigenvalues / eigenvectors in BGR order.  On HxWx3 uint8 BGR input each
+    step rounds down and clips to uint8 (tensorpack's augmentors keep the input dtype), as in 2018.
+    """
+    return imgaug.RandomOrderAug([
+        imgaug.BrightnessScale(BRIGHTNESS_RANGE, clip=False),
+        imgaug.Contrast(CONTRAST_RANGE, clip=False),
+        imgaug.Saturation(SATURATION_ALPHA, rgb=False),
+        imgaug.Lighting(LIGHTING_STD, eigval=LIGHTING_EIGVAL_BGR, eigvec=LIGHTING_EIGVEC_BGR),
+    ])
+
+
+def augmentor_list(method, fill, *, flip=False, jitter=False):
+    """The augmentors of a Table 1 method, in application order (see the module table).
 
     Args:
         method (str): one of :data:`METHODS`.
-        fill: BGR fill of HideAndSeek (3 floats; default
-            :data:`TINY_IMAGENET_MEAN_BGR`; the training flow passes the
-            training split's mean).
-        flip (bool): prepend ``imgaug.Flip(horiz=True)`` (not in the paper).
+        fill: BGR fill of HideAndSeek, 3 floats in [0, 255].  The training flow decides it
+            (``dataflow.builders.train_augmentors``: the training split's mean); it is required
+            for ``hns``, ``hns_after_gr`` and ``gr_after_hns`` and ignored otherwise.
+        flip (bool): append ``imgaug.Flip(horiz=True)`` (not in the paper; SN-ResNet).
+        jitter (bool): append :func:`colour_jitter` before the flip (not in the paper; SN-ResNet).
 
     Returns:
-        list of ``imgaug.ImageAugmentor`` on HxWx3 uint8 BGR images, each
-        keeping the image shape; empty for ``cam`` without flip.
+        list of ``imgaug.ImageAugmentor`` on HxWx3 uint8 BGR images, each keeping the shape and
+        the dtype; empty for ``cam`` without extras.
 
     Raises:
-        ValueError: unknown ``method``; the message lists the valid names.
+        ValueError: unknown ``method`` (the message lists the valid names), or no ``fill`` for HnS.
     """
     if method not in _RECIPES:
         raise ValueError(f"unknown augmentation method {method!r}; valid methods: {', '.join(METHODS)}")
-    fill = TINY_IMAGENET_MEAN_BGR if fill is None else fill
+    if fill is None and "hns" in _RECIPES[method]:
+        raise ValueError(f"method {method!r} hides pixels: give its BGR fill (the training split's mean)")
     make = {"gr": GoogLeNetResize, "hns": lambda: HideAndSeek(fill=fill)}
-    augs = [imgaug.Flip(horiz=True)] if flip else []
-    return augs + [make[step]() for step in _RECIPES[method]]
+    augs = [make[step]() for step in _RECIPES[method]]
+    if jitter:
+        augs.append(colour_jitter())
+    if flip:
+        augs.append(imgaug.Flip(horiz=True))
+    return augs
+
+
+def augmentors_for(method, fill, *, flip=False, jitter=False):
+    """The method's augmentors as one ``imgaug.AugmentorList`` (``.augment(img)`` applies them in order).
+
+    Arguments as :func:`augmentor_list`; ``.augmentors`` is that list.
+    """
+    return imgaug.AugmentorList(augmentor_list(method, fill, flip=flip, jitter=jitter))
+
+
+def _walk(augmentors):
+    """Every augmentor of ``augmentors``, containers first, then their members, depth first."""
+    for aug in augmentors:
+        yield aug
+        if isinstance(aug, imgaug.AugmentorList):
+            yield from _walk(aug.augmentors)
+        elif isinstance(aug, imgaug.RandomOrderAug):
+            yield from _walk(aug.aug_lists)
 
 
 def seed_augmentors(augmentors, seed):
-    """Give each augmentor its own deterministic ``np.random.RandomState``.
+    """Give each augmentor, nested ones included, its own deterministic ``np.random.RandomState``.
 
-    Augmentor ``i`` gets a stream from ``np.random.SeedSequence(seed).spawn``,
-    so two augmentors in one list do not share draws (tensorpack's
-    ``fix_rng_seed`` would give them all the same seed).  Call this *after*
-    any ``reset_state()``: tensorpack's ``reset_state`` (run by
-    ``AugmentImageComponent.reset_state`` and automatically after a fork)
-    replaces ``rng`` again.  Returns ``augmentors``.
+    ``augmentors`` is one augmentor (e.g. an ``AugmentorList``) or a list of them.  The i-th
+    augmentor in depth-first order (the members of an ``AugmentorList`` or ``RandomOrderAug``
+    after the container) gets the i-th stream of ``np.random.SeedSequence(seed).spawn``, so no
+    two share draws (tensorpack's ``fix_rng_seed`` would give them all one seed).  Call this
+    *after* any ``reset_state()``, which replaces ``rng`` again (tensorpack also calls it after a
+    fork).  Returns ``augmentors``.
     """
-    children = np.random.SeedSequence(int(seed)).spawn(len(augmentors))
-    for aug, child in zip(augmentors, children):
+    flat = list(_walk(augmentors if isinstance(augmentors, (list, tuple)) else [augmentors]))
+    for aug, child in zip(flat, np.random.SeedSequence(int(seed)).spawn(len(flat))):
         aug.rng = np.random.RandomState(np.random.MT19937(child))
     return augmentors

@@ -6,12 +6,15 @@ Examples::
     python -m augment.preview --data /tmp/tiny --method gr --out grid.png
     python -m augment.preview --data /tmp/tiny --method all --out all.png --count 4 --seed 1
     python -m augment.preview --data tiny-imagenet-200 --method hns --out hns.png --draws 6 --scale 3
+    python -m augment.preview --data tiny-imagenet-200 --method gr --jitter --flip --out gr-sn.png
 
 Rows are randomly chosen images of the split (``--count`` of them, ``--seed``).
 With one method the columns are the original and ``--draws`` independent
 augmentations of it; with ``--method all`` they are the original (what ``cam``
-trains on) and one draw of each other method.  Hide-and-Seek fills with the
-split's BGR mean, as the training flow does (INTERFACES.md).  Images are
+trains on) and one draw of each other method.  The augmentors are the
+training flow's (``dataflow.builders.train_augmentors``: Hide-and-Seek fills
+with the split's BGR mean; ``--jitter`` and ``--flip`` add SN-ResNet's colour
+jitter and horizontal flip after the method).  Images are
 enlarged ``--scale`` times with nearest-neighbour so that single pixels and
 grid cells stay visible.
 """
@@ -22,7 +25,9 @@ import cv2
 import numpy as np
 
 import tf_env  # noqa: F401  (before tensorpack, INTERFACES.md)
-from augment.methods import METHODS, augmentors_for, seed_augmentors
+from augment.methods import METHODS, seed_augmentors
+from dataflow import DataError, check_root
+from dataflow.builders import train_augmentors
 from errors import UserError, run_main
 
 GAP = 4  # pixels between cells
@@ -33,7 +38,8 @@ FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog="python -m augment.preview", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m augment.preview", description=__doc__.split("\n")[0],
+                                allow_abbrev=False)
     p.add_argument("--data", required=True, help="dataset root in the Tiny ImageNet layout")
     p.add_argument("--method", default="all", choices=(*METHODS, "all"),
                    help="augmentation to show, or 'all' for one column per method (default: all)")
@@ -43,13 +49,17 @@ def parse_args(argv):
     p.add_argument("--seed", type=int, default=0, help="picks the images and seeds the augmentors")
     p.add_argument("--split", default="train", choices=("train", "val"), help="split to sample (default train)")
     p.add_argument("--scale", type=int, default=2, help="nearest-neighbour enlargement (default 2)")
+    p.add_argument("--flip", action="store_true", help="add the training flow's random horizontal flip")
+    p.add_argument("--jitter", action="store_true", help="add the training flow's colour jitter (SN-ResNet)")
     return p.parse_args(argv)
 
 
 def validate(args):
     """Check the flags and paths before loading anything; raise UserError with one clear message."""
-    if not os.path.isdir(args.data):
-        raise UserError(f"--data {args.data}: no such directory")
+    try:
+        check_root(args.data)
+    except DataError as e:
+        raise UserError(f"--data {e}") from None
     if not args.out.lower().endswith(".png"):
         raise UserError(f"--out {args.out}: must end in .png")
     parent = os.path.dirname(os.path.abspath(args.out))
@@ -69,20 +79,11 @@ def columns(method, draws):
     return [("original", None)] + [(f"{method} #{k + 1}", method) for k in range(draws)]
 
 
-def augmented_rows(images, cols, fill, seed):
-    """For each HxWx3 uint8 BGR image, the list of cells (one per column), same shape and dtype."""
-    augs = {m: seed_augmentors(augmentors_for(m, fill=fill), seed + i)
+def augmented_rows(split, pick, cols, seed, flip=False, jitter=False):
+    """For each image ``split.images[pick]`` (HxWx3 uint8 BGR), its cells (one per column), same shape and dtype."""
+    augs = {m: seed_augmentors(train_augmentors(split, m, flip=flip, jitter=jitter), seed + i)
             for i, m in enumerate(METHODS) if any(m == c for _, c in cols)}
-    rows = []
-    for img in images:
-        row = []
-        for _, m in cols:
-            out = img
-            for a in augs.get(m, ()):
-                out = a.augment(out)
-            row.append(out)
-        rows.append(row)
-    return rows
+    return [[img if m is None else augs[m].augment(img) for _, m in cols] for img in split.images[pick]]
 
 
 def _put_label(canvas, text, x, width):
@@ -123,7 +124,7 @@ def main(argv=None):
         raise UserError(f"--data {args.data}: the {args.split} split has no images")
     pick = np.sort(np.random.RandomState(args.seed).choice(n, size=min(args.count, n), replace=False))
     cols = columns(args.method, args.draws)
-    rows = augmented_rows(split.images[pick], cols, split.mean_bgr(), args.seed)
+    rows = augmented_rows(split, pick, cols, args.seed, flip=args.flip, jitter=args.jitter)
     grid = make_grid(rows, [label for label, _ in cols], args.scale)
     try:
         written = cv2.imwrite(args.out, grid)

@@ -2,7 +2,11 @@
 
 * :mod:`dataflow.synthetic`: writes a generated dataset in the Tiny ImageNet
   layout (numpy + OpenCV only, no TensorFlow).
-* :mod:`dataflow.tinyimagenet`: ``load_split`` / ``Split`` / ``TinyImageNet``.
+* :mod:`dataflow.annotations`: ``read_annotations`` (files, labels, boxes, wnids;
+  no pixels, numpy only), ``check_root``.
+* :mod:`dataflow.tinyimagenet`: ``load_split`` / ``Split`` / ``TinyImageNet``,
+  ``split_holdout`` / ``holdout_indices``.
+* :mod:`dataflow.cache`: the verified decoded-image cache of ``load_split``.
 * :mod:`dataflow.builders`: ``build_train_dataflow`` / ``build_eval_dataflow``.
 
 The reader and builders import tensorpack (hence TensorFlow), so they are
@@ -19,8 +23,13 @@ class DataError(UserError):
 
 
 _LAZY = {
+    "Annotations": "dataflow.annotations",
+    "read_annotations": "dataflow.annotations",
+    "check_root": "dataflow.annotations",
     "Split": "dataflow.tinyimagenet",
     "load_split": "dataflow.tinyimagenet",
+    "split_holdout": "dataflow.tinyimagenet",
+    "holdout_indices": "dataflow.tinyimagenet",
     "TinyImageNet": "dataflow.tinyimagenet",
     "build_train_dataflow": "dataflow.builders",
     "build_eval_dataflow": "dataflow.builders",

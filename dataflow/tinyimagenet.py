@@ -1,26 +1,19 @@
 """Read a Tiny ImageNet split into memory once; serve it as a tensorpack DataFlow.
 
-Layout (facts.md, "Data: Tiny ImageNet")::
+``load_split(root, "train" | "val")`` reads and checks the annotations
+(:mod:`dataflow.annotations`, layout there), decodes all JPEGs (thread pool,
+progress bar) into one uint8 array and caches it as a verified ``.npy`` file
+(:mod:`dataflow.cache`), so later runs load the split in about a second.  A
+changed dataset is decoded again, never served stale; a damaged cache entry
+is found by its checksum, reported and decoded again.
 
-    <root>/wnids.txt                               class order: label k = line k
-    <root>/train/<wnid>/images/<wnid>_<i>.JPEG
-    <root>/train/<wnid>/<wnid>_boxes.txt           file  x0 y0 x1 y1
-    <root>/val/images/val_<i>.JPEG
-    <root>/val/val_annotations.txt                 file  wnid  x0 y0 x1 y1
-
-``load_split(root, "train" | "val")`` checks every annotation line against
-the files on disk, decodes all JPEGs (thread pool, progress bar) into one
-uint8 array and caches it as a ``.npy`` file, so later runs load the split in
-about a second.  The cache key hashes the split name, the sorted list of image
-files with their sizes and mtimes, the annotation files and ``wnids.txt``: a
-changed dataset is decoded again, never served stale.
+``split_holdout(split, per_class)`` sets the last images of each class aside
+(issue 12: a CAM threshold chosen on images the network never trained on).
 
 Bad input raises :class:`dataflow.DataError`, naming the file (and line).
 """
 import concurrent.futures
-import hashlib
 import os
-import tempfile
 from dataclasses import dataclass, field
 
 import cv2
@@ -32,10 +25,14 @@ from tensorpack.utils import logger
 from tensorpack.utils.utils import get_tqdm
 
 from dataflow import DataError
+from dataflow.annotations import SPLITS, read_annotations
+from dataflow.cache import cache_dirs, cache_stem, load_cache, save_cache
 
-SPLITS = ("train", "val")
-CACHE_VERSION = 1  # bump when the cached array's meaning changes
 _CHUNK = 256  # images per decoding task: large enough to amortise the thread hand-off
+# the first bytes of the formats a mislabelled .JPEG is most likely to be (the JPEG SOI marker first)
+_JPEG_MAGIC = b"\xff\xd8\xff"
+_OTHER_FORMATS = {b"\x89PNG\r\n\x1a\n": "PNG", b"GIF8": "GIF", b"BM": "BMP", b"II*\x00": "TIFF",
+                  b"MM\x00*": "TIFF", b"RIFF": "RIFF (WebP?)"}
 
 
 @dataclass
@@ -94,166 +91,22 @@ class Split:
         return self._channel_stats()[1].copy()
 
 
-def _read_lines(path):
-    """[(line number from 1, fields)] of the non-blank lines of a text file."""
-    if not os.path.isfile(path):
-        raise DataError(f"{path}: no such file")
-    with open(path, encoding="utf-8", errors="replace") as f:
-        return [(n, line.split()) for n, line in enumerate(f, 1) if line.strip()]
-
-
-def read_wnids(root):
-    """The class order: the wnids of ``<root>/wnids.txt``, one a line, no duplicates."""
-    path = os.path.join(root, "wnids.txt")
-    wnids, seen = [], {}
-    for n, fields in _read_lines(path):
-        if len(fields) != 1:
-            raise DataError(f"{path}:{n}: expected one wnid, got {' '.join(fields)!r}")
-        if fields[0] in seen:
-            raise DataError(f"{path}:{n}: wnid {fields[0]} repeats line {seen[fields[0]]}")
-        seen[fields[0]] = n
-        wnids.append(fields[0])
-    if not wnids:
-        raise DataError(f"{path}: no classes")
-    return wnids
-
-
-def _parse_box(fields, where):
-    try:
-        box = [int(x) for x in fields]
-    except ValueError:
-        raise DataError(f"{where}: box {' '.join(fields)!r} is not four integers") from None
-    if not (0 <= box[0] <= box[2] and 0 <= box[1] <= box[3]):
-        raise DataError(f"{where}: box {box} is not [x0, y0, x1, y1] with 0 <= x0 <= x1 and 0 <= y0 <= y1")
-    return box
-
-
-def _check_against_disk(folder, ann, group):
-    """Every annotated image of ``group`` [(name, "file:line")] exists in ``folder``, every image there is annotated."""
-    if not os.path.isdir(folder):
-        raise DataError(f"{folder}: no such directory")
-    on_disk = {f for f in os.listdir(folder) if not f.startswith(".")}  # hidden files are not images
-    seen = {}
-    for name, where in group:
-        if name in seen:
-            raise DataError(f"{where}: {name} is annotated again (first at {seen[name]})")
-        seen[name] = where
-        if name not in on_disk:
-            raise DataError(f"{where}: image {os.path.join(folder, name)} does not exist")
-    unannotated = sorted(on_disk - set(seen))
-    if unannotated:
-        more = f" (nor do {len(unannotated) - 1} more)" if len(unannotated) > 1 else ""
-        raise DataError(f"{os.path.join(folder, unannotated[0])}: image has no line in {ann}{more}")
-
-
-def _annotations(root, split, wnids):
-    """[(relative image path, label, box, "annotation file:line")] in annotation order, checked against the files on disk."""
-    label_of = {w: k for k, w in enumerate(wnids)}
-    records = []
-    if split == "train":
-        for wnid in wnids:
-            folder = os.path.join(root, "train", wnid)
-            if not os.path.isdir(folder):
-                raise DataError(f"{folder}: no such directory (class {wnid} of wnids.txt)")
-            ann, group = os.path.join(folder, f"{wnid}_boxes.txt"), []
-            for n, fields in _read_lines(ann):
-                if len(fields) != 5:
-                    raise DataError(f"{ann}:{n}: expected 'file x0 y0 x1 y1', got {' '.join(fields)!r}")
-                group.append((fields[0], f"{ann}:{n}"))
-                records.append((f"train/{wnid}/images/{fields[0]}", label_of[wnid],
-                                _parse_box(fields[1:], f"{ann}:{n}"), f"{ann}:{n}"))
-            _check_against_disk(os.path.join(folder, "images"), ann, group)
-    else:
-        ann, group = os.path.join(root, "val", "val_annotations.txt"), []
-        for n, fields in _read_lines(ann):
-            if len(fields) != 6:
-                raise DataError(f"{ann}:{n}: expected 'file wnid x0 y0 x1 y1', got {' '.join(fields)!r}")
-            if fields[1] not in label_of:
-                raise DataError(f"{ann}:{n}: wnid {fields[1]} is not in {os.path.join(root, 'wnids.txt')}")
-            group.append((fields[0], f"{ann}:{n}"))
-            records.append((f"val/images/{fields[0]}", label_of[fields[1]],
-                            _parse_box(fields[2:], f"{ann}:{n}"), f"{ann}:{n}"))
-        _check_against_disk(os.path.join(root, "val", "images"), ann, group)
-    if not records:
-        raise DataError(f"{os.path.join(root, split)}: the {split} split has no annotated images")
-    return records
-
-
-def _cache_key(root, split, files, wnids):
-    """Hex digest of everything the decoded array depends on."""
-    h = hashlib.sha256(f"tinyimagenet-cache v{CACHE_VERSION} {split}\n".encode())
-    for rel in sorted(files):
-        st = os.stat(os.path.join(root, rel))
-        h.update(f"{rel}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
-    ann = ([os.path.join("train", w, f"{w}_boxes.txt") for w in wnids] if split == "train"
-           else [os.path.join("val", "val_annotations.txt")])
-    for rel in ["wnids.txt"] + ann:  # labels and boxes are parsed anew each time; hashed for safety
-        with open(os.path.join(root, rel), "rb") as f:
-            h.update(rel.encode() + b"\0" + f.read() + b"\0")
-    return h.hexdigest()[:32]
-
-
-def _cache_dirs(root, cache_dir):
-    """Candidate cache folders, best first: the explicit one, <root>/.cache, ~/.cache/wsol-tinyimagenet."""
-    if cache_dir is not None:
-        return [os.fspath(cache_dir)]
-    return [os.path.join(root, ".cache"), os.path.join(os.path.expanduser("~"), ".cache", "wsol-tinyimagenet")]
-
-
-def _cache_prefix(root, split):
-    # Split and dataset folder in the name, so that a new entry replaces only its own stale ones.
-    return f"tinyimagenet-{split}-{hashlib.sha256(os.path.realpath(root).encode()).hexdigest()[:8]}-"
-
-
-def _load_cache(dirs, name, count):
-    for folder in dirs:
-        path = os.path.join(folder, name)
-        if not os.path.isfile(path):
-            continue
-        try:
-            images = np.load(path, allow_pickle=False)
-        except (OSError, ValueError, EOFError) as e:
-            logger.warn(f"{path}: unreadable cache ({e}); decoding again")
-            continue
-        if images.dtype == np.uint8 and images.ndim == 4 and images.shape[0] == count and images.shape[3] == 3:
-            return images, path
-        logger.warn(f"{path}: cache holds {images.dtype} {images.shape}, not {count} images; decoding again")
-    return None, None
-
-
-def _save_cache(dirs, prefix, name, images):
-    """Write ``images`` atomically (temporary file + os.replace) in the first writable folder; drop stale entries."""
-    for folder in dirs:
-        tmp = None
-        try:
-            os.makedirs(folder, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=name + ".", suffix=".tmp", dir=folder)
-            with os.fdopen(fd, "wb") as f:
-                np.save(f, images, allow_pickle=False)
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; a cache may be shared
-            os.replace(tmp, os.path.join(folder, name))
-        except OSError as e:
-            if tmp is not None and os.path.exists(tmp):
-                os.remove(tmp)
-            logger.warn(f"{folder}: cannot write the cache there ({e})")
-            continue
-        for old in os.listdir(folder):
-            if old.startswith(prefix) and old.endswith(".npy") and old != name:
-                os.remove(os.path.join(folder, old))
-        return os.path.join(folder, name)
-    return None
-
-
 def _decode(path):
-    """(H, W, 3) uint8 BGR from a JPEG file; grayscale becomes 3 channels."""
+    """(H, W, 3) uint8 BGR from a JPEG file; grayscale becomes 3 channels.
+
+    A file that does not start with the JPEG marker (FF D8 FF) is refused, naming the format
+    it looks like (a PNG renamed .JPEG would otherwise be decoded silently by OpenCV).
+    """
     try:
         with open(path, "rb") as f:
-            buf = np.frombuffer(f.read(), np.uint8)
+            data = f.read()
     except OSError as e:
         raise DataError(f"{path}: cannot read ({e.strerror})") from None
-    img = cv2.imdecode(buf, cv2.IMREAD_COLOR) if buf.size else None
+    if not data.startswith(_JPEG_MAGIC):
+        kind = next((name for magic, name in _OTHER_FORMATS.items() if data.startswith(magic)), None)
+        what = f"the file is a {kind}" if kind else "it does not start with the JPEG marker FF D8 FF"
+        raise DataError(f"{path}: not a readable JPEG ({what}); the dataset's images must be JPEG files")
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if img is None:
         raise DataError(f"{path}: not a readable JPEG (corrupt or truncated)")
     return img
@@ -300,36 +153,72 @@ def load_split(root, split, cache_dir=None, progress=True):
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     root = os.fspath(root)
-    if not os.path.isdir(root):
-        raise DataError(f"{root}: no such directory (expected the Tiny ImageNet root, with wnids.txt)")
-    wnids = read_wnids(root)
-    records = _annotations(root, split, wnids)
-    files = [rel for rel, *_ in records]
-    labels = np.array([label for _, label, _, _ in records], np.int32)
-    boxes = np.array([box for _, _, box, _ in records], np.int32).reshape(-1, 4)
+    ann = read_annotations(root, split)
+    paths = [os.path.join(root, rel) for rel in ann.files]
 
-    dirs = _cache_dirs(root, cache_dir)
-    prefix = _cache_prefix(root, split)
-    name = prefix + _cache_key(root, split, files, wnids) + ".npy"
-    images, path = _load_cache(dirs, name, len(files))
+    dirs = cache_dirs(root, cache_dir)
+    stem = cache_stem(root, split, ann)
+    images, path = load_cache(dirs, stem, (len(paths),) + _decode(paths[0]).shape)
     if images is None:
-        logger.info(f"{root}: decoding {len(files)} {split} images (once; cached afterwards)")
-        images = decode_images([os.path.join(root, rel) for rel in files], progress=progress)
-        path = _save_cache(dirs, prefix, name, images)
+        logger.info(f"{root}: decoding {len(paths)} {split} images (once; cached afterwards)")
+        images = decode_images(paths, progress=progress)
+        path = save_cache(dirs, stem, images)
     if path:
         logger.info(f"{split} split: {images.shape} uint8, cache {path}")
 
     height, width = images.shape[1:3]
+    boxes = ann.boxes.copy()
     # facts.md: Tiny ImageNet boxes are pixel indices in 0..63.  A box that
     # reaches past the far edge (e.g. x1 == W) cannot be checked against the
     # real files here, so it is clipped to the image and reported, never
     # dropped and never a reason to refuse the whole dataset.
-    outside = [where for (_, _, box, where) in records if box[2] >= width or box[3] >= height]
-    if outside:
+    outside = np.flatnonzero((boxes[:, 2] >= width) | (boxes[:, 3] >= height))
+    if len(outside):
         np.minimum(boxes, [width - 1, height - 1, width - 1, height - 1], out=boxes)
         logger.warn(f"{len(outside)} {split} box(es) reach past the {width}x{height} (WxH) image and were "
-                    f"clipped to it; the first is at {outside[0]}")
-    return Split(images=images, labels=labels, boxes=boxes, files=files, wnids=wnids)
+                    f"clipped to it; the first is at {ann.lines[outside[0]]}")
+    return Split(images=images, labels=ann.labels, boxes=boxes, files=ann.files, wnids=ann.wnids)
+
+
+def holdout_indices(labels, per_class, names=None):
+    """Sorted int64 indices of the last ``per_class`` images of each class, in file (annotation) order.
+
+    labels: (N,) ints.  ``per_class`` 0 gives an empty array.  A class with ``per_class`` images
+    or fewer would have none left to train on: a DataError naming it (``names[label]`` if given).
+    """
+    if int(per_class) != per_class or per_class < 0:
+        raise DataError(f"hold-out must be a whole number of images per class >= 0, got {per_class}")
+    labels = np.asarray(labels)
+    if per_class == 0:
+        return np.zeros(0, np.int64)
+    held = []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        if len(idx) <= per_class:
+            name = f"{names[c]} (label {c})" if names is not None else f"with label {c}"
+            raise DataError(f"a hold-out of {per_class} images per class leaves class {name} "
+                            f"no training image: it has {len(idx)}")
+        held.append(idx[-int(per_class):])
+    return np.sort(np.concatenate(held))
+
+
+def _subset(split, idx):
+    return Split(images=split.images[idx], labels=split.labels[idx], boxes=split.boxes[idx],
+                 files=[split.files[i] for i in idx], wnids=split.wnids)
+
+
+def split_holdout(split, per_class):
+    """``(kept, held)``: ``held`` the last ``per_class`` images of each class of ``split`` (file order), ``kept`` the rest.
+
+    Both are :class:`Split` objects (images copied), each in file order; ``per_class`` 0 gives
+    ``(split, an empty Split)``.  See :func:`holdout_indices`.
+    """
+    held = holdout_indices(split.labels, per_class, names=split.wnids)
+    if len(held) == 0:
+        return split, _subset(split, held)
+    keep = np.ones(len(split), bool)
+    keep[held] = False
+    return _subset(split, np.flatnonzero(keep)), _subset(split, held)
 
 
 class TinyImageNet(RNGDataFlow):

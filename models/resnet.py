@@ -1,6 +1,6 @@
 """Pre-activation ResNet with a CAM head (GAP + one FC), as a tensorpack ModelDesc.
 
-The network (paper sec. 2 "Baseline algorithm" and sec. 3; facts.md "Network"):
+The network (paper sec. 2 "Baseline algorithm" and sec. 3; docs/sources.md):
 
 * pre-activation ResNet (He et al., "Identity mappings in deep residual
   networks"), basic blocks, depth 18 = [2, 2, 2, 2] or 34 = [3, 4, 6, 3],
@@ -15,8 +15,8 @@ The network (paper sec. 2 "Baseline algorithm" and sec. 3; facts.md "Network"):
 The block layout follows tensorpack's ``preresnet_group`` (every group ends
 with a BN+ReLU, the first block of a group has no pre-activation of its own);
 that is fb.resnet.torch's pre-activation ResNet with its "both_preact" first
-blocks, and gives exactly the parameter counts in facts.md (11,277,320 for
-depth 18 and 21,385,480 for depth 34 at 200 classes).
+blocks, and has 11,277,320 trainable parameters for depth 18 and 21,385,480 for
+depth 34 at 200 classes (tests/test_models.py counts them by hand).
 
 Not the paper's, for tests, the demo and the common variant only:
 ``width_mult`` scales every width; ``final_stride=8`` makes the last group
@@ -58,10 +58,10 @@ DEPTHS = {
     18: [2, 2, 2, 2],
     34: [3, 4, 6, 3],
 }
-BASE_WIDTHS = (64, 128, 256, 512)   # facts.md: widths 64/128/256/512
-STEM_KERNEL = 7                      # facts.md: authors' code, 7x7 stem at stride 1, no max-pool
+BASE_WIDTHS = (64, 128, 256, 512)   # He et al. 2016 table 1: widths 64/128/256/512
+STEM_KERNEL = 7                      # junsukchoe/SN-ResNet codes/train_resnet_tiny.py: 7x7 stem at stride 1, no max-pool
 FINAL_STRIDES = {
-    4: (1, 2, 2, 1),   # facts.md: authors' code, last group at stride 1 (16x16 map from 64x64)
+    4: (1, 2, 2, 1),   # SN-ResNet codes/train_resnet_tiny.py: last group at stride 1 (16x16 map from 64x64)
     8: (1, 2, 2, 2),   # not the paper's: the usual last-group stride 2 (8x8 map from 64x64)
 }
 AMP_MODES = (False, "bf16", "fp16")

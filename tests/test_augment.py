@@ -1,4 +1,4 @@
-"""Tests of augment/: GoogLeNet Resize, Hide-and-Seek, the five methods, seeding.
+"""Tests of augment/: GoogLeNet Resize (2018 rule), Hide-and-Seek, the colour jitter, the five methods, seeding.
 
 Images are non-square (30x50, 37x61) on purpose: width/height swaps are the
 classic bug of the public code (facts.md, "Known pitfalls").
@@ -7,8 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
-from augment import (METHODS, TINY_IMAGENET_MEAN_BGR, GoogLeNetResize, HideAndSeek, augmentors_for,
-                     cells_to_mask, fallback_box, sample_crop_box, sample_hidden_cells, seed_augmentors)
+from augment import (METHODS, GoogLeNetResize, HideAndSeek, augmentor_list, augmentors_for, cells_to_mask,
+                     colour_jitter, fallback_box, sample_crop_box, sample_hidden_cells, seed_augmentors)
 from augment.googlenet_resize import CropResizeTransform
 from tensorpack.dataflow import AugmentImageComponent, DataFromList, imgaug
 from tensorpack.dataflow.imgaug.transform import CropTransform
@@ -19,10 +19,11 @@ def _image(h, w, high=50, seed=0):
     return np.random.RandomState(seed).randint(0, high, (h, w, 3)).astype(np.uint8)
 
 
+FILL = (101.4, 114.3, 122.5)  # any BGR fill; the training flow passes the split's mean
+
+
 def _apply(augs, img):
-    for a in augs:
-        img = a.augment(img)
-    return img
+    return augs.augment(img)
 
 
 # ---------------------------------------------------------------- GR: boxes
@@ -41,7 +42,68 @@ def test_gr_boxes_stay_inside_and_respect_area_and_aspect():
     assert ratio.max() <= 1.333 * 1.02
     # the whole range is used, not one corner of it (the largest box that fits, 400x300, is 0.8)
     assert frac.min() < 0.1 and frac.max() > 0.75 and ratio.max() > 1.25
-    assert (x0 == 0).any() and (x0 + cw == w).any() and (y0 == 0).any() and (y0 + ch == h).any()
+    # 2018 rule: the first row/column is used, the last one only by a crop that spans the side
+    assert (x0 == 0).any() and (x0 + cw == w - 1).any() and (y0 == 0).any() and (y0 + ch == h - 1).any()
+    assert ((x0 + cw < w) | (cw == w)).all() and ((y0 + ch < h) | (ch == h)).all()
+
+
+class RecordingRNG(np.random.RandomState):
+    """A RandomState that logs every draw as (method, args)."""
+
+    def __init__(self, seed):
+        super().__init__(seed)
+        self.log = []
+
+    def uniform(self, *args, **kwargs):
+        self.log.append(("uniform", args))
+        return super().uniform(*args, **kwargs)
+
+    def randint(self, *args, **kwargs):
+        self.log.append(("randint", args))
+        return super().randint(*args, **kwargs)
+
+
+def _gr_2018_reference(h, w, rng):
+    """The 2018 GoogleNetResize box rule, transcribed from its description (docs/sources.md)."""
+    for _ in range(10):
+        area = rng.uniform(0.08, 1.0) * h * w
+        aspect = rng.uniform(0.75, 1.333)
+        ww, hh = int(np.sqrt(area * aspect) + 0.5), int(np.sqrt(area / aspect) + 0.5)
+        if rng.uniform() < 0.5:
+            ww, hh = hh, ww
+        if hh <= h and ww <= w:
+            x1 = 0 if w == ww else rng.randint(0, w - ww)
+            y1 = 0 if h == hh else rng.randint(0, h - hh)
+            return x1, y1, ww, hh
+    return None
+
+
+def test_gr_draws_exactly_as_the_2018_code():
+    # same numbers, same calls, same order; 9x7 images make crops that span a side common
+    for h, w in [(9, 7), (7, 9), (30, 50)]:
+        ours, ref = RecordingRNG(5), RecordingRNG(5)
+        for _ in range(3000):
+            assert sample_crop_box(h, w, ours) == _gr_2018_reference(h, w, ref)
+        assert ours.log == ref.log
+
+
+def test_gr_offset_statistic_fails_on_the_2019_rule():
+    # 2018: x0 uniform on 0 .. w - cw - 1 (never w - cw) when cw < w, and no draw when cw == w.
+    # Under the 2019 rule (randint(0, w - cw + 1)) the crop touches the right edge in about
+    # 1 / (w - cw + 1) of the draws: hundreds of times here.
+    h, w = 9, 7
+    rng = np.random.RandomState(0)
+    boxes = np.array([b for b in (sample_crop_box(h, w, rng) for _ in range(20000)) if b is not None])
+    x0, y0, cw, ch = boxes.T
+    assert ((x0 + cw < w) | (cw == w)).all() and ((y0 + ch < h) | (ch == h)).all()
+    spans = cw == w
+    assert spans.sum() > 100 and (x0[spans] == 0).all()
+    # the range 0 .. w - cw - 1 is used uniformly: for cw = w - 2, offsets 0 and 1 equally often
+    sel = cw == w - 2
+    assert sel.sum() > 500 and abs((x0[sel] == 0).mean() - 0.5) < 0.05 and set(x0[sel]) == {0, 1}
+    rule_2019 = np.array([b for b in (sample_crop_box(h, w, rng, offset_rule="2019") for _ in range(2000))
+                          if b is not None])
+    assert (rule_2019[:, 0] + rule_2019[:, 2] == w).sum() > 100  # the 2019 rule does touch the edge
 
 
 def test_gr_swap_makes_portrait_and_landscape_equally_likely():
@@ -54,7 +116,7 @@ def test_gr_swap_makes_portrait_and_landscape_equally_likely():
     assert abs((cw * ch / 400 ** 2).mean() - 0.19) < 0.01  # mean of U(0.08, 0.3)
 
 
-def test_gr_boxes_match_tensorpack_googlenet_crop_under_the_same_seed():
+def test_gr_2019_rule_matches_tensorpack_0_11_under_the_same_seed():
     h, w = 37, 61
     ours = np.random.RandomState(7)
     ref = imgaug.GoogleNetRandomCropAndResize(target_shape=16)
@@ -62,7 +124,7 @@ def test_gr_boxes_match_tensorpack_googlenet_crop_under_the_same_seed():
     img = np.zeros((h, w, 3), np.uint8)
     compared = 0
     for _ in range(500):
-        box = sample_crop_box(h, w, ours)
+        box = sample_crop_box(h, w, ours, offset_rule="2019")
         t = ref.get_transform(img).tfms[0]
         if isinstance(t, CropTransform):
             assert box == (t.x0, t.y0, t.w, t.h)
@@ -154,7 +216,7 @@ def test_hns_hide_prob_zero_is_identity_and_one_hides_everything():
 
 
 def test_hns_patch_zero_never_hides():
-    aug = HideAndSeek(patch_sizes=(0,), hide_prob=1.0)
+    aug = HideAndSeek(patch_sizes=(0,), hide_prob=1.0, fill=FILL)
     aug.rng = np.random.RandomState(0)
     img = _image(30, 50)
     np.testing.assert_array_equal(aug.augment(img), img)
@@ -191,30 +253,32 @@ def test_hns_draws_each_patch_size_uniformly_and_cells_with_hide_prob():
 def test_hns_leaves_the_input_array_untouched():
     img = _image(30, 50)
     before = img.copy()
-    aug = HideAndSeek(patch_sizes=(8,), hide_prob=1.0)
+    aug = HideAndSeek(patch_sizes=(8,), hide_prob=1.0, fill=FILL)
     aug.rng = np.random.RandomState(0)
     aug.augment(img)
     np.testing.assert_array_equal(img, before)
 
 
-def test_hns_default_fill_is_the_tiny_imagenet_mean_in_bgr():
-    assert TINY_IMAGENET_MEAN_BGR == (101.36, 114.26, 122.46)  # facts.md RGB (122.46, 114.26, 101.36)
-    aug = HideAndSeek(patch_sizes=(4,), hide_prob=1.0)
-    aug.rng = np.random.RandomState(0)
-    assert (aug.augment(_image(5, 9)) == np.array([101, 114, 122], np.uint8)).all()
+def test_hns_has_no_default_fill():
+    # the fill is decided in one place, the training flow (dataflow.builders.train_augmentors)
+    with pytest.raises(TypeError, match="fill"):
+        HideAndSeek(patch_sizes=(4,))
+    with pytest.raises(ValueError, match="fill"):
+        augmentors_for("gr_after_hns", fill=None)
+    assert [type(a) for a in augmentor_list("gr", fill=None)] == [GoogLeNetResize]
 
 
 @pytest.mark.parametrize("kwargs", [dict(hide_prob=1.5), dict(patch_sizes=(-1,)), dict(patch_sizes=()),
                                     dict(patch_sizes=(2.5,)), dict(fill=(1, 2)), dict(fill=(0, 0, 300))])
 def test_hns_rejects_bad_arguments(kwargs):
     with pytest.raises(ValueError):
-        HideAndSeek(**kwargs)
+        HideAndSeek(**{"fill": FILL, **kwargs})
 
 
 # ---------------------------------------------------------------- methods and seeding
 
 def test_methods_build_augmentors_in_the_named_order():
-    kinds = {m: [type(a) for a in augmentors_for(m)] for m in METHODS}
+    kinds = {m: [type(a) for a in augmentors_for(m, FILL).augmentors] for m in METHODS}
     assert kinds == {
         "cam": [],
         "hns": [HideAndSeek],
@@ -222,14 +286,37 @@ def test_methods_build_augmentors_in_the_named_order():
         "hns_after_gr": [GoogLeNetResize, HideAndSeek],
         "gr_after_hns": [HideAndSeek, GoogLeNetResize],
     }
-    assert augmentors_for("hns", fill=(1, 2, 3))[0].fill == (1.0, 2.0, 3.0)
-    assert [type(a) for a in augmentors_for("gr", flip=True)] == [imgaug.Flip, GoogLeNetResize]
+    assert augmentor_list("hns", fill=(1, 2, 3))[0].fill == (1.0, 2.0, 3.0)
+
+
+def test_jitter_and_flip_come_after_the_method_as_in_sn_resnet():
+    # SN-ResNet codes/utils.py fbresnet_augmentor: [GoogleNetResize, RandomOrderAug(jitter), Flip]
+    kinds = [type(a) for a in augmentor_list("gr", FILL, flip=True, jitter=True)]
+    assert kinds == [GoogLeNetResize, imgaug.RandomOrderAug, imgaug.Flip]
+    kinds = [type(a) for a in augmentor_list("gr_after_hns", FILL, flip=True)]
+    assert kinds == [HideAndSeek, GoogLeNetResize, imgaug.Flip]
+    assert [type(a) for a in augmentor_list("cam", FILL, jitter=True)] == [imgaug.RandomOrderAug]
+
+
+def test_flip_after_hns_mirrors_the_grid():
+    # HnS lays its grid from the top-left, so its cut-short last column is on the right; the flip
+    # comes after it (SN-ResNet's order), so in the output that short column is on the LEFT.
+    h, w, p = 8, 10, 4  # 3 columns of cells: 4, 4 and 2 pixels wide
+    augs = augmentors_for("hns", fill=(200, 200, 200), flip=True)
+    hns, flip = augs.augmentors
+    hns.patch_sizes, flip.prob = (p,), 1.0
+    img = _image(h, w)
+    for seed in range(20):
+        seed_augmentors(augs, seed)
+        hidden = ~(augs.augment(img) == 200).all(axis=2)[:, ::-1]  # un-flipped: True = kept
+        cells = hidden[::p, ::p]
+        np.testing.assert_array_equal(hidden, ~cells_to_mask(~cells, p, h, w))
 
 
 def test_hns_after_gr_hides_grid_cells_of_the_resized_image():
     # HnS runs last: its hidden cells are exact, grid-aligned fill on the GR output
     augs = seed_augmentors(augmentors_for("hns_after_gr", fill=(200, 200, 200)), 3)
-    augs[1].patch_sizes = (8,)
+    augs.augmentors[1].patch_sizes = (8,)
     img = _image(30, 50)
     out = _apply(augs, img)
     hidden = (out == 200).all(axis=2)
@@ -240,7 +327,7 @@ def test_hns_after_gr_hides_grid_cells_of_the_resized_image():
 
 def test_unknown_method_lists_the_valid_ones():
     with pytest.raises(ValueError) as e:
-        augmentors_for("mixup")
+        augmentors_for("mixup", FILL)
     for m in METHODS:
         assert m in str(e.value)
     assert "mixup" in str(e.value)
@@ -250,7 +337,7 @@ def test_seeded_augmentors_are_reproducible_and_seed_dependent():
     imgs = [_image(30, 50, high=256, seed=s) for s in range(8)]
 
     def run(seed):
-        augs = seed_augmentors(augmentors_for("hns_after_gr"), seed)
+        augs = seed_augmentors(augmentors_for("hns_after_gr", FILL, flip=True, jitter=True), seed)
         return np.stack([_apply(augs, im) for im in imgs])
 
     np.testing.assert_array_equal(run(11), run(11))
@@ -260,7 +347,7 @@ def test_seeded_augmentors_are_reproducible_and_seed_dependent():
 def test_augmentors_work_inside_a_tensorpack_dataflow():
     imgs = [[_image(30, 50, seed=s)] for s in range(4)]
     for method in METHODS:
-        flow = AugmentImageComponent(DataFromList(imgs, shuffle=False), augmentors_for(method))
+        flow = AugmentImageComponent(DataFromList(imgs, shuffle=False), augmentor_list(method, FILL, jitter=True))
         flow.reset_state()
         out = [dp[0] for dp in flow]
         assert len(out) == 4 and all(o.shape == (30, 50, 3) and o.dtype == np.uint8 for o in out)

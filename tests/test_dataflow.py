@@ -4,13 +4,19 @@ All on the generated ``tiny_data`` (4 classes, 12 train + 4 val per class, 32 hi
 """
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import cv2
 import numpy as np
 import pytest
 
 import dataflow.tinyimagenet as tin
-from dataflow import DataError, TinyImageNet, build_eval_dataflow, build_train_dataflow, load_split
+from dataflow import (DataError, TinyImageNet, build_eval_dataflow, build_train_dataflow, holdout_indices, load_split,
+                      read_annotations, split_holdout)
+from dataflow.builders import TrainBatches, train_augmentors
 from tests.conftest import TINY
 
 H, W = TINY["height"], TINY["width"]
@@ -126,6 +132,71 @@ def test_default_cache_is_under_root_and_a_broken_entry_is_redone(data):
     assert split.images.shape == (N_VAL, H, W, 3)
 
 
+def _cached(cache):
+    (name,) = os.listdir(cache)
+    return os.path.join(cache, name)
+
+
+def test_damaged_cache_is_found_and_decoded_again(data, tmp_path, caplog):
+    # issue 9 item 5: bytes zeroed in place (same size) were served as pixels
+    cache = tmp_path / "cache"
+    first = load_split(data, "val", cache_dir=cache, progress=False)
+    path = _cached(cache)
+    size = os.path.getsize(path)
+    with open(path, "r+b") as f:
+        f.seek(size - first.images[-3:].nbytes)  # the last three images
+        f.write(bytes(first.images[-3:].nbytes))
+    again = load_split(data, "val", cache_dir=cache, progress=False)
+    assert "damaged cache" in caplog.text and path in caplog.text
+    np.testing.assert_array_equal(again.images, first.images)
+    assert _cached(cache) == path and os.path.getsize(path) == size  # rewritten under its own name
+    np.testing.assert_array_equal(np.load(path), first.images)
+
+
+def test_cache_with_an_edited_shape_is_refused(data, tmp_path, caplog):
+    # issue 9 item 5: a header saying (N, W, H, 3) (same byte count) was accepted, boxes clipped to it
+    cache = tmp_path / "cache"
+    first = load_split(data, "val", cache_dir=cache, progress=False)
+    path = _cached(cache)
+    with open(path, "rb") as f:
+        raw = f.read()
+    old, new = f"({N_VAL}, {H}, {W}, 3)".encode(), f"({N_VAL}, {W}, {H}, 3)".encode()
+    assert raw.count(old) == 1 and len(old) == len(new)
+    with open(path, "wb") as f:
+        f.write(raw.replace(old, new))
+    assert np.load(path).shape == (N_VAL, W, H, 3)
+    again = load_split(data, "val", cache_dir=cache, progress=False)
+    assert f"cache holds uint8 ({N_VAL}, {W}, {H}, 3)" in caplog.text
+    np.testing.assert_array_equal(again.images, first.images)
+    np.testing.assert_array_equal(again.boxes, first.boxes)
+
+
+def test_stale_cache_removal_tolerates_another_process(data, tmp_path, monkeypatch):
+    # issue 9 item 5: two processes removing the same stale entry, one died with FileNotFoundError
+    cache = tmp_path / "cache"
+    load_split(data, "val", cache_dir=cache, progress=False)
+    stale = _cached(cache)
+    cv2.imwrite(os.path.join(data, "val", "images", "val_0.JPEG"), np.zeros((H, W, 3), np.uint8))
+    real_remove = os.remove
+
+    def raced_remove(path):
+        if os.path.exists(path):
+            real_remove(path)  # the other process got there first ...
+        real_remove(path)  # ... so this one finds nothing to remove
+    monkeypatch.setattr(os, "remove", raced_remove)
+    split = load_split(data, "val", cache_dir=cache, progress=False)
+    assert (split.images[0] == 0).all() and not os.path.exists(stale) and len(os.listdir(cache)) == 1
+
+
+def test_checksum_sees_bytes_shape_and_dtype():
+    from dataflow.cache import checksum
+    a = np.arange(2 * 3 * 4 * 3, dtype=np.uint8).reshape(2, 3, 4, 3)
+    b = a.copy()
+    b[1, 2, 3, 2] ^= 1
+    sums = {checksum(a), checksum(b), checksum(a.reshape(2, 4, 3, 3)), checksum(a.view(np.int8))}
+    assert len(sums) == 4 and checksum(a.copy()) == checksum(a)
+
+
 def _set_line(path, index, text):
     lines = _read(path)
     lines[index] = text
@@ -177,7 +248,25 @@ BREAKAGES = {
     "missing wnids": ("val", lambda d: os.remove(os.path.join(d, "wnids.txt")), r"wnids\.txt: no such file"),
     "repeated wnid": ("val", lambda d: _write(os.path.join(d, "wnids.txt"), ["n00000000"] * 2),
                       r"wnids\.txt:2: wnid n00000000 repeats line 1"),
+    # issue 9 item 7: a traceback (FileNotFoundError / OSError ELOOP from os.stat) before
+    "dangling symlink": ("val", lambda d: _relink(d, "val_2.JPEG", "gone.JPEG"),
+                         r"val_annotations\.txt:3: image .*val_2\.JPEG is a symbolic link to gone\.JPEG, "
+                         r"which does not exist"),
+    "symlink loop": ("val", lambda d: _relink(d, "val_3.JPEG", "val_3.JPEG"),
+                     r"val_annotations\.txt:4: image .*val_3\.JPEG is a symbolic link loop"),
+    # issue 9 item 8: silently decoded before (OpenCV reads PNG whatever the name)
+    "png named .JPEG": ("val", lambda d: cv2.imwrite(os.path.join(d, "val", "images", "val_1.png"),
+                                                     np.zeros((H, W, 3), np.uint8))
+                        and os.replace(os.path.join(d, "val", "images", "val_1.png"),
+                                       os.path.join(d, "val", "images", "val_1.JPEG")),
+                        r"val_1\.JPEG: not a readable JPEG \(the file is a PNG\)"),
 }
+
+
+def _relink(data, name, target):
+    path = os.path.join(data, "val", "images", name)
+    os.remove(path)
+    os.symlink(target, path)
 
 
 @pytest.mark.parametrize("name", sorted(BREAKAGES))
@@ -201,6 +290,24 @@ def test_box_past_the_far_edge_is_clipped_and_reported(data, caplog):
 def test_missing_root(tmp_path):
     with pytest.raises(DataError, match=r"nowhere: no such directory"):
         load_split(tmp_path / "nowhere", "train")
+
+
+def test_root_that_is_a_file_is_named_a_file(tmp_path):
+    # issue 9 item 8: it said "no such directory"
+    (tmp_path / "data.tar").write_bytes(b"x")
+    with pytest.raises(DataError, match=r"data\.tar: is a file, not a folder"):
+        load_split(tmp_path / "data.tar", "train")
+
+
+def test_utf8_bom_in_wnids_is_dropped(data, tiny_data):
+    # issue 9 item 8: the BOM became part of the first wnid ("n00000000" not found, shown invisibly)
+    path = os.path.join(data, "wnids.txt")
+    with open(path, "rb") as f:
+        raw = f.read()
+    with open(path, "wb") as f:
+        f.write(b"\xef\xbb\xbf" + raw)
+    split = load_split(data, "val", progress=False)
+    assert split.wnids == _read(os.path.join(tiny_data, "wnids.txt"))
 
 
 def test_tinyimagenet_dataflow(tiny_data, val):
@@ -278,3 +385,181 @@ def test_eval_dataflow(val):
     assert images.dtype == np.uint8 and labels.dtype == np.int32 and boxes.dtype == np.int32
     again = list(df)
     assert all((a[0] == b[0]).all() for a, b in zip(batches, again))
+
+
+# ---------------------------------------------------------------- annotations, hold-out (issue 12)
+
+def test_read_annotations_matches_load_split_without_decoding(tiny_data, train, monkeypatch):
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("read_annotations decoded an image")
+    monkeypatch.setattr(cv2, "imdecode", no_decoding)
+    ann = read_annotations(tiny_data, "train")
+    assert ann.files == train.files and ann.wnids == train.wnids
+    np.testing.assert_array_equal(ann.labels, train.labels)
+    np.testing.assert_array_equal(ann.boxes, train.boxes)
+    assert ann.lines[13].endswith("n00000001_boxes.txt:2")
+
+
+def test_holdout_indices_are_the_last_of_each_class_in_file_order():
+    labels = np.array([2, 0, 0, 2, 1, 0, 1, 2, 1, 1])
+    np.testing.assert_array_equal(holdout_indices(labels, 1), [5, 7, 9])
+    np.testing.assert_array_equal(holdout_indices(labels, 2), [2, 3, 5, 7, 8, 9])
+    assert holdout_indices(labels, 0).size == 0
+    with pytest.raises(DataError, match="leaves class with label 0 no training image: it has 3"):
+        holdout_indices(labels, 3)
+    with pytest.raises(DataError, match=">= 0"):
+        holdout_indices(labels, -1)
+
+
+def test_split_holdout(train):
+    kept, held = split_holdout(train, 3)
+    assert len(held) == 3 * TINY["classes"] and len(kept) == N_TRAIN - len(held)
+    # the tiny split is 12 images per class in class order: held = images 9, 10, 11 of each class
+    expected = [c * 12 + i for c in range(TINY["classes"]) for i in (9, 10, 11)]
+    assert held.files == [train.files[i] for i in expected]
+    np.testing.assert_array_equal(held.images, train.images[expected])
+    np.testing.assert_array_equal(held.boxes, train.boxes[expected])
+    assert sorted(kept.files + held.files) == sorted(train.files) and kept.wnids == train.wnids
+    same, empty = split_holdout(train, 0)
+    assert same is train and len(empty) == 0 and empty.images.shape == (0, H, W, 3)
+
+
+def test_held_out_images_never_reach_the_training_flow(train):
+    kept, held = split_holdout(train, 2)
+    flow = build_train_dataflow(kept, "cam", 4, seed=0)
+    flow.reset_state()
+    seen = set()
+    for _ in range(3):  # three epochs
+        for images, _ in flow:
+            seen.update(img.tobytes() for img in images)
+    assert seen == {img.tobytes() for img in kept.images}  # every kept image, no held one
+    assert not seen & {img.tobytes() for img in held.images}
+
+
+# ---------------------------------------------------------------- augmentation in the flow
+
+def test_hns_fill_is_the_training_split_mean(train):
+    (hns,) = build_train_dataflow(train, "hns", 4).augmentor.augmentors
+    np.testing.assert_array_equal(hns.fill, train.mean_bgr())
+
+
+def test_jitter_and_flip_in_the_flow_are_seeded(train):
+    def batches(**kwargs):
+        flow = build_train_dataflow(train, "cam", 8, seed=4, **kwargs)
+        flow.reset_state()
+        return list(flow)
+    plain, jittered, again = batches(), batches(jitter=True), batches(jitter=True)
+    for (a, la), (b, lb), (c, _) in zip(plain, jittered, again):
+        np.testing.assert_array_equal(la, lb)  # the same order: the augmentors have their own streams
+        np.testing.assert_array_equal(b, c)
+        assert b.dtype == np.uint8 and not np.array_equal(a, b)
+    flipped = batches(flip=True)
+    mirrored = sum((b == a[:, :, ::-1]).all(axis=(1, 2, 3)).sum() for (a, _), (b, _) in zip(plain, flipped))
+    assert 0.25 < mirrored / N_TRAIN < 0.75  # about half of the images, each mirrored whole
+
+
+def test_lighting_constants_are_fb_resnet_torch_in_bgr():
+    # fb.resnet.torch's PCA lighting in RGB, as its transforms.lua computes it, on a reversed image
+    from augment.methods import LIGHTING_EIGVAL_BGR, LIGHTING_EIGVEC_BGR, _PCA_EIGVAL_RGB, _PCA_EIGVEC_RGB
+    from tensorpack.dataflow import imgaug
+    alpha_bgr = np.array([0.3, -1.2, 0.7], np.float32)
+    bgr = np.full((2, 3, 3), 100, np.float32)
+    lighting = imgaug.Lighting(0.1, eigval=LIGHTING_EIGVAL_BGR, eigvec=LIGHTING_EIGVEC_BGR, clip=False)
+    out = lighting._augment(bgr, alpha_bgr)
+    alpha_rgb = alpha_bgr[::-1]  # eigenvalue k of the BGR list is eigenvalue 2 - k of the RGB list
+    rgb_shift = np.array(_PCA_EIGVEC_RGB) @ (alpha_rgb * np.array(_PCA_EIGVAL_RGB) * 255)
+    np.testing.assert_allclose(out[0, 0], 100 + rgb_shift[::-1], rtol=1e-5)
+
+
+# ---------------------------------------------------------------- workers (issues 8, 13)
+
+def _replay(split, seed, worker, count):
+    """The first ``count`` batches of worker ``worker``'s stream, computed in this process."""
+    flow = TrainBatches(split, train_augmentors(split, "gr", flip=True, jitter=True), 6, seed=seed, worker=worker)
+    flow.reset_state()
+    out = []
+    while len(out) < count:
+        out.extend(flow)
+    return out[:count]
+
+
+def _interleaves(got, streams):
+    """True when ``got`` is an interleaving of prefixes of ``streams``, each in its order."""
+    pos = [0] * len(streams)
+    for images, labels in got:
+        for k, stream in enumerate(streams):
+            if pos[k] < len(stream) and np.array_equal(stream[pos[k]][0], images) \
+                    and np.array_equal(stream[pos[k]][1], labels):
+                pos[k] += 1
+                break
+        else:
+            return False
+    return True
+
+
+@pytest.mark.slow
+def test_two_workers_follow_the_seed_and_the_worker_index(train):
+    streams = [_replay(train, 7, k, 24) for k in (0, 1)]
+    assert not np.array_equal(streams[0][0][0], streams[1][0][0])  # workers differ
+    for _ in range(2):  # two runs: each an interleaving of the same two seeded streams
+        flow = build_train_dataflow(train, "gr", 6, seed=7, num_workers=2, flip=True, jitter=True)
+        flow.reset_state()
+        got = [b for _ in range(2) for b in flow]  # two "epochs" of 8 batches from both workers
+        del flow
+        assert len(got) == 16 and _interleaves(got, streams)
+    flow = build_train_dataflow(train, "gr", 6, seed=7, num_workers=1, flip=True, jitter=True)
+    flow.reset_state()
+    assert _interleaves(list(flow), streams[:1])  # one worker = in-process
+    del flow
+
+
+def _children(pid):
+    """Live (not zombie) processes whose parent is ``pid``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(entry))
+    return found
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc; the death signal is Linux's")
+def test_killing_the_consumer_of_two_workers_leaves_no_worker_behind(tiny_data, tmp_path):
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = (f"from dataflow import load_split, build_train_dataflow\n"
+            f"split = load_split({tiny_data!r}, 'train', cache_dir={str(tmp_path)!r}, progress=False)\n"
+            f"flow = build_train_dataflow(split, 'gr', 4, seed=0, num_workers=2)\n"
+            f"flow.reset_state()\n"
+            f"it = iter(flow); next(it); next(it)\n"
+            f"print('READY', flush=True)\n"
+            f"import time; time.sleep(120)\n")
+    consumer = subprocess.Popen([sys.executable, "-c", code], cwd=repo, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, text=True)
+    try:
+        lines = iter(consumer.stdout.readline, "")
+        assert any(line.strip() == "READY" for line in lines), "the consumer died before its workers ran"
+        workers = _children(consumer.pid)
+        assert len(workers) >= 2
+    finally:
+        consumer.kill()
+        consumer.wait()
+    deadline = time.time() + 30
+    while any(_alive(p) for p in workers) and time.time() < deadline:
+        time.sleep(0.2)
+    left = [p for p in workers if _alive(p)]
+    for p in left:  # do not leave them to the next test
+        os.kill(p, signal.SIGKILL)
+    assert not left

@@ -57,7 +57,7 @@ def test_param_count_matches_analytic_and_published(depth, published):
         counted = sum(int(np.prod(v.shape)) for v in tf1.trainable_variables())
     analytic = analytic_params(models.DEPTHS[depth], (64, 128, 256, 512), 200)
     assert counted == analytic
-    assert analytic == published   # facts.md: both counted in TF and PyTorch alike
+    assert analytic == published   # the same count in TF and PyTorch (README "Speed")
 
 
 def run_forward(model, images):
@@ -92,10 +92,14 @@ def test_non_square_shapes_and_cam_head_consistency(final_stride, data_format, e
 
 
 def test_predictor_takes_raw_uint8_and_returns_weights_not_handles():
+    from training.session import SessionCreator, available_cores, session_config
     model = CAMModel(18, 4, (32, 40), width_mult=0.0625, mean_bgr=MEAN, std_bgr=STD)
     with tf.Graph().as_default():
+        # training's session creator serves prediction too (all cores, not tensorpack's 1 thread)
         pred = OfflinePredictor(PredictConfig(model=model, input_names=[INPUT_IMAGE],
+                                              session_creator=SessionCreator(session_config()),
                                               output_names=[FEATURES, FC_W, FC_B, LOGITS]))
+        assert pred.sess._config.intra_op_parallelism_threads == available_cores()
         images = np.full((2, 32, 40, 3), 200, np.uint8)
         feats, w, b, logits = pred(images)
     assert feats.shape == (2, 8, 10, 32) and w.shape == (32, 4) and w.dtype == np.float32

@@ -209,3 +209,12 @@ def test_file_modes_follow_the_umask(tmp_path):
         os.umask(old)
     assert os.stat(tmp_path / "a.json").st_mode & 0o777 == 0o644   # mkstemp gave 0600 whatever the umask
     assert os.stat(tmp_path / "b.txt").st_mode & 0o777 == 0o600
+
+
+def test_fingerprint_of_the_annotations_equals_that_of_the_loaded_splits(tiny_data):
+    import dataflow
+    loaded = runrecord.dataset_fingerprint(dataflow.load_split(tiny_data, "train"),
+                                           dataflow.load_split(tiny_data, "val"), 3)
+    cheap = runrecord.dataset_fingerprint(dataflow.read_annotations(tiny_data, "train"),
+                                          dataflow.read_annotations(tiny_data, "val"), 3)
+    assert cheap == loaded and loaded["train_used"] == 4 * (12 - 3)

@@ -1,6 +1,6 @@
 """Which trainer, how many towers, and how the paper's whole minibatch is split.
 
-The paper's batch size is the whole minibatch (facts.md). tensorpack's
+The paper's batch size is the whole minibatch (paper sec. 3, docs/sources.md). tensorpack's
 examples split it over GPUs, ``batch // num_gpus`` per tower, with BatchNorm
 statistics per tower; Horovod splits it over processes the same way.
 """

@@ -8,8 +8,8 @@ It needs no pixels, so the table scripts can build the same record cheaply.
 import tf_env  # noqa: F401
 
 import argparse
-import inspect
 import os
+import subprocess
 
 import tensorflow as tf
 import tensorpack
@@ -119,10 +119,10 @@ def _check_writable(logdir):
 
 
 def _check_data(root):
-    if os.path.isfile(root):
-        raise UserError(f"--data {root}: is a file, expected the Tiny ImageNet folder (with wnids.txt)")
-    if not os.path.isdir(root):
-        raise UserError(f"--data {root}: no such directory")
+    try:
+        dataflow.check_root(root)
+    except dataflow.DataError as e:
+        raise UserError(f"--data {e}") from None
     if not os.path.isfile(os.path.join(root, "wnids.txt")):
         raise UserError(f"--data {root}: no wnids.txt there (expected the Tiny ImageNet root)")
 
@@ -130,10 +130,6 @@ def _check_data(root):
 def validate(args):
     """Check every flag before anything is built; return the resolved environment (a dict)."""
     _check_data(args.data)
-    if args.holdout and not hasattr(dataflow, "split_holdout"):
-        raise UserError("--holdout: this checkout's dataflow has no split_holdout yet")
-    if args.jitter and "jitter" not in inspect.signature(dataflow.build_train_dataflow).parameters:
-        raise UserError("--jitter: this checkout's dataflow has no colour jitter yet")
     env = {"rank": 0, "size": 1, "is_chief": True, "local_size": 1}
     if args.horovod:
         if args.cluster:
@@ -169,7 +165,8 @@ def validate(args):
     # README "Speed"), shared by the Horovod processes of one machine
     env["workers"] = (args.workers if args.workers is not None else
                       min(8, session.available_cores() // (2 * env["local_size"])) if env["gpus"] else 0)
-    if env["is_chief"]:
+    # a finished run writes nothing: it may sit on read-only storage
+    if env["is_chief"] and not os.path.exists(os.path.join(args.logdir, runrecord.DONE)):
         _check_writable(args.logdir)
     return env
 
@@ -217,5 +214,16 @@ def make_settings(args, env, fingerprint, num_classes, image_shape, mean_std=(No
         gpus=env["gpus"], horovod_size=env["size"])
     return runrecord.RunSettings(
         model, train, speed, data=os.path.abspath(args.data), dataset=fingerprint,
-        git_commit=runrecord.git_commit(),
+        git_commit=git_commit(),
         versions={"tensorflow": tf.__version__, "tensorpack": tensorpack.__version__})
+
+
+def git_commit(repo_dir=None):
+    """The commit of the code being run (``git rev-parse HEAD``), or None outside a git checkout."""
+    repo_dir = repo_dir or os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo_dir, capture_output=True,
+                             text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None

@@ -1,10 +1,13 @@
-"""Session configuration for train.py: unthrottled CPU threads, mixed precision, XLA.
+"""Session configuration and creator for training and prediction: unthrottled CPU threads,
+mixed precision, XLA.  A predictor uses the same creator::
+
+    PredictConfig(..., session_creator=SessionCreator(session_config()))
 
 tensorpack's default session config sets ``intra_op_parallelism_threads=1``,
 which costs about 20% of training speed on 2 cores, and its
 ``NewSessionCreator`` builds the local-variable initializer after running the
 global one, which makes TensorFlow print "... will trigger an error in the
-future" (tensorpack-notes.md). :class:`SessionCreator` fixes both.
+future" (tensorpack 0.11 tfutils/sesscreate.py). :class:`SessionCreator` fixes both.
 """
 import tf_env  # noqa: F401
 
@@ -27,7 +30,7 @@ def available_cores():
 
 def cpu_supports_bf16(cpuinfo="/proc/cpuinfo"):
     """True when the CPU has native bf16 arithmetic (AVX512_BF16 or AMX-BF16), which
-    TF's oneDNN bf16 rewrite needs to be faster rather than slower (tensorpack-notes.md)."""
+    TF's oneDNN bf16 rewrite needs to be faster rather than slower (README "Speed")."""
     try:
         with open(cpuinfo) as f:
             flags = set(f.read().split())
@@ -36,17 +39,18 @@ def cpu_supports_bf16(cpuinfo="/proc/cpuinfo"):
     return bool(flags & {"avx512_bf16", "amx_bf16"})
 
 
-def session_config(*, threads, amp=False, xla=False):
-    """A ``tf.ConfigProto`` for training.
+def session_config(*, threads=None, amp=False, xla=False):
+    """A ``tf.ConfigProto`` for training or prediction.
 
     Args:
-        threads: intra-op threads for CPU kernels (0 lets TensorFlow choose).
+        threads: intra-op threads for CPU kernels (None: all available cores;
+            0 lets TensorFlow choose).
         amp: False, "bf16" (TF's oneDNN bf16 graph rewrite, CPU kernels only) or
             "fp16" (TF's auto mixed precision graph rewrite, GPU kernels only).
         xla: XLA auto-clustering (GPU kernels only).
     """
     config = tf1.ConfigProto(allow_soft_placement=True)
-    config.intra_op_parallelism_threads = int(threads)
+    config.intra_op_parallelism_threads = available_cores() if threads is None else int(threads)
     config.inter_op_parallelism_threads = 0
     config.gpu_options.allow_growth = True
     rewrite = config.graph_options.rewrite_options
@@ -62,7 +66,8 @@ def session_config(*, threads, amp=False, xla=False):
 
 
 class SessionCreator(NewSessionCreator):
-    """Creates the session with ``config`` and initialises every variable.
+    """Creates the session with ``config`` and initialises every variable; for tensorpack's
+    trainers and for ``PredictConfig`` (whose ``session_init`` then restores a checkpoint).
 
     A ``NewSessionCreator`` subclass because tensorpack's HorovodTrainer
     requires one (it edits ``self.config`` before the session is created).
