@@ -4,7 +4,7 @@
   soft-placed on the CPU (tools/tower_probe.py trains the real train.py path and
   fetches from each tower);
 * NCHW: the same variables as NHWC (so its checkpoints evaluate in evaluate.py's NHWC
-  graph); training it on the CPU is a clear error (TF's CPU kernels lack NCHW);
+  graph); training it on the CPU is a clear error (it is for GPUs);
 * the fp16 static loss scale, at graph level;
 * ``--amp``: learns on a CPU with bf16 arithmetic, refused with a clear error elsewhere;
 * ``--cluster``: two train.py processes over TensorFlow's gRPC runtime on 127.0.0.1.
@@ -151,10 +151,10 @@ def _variables(data_format):
 
 
 def test_nchw_and_nhwc_training_graphs_save_the_same_variables():
-    """So an NCHW-trained checkpoint (GPU) restores into evaluate.py's NHWC graph.  TF 2.21's CPU
-    kernels run no NCHW convolution (forward: "Conv2D op currently only supports the NHWC tensor
-    format on the CPU"; filter gradient: "Conv2DCustomBackpropFilterOp only supports NHWC"), so
-    the numbers of the two layouts are compared by tools/gpu_check.py on a GPU."""
+    """So an NCHW-trained checkpoint (GPU) restores into evaluate.py's NHWC graph.  On a CPU without
+    AVX-512, TF 2.21 runs no NCHW convolution (forward: "Conv2D op currently only supports the NHWC
+    tensor format on the CPU"; filter gradient: "Conv2DCustomBackpropFilterOp only supports NHWC"),
+    so NCHW training and its evaluation are checked by tools/gpu_check.py on a GPU."""
     assert _variables("NCHW") == _variables("NHWC")
 
 
@@ -168,7 +168,7 @@ def test_two_tower_checkpoint_evaluates(two_towers, tiny_data, tmp_path):
 def test_nchw_training_on_the_cpu_is_a_clear_error(tiny_data, tmp_path):
     message = refused(["--data", tiny_data, *SMALL, "--batch", "8", "--data-format", "NCHW",
                        "--logdir", str(tmp_path / "x")])
-    assert message.startswith("--data-format NCHW") and "CPU" in message
+    assert message.startswith("--data-format NCHW is for GPUs")
 
 
 # --------------------------------------------------------------------------- precisions

@@ -97,7 +97,7 @@ def parse_args(argv=None):
                    help="mixed precision: bf16 on a CPU with AVX512_BF16/AMX, fp16 on GPUs (changes numerics)")
     p.add_argument("--xla", action="store_true", help="XLA auto-clustering (GPUs only)")
     p.add_argument("--data-format", default="NHWC", choices=("NHWC", "NCHW"),
-                   help="layout of the convolutions (default NHWC; NCHW may help on GPUs; TF has no NCHW CPU kernels)")
+                   help="layout of the convolutions (default NHWC; NCHW may help on GPUs and is refused without one)")
     args = p.parse_args(argv)
     parts = runrecord.resolve_recipe(args.recipe, flip=args.flip, jitter=args.jitter,
                                      normalize=args.normalize, early_grad_scale=args.early_grad_scale)
@@ -157,8 +157,8 @@ def validate(args):
         env["batch_per_tower"] = devices.split_batch(args.batch, env["towers"], "towers")
     env["amp"] = _amp_mode(args.amp, env["gpus"])
     if args.data_format == "NCHW" and not env["gpus"]:
-        raise UserError("--data-format NCHW: TensorFlow's CPU kernels cannot train NCHW convolutions "
-                        "(Conv2DCustomBackpropFilterOp only supports NHWC); it is for GPUs")
+        raise UserError("--data-format NCHW is for GPUs: on a CPU it is slower where it runs at all (TF 2.21 "
+                        "without AVX-512: \"Conv2D op currently only supports the NHWC tensor format on the CPU\")")
     if args.xla and not env["gpus"]:
         raise UserError("--xla: XLA auto-clustering applies to GPU kernels only and no GPU is used")
     # GPUs: about half the cores feed the towers (one process feeds ~12k img/s at 64x64,
