@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: demo test bench
+.PHONY: demo test bench gpu-check
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -23,3 +23,7 @@ bench: $(VENV)/.installed
 	$(PY) -m benchmarks.bench_dataflow
 	$(PY) -m benchmarks.bench_train
 	$(PY) -m benchmarks.bench_eval
+
+# Every trainer path on this host in ~5 minutes, one PASS/FAIL line each (README, "Several GPUs").
+gpu-check: $(VENV)/.installed
+	$(PY) -m tools.gpu_check

@@ -12,9 +12,13 @@ Examples::
     python train.py --data demo_data --depth 18 --aug gr --batch 32 --epochs 2 --lr-step-epochs 1 \\
         --width-mult 0.125 --val-every 1 --logdir train_log/smoke
 
-    # several machines, 4 GPUs each (the whole minibatch 256 is split over the 8 processes)
-    horovodrun -np 8 -H host1:4,host2:4 python train.py --horovod --data tiny-imagenet-200 \\
-        --depth 34 --aug gr --batch 256 --logdir /shared/train_log/r34-gr-b256
+    # several machines, 4 GPUs each (the whole minibatch 256 is split over the 8 towers):
+    # the same command on each, --task 1 on host2 (training/cluster.py)
+    python train.py --data tiny-imagenet-200 --depth 34 --aug gr --batch 256 \\
+        --logdir train_log/r34-gr-b256 --cluster host1:2222,host2:2222 --task 0
+
+    # the multi-GPU trainer's code path on a machine without GPUs (a test aid, slower)
+    python train.py --data demo_data --aug gr --batch 32 --width-mult 0.125 --towers 2 --logdir /tmp/t2
 
 Re-running the same command continues from the newest checkpoint that restores
 (damaged ones are skipped with a warning); a logdir that holds a run with other
@@ -24,6 +28,7 @@ the git commit) and, after a run that ended well, done.json (runrecord.py).
 """
 import tf_env  # noqa: F401  (first: sets TF_USE_LEGACY_KERAS)
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -45,7 +50,7 @@ import runrecord
 from errors import UserError, run_main
 from models import NONFINITE_LOSS, WRONG_TOP1, WRONG_TOP5, CAMModel
 from training import callbacks as cbs
-from training import devices, resume, session
+from training import cluster, devices, resume, session
 from training.options import make_settings, normalization, parse_args, validate  # noqa: F401 (API)
 
 tf1 = tf.compat.v1
@@ -137,10 +142,15 @@ def build_config(args, env, settings, used, val, prefix, start_epoch, extra_call
 
 def train_steps(args, env, config):
     """Run tensorpack's loop; a NaN/inf loss stops it with an error. Returns the trainer."""
-    trainer = devices.make_trainer(env["gpus"], horovod=args.horovod)
+    trainer = devices.make_trainer(env.get("towers", 1), horovod=args.horovod)
     logging.getLogger("tensorpack").addFilter(cbs.FixFailureLog())
+    hosts, place = env.get("cluster"), contextlib.nullcontext()
+    if hosts:   # the chief of --cluster: its towers on the other tasks too (training/cluster.py)
+        config.session_creator.target = cluster.server(hosts, 0, config.session_creator.config).target
+        place = tf1.device(cluster.placement(env["towers"] // len(hosts)))
     try:
-        launch_train_with_config(config, trainer)
+        with place:
+            launch_train_with_config(config, trainer)
     except tf.errors.InvalidArgumentError as e:
         if NONFINITE_LOSS not in str(e):
             raise
@@ -149,6 +159,9 @@ def train_steps(args, env, config):
         raise UserError(f"the training loss became NaN or infinite after global step "
                         f"{trainer.loop.global_step}; training stopped, {kept}, done.json is not written "
                         "(a lower --lr may help)") from None
+    finally:
+        if hosts:
+            cluster.release(config.session_creator.target, len(hosts))
     return trainer
 
 
@@ -184,6 +197,8 @@ def run(args, env, extra_callbacks=()):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.cluster and args.task:   # not the chief: serve its towers, no data, no logdir
+        return cluster.serve(cluster.parse(args.cluster), args.task, session.session_config(threads=args.threads))
     env = validate(args)
     try:
         run(args, env)

@@ -16,11 +16,11 @@ from tensorpack.train import SimpleTrainer, SyncMultiGPUTrainerReplicated
 from errors import UserError
 
 HOROVOD_INSTALL = (
-    "--horovod needs Horovod built with TensorFlow support, e.g.\n"
-    "  HOROVOD_WITH_TENSORFLOW=1 HOROVOD_GPU_OPERATIONS=NCCL pip install --no-cache-dir horovod[tensorflow]\n"
-    "(a C++17 compiler, CMake and, for GPUs, CUDA + NCCL are needed; see "
-    "https://horovod.readthedocs.io/en/stable/install_include.html). It does not build "
-    "on CPU-only machines whose TensorFlow wheel lacks the headers Horovod compiles against.")
+    "--horovod needs Horovod built with TensorFlow support, and Horovod 0.28.1, its latest release, "
+    "does not build against TensorFlow 2.21 on any machine: horovod/tensorflow/xla_mpi_ops.cc includes "
+    "tensorflow/compiler/xla/client/xla_builder.h, which TF 2.21 moved (README \"Several machines\").\n"
+    "For several machines use --cluster (TensorFlow's own runtime). A later Horovod may build with\n"
+    "  HOROVOD_WITH_TENSORFLOW=1 HOROVOD_GPU_OPERATIONS=NCCL pip install --no-cache-dir horovod[tensorflow]")
 
 
 def visible_gpus():
@@ -50,6 +50,22 @@ def split_batch(batch, parts, what):
     return batch // parts
 
 
+def towers(gpus, requested=None):
+    """Number of training towers: one per GPU (one on the CPU), or ``requested`` (``--towers``)
+    where no GPU is used.
+
+    ``--towers N`` is a test and debugging aid: the multi-GPU trainer puts tower i on
+    ``/gpu:i``, which soft placement moves to the CPU when there is no GPU, so the
+    replicated code path (batch split, per-tower BatchNorm, gradient all-reduce,
+    variable sync) runs on any machine, slower than one tower.
+    """
+    if requested is None:
+        return max(gpus, 1)
+    if gpus:
+        raise UserError(f"--towers {requested}: a CPU test aid; with GPUs choose the towers with --gpus")
+    return requested
+
+
 def import_horovod():
     """``horovod.tensorflow``, or a UserError saying how to install it."""
     try:
@@ -58,12 +74,13 @@ def import_horovod():
         raise UserError(f"{HOROVOD_INSTALL}\n(import failed: {e})") from None
 
 
-def make_trainer(num_gpus, horovod=False):
+def make_trainer(num_towers, horovod=False):
     """The tensorpack trainer: HorovodTrainer (one process per GPU), the synchronous
-    replicated trainer for several GPUs in one process, else SimpleTrainer (one GPU or the CPU)."""
+    replicated trainer for several towers (GPUs, or ``--towers`` on the CPU) in one process,
+    else SimpleTrainer (one GPU or the CPU)."""
     if horovod:
         from tensorpack.train import HorovodTrainer
         return HorovodTrainer(average=True)   # average: the loss is per-rank mean, so the sum would scale lr
-    if num_gpus > 1:
-        return SyncMultiGPUTrainerReplicated(list(range(num_gpus)), average=True)
+    if num_towers > 1:
+        return SyncMultiGPUTrainerReplicated(list(range(num_towers)), average=True)
     return SimpleTrainer()

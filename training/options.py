@@ -20,7 +20,7 @@ import runrecord
 from augment import METHODS
 from errors import UserError
 from models import DEPTHS, FINAL_STRIDES, IMAGENET_MEAN_BGR, IMAGENET_STD_BGR
-from training import devices, session
+from training import cluster, devices, session
 
 TITLE = "Train a pre-activation ResNet with a CAM head on Tiny ImageNet (paper sec. 3)."
 
@@ -79,6 +79,14 @@ def parse_args(argv=None):
                    help="default: training images // --batch; set it only for benchmarks and smoke runs")
     p.add_argument("--gpus", type=argtypes.nonnegative_int,
                    help="GPUs to train on in this process (default: all visible; 0 = the CPU)")
+    p.add_argument("--towers", type=argtypes.positive_int,
+                   help="a test and debugging aid, not a speed feature: this many replicated towers of "
+                        "the multi-GPU trainer where no GPU is used (they run on the CPU)")
+    p.add_argument("--cluster", metavar="HOST:PORT,...",
+                   help="several machines over TensorFlow's gRPC runtime: every machine's address, the chief "
+                        "(task 0) first; run the same command on each with its --task (training/cluster.py)")
+    p.add_argument("--task", type=argtypes.nonnegative_int, default=0,
+                   help="this machine's index in --cluster (default 0, the chief)")
     p.add_argument("--horovod", action="store_true",
                    help="one process per GPU under horovodrun (tensorpack's HorovodTrainer)")
     p.add_argument("--workers", type=argtypes.nonnegative_int,
@@ -89,7 +97,7 @@ def parse_args(argv=None):
                    help="mixed precision: bf16 on a CPU with AVX512_BF16/AMX, fp16 on GPUs (changes numerics)")
     p.add_argument("--xla", action="store_true", help="XLA auto-clustering (GPUs only)")
     p.add_argument("--data-format", default="NHWC", choices=("NHWC", "NCHW"),
-                   help="layout of the convolutions (default NHWC; NCHW may help on GPUs, is slower on CPUs)")
+                   help="layout of the convolutions (default NHWC; NCHW may help on GPUs and is refused without one)")
     args = p.parse_args(argv)
     parts = runrecord.resolve_recipe(args.recipe, flip=args.flip, jitter=args.jitter,
                                      normalize=args.normalize, early_grad_scale=args.early_grad_scale)
@@ -124,6 +132,8 @@ def validate(args):
     _check_data(args.data)
     env = {"rank": 0, "size": 1, "is_chief": True, "local_size": 1}
     if args.horovod:
+        if args.cluster:
+            raise UserError("--cluster and --horovod are two ways to use several machines: choose one")
         if args.gpus is not None:
             raise UserError("--gpus does not apply with --horovod: each process drives one GPU; "
                             "choose the number of processes with horovodrun -np")
@@ -138,8 +148,17 @@ def validate(args):
         if gpus > visible:
             raise UserError(f"--gpus {gpus}: only {visible} GPU(s) visible")
         env["gpus"] = gpus
-        env["batch_per_tower"] = devices.split_batch(args.batch, max(gpus, 1), "GPUs")
+        env["towers"] = devices.towers(gpus, args.towers)
+        if args.cluster:
+            if args.towers:
+                raise UserError("--towers does not apply with --cluster: each machine runs one tower per GPU")
+            env.update(cluster=cluster.parse(args.cluster), size=len(cluster.parse(args.cluster)))
+            env["towers"] *= env["size"]
+        env["batch_per_tower"] = devices.split_batch(args.batch, env["towers"], "towers")
     env["amp"] = _amp_mode(args.amp, env["gpus"])
+    if args.data_format == "NCHW" and not env["gpus"]:
+        raise UserError("--data-format NCHW is for GPUs: on a CPU it is slower where it runs at all (TF 2.21 "
+                        "without AVX-512: \"Conv2D op currently only supports the NHWC tensor format on the CPU\")")
     if args.xla and not env["gpus"]:
         raise UserError("--xla: XLA auto-clustering applies to GPU kernels only and no GPU is used")
     # GPUs: about half the cores feed the towers (one process feeds ~12k img/s at 64x64,
