@@ -3,8 +3,8 @@
 * ``--towers 2``: tensorpack's replicated multi-GPU trainer with its two towers
   soft-placed on the CPU (tools/tower_probe.py trains the real train.py path and
   fetches from each tower);
-* NCHW: the same variables as NHWC (so its checkpoints evaluate in evaluate.py's NHWC
-  graph); training it on the CPU is a clear error (it is for GPUs);
+* NCHW: the same variables as NHWC; a checkpoint trained in NCHW on the CPU (oneDNN)
+  evaluates in evaluate.py's NHWC graph to the same numbers; without oneDNN a clear error;
 * the fp16 static loss scale, at graph level;
 * ``--amp``: learns on a CPU with bf16 arithmetic, refused with a clear error elsewhere;
 * ``--cluster``: two train.py processes over TensorFlow's gRPC runtime on 127.0.0.1.
@@ -24,6 +24,7 @@ import tensorflow as tf
 from tensorpack.tfutils.tower import TowerContext
 
 import models.resnet
+import runrecord
 import train
 from errors import UserError
 from models import INPUT_IMAGE, INPUT_LABEL, CAMModel
@@ -151,10 +152,8 @@ def _variables(data_format):
 
 
 def test_nchw_and_nhwc_training_graphs_save_the_same_variables():
-    """So an NCHW-trained checkpoint (GPU) restores into evaluate.py's NHWC graph.  On a CPU without
-    AVX-512, TF 2.21 runs no NCHW convolution (forward: "Conv2D op currently only supports the NHWC
-    tensor format on the CPU"; filter gradient: "Conv2DCustomBackpropFilterOp only supports NHWC"),
-    so NCHW training and its evaluation are checked by tools/gpu_check.py on a GPU."""
+    """So an NCHW-trained checkpoint restores into evaluate.py's NHWC graph (no layout-specific
+    variable; the graph-level half of test_nchw_checkpoint_evaluates_like_nhwc)."""
     assert _variables("NCHW") == _variables("NHWC")
 
 
@@ -165,10 +164,31 @@ def test_two_tower_checkpoint_evaluates(two_towers, tiny_data, tmp_path):
     assert_cam_identity(evaluate_cams(tiny_data, os.path.join(logdir, "model-6"), tmp_path / "cams.npz"))
 
 
-def test_nchw_training_on_the_cpu_is_a_clear_error(tiny_data, tmp_path):
+@pytest.mark.slow
+def test_nchw_checkpoint_evaluates_like_nhwc(tiny_data, tmp_path):
+    """NCHW training on the CPU (TensorFlow's oneDNN kernels, on by tf_env): evaluate.py's NHWC
+    graph restores the checkpoint with ``cams.mean() + bias == logit``, and gives the same
+    features, FC weights and logits as the NCHW graph the checkpoint was trained in."""
+    from dataflow import load_split
+    from evaluation.runner import build_predictor
+    logdir = str(tmp_path / "nchw")
+    run_py("train.py", "--data", tiny_data, *SMALL, "--batch", "8", "--epochs", "1",
+           "--data-format", "NCHW", "--logdir", logdir)
+    assert_cam_identity(evaluate_cams(tiny_data, logdir, tmp_path / "cams.npz"))
+    model = runrecord.load_settings(logdir).to_json()["model"]
+    prefix, _ = runrecord.latest_checkpoint(logdir)
+    images = load_split(tiny_data, "val", progress=False).images[:8]
+    nhwc = build_predictor(model, prefix)(images)
+    nchw = build_predictor(dict(model, data_format="NCHW"), prefix)(images)
+    for a, b in zip(nhwc, nchw):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_nchw_on_the_cpu_without_onednn_is_a_clear_error(tiny_data, tmp_path, monkeypatch):
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")
     message = refused(["--data", tiny_data, *SMALL, "--batch", "8", "--data-format", "NCHW",
                        "--logdir", str(tmp_path / "x")])
-    assert message.startswith("--data-format NCHW is for GPUs")
+    assert message.startswith("--data-format NCHW on the CPU needs TensorFlow's oneDNN kernels")
 
 
 # --------------------------------------------------------------------------- precisions

@@ -5,7 +5,7 @@ read or any graph is built; :func:`make_settings` turns the flags into the
 :class:`runrecord.RunSettings` that settings.json records and resume compares.
 It needs no pixels, so the table scripts can build the same record cheaply.
 """
-import tf_env  # noqa: F401
+import tf_env
 
 import argparse
 import os
@@ -97,7 +97,7 @@ def parse_args(argv=None):
                    help="mixed precision: bf16 on a CPU with AVX512_BF16/AMX, fp16 on GPUs (changes numerics)")
     p.add_argument("--xla", action="store_true", help="XLA auto-clustering (GPUs only)")
     p.add_argument("--data-format", default="NHWC", choices=("NHWC", "NCHW"),
-                   help="layout of the convolutions (default NHWC; NCHW may help on GPUs and is refused without one)")
+                   help="layout of the convolutions (default NHWC; NCHW may help on GPUs, is slower on CPUs)")
     args = p.parse_args(argv)
     parts = runrecord.resolve_recipe(args.recipe, flip=args.flip, jitter=args.jitter,
                                      normalize=args.normalize, early_grad_scale=args.early_grad_scale)
@@ -156,9 +156,10 @@ def validate(args):
             env["towers"] *= env["size"]
         env["batch_per_tower"] = devices.split_batch(args.batch, env["towers"], "towers")
     env["amp"] = _amp_mode(args.amp, env["gpus"])
-    if args.data_format == "NCHW" and not env["gpus"]:
-        raise UserError("--data-format NCHW is for GPUs: on a CPU it is slower where it runs at all (TF 2.21 "
-                        "without AVX-512: \"Conv2D op currently only supports the NHWC tensor format on the CPU\")")
+    if args.data_format == "NCHW" and not env["gpus"] and not tf_env.onednn_enabled():
+        # TF's own CPU kernels: "Conv2D op currently only supports the NHWC tensor format on the CPU"
+        raise UserError("--data-format NCHW on the CPU needs TensorFlow's oneDNN kernels, which "
+                        "TF_ENABLE_ONEDNN_OPTS=0 turns off (NCHW is meant for GPUs; on a CPU it is slower)")
     if args.xla and not env["gpus"]:
         raise UserError("--xla: XLA auto-clustering applies to GPU kernels only and no GPU is used")
     # GPUs: about half the cores feed the towers (one process feeds ~12k img/s at 64x64,
