@@ -100,7 +100,7 @@ class SpeedSettings:
     xla: bool = False                   # ours
     data_format: str = "NHWC"           # ours: NCHW may help on GPUs
     gpus: int = 0                       # ours: towers in this process
-    horovod_size: int = 1               # ours: processes under horovodrun
+    machines: int = 1                   # ours: tasks of --cluster (training/cluster.py)
 
 
 def _check(ok, what):
@@ -153,6 +153,7 @@ class RunSettings:
         train, speed = dict(d.get("train", {})), dict(d.get("speed", {}))
         for key in [k for k in train if k in SpeedSettings.__dataclass_fields__]:
             speed[key] = train.pop(key)
+        speed["machines"] = speed.pop("horovod_size", speed.get("machines", 1))   # its name before --cluster
         dataset = {k: v for k, v in d.get("dataset", {}).items() if k != "image_shape"}   # = model's
         dataset.setdefault("holdout", 0)
         try:

@@ -122,7 +122,8 @@ def build_config(args, env, settings, used, val, prefix, start_epoch, extra_call
     t = settings.train
     tf1.disable_eager_execution()   # before seeding: the seed belongs to the graph
     tf1.set_random_seed(t.seed)
-    # a different data order after each resume point and per Horovod rank, reproducible from --seed
+    # a different data order after each resume point, reproducible from --seed (rank 0: only the
+    # chief of --cluster reads data; the 0 keeps the seeds of earlier runs)
     data_seed = int(np.random.SeedSequence([t.seed, start_epoch, env["rank"]]).generate_state(1)[0])
     flow = dataflow.build_train_dataflow(used, t.aug, t.batch_per_tower, seed=data_seed,
                                          num_workers=env["workers"], flip=t.flip, jitter=t.jitter)
@@ -142,7 +143,7 @@ def build_config(args, env, settings, used, val, prefix, start_epoch, extra_call
 
 def train_steps(args, env, config):
     """Run tensorpack's loop; a NaN/inf loss stops it with an error. Returns the trainer."""
-    trainer = devices.make_trainer(env.get("towers", 1), horovod=args.horovod)
+    trainer = devices.make_trainer(env.get("towers", 1))
     logging.getLogger("tensorpack").addFilter(cbs.FixFailureLog())
     hosts, place = env.get("cluster"), contextlib.nullcontext()
     if hosts:   # the chief of --cluster: its towers on the other tasks too (training/cluster.py)

@@ -64,9 +64,9 @@ def test_batch_split_per_tower_and_rank():
     assert devices.split_batch(256, 4, "GPUs") == 64
     with pytest.raises(UserError, match="divide by the number of GPUs"):
         devices.split_batch(256, 3, "GPUs")
-    assert devices.split_batch(256, 8, "Horovod processes") == 32
-    with pytest.raises(UserError, match="Horovod processes"):
-        devices.split_batch(100, 8, "Horovod processes")
+    assert devices.split_batch(256, 8, "towers") == 32
+    with pytest.raises(UserError, match="towers"):
+        devices.split_batch(100, 8, "towers")
     assert isinstance(devices.make_trainer(0), SimpleTrainer)
 
 
@@ -150,17 +150,6 @@ def test_bad_paths_and_devices_are_refused(tiny_data, tmp_path, capsys):
         code, err = _fails_before_any_graph(argv + ["--aug", "gr", "--logdir", str(tmp_path / "log")]
                                             if "--logdir" not in argv else argv + ["--aug", "gr"], capsys)
         assert code == 2 and message in err, (argv, err)
-
-
-def test_horovod_flag_without_horovod_says_how_to_install(tiny_data, tmp_path, capsys):
-    try:
-        import horovod.tensorflow  # noqa: F401
-        pytest.skip("horovod is installed here")
-    except ImportError:
-        pass
-    code, err = _fails_before_any_graph(["--data", tiny_data, "--aug", "gr", "--horovod",
-                                         "--logdir", str(tmp_path / "log")], capsys)
-    assert code == 2 and "pip install" in err and "HOROVOD_WITH_TENSORFLOW=1" in err
 
 
 def test_bad_input_in_a_subprocess_is_one_line_on_stderr(tmp_path):

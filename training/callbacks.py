@@ -43,7 +43,7 @@ class ResumeCheck(Callback):
     """Stop before training if the restored global step does not match the starting epoch.
 
     Guards the resume rule (every checkpoint is at an epoch end) in every
-    process, including Horovod ranks that may not see the chief's logdir.
+    process of a ``--cluster`` run.
     """
     _chief_only = False
 
@@ -56,7 +56,7 @@ class ResumeCheck(Callback):
             raise RuntimeError(
                 f"restored global_step {self.global_step} but starting epoch "
                 f"{self.trainer.loop.starting_epoch} expects {expected}: the logdir and the "
-                "checkpoint disagree (under Horovod, the logdir must be shared by all ranks)")
+                "checkpoint disagree")
 
 
 class CheckedModelSaver(ModelSaver):

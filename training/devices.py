@@ -2,11 +2,10 @@
 
 The paper's batch size is the whole minibatch (paper sec. 3, docs/sources.md). tensorpack's
 examples split it over GPUs, ``batch // num_gpus`` per tower, with BatchNorm
-statistics per tower; Horovod splits it over processes the same way.
+statistics per tower; ``--cluster`` adds the GPUs of other machines as towers.
 """
 import tf_env  # noqa: F401
 
-import importlib
 import os
 import sys
 
@@ -15,17 +14,10 @@ from tensorpack.train import SimpleTrainer, SyncMultiGPUTrainerReplicated
 
 from errors import UserError
 
-HOROVOD_INSTALL = (
-    "--horovod needs Horovod built with TensorFlow support, and Horovod 0.28.1, its latest release, "
-    "does not build against TensorFlow 2.21 on any machine: horovod/tensorflow/xla_mpi_ops.cc includes "
-    "tensorflow/compiler/xla/client/xla_builder.h, which TF 2.21 moved (README \"Several machines\").\n"
-    "For several machines use --cluster (TensorFlow's own runtime). A later Horovod may build with\n"
-    "  HOROVOD_WITH_TENSORFLOW=1 HOROVOD_GPU_OPERATIONS=NCCL pip install --no-cache-dir horovod[tensorflow]")
 
 
 def visible_gpus():
-    """Number of GPUs TensorFlow can see (without creating a CUDA context, which
-    tensorpack's HorovodTrainer requires).
+    """Number of GPUs TensorFlow can see, without creating a CUDA context.
 
     On Linux without an NVIDIA driver (no /dev/nvidiactl) the answer is 0 without
     asking TensorFlow, whose CUDA probe would print a "failed call to cuInit" error line.
@@ -66,21 +58,9 @@ def towers(gpus, requested=None):
     return requested
 
 
-def import_horovod():
-    """``horovod.tensorflow``, or a UserError saying how to install it."""
-    try:
-        return importlib.import_module("horovod.tensorflow")
-    except ImportError as e:
-        raise UserError(f"{HOROVOD_INSTALL}\n(import failed: {e})") from None
-
-
-def make_trainer(num_towers, horovod=False):
-    """The tensorpack trainer: HorovodTrainer (one process per GPU), the synchronous
-    replicated trainer for several towers (GPUs, or ``--towers`` on the CPU) in one process,
-    else SimpleTrainer (one GPU or the CPU)."""
-    if horovod:
-        from tensorpack.train import HorovodTrainer
-        return HorovodTrainer(average=True)   # average: the loss is per-rank mean, so the sum would scale lr
+def make_trainer(num_towers):
+    """The tensorpack trainer: the synchronous replicated trainer for several towers (GPUs,
+    ``--towers`` on the CPU, or every GPU of a ``--cluster``), else SimpleTrainer (one GPU or the CPU)."""
     if num_towers > 1:
         return SyncMultiGPUTrainerReplicated(list(range(num_towers)), average=True)
     return SimpleTrainer()

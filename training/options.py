@@ -87,8 +87,6 @@ def parse_args(argv=None):
                         "(task 0) first; run the same command on each with its --task (training/cluster.py)")
     p.add_argument("--task", type=argtypes.nonnegative_int, default=0,
                    help="this machine's index in --cluster (default 0, the chief)")
-    p.add_argument("--horovod", action="store_true",
-                   help="one process per GPU under horovodrun (tensorpack's HorovodTrainer)")
     p.add_argument("--workers", type=argtypes.nonnegative_int,
                    help="dataflow worker processes (default 0 on the CPU, min(8, cores // 2) per machine with GPUs)")
     p.add_argument("--threads", type=argtypes.nonnegative_int, default=session.available_cores(),
@@ -130,31 +128,19 @@ def _check_data(root):
 def validate(args):
     """Check every flag before anything is built; return the resolved environment (a dict)."""
     _check_data(args.data)
-    env = {"rank": 0, "size": 1, "is_chief": True, "local_size": 1}
-    if args.horovod:
-        if args.cluster:
-            raise UserError("--cluster and --horovod are two ways to use several machines: choose one")
-        if args.gpus is not None:
-            raise UserError("--gpus does not apply with --horovod: each process drives one GPU; "
-                            "choose the number of processes with horovodrun -np")
-        hvd = devices.import_horovod()
-        hvd.init()
-        env.update(rank=hvd.rank(), size=hvd.size(), is_chief=hvd.rank() == 0, local_size=hvd.local_size())
-        env["gpus"] = 1 if devices.visible_gpus() else 0
-        env["batch_per_tower"] = devices.split_batch(args.batch, env["size"], "Horovod processes")
-    else:
-        visible = devices.visible_gpus()
-        gpus = visible if args.gpus is None else args.gpus
-        if gpus > visible:
-            raise UserError(f"--gpus {gpus}: only {visible} GPU(s) visible")
-        env["gpus"] = gpus
-        env["towers"] = devices.towers(gpus, args.towers)
-        if args.cluster:
-            if args.towers:
-                raise UserError("--towers does not apply with --cluster: each machine runs one tower per GPU")
-            env.update(cluster=cluster.parse(args.cluster), size=len(cluster.parse(args.cluster)))
-            env["towers"] *= env["size"]
-        env["batch_per_tower"] = devices.split_batch(args.batch, env["towers"], "towers")
+    env = {"rank": 0, "size": 1, "is_chief": True}
+    visible = devices.visible_gpus()
+    gpus = visible if args.gpus is None else args.gpus
+    if gpus > visible:
+        raise UserError(f"--gpus {gpus}: only {visible} GPU(s) visible")
+    env["gpus"] = gpus
+    env["towers"] = devices.towers(gpus, args.towers)
+    if args.cluster:
+        if args.towers:
+            raise UserError("--towers does not apply with --cluster: each machine runs one tower per GPU")
+        env.update(cluster=cluster.parse(args.cluster), size=len(cluster.parse(args.cluster)))
+        env["towers"] *= env["size"]
+    env["batch_per_tower"] = devices.split_batch(args.batch, env["towers"], "towers")
     env["amp"] = _amp_mode(args.amp, env["gpus"])
     if args.data_format == "NCHW" and not env["gpus"] and not tf_env.onednn_enabled():
         # TF's own CPU kernels: "Conv2D op currently only supports the NHWC tensor format on the CPU"
@@ -162,10 +148,9 @@ def validate(args):
                         "TF_ENABLE_ONEDNN_OPTS=0 turns off (NCHW is meant for GPUs; on a CPU it is slower)")
     if args.xla and not env["gpus"]:
         raise UserError("--xla: XLA auto-clustering applies to GPU kernels only and no GPU is used")
-    # GPUs: about half the cores feed the towers (one process feeds ~12k img/s at 64x64,
-    # README "Speed"), shared by the Horovod processes of one machine
+    # GPUs: about half the cores feed the towers (one process feeds ~12k img/s at 64x64, README "Speed")
     env["workers"] = (args.workers if args.workers is not None else
-                      min(8, session.available_cores() // (2 * env["local_size"])) if env["gpus"] else 0)
+                      min(8, session.available_cores() // 2) if env["gpus"] else 0)
     # a finished run writes nothing: it may sit on read-only storage
     if env["is_chief"] and not os.path.exists(os.path.join(args.logdir, runrecord.DONE)):
         _check_writable(args.logdir)
@@ -212,7 +197,7 @@ def make_settings(args, env, fingerprint, num_classes, image_shape, mean_std=(No
     speed = runrecord.SpeedSettings(
         workers=env["workers"], threads=args.threads, val_every=args.val_every, val_batch=args.val_batch,
         keep_checkpoints=args.keep_checkpoints, xla=args.xla, data_format=args.data_format,
-        gpus=env["gpus"], horovod_size=env["size"])
+        gpus=env["gpus"], machines=env["size"])
     return runrecord.RunSettings(
         model, train, speed, data=os.path.abspath(args.data), dataset=fingerprint,
         git_commit=git_commit(),

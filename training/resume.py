@@ -19,7 +19,7 @@ def resume_point(logdir, steps_per_epoch, *, restart=False, chief=True, warn=pri
     warning (:func:`runrecord.latest_checkpoint`).  When checkpoints exist but none
     restores, training from step 0 needs ``restart=True``, which moves them (and the
     state file, done.json, eval.json) into ``<logdir>/discarded-<time>/`` (in the
-    ``chief`` process only: Horovod's other ranks read the same folder).
+    ``chief`` process only).
     """
     found = runrecord.latest_checkpoint(logdir, warn=warn)
     if found is None:

@@ -69,8 +69,8 @@ class SessionCreator(NewSessionCreator):
     """Creates the session with ``config`` and initialises every variable; for tensorpack's
     trainers and for ``PredictConfig`` (whose ``session_init`` then restores a checkpoint).
 
-    A ``NewSessionCreator`` subclass because tensorpack's HorovodTrainer
-    requires one (it edits ``self.config`` before the session is created).
+    A ``NewSessionCreator`` subclass, the type tensorpack's trainers expect (``--cluster``
+    sets ``target`` before the session is created).
     All initializer ops are built before the first ``sess.run``.
     """
 
