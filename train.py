@@ -163,6 +163,13 @@ def train_steps(args, env, config):
     finally:
         if hosts:
             cluster.release(config.session_creator.target, len(hosts))
+        # QueueInput's feeding thread is a daemon that may be inside an augmentor (OpenCV) when the
+        # loop ends; left running into interpreter shutdown, Python ends it with pthread_exit inside
+        # C++ code, and the process aborts ("terminate called without an active exception") after
+        # training finished. The session is closed now, so the thread stops at its next enqueue.
+        feeder = getattr(config.data, "thread", None)
+        if feeder is not None:
+            feeder.join(timeout=60)
     return trainer
 
 

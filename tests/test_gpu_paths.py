@@ -76,6 +76,7 @@ def two_towers(tiny_data, tmp_path_factory):
 def test_two_towers_split_the_batch_and_normalise_per_tower(two_towers):
     _, probe = two_towers
     assert probe["towers"] == 2 and len(probe["steps"]) == 3 and len(probe["epoch_seconds"]) == 2
+    assert probe["feeders_after_run"] == []   # no daemon feeder left to abort the process at exit
     assert probe["devices"] == ["/device:GPU:0", "/device:GPU:1"]            # tensorpack's request
     assert probe["ran_on"] and all("CPU" in d for d in probe["ran_on"])      # soft placement
     for step in probe["steps"]:

@@ -27,6 +27,7 @@ import tf_env  # noqa: F401  (first: sets TF_USE_LEGACY_KERAS)
 import json
 import os
 import sys
+import threading
 import time
 
 import numpy as np
@@ -140,6 +141,13 @@ def main(argv=None):
     env = train.validate(args)
     probe = TowerProbe(os.path.join(args.logdir, PROBE), args.data_format)
     train.run(args, env, extra_callbacks=[probe])
+    # train.run joins QueueInput's feeding thread (train.train_steps): none may outlive it
+    path = os.path.join(args.logdir, PROBE)
+    with open(path) as f:
+        report = json.load(f)
+    report["feeders_after_run"] = [t.name for t in threading.enumerate() if t.name.startswith("EnqueueThread")]
+    with open(path, "w") as f:
+        json.dump(report, f, indent=1, sort_keys=True)
     return 0
 
 
