@@ -4,9 +4,9 @@ Every entry point (train.py, evaluate.py, benchmarks, previews) starts with
 ``import tf_env  # noqa: F401`` so that:
 
 * ``TF_USE_LEGACY_KERAS=1``: tensorpack 0.11 builds layers with ``tf.layers``,
-  which Keras 3 removed; tf-keras brings it back (tensorpack-notes.md).
+  which Keras 3 removed; tf-keras brings it back.
 * ``TF_CPP_MIN_LOG_LEVEL=2`` (unless the user set it): hides ~600 lines of
-  device-placement chatter on a machine without a GPU (tensorpack-notes.md).
+  device-placement chatter on a machine without a GPU.
 
 * ``TF_ENABLE_ONEDNN_OPTS=1`` (unless the user set it): TensorFlow turns its oneDNN
   kernels on by default only on CPUs with AVX-512 (VNNI, BF16, AMX). On a 2-core

@@ -37,9 +37,9 @@ from tabulate import tabulate
 
 from errors import run_main
 
-IMAGE_SIZE = 64     # facts.md: Tiny ImageNet images are 64x64
-NUM_CLASSES = 200   # facts.md: 200 classes
-# tensorpack-notes.md, the same networks at b32, img/s, measured on a 2-core AMD EPYC (Zen 5);
+IMAGE_SIZE = 64     # Tiny ImageNet images are 64x64 (README "Tiny ImageNet")
+NUM_CLASSES = 200   # Tiny ImageNet: 200 classes
+# the same networks at b32, img/s, measured by this project on a 2-core AMD EPYC (Zen 5);
 # compare only on that CPU (bf16 in particular is slower than fp32 on Intel CPUs without AMX)
 REFERENCE = {
     (18, 32, False): "tensorpack graph 20.7; PyTorch torch.compile 19.1",
@@ -49,7 +49,7 @@ REFERENCE = {
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], allow_abbrev=False)
     p.add_argument("--depth", type=int, nargs="+", default=[18, 34], choices=[18, 34])
     p.add_argument("--batch", type=int, nargs="+", default=[32, 128, 256])
     p.add_argument("--steps", type=int, default=10, help="timed steps per measurement")
@@ -213,7 +213,7 @@ def main(argv=None):
     print(f"\nTraining speed, {IMAGE_SIZE}x{IMAGE_SIZE}, {NUM_CLASSES} classes, width x{args.width_mult}, "
           f"{device}; {args.steps} timed steps after {args.warmup}, best of {args.repeat}")
     print(tabulate(rows, headers=["depth", "batch", "amp", "graph img/s", "train.py img/s",
-                                  "train.py step time vs graph", "fwd GFLOP/img", "reference (tensorpack-notes.md, AMD Zen 5)"]))
+                                  "train.py step time vs graph", "fwd GFLOP/img", "reference (AMD Zen 5)"]))
     return 0
 
 
