@@ -26,10 +26,9 @@ GR 18.33 +- 4.63, HnS after GR 25.33 +- 7.26, GR after HnS 17.44 +- 6.17;
 Top-1 Clas 88.6-94.9% (chance 16.7%).  GR beats CAM on every seed and by
 more than either spread.  No method beats the best fixed box (23.33%) on its
 mean; only the whole image (0.33%) is beaten: at 0.2 x max the CAM boxes are
-about twice the ground-truth area.  One run took 105 s of CPU to train and
-~7 s to evaluate (87-145 s wall at load 1.9-3.7), so 10 runs, two at a time,
-are about 10 minutes on an idle 2-core machine (an estimate: the machine
-was shared, load 15-21, while these were chosen).
+about twice the ground-truth area.  ``./run_table1.sh --demo`` (10 runs, two
+at a time, data generation included, no install) took 8 min 54 s wall and
+1,030 s of CPU at load 0.9-3.5 on the 2-core development machine.
 The numbers it prints do not compare with the paper's.
 """
 import os
