@@ -33,7 +33,7 @@ what a CAM shows):
 
 CPU training is not bit-reproducible, so reruns move these by a few points.
 
-Layout written under OUT (facts.md, "Data: Tiny ImageNet")::
+Layout written under OUT (Tiny ImageNet's, README "Tiny ImageNet")::
 
     wnids.txt                              one wnid a line (n00000000, n00000001, ...)
     words.txt                              wnid<TAB>description, plus a few unrelated lines
@@ -61,7 +61,7 @@ from errors import run_main
 
 GENERATOR_VERSION = 3  # bump when the images change, so an old output is not taken as current
 HEAD_SHAPES = ("disc", "ring", "square", "triangle", "plus", "diamond")
-# Real Tiny ImageNet has ~2% grayscale JPEGs (facts.md); more here so that tiny sets have some.
+# Some real Tiny ImageNet JPEGs are grayscale (about 2%); more here so that tiny sets have some.
 GRAY_EVERY = 16
 JPEG_QUALITY = 95  # high, so that JPEG blur does not move the object's edges
 OBJECT_LENGTH = (0.45, 0.9)  # object extent along its axis, fraction of min(H, W)
@@ -262,7 +262,7 @@ def generate(out, classes=4, train_per_class=20, val_per_class=5, seed=0, height
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], allow_abbrev=False)
     p.add_argument("out", help="output directory (new or empty)")
     p.add_argument("--classes", type=int, default=4, help="number of classes (default 4)")
     p.add_argument("--train-per-class", type=int, default=20, help="training images per class (default 20)")
