@@ -33,6 +33,7 @@ from types import SimpleNamespace
 import numpy as np
 
 import tf_env  # noqa: F401  (before anything imports tensorflow)
+import argtypes
 import fileio
 from cam import CAM_THRESHOLD, NAMES, PROTOCOLS, BoxEvaluator, threshold_grid
 from cam import baselines, maxboxacc
@@ -59,38 +60,32 @@ def parse_args(argv=None):
     p.add_argument("--threshold-from-holdout", action="store_true",
                    help="also choose each protocol's CAM threshold (and MaxBoxAccV2's) on the images the run "
                         "held out from training (settings.json train.holdout) and report val at it")
-    p.add_argument("--limit", type=int, metavar="N", help="evaluate only the first N images (quick checks)")
-    p.add_argument("--batch", type=int, default=128, help="forward-pass batch size (default 128)")
-    p.add_argument("--cam-threshold", type=float, default=CAM_THRESHOLD,
+    p.add_argument("--limit", type=argtypes.positive_int, metavar="N", help="evaluate only the first N images (quick checks)")
+    p.add_argument("--batch", type=argtypes.positive_int, default=128, help="forward-pass batch size (default 128)")
+    p.add_argument("--cam-threshold", type=argtypes.probability, default=CAM_THRESHOLD,
                    help="summary threshold, a fraction of the CAM maximum (default 0.2, the paper's)")
     p.add_argument("--json", metavar="FILE", help="write every protocol, baselines, MaxBoxAccV2, records")
     p.add_argument("--save-cams", metavar="FILE.npz",
                    help="write raw ground-truth class CAMs, logits, labels, FC bias, file names")
     p.add_argument("--vis", metavar="DIR", help="write the paper's Figure 2 for --vis-count images")
-    p.add_argument("--vis-count", type=int, default=8, help="images for --vis (default 8)")
-    p.add_argument("--vis-scale", type=int, default=4, help="pixel upscale of the pictures (default 4)")
+    p.add_argument("--vis-count", type=argtypes.positive_int, default=8, help="images for --vis (default 8)")
+    p.add_argument("--vis-scale", type=argtypes.positive_int, default=4, help="pixel upscale of the pictures (default 4)")
     p.add_argument("--threshold-sweep", nargs="?", const="threshold_sweep", metavar="PREFIX",
                    help="accuracy at every threshold, every protocol; writes PREFIX.json and PREFIX.png "
                         "(default prefix threshold_sweep)")
-    p.add_argument("--sweep-step", type=float, default=SWEEP_STEP,
+    p.add_argument("--sweep-step", type=argtypes.positive_float, default=SWEEP_STEP,
                    help="threshold step of the sweep and of --threshold-from-holdout (default 0.01)")
     g = p.add_argument_group("model, only for a checkpoint without settings.json",
                              "classes and image size then come from --data, the input normalisation "
                              "from its training split (mean and std per channel, as train.py)")
-    g.add_argument("--depth", type=int, help="18 or 34")
-    g.add_argument("--width-mult", type=float, help="width multiplier (default 1.0)")
-    g.add_argument("--final-stride", type=int, help="4 (the paper's, default) or 8")
+    g.add_argument("--depth", type=argtypes.positive_int, help="18 or 34")
+    g.add_argument("--width-mult", type=argtypes.positive_float, help="width multiplier (default 1.0)")
+    g.add_argument("--final-stride", type=argtypes.positive_int, help="4 (the paper's, default) or 8")
     return p.parse_args(argv)
 
 
 def validate(args):
     """All checks that need no data and no TensorFlow, so that bad flags fail before any work."""
-    if not 0.0 <= args.cam_threshold <= 1.0:
-        raise UserError(f"--cam-threshold must be in [0, 1], got {args.cam_threshold}")
-    for flag, value in (("--batch", args.batch), ("--vis-count", args.vis_count),
-                        ("--vis-scale", args.vis_scale), ("--limit", args.limit)):
-        if value is not None and value < 1:
-            raise UserError(f"{flag} must be at least 1, got {value}")
     try:
         threshold_grid(args.sweep_step)
     except ValueError as e:

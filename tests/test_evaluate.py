@@ -260,9 +260,12 @@ def test_outputs_checked_before_any_work(run_checkpoint, tiny_data, tmp_path, ca
     expect_error(["--load", run_checkpoint, "--data", tiny_data, "--vis", str(blocker / "vis")], capsys, "--vis")
     expect_error(["--load", run_checkpoint, "--data", tiny_data, "--json", str(tmp_path / "no" / "e.json")],
                  capsys, "--json", "does not exist")
-    expect_error(["--load", run_checkpoint, "--data", tiny_data, "--cam-threshold", "1.5"], capsys, "--cam-threshold")
-    # issue 9: a step of 0 was a ZeroDivisionError traceback
-    expect_error(["--load", run_checkpoint, "--data", tiny_data, "--sweep-step", "0"], capsys, "--sweep-step")
+    # issue 8: one set of argparse types (argtypes.py) for every entry point: no nan, no 0 batch
+    # (issue 9: a sweep step of 0 was a ZeroDivisionError traceback)
+    for flag, value in (("--cam-threshold", "nan"), ("--cam-threshold", "1.5"), ("--batch", "0"),
+                        ("--sweep-step", "0")):
+        code, _, err = evaluate_in_process(["--load", run_checkpoint, "--data", tiny_data, flag, value], capsys)
+        assert code == 2 and f"error: argument {flag}: expected" in err and "Traceback" not in err, err
     expect_error(["--load", run_checkpoint, "--data", tiny_data, "--sweep-step", "0.3"], capsys, "--sweep-step")
 
 
