@@ -44,7 +44,7 @@ class Expectation:
                 raise UserError("train.py refuses the options after -- (its message is above); "
                                 "nothing was run") from None
             raise
-        env = {"amp": options._amp_mode(args.amp, self.gpus), "workers": 0, "gpus": self.gpus, "size": 1,
+        env = {"amp": options.amp_mode(args.amp, self.gpus), "workers": 0, "gpus": self.gpus, "size": 1,
                # as train.py splits the whole minibatch over the GPUs of its process
                "batch_per_tower": devices.split_batch(args.batch, max(self.gpus, 1), "GPUs")}
         return options.make_settings(args, env, self.fingerprint(args.holdout), len(self.train.wnids),

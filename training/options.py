@@ -141,7 +141,7 @@ def validate(args):
         env.update(cluster=cluster.parse(args.cluster), size=len(cluster.parse(args.cluster)))
         env["towers"] *= env["size"]
     env["batch_per_tower"] = devices.split_batch(args.batch, env["towers"], "towers")
-    env["amp"] = _amp_mode(args.amp, env["gpus"])
+    env["amp"] = amp_mode(args.amp, env["gpus"])
     if args.data_format == "NCHW" and not env["gpus"] and not tf_env.onednn_enabled():
         # TF's own CPU kernels: "Conv2D op currently only supports the NHWC tensor format on the CPU"
         raise UserError("--data-format NCHW on the CPU needs TensorFlow's oneDNN kernels, which "
@@ -157,7 +157,7 @@ def validate(args):
     return env
 
 
-def _amp_mode(amp, gpus):
+def amp_mode(amp, gpus):
     if not amp:
         return False
     if gpus:
