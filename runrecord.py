@@ -268,7 +268,7 @@ def _mtime(path):
         return None
 
 
-def _eval_problem(logdir):
+def eval_problem(logdir):
     """None if eval.json is usable (newer than done.json, readable, with a summary), else why not."""
     path = os.path.join(logdir, EVAL)
     ev, done = _mtime(path), _mtime(os.path.join(logdir, DONE))
@@ -308,5 +308,5 @@ def run_state(logdir, expected=None):
     if not os.path.exists(os.path.join(logdir, DONE)):
         return RESUMABLE, (f"resumable from {CHECKPOINT_NAME}-{max(steps)}" if steps
                            else "started, no checkpoint yet")
-    problem = _eval_problem(logdir)
+    problem = eval_problem(logdir)
     return (TRAINED, problem) if problem else (EVALUATED, "trained and evaluated")

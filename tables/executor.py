@@ -189,7 +189,7 @@ def carry_out(ex, run, slot):
     rc = ex.call(run.eval_cmd, env, run.eval_log)
     if rc is None:
         return Outcome("failed", message="stopped", log=run.eval_log)
-    if rc != 0 or not rs.valid_json(run.eval_json):
-        why = f"evaluate.py exited with status {rc}" if rc else "evaluate.py wrote no readable eval.json"
-        return Outcome("failed", message=why, log=run.eval_log, seconds=time.time() - t0)
+    problem = f"evaluate.py exited with status {rc}" if rc else runrecord.eval_problem(run.logdir)
+    if problem:
+        return Outcome("failed", message=problem, log=run.eval_log, seconds=time.time() - t0)
     return Outcome("ok", did, seconds=time.time() - t0)

@@ -15,7 +15,6 @@ run will train with (:mod:`tables.expect`), plus one condition of the tables' ow
   train.py settings that change results).  Any conflict refuses the whole invocation
   before anything runs or is written.
 """
-import json
 import os
 import shlex
 import sys
@@ -122,15 +121,6 @@ def make_runs(configs, *, data, logroot, train_args=(), gpus_per_run=0, python=N
             problem = f"train.py would refuse it here: {e}"
         runs.append(Run(c, logdir, [python, os.path.join(repo, "train.py")] + argv, ev, expected, problem))
     return runs
-
-
-def valid_json(path):
-    try:
-        with open(path) as f:
-            json.load(f)
-        return True
-    except (OSError, ValueError):
-        return False
 
 
 def run_state(run):
