@@ -24,6 +24,9 @@ from cam.box import boxes_at_cuts
 
 TOP_K = 5             # Top-5 Loc / Top-5 Clas (ILSVRC convention)
 METRICS = ("gt_known_loc", "top1_loc", "top1_clas", "top5_loc", "top5_clas")
+# How each metric is printed (the paper's names; every table and report uses these)
+METRIC_TITLES = {"gt_known_loc": "GT-known Loc", "top1_loc": "Top-1 Loc", "top1_clas": "Top-1 Clas",
+                 "top5_loc": "Top-5 Loc", "top5_clas": "Top-5 Clas"}
 CURVES = ("gt_known_loc", "top1_loc", "top5_loc")
 
 

@@ -17,12 +17,9 @@ import os
 import numpy as np
 
 import fileio
-from cam import METRICS, NAMES
+from cam import METRIC_TITLES, METRICS, NAMES
 from cam import vis
 from cam.maxboxacc import maxboxacc_v2
-
-METRIC_TITLES = {"gt_known_loc": "GT-known Loc", "top1_loc": "Top-1 Loc", "top1_clas": "Top-1 Clas",
-                 "top5_loc": "Top-5 Loc", "top5_clas": "Top-5 Clas"}
 
 
 def protocol_entry(evaluator, cam_threshold, baselines, held=None, sweep=False):

@@ -24,13 +24,11 @@ import sys
 import argtypes
 import runrecord
 from errors import UserError, run_main
-from tables import configs, demo, figure, report, results, runs as rs, slots as sl
+from tables import demo, executor as ex, figure, report, runs as rs
 from tables.executor import Executor, show
-from tables.expect import Expectation
+from tables.runs import Expectation
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEMO_SEEDS = getattr(demo, "SEEDS", 2)      # the demo's seed count (tables/demo.py)
-DEMO_DEPTHS = getattr(demo, "DEPTHS", None)  # depths the demo runs (tables/demo.py); None: both
 
 
 def build_parser(prog="python -m tables"):
@@ -53,7 +51,7 @@ def build_parser(prog="python -m tables"):
                    help="where tableN.json/.csv/.md and tableN-figure2.png go (default results, or results/demo)")
     p.add_argument("--seeds", metavar="N|LIST",
                    help=f"N seeds per cell (0..N-1) or a comma list (0,4,7); train.py --seed; "
-                        f"default 1 (the paper's single run), demo {DEMO_SEEDS}")
+                        f"default 1 (the paper's single run), demo {demo.SEEDS}")
     p.add_argument("--metrics", choices=report.METRIC_CHOICES, default="paper",
                    help="paper: the paper's three metrics at CAM threshold 0.2 (default); wsol2020: "
                         "MaxBoxAccV2 and Top-1 Loc at a held-out threshold; all: both")
@@ -117,17 +115,17 @@ def plan(args, extra):
         p = dict(logroot=args.logroot or demo.logroot(REPO), results=args.results or os.path.join(REPO, demo.RESULTS),
                  batch_map=demo.BATCH, train_args=demo.TRAIN_ARGS + own + extra, data=demo.data_dir(REPO),
                  parallel=demo.PARALLEL if args.parallel is None else args.parallel,
-                 seeds=configs.parse_seeds(args.seeds or DEMO_SEEDS), depths=DEMO_DEPTHS)
+                 seeds=rs.parse_seeds(args.seeds or demo.SEEDS), depths=demo.DEPTHS)
     else:
         p = dict(logroot=args.logroot or os.path.join(REPO, "train_log"),
                  results=args.results or os.path.join(REPO, "results"), batch_map={}, train_args=own + extra,
                  data=args.data, parallel=1 if args.parallel is None else args.parallel,
-                 seeds=configs.parse_seeds(args.seeds or 1), depths=None)
+                 seeds=rs.parse_seeds(args.seeds or 1), depths=None)
     p["logroot"], p["results"] = os.path.abspath(p["logroot"]), os.path.abspath(p["results"])
     check_folder(p["logroot"], "--logroot")
     check_folder(p["results"], "--results")
-    p["configs"] = configs.table_configs(args.table, p["batch_map"], p["depths"], p["seeds"], args.holdout)
-    p["selected"] = configs.select(p["configs"], args.only)
+    p["configs"] = rs.table_configs(args.table, p["batch_map"], p["depths"], p["seeds"], args.holdout)
+    p["selected"] = rs.select(p["configs"], args.only)
     p["info"] = {"data": os.path.abspath(p["data"]) if p["data"] else None, "logroot": p["logroot"],
                  "train_args": p["train_args"], "only": args.only, "seeds": p["seeds"], "metrics": args.metrics,
                  "holdout": args.holdout, "recipe": args.recipe}
@@ -142,8 +140,8 @@ def main(argv=None):
         return finish(args, p, every, {})
     if args.demo:
         print("=" * 78 + f"\n{report.DEMO_BANNER}\n" + "=" * 78)
-    gpus = sl.parse_gpus(args.gpus) if args.gpus is not None else sl.detect_gpus()
-    slots = sl.make_slots(gpus, args.gpus_per_run, p["parallel"])
+    gpus = ex.parse_gpus(args.gpus) if args.gpus is not None else ex.detect_gpus()
+    slots = ex.make_slots(gpus, args.gpus_per_run, p["parallel"])
     train_args = p["train_args"]
     if not gpus and p["parallel"] > 1 and not has_flag(train_args, "--threads"):
         # share the cores between the concurrent CPU runs (a speed setting, not a result one)
@@ -162,12 +160,12 @@ def main(argv=None):
     count = {s: sum(1 for st, _ in states.values() if st == s) for s in (rs.EVALUATED, rs.TRAINED)}
     print(f"Table {args.table}: {len(todo)} run(s) in {show(p['logroot'])}: {count[rs.EVALUATED]} finished, "
           f"{count[rs.TRAINED]} to evaluate, {len(todo) - sum(count.values())} to train; "
-          f"{len(slots)} at a time on {', '.join(sl.slot_name(s) for s in slots)}", flush=True)
+          f"{len(slots)} at a time on {', '.join(ex.slot_name(s) for s in slots)}", flush=True)
     if args.dry_run:
         for i, r in enumerate(todo):
             state, reason = states[r.name]
             print(f"\n# {r.name}: {state} ({reason})")
-            for line in rs.describe(r, state, sl.env_prefix(slots[i % len(slots)])):
+            for line in rs.describe(r, state, ex.env_prefix(slots[i % len(slots)])):
                 print(line)
         return 0
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
@@ -190,7 +188,7 @@ def _raise_interrupt(signum, frame):
 
 def finish(args, p, every, outcomes):
     """Print and save the table and Figure 2; exit status 1 if a run failed in this invocation, else 0."""
-    result = results.collect(args.table, every, batch_map=p["batch_map"], outcomes=outcomes,
+    result = report.collect(args.table, every, batch_map=p["batch_map"], outcomes=outcomes,
                              depths=p["depths"], holdout=args.holdout, demo=args.demo, info=p["info"])
     print("\n" + report.render(result) + "\n")
     paths = report.write(result, p["results"])

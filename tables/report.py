@@ -1,28 +1,45 @@
-"""Print and save a collected table (:func:`tables.results.collect`) beside the paper's.
+"""A table's numbers from the runs' eval.json files (per seed, mean ± std per cell), printed
+beside the paper's and saved as ``table{N}.json``, ``.csv`` and ``.md``.
 
-:func:`render` -> text; :func:`write` -> ``table{N}.json``, ``table{N}.csv`` and
-``table{N}.md`` in the results folder.  What is printed depends on ``--metrics``:
+Values come only from ``<logroot>/<run>/eval.json`` (percent, written by evaluate.py);
+the paper's come from :mod:`tables.paper`.  A run counts only in the state ``evaluated``
+(:func:`tables.runs.run_state`); any other run is missing, with the reason.
+What is read from an eval.json (:func:`read_values`), ``p`` = its ``protocol``:
 
-* ``paper``: the paper's table (its metrics at the fixed CAM threshold), with the
-  no-network baselines as their own rows;
-* ``wsol2020``: a table of MaxBoxAccV2 and Top-1 Loc at the threshold chosen on the
-  held-out training images (Choe et al., CVPR 2020), one row per cell;
-* ``all``: both.
+* the paper's metrics: ``summary`` (= ``protocols[p].summary``, at the fixed CAM threshold);
+* ``baseline_whole_image``, ``baseline_best_fixed_box``: ``protocols[p].baselines``;
+* ``maxboxacc_v2``: ``wsol2020.maxboxacc_v2`` (thresholds tuned on val), ``maxboxacc_v2_holdout``:
+  ``wsol2020.holdout.maxboxacc_v2`` (thresholds chosen on the held-out images); ``holdout_top1_loc``,
+  ``holdout_threshold``: ``protocols[p].holdout`` (``summary.top1_loc`` and ``threshold``);
+* ``authors_vs_paper.<m>``, ``paper_vs_wsol.<m>``: differences in points of the localisation
+  metrics between ``protocols["authors"]``, ``["paper"]`` and ``["wsol"]``.
 
-Under them: the protocol used, how much each protocol quirk moves each cell, and
-why any cell is missing.
+What is printed (:func:`render`) depends on ``--metrics``: ``paper``, the paper's table
+with the no-network baselines as their own rows; ``wsol2020``, MaxBoxAccV2 and Top-1 Loc
+at the threshold chosen on the held-out training images (Choe et al., CVPR 2020), one
+row per cell; ``all``, both.  Under them: the protocol used, how much each protocol
+quirk moves each cell, and why any cell is missing.
 """
 import csv
 import io
+import json
+import math
 import os
+import statistics
+import time
 
 from tabulate import tabulate
 
 import fileio
+from cam import METRICS
 from tables import paper
+from tables import runs as rs
 from tables.executor import show
-from tables.layout import LAYOUTS, MISSING, fmt_stat
+from tables.paper import LAYOUTS, MISSING, fmt_stat
+from tables.runs import Config
 
+LOC_METRICS = ("gt_known_loc", "top1_loc")   # what the protocols change (classification is the same)
+EFFECTS = (("authors_vs_paper", "authors", "paper"), ("paper_vs_wsol", "paper", "wsol"))
 METRIC_CHOICES = ("paper", "wsol2020", "all")
 CSV_FIELDS = ("table", "run", "seed", "folder", "depth", "method", "batch", "trained_batch", "metric",
               "value", "mean", "std", "n", "paper", "diff", "status")
@@ -34,6 +51,108 @@ EFFECT_COLUMNS = (("authors_vs_paper.gt_known_loc", "GT-known: authors-paper"),
                   ("paper_vs_wsol.top1_loc", "Top-1 Loc: paper-wsol"))
 DEMO_BANNER = ("DEMO on synthetic data with a narrow net and a short schedule: "
                "these numbers do not compare with the paper's.")
+
+
+def _get(d, *keys):
+    for k in keys:
+        if not isinstance(d, dict):
+            return None
+        d = d.get(k)
+    return d
+
+
+def read_values(path):
+    """``(values, protocol)`` from an eval.json: a flat dict of finite numbers (see the module
+    docstring); ValueError naming what is wrong if the paper's metrics are not there."""
+    try:
+        with open(path) as f:
+            d = json.load(f)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path} unusable ({type(e).__name__}: {e})") from None
+    summary = _get(d, "summary")
+    if not isinstance(summary, dict) or any(m not in summary for m in paper.METRICS):
+        raise ValueError(f"{path} unusable: no summary with {', '.join(paper.METRICS)}")
+    protocol = d.get("protocol")
+    protos = d.get("protocols") if isinstance(d.get("protocols"), dict) else {}
+    mine = protos.get(protocol)
+    values = {m: summary.get(m) for m in METRICS}
+    values.update(baseline_whole_image=_get(mine, "baselines", "whole_image"),
+                  baseline_best_fixed_box=_get(mine, "baselines", "best_fixed_box"),
+                  maxboxacc_v2=_get(d, "wsol2020", "maxboxacc_v2"),
+                  maxboxacc_v2_holdout=_get(d, "wsol2020", "holdout", "maxboxacc_v2"),
+                  holdout_top1_loc=_get(mine, "holdout", "summary", "top1_loc"),
+                  holdout_threshold=_get(mine, "holdout", "threshold"))
+    for name, a, b in EFFECTS:
+        for m in LOC_METRICS:
+            x, y = _get(protos, a, "summary", m), _get(protos, b, "summary", m)
+            if isinstance(x, (int, float)) and isinstance(y, (int, float)):
+                values[f"{name}.{m}"] = x - y
+    out = {}
+    for k, v in values.items():
+        if v is None:
+            continue
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
+            raise ValueError(f"{path} unusable: {k} is {v!r}, not a finite number")
+        out[k] = float(v)
+    return out, protocol
+
+
+def stat(by_seed):
+    """``{seed: value}`` -> ``{"mean", "std", "n", "seeds"}``; std is the sample std (n - 1) over
+    seeds, 0 for one seed; mean and std None without values."""
+    vals = list(by_seed.values())
+    n = len(vals)
+    return {"mean": round(statistics.fmean(vals), 2) if n else None,
+            "std": round(statistics.stdev(vals), 2) if n > 1 else (0.0 if n else None),
+            "n": n, "seeds": {str(s): round(v, 2) for s, v in sorted(by_seed.items())}}
+
+
+def run_entry(run, state, reason, outcome):
+    """What the result keeps of one run: status ok / missing / failed, its values and protocol."""
+    entry = {"cell": run.config.cell, "seed": run.config.seed, "logdir": run.logdir,
+             "eval_json": run.eval_json, "status": "missing", "values": None, "protocol": None}
+    if outcome is not None and outcome.status == "failed":
+        entry.update(status="failed", message=outcome.message, log=outcome.log)
+    elif state == rs.EVALUATED:
+        try:
+            entry["values"], entry["protocol"] = read_values(run.eval_json)
+            entry["status"] = "ok"
+        except ValueError as e:
+            entry["message"] = str(e)
+    elif state == rs.NEW and not os.path.isdir(run.logdir):
+        entry["message"] = "not run"
+    else:
+        entry["message"] = reason
+    return entry
+
+
+def collect(table, runs, *, batch_map=None, outcomes=None, depths=None, holdout=0, demo=False, info=None):
+    """The result of paper Table ``table`` from ``runs`` (every run of the table: all cells x seeds).
+
+    ``holdout``: train.py --holdout of the runs; ``outcomes``: {run name: executor.Outcome} of this
+    invocation (failures carry their message and log); ``info``: JSON-able facts to save. Returns ``{"table", "demo", "created", "info", "seeds", "depths", "protocols", "cells", "extra",
+    "runs"}``: ``cells`` in the paper's order, each with run (the cell's name), depth, method, batch
+    (the paper's), trained_batch, metric, mean, std, n, seeds ({seed: value}), paper, diff
+    (mean - paper); ``extra[cell][key]``: a :func:`stat` of every other value read; ``runs[name]``:
+    :func:`run_entry`.
+    """
+    layout, outcomes = LAYOUTS[table], outcomes or {}
+    entries = {r.name: run_entry(r, *rs.run_state(r), outcomes.get(r.name)) for r in runs}
+    cells, extra = [], {}
+    for c in layout.cells(batch_map or {}, depths):
+        name = Config(c.depth, c.method, c.trained_batch, holdout=holdout).cell
+        oks = [e for e in entries.values() if e["status"] == "ok" and e["cell"] == name]
+        s = stat({e["seed"]: e["values"][c.metric] for e in oks})
+        cells.append({"run": name, "depth": c.depth, "method": c.method, "batch": c.batch,
+                      "trained_batch": c.trained_batch, "metric": c.metric, **s, "paper": c.paper,
+                      "diff": None if s["mean"] is None else round(s["mean"] - c.paper, 2)})
+        keys = sorted({k for e in oks for k in e["values"]} - set(layout.metrics))
+        extra[name] = {k: stat({e["seed"]: e["values"][k] for e in oks if k in e["values"]}) for k in keys}
+    return {"table": table, "demo": demo, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "info": info or {}, "seeds": sorted({r.config.seed for r in runs}),
+            "depths": sorted({r.config.depth for r in runs}, reverse=True),
+            "protocols": sorted({e["protocol"] for e in entries.values() if e["protocol"]}),
+            "cells": cells, "extra": extra, "runs": entries}
 
 
 def _layout(result):
@@ -116,10 +235,7 @@ def sections(result, tablefmt):
     metrics = result["info"].get("metrics") or "paper"
     out = []
     if metrics in ("paper", "all"):
-        headers, rows = grid(result)
-        n = _layout(result).label_columns
-        out.append((title(result), tabulate(rows, headers=headers, tablefmt=tablefmt, disable_numparse=True,
-                                            colalign=("left",) * n + ("right",) * (len(headers) - n))))
+        out.append((title(result), _fmt(grid(result), tablefmt, _layout(result).label_columns)))
     if metrics in ("wsol2020", "all"):
         t = side_table(result, WSOL2020)
         out.append(("The 2020 metrics (Choe et al., CVPR 2020) on val: MaxBoxAccV2 with thresholds tuned on val "
@@ -132,10 +248,10 @@ def sections(result, tablefmt):
     return out
 
 
-def _fmt(table, tablefmt):
+def _fmt(table, tablefmt, labels=3):
     headers, rows = table
     return tabulate(rows, headers=headers, tablefmt=tablefmt, disable_numparse=True,
-                    colalign=("left",) * 3 + ("right",) * (len(headers) - 3))
+                    colalign=("left",) * labels + ("right",) * (len(headers) - labels))
 
 
 def render(result, tablefmt="simple"):

@@ -1,4 +1,13 @@
-"""One table run: its folder, its train.py / evaluate.py commands, and its state.
+"""The runs of a table: one (depth, augmentation, batch, seed) each, its folder, its
+train.py / evaluate.py commands, the settings it will train with, and its state.
+
+A run's name is also its log folder under the log root: ``r{depth}-{aug}-b{batch}``
+for seed 0 (the paper's single run, and the name runs had before ``--seeds``, so
+they are reused), ``r{depth}-{aug}-b{batch}-s{seed}`` for other seeds, e.g.
+``r18-gr-b256-s1``.  Runs trained with ``--holdout N`` (N > 0) learn from fewer
+images, so their cell is another one: ``r18-gr-b256-h10``, ``r18-gr-b256-h10-s1``.
+Table 2's batch-256 runs have the same names as Table 1's, so running Table 2
+after Table 1 reuses them.
 
 Each run is two subprocesses in its log folder ``<logroot>/<name>``:
 ``train.py ... --seed S --logdir <logdir>`` (output to ``<logdir>/train.out``), then
@@ -6,7 +15,9 @@ Each run is two subprocesses in its log folder ``<logroot>/<name>``:
 (``<logdir>/eval.out``); the ``figure2/`` panels feed the tables' Figure 2.
 
 The state of a run is ``runrecord.run_state`` of its folder against the settings the
-run will train with (:mod:`tables.expect`), plus one condition of the tables' own:
+run will train with (:class:`Expectation`: built as train.py builds them, so that a
+finished run is reused only when its settings.json equals them; speed settings such
+as ``--threads`` are not compared), plus one condition of the tables' own:
 
 * ``evaluated`` (done.json, a usable eval.json) and the figure panels: skipped;
 * ``trained``: only evaluated (also when evaluated before the panels were asked for);
@@ -15,15 +26,134 @@ run will train with (:mod:`tables.expect`), plus one condition of the tables' ow
   train.py settings that change results).  Any conflict refuses the whole invocation
   before anything runs or is written.
 """
+import fnmatch
 import os
 import shlex
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
+
+import cv2
 
 import runrecord
 from errors import UserError
 from runrecord import CONFLICT, EVALUATED, NEW, RESUMABLE, TRAINED  # noqa: F401 (the states)
+from tables.paper import LAYOUTS
+
+
+@dataclass(frozen=True)
+class Config:
+    depth: int   # ResNet depth, 18 or 34
+    aug: str     # augmentation method, one of augment.METHODS
+    batch: int   # whole minibatch size (split over the run's GPUs by train.py)
+    seed: int = 0      # train.py --seed
+    holdout: int = 0   # train.py --holdout: training images per class held out
+
+    @property
+    def cell(self):
+        """The table cell this run belongs to (its name without the seed)."""
+        return f"r{self.depth}-{self.aug}-b{self.batch}" + (f"-h{self.holdout}" if self.holdout else "")
+
+    @property
+    def name(self):
+        return self.cell if self.seed == 0 else f"{self.cell}-s{self.seed}"
+
+
+def parse_seeds(text):
+    """``--seeds``: ``"3"`` -> [0, 1, 2] (N seeds from 0); ``"0,4,7"`` -> those seeds.
+
+    A single number is a count; a list (any comma) names the seeds, so ``"5,"`` is seed 5 alone.
+    """
+    text = str(text).strip()
+    try:
+        if "," not in text:
+            n = int(text)
+            if n < 1:
+                raise UserError(f"--seeds {text}: the number of seeds must be at least 1")
+            return list(range(n))
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise UserError(f"--seeds {text!r}: expected a count (3) or a comma list of seeds (0,4,7)") from None
+    if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+        raise UserError(f"--seeds {text!r}: seeds must be distinct non-negative integers")
+    return seeds
+
+
+def table_configs(table, batch_map=None, depths=None, seeds=(0,), holdout=0):
+    """The runs of paper Table 1 (10 per seed) or Table 2 (18 per seed), in the paper's order.
+
+    ``batch_map`` maps the paper's batch size to the one actually trained (the demo
+    trains smaller batches); ``depths`` keeps only those depths (default all);
+    each cell is run once per seed in ``seeds``, seeds of a cell next to each other;
+    ``holdout``: train.py --holdout of every run.
+    """
+    cells = []
+    for c in LAYOUTS[table].cells(batch_map or {}, depths):
+        cfg = Config(c.depth, c.method, c.trained_batch, holdout=holdout)
+        if cfg not in cells:
+            cells.append(cfg)
+    return [replace(c, seed=s) for c in cells for s in seeds]
+
+
+def select(configs, only):
+    """Keep the configs whose name matches one of the comma-separated patterns in ``only``.
+
+    A pattern matches a run's name or its cell name (without the seed suffix) exactly,
+    as a shell glob (``r34-*-b32``), or as a prefix ending at a dash (``r18-gr`` selects
+    ``r18-gr-b256`` and ``r18-gr-b256-s1`` but not ``r18-gr_after_hns-b256``).
+    A pattern that selects nothing is a UserError listing the names.
+    """
+    if not only:
+        return list(configs)
+    patterns = [p.strip() for p in only.split(",") if p.strip()]
+    keep = set()
+    for p in patterns:
+        hits = [c for c in configs if any(fnmatch.fnmatchcase(n, p) or fnmatch.fnmatchcase(n, p + "-*")
+                                          for n in (c.name, c.cell))]
+        if not hits:
+            names = ", ".join(c.name for c in configs)
+            raise UserError(f"--only {p!r} matches no run of this table; runs are: {names}")
+        keep.update(hits)
+    return [c for c in configs if c in keep]
+
+
+class Expectation:
+    """Builds the expected RunSettings of train.py commands on one dataset and GPU count
+    (no pixels are decoded but the first image's, for its shape)."""
+
+    def __init__(self, data, gpus_per_run):
+        from dataflow import read_annotations
+        self.data, self.gpus = os.path.abspath(data), gpus_per_run
+        self.train, self.val = read_annotations(self.data, "train"), read_annotations(self.data, "val")
+        first = os.path.join(self.data, self.train.files[0])
+        image = cv2.imread(first, cv2.IMREAD_UNCHANGED)
+        if image is None:
+            raise UserError(f"{first}: cannot be decoded as an image ({self.train.lines[0]})")
+        self.image_shape = list(image.shape[:2])
+        self._fingerprints = {}
+
+    def fingerprint(self, holdout):
+        if holdout not in self._fingerprints:
+            self._fingerprints[holdout] = runrecord.dataset_fingerprint(self.train, self.val, holdout)
+        return self._fingerprints[holdout]
+
+    def settings(self, train_argv):
+        """RunSettings of ``train.py <train_argv>``, from train.py's own parser and settings (which
+        refuse unknown and abbreviated flags), with the dataset fingerprint of the annotations."""
+        from training import devices, options   # the one known exception to "tables/ never imports training/"
+        try:
+            args = options.parse_args(train_argv)
+        except SystemExit as e:
+            if e.code:
+                raise UserError("train.py refuses the options after -- (its message is above); "
+                                "nothing was run") from None
+            raise
+        env = {"amp": options.amp_mode(args.amp, self.gpus), "workers": 0, "gpus": self.gpus, "size": 1,
+               # as train.py splits the whole minibatch over the GPUs of its process
+               "batch_per_tower": devices.split_batch(args.batch, max(self.gpus, 1), "GPUs")}
+        return options.make_settings(args, env, self.fingerprint(args.holdout), len(self.train.wnids),
+                                     self.image_shape)
+
 
 TO_TRAIN = (NEW, RESUMABLE)
 FIGURE_DIR = "figure2"       # evaluate.py --vis output of a run, read by tables.figure
@@ -38,7 +168,7 @@ HINTS = {"--gpus": "use --gpus-per-run for GPUs per run", "--seed": "use --seeds
 @dataclass
 class Run:
     """One run (a config and a seed): commands are argv lists without the GPU environment."""
-    config: object        # tables.configs.Config
+    config: Config
     logdir: str
     train_cmd: list
     eval_cmd: list
@@ -89,7 +219,7 @@ def make_runs(configs, *, data, logroot, train_args=(), gpus_per_run=0, python=N
               expectation=None, strict=True):
     """A :class:`Run` per config; ``gpus_per_run`` 0 means CPU (no ``--gpus`` flag to train.py).
 
-    ``expectation``: a :class:`tables.expect.Expectation` of ``data``, to compare each run's
+    ``expectation``: an :class:`Expectation` of ``data``, to compare each run's
     folder with the settings it will train with; None (--report-only): nothing is compared.
     ``strict``: a run train.py would refuse is a UserError; else its ``problem`` (for runs
     that are only reported).

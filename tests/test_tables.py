@@ -14,11 +14,11 @@ import fileio
 import runrecord
 from errors import UserError
 from tables import __main__ as cli
-from tables import configs, figure, paper, report, results
+from tables import demo, figure, paper, report
+from tables import executor as ex
 from tables import runs as rs
-from tables import slots as sl
 from tables.executor import LOCK, Executor, Outcome
-from tables.expect import Expectation
+from tables.runs import Expectation
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -64,11 +64,11 @@ def protocols(gt, top1, clas, *, whole=40.0, fixed=45.0, holdout=None):
 
 
 def table_runs(tmp_path, table=1, seeds=(0,), batch_map=None, depths=None):
-    return rs.make_runs(configs.table_configs(table, batch_map, depths, seeds), data=None, logroot=str(tmp_path))
+    return rs.make_runs(rs.table_configs(table, batch_map, depths, seeds), data=None, logroot=str(tmp_path))
 
 
 def collect(tmp_path, table=1, seeds=(0,), batch_map=None, depths=None, **kw):
-    return results.collect(table, table_runs(tmp_path, table, seeds, batch_map, depths), batch_map=batch_map,
+    return report.collect(table, table_runs(tmp_path, table, seeds, batch_map, depths), batch_map=batch_map,
                            depths=depths, **kw)
 
 
@@ -83,29 +83,29 @@ def test_paper_tables_agree_with_each_other():
 
 
 def test_configs_names_and_seeds():
-    t1, t2 = configs.table_configs(1), configs.table_configs(2)
+    t1, t2 = rs.table_configs(1), rs.table_configs(2)
     assert len(t1) == 10 and len(t2) == 18
     assert t1[0].name == "r34-cam-b256" and {c.batch for c in t1} == {256}
     assert {c.name for c in t1 if c.aug in ("cam", "hns", "gr")} <= {c.name for c in t2}  # reuse
-    assert {c.batch for c in configs.table_configs(2, {32: 4, 128: 16, 256: 32})} == {4, 16, 32}
-    two = configs.table_configs(1, seeds=[0, 1], depths=(18,))
+    assert {c.batch for c in rs.table_configs(2, {32: 4, 128: 16, 256: 32})} == {4, 16, 32}
+    two = rs.table_configs(1, seeds=[0, 1], depths=(18,))
     assert [c.name for c in two[:2]] == ["r18-cam-b256", "r18-cam-b256-s1"]  # seed 0 keeps today's name
     assert len(two) == 10 and {c.depth for c in two} == {18} and two[1].cell == "r18-cam-b256"
-    assert configs.parse_seeds("3") == [0, 1, 2] and configs.parse_seeds("0,4,7") == [0, 4, 7]
-    assert configs.parse_seeds("5,") == [5] and configs.parse_seeds(2) == [0, 1]
+    assert rs.parse_seeds("3") == [0, 1, 2] and rs.parse_seeds("0,4,7") == [0, 4, 7]
+    assert rs.parse_seeds("5,") == [5] and rs.parse_seeds(2) == [0, 1]
     for bad in ("0", "x", "1,1", "-1,2"):
         with pytest.raises(UserError, match="--seeds"):
-            configs.parse_seeds(bad)
+            rs.parse_seeds(bad)
 
 
 def test_select():
-    t1 = configs.table_configs(1, seeds=[0, 1])
-    assert [c.name for c in configs.select(t1, "r18-gr")] == ["r18-gr-b256", "r18-gr-b256-s1"]
-    assert [c.name for c in configs.select(t1, "r18-gr-b256-s1")] == ["r18-gr-b256-s1"]
-    assert len(configs.select(t1, "r34")) == 10
-    assert len(configs.select(configs.table_configs(2), "*-b32")) == 6
+    t1 = rs.table_configs(1, seeds=[0, 1])
+    assert [c.name for c in rs.select(t1, "r18-gr")] == ["r18-gr-b256", "r18-gr-b256-s1"]
+    assert [c.name for c in rs.select(t1, "r18-gr-b256-s1")] == ["r18-gr-b256-s1"]
+    assert len(rs.select(t1, "r34")) == 10
+    assert len(rs.select(rs.table_configs(2), "*-b32")) == 6
     with pytest.raises(UserError, match="r50"):
-        configs.select(t1, "r50")
+        rs.select(t1, "r50")
 
 
 # ---- table assembly from hand-written eval.json files ---------------------------------------
@@ -280,7 +280,7 @@ def test_figure2_rows_are_images_columns_methods(tmp_path):
 # ---- run states and reuse ------------------------------------------------------------------
 
 def make_run(tmp_path, data, name="r18-gr-b256", train_args=(), seeds=(0,), expectation=None):
-    cfg = next(c for c in configs.table_configs(1, seeds=seeds) if c.name == name)
+    cfg = next(c for c in rs.table_configs(1, seeds=seeds) if c.name == name)
     return rs.make_runs([cfg], data=str(data), logroot=str(tmp_path / "logs"), train_args=list(train_args),
                         gpus_per_run=0, python="py", repo="/repo", expectation=expectation)[0]
 
@@ -335,9 +335,9 @@ def test_commands(tmp_path):
     assert run.eval_cmd[:8] == ["py", "/repo/evaluate.py", "--load", logdir, "--data", str(tmp_path),
                                 "--json", os.path.join(logdir, "eval.json")]
     assert run.eval_cmd[8:10] == ["--vis", run.figure_dir]
-    gpu_run = rs.make_runs(configs.table_configs(1)[:1], data="d", logroot="l", gpus_per_run=2)[0]
+    gpu_run = rs.make_runs(rs.table_configs(1)[:1], data="d", logroot="l", gpus_per_run=2)[0]
     assert gpu_run.train_cmd[-2:] == ["--gpus", "2"]
-    lines = rs.describe(run, rs.NEW, sl.env_prefix(["2", "3"]))
+    lines = rs.describe(run, rs.NEW, ex.env_prefix(["2", "3"]))
     assert lines[0].startswith("CUDA_VISIBLE_DEVICES=2,3 py /repo/train.py") and len(lines) == 2
     assert len(rs.describe(run, rs.TRAINED, "")) == 1 and rs.describe(run, rs.EVALUATED, "") == []
 
@@ -352,21 +352,21 @@ def test_reserved_flags_and_their_abbreviations_are_refused(flag):
 # ---- GPUs ----------------------------------------------------------------------------------
 
 def test_gpu_slots():
-    assert sl.make_slots(["0", "1", "2", "3"], 2) == [["0", "1"], ["2", "3"]]
-    assert sl.make_slots(["0", "1", "2"], 2) == [["0", "1"]]   # the odd GPU stays idle
-    assert sl.make_slots([], 1, parallel=3) == [None, None, None]
+    assert ex.make_slots(["0", "1", "2", "3"], 2) == [["0", "1"], ["2", "3"]]
+    assert ex.make_slots(["0", "1", "2"], 2) == [["0", "1"]]   # the odd GPU stays idle
+    assert ex.make_slots([], 1, parallel=3) == [None, None, None]
     with pytest.raises(UserError, match="only 2 GPU"):
-        sl.make_slots(["0", "1"], 4)
-    assert sl.slot_env(["2", "5"], {})["CUDA_VISIBLE_DEVICES"] == "2,5"
-    assert sl.slot_env(None, {"CUDA_VISIBLE_DEVICES": "0"})["CUDA_VISIBLE_DEVICES"] == ""
+        ex.make_slots(["0", "1"], 4)
+    assert ex.slot_env(["2", "5"], {})["CUDA_VISIBLE_DEVICES"] == "2,5"
+    assert ex.slot_env(None, {"CUDA_VISIBLE_DEVICES": "0"})["CUDA_VISIBLE_DEVICES"] == ""
 
 
 def test_detect_gpus():
-    assert sl.detect_gpus({"CUDA_VISIBLE_DEVICES": "3,1"}) == ["3", "1"]
-    assert sl.detect_gpus({"CUDA_VISIBLE_DEVICES": ""}) == []
-    assert sl.detect_gpus({"CUDA_VISIBLE_DEVICES": "0,-1,2"}) == ["0"]
-    assert sl.detect_gpus({}, smi="/nonexistent/nvidia-smi") == []
-    assert sl.parse_gpus("0, 2") == ["0", "2"] and sl.parse_gpus("none") == []
+    assert ex.detect_gpus({"CUDA_VISIBLE_DEVICES": "3,1"}) == ["3", "1"]
+    assert ex.detect_gpus({"CUDA_VISIBLE_DEVICES": ""}) == []
+    assert ex.detect_gpus({"CUDA_VISIBLE_DEVICES": "0,-1,2"}) == ["0"]
+    assert ex.detect_gpus({}, smi="/nonexistent/nvidia-smi") == []
+    assert ex.parse_gpus("0, 2") == ["0", "2"] and ex.parse_gpus("none") == []
 
 
 # ---- the scheduler, with stand-in commands instead of train.py / evaluate.py --------------
@@ -379,7 +379,7 @@ def fake_run(tmp_path, name, train_code, eval_code="pass"):
           f" open(os.path.join({logdir!r}, 'eval.json'), 'w')); " + eval_code)
     tr = (f"import json,os; print('training {name}', os.environ['CUDA_VISIBLE_DEVICES']); " + train_code
           + f"; json.dump({{}}, open(os.path.join({logdir!r}, 'done.json'), 'w'))")
-    return rs.Run(configs.Config(18, name, 1), logdir, [sys.executable, "-c", tr], [sys.executable, "-c", ev])
+    return rs.Run(rs.Config(18, name, 1), logdir, [sys.executable, "-c", tr], [sys.executable, "-c", ev])
 
 
 def test_executor_failure_skip_and_gpus(tmp_path):
@@ -461,7 +461,7 @@ def test_output_folder_that_is_a_file_is_refused_before_training(tmp_path, table
 
 def test_refused_invocation_writes_nothing(tmp_path, table_data):
     logs, res = tmp_path / "logs", tmp_path / "res"
-    run = rs.make_runs(configs.select(configs.table_configs(1), "r18-cam"), data=table_data, logroot=str(logs),
+    run = rs.make_runs(rs.select(rs.table_configs(1), "r18-cam"), data=table_data, logroot=str(logs),
                        train_args=["--epochs", "2"], expectation=Expectation(table_data, 0))[0]
     write_eval(run.logdir, 50.0, 25.0, 40.0, settings=run.expected)
     assert cli.main(["--table", "1", "--report-only", "--logroot", str(logs), "--results", str(res)]) == 0
@@ -495,7 +495,7 @@ def test_not_tiny_imagenet_is_refused(tmp_path):
 
 
 def test_dry_run(tmp_path, table_data, capsys):
-    done = rs.make_runs(configs.select(configs.table_configs(1), "r18-cam"), data=table_data,
+    done = rs.make_runs(rs.select(rs.table_configs(1), "r18-cam"), data=table_data,
                         logroot=str(tmp_path), train_args=["--epochs", "2", "--recipe", "sn-resnet"],
                         gpus_per_run=2, expectation=Expectation(table_data, 2))[0]
     assert done.expected.train.batch_per_tower == 128    # batch 256 over the run's 2 GPUs, as train.py splits it
@@ -528,7 +528,7 @@ def test_demo_dry_run(tmp_path, capsys):
     rc = cli.main(["--table", "2", "--demo", "--logroot", str(tmp_path / "logs"), "--gpus", "none",
                    "--parallel", "2", "--only", "r18-gr", "--dry-run"])
     out = capsys.readouterr().out
-    seeds = cli.DEMO_SEEDS
+    seeds = demo.SEEDS
     assert rc == 0 and report.DEMO_BANNER in out and "2 at a time on CPU, CPU" in out
     assert f"{3 * seeds} run(s)" in out and "# r18-gr-b4: new" in out and "# r18-gr-b16-s1: new" in out
     assert "--width-mult" in out and "--threads" in out   # demo's net, cores shared by 2 runs
@@ -536,8 +536,8 @@ def test_demo_dry_run(tmp_path, capsys):
 
 
 def test_demo_depths_and_seeds_from_demo_module(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(cli, "DEMO_DEPTHS", (18,))
-    monkeypatch.setattr(cli, "DEMO_SEEDS", 3)
+    monkeypatch.setattr(demo, "DEPTHS", (18,))
+    monkeypatch.setattr(demo, "SEEDS", 3)
     rc = cli.main(["--table", "1", "--demo", "--logroot", str(tmp_path / "logs"), "--gpus", "none", "--dry-run"])
     out = capsys.readouterr().out
     assert rc == 0 and "15 run(s)" in out and "# r18-gr-b32-s2: new" in out and "# r34" not in out
