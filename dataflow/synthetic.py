@@ -15,21 +15,8 @@ Hide-and-Seek and GoogLeNet Resize address (paper sec. 1).  A box around the
 head alone has a median IoU of 0.20 with the ground truth at 48x48 (600
 images of 6 classes; never 0.5), so GT-known Loc needs the body.
 
-What the body's cue does, as measured (the network, not this module, decides
-what a CAM shows):
-
-* Version 2 (body saturation 90), a 4-layer CAM network outside this
-  repository (10 classes x 300 images, 10 epochs): top-1 about 94% for every
-  method, GT-known Loc 32-38% CAM, 45-54% HnS, 50-75% GR (seeds 0 and 1).
-  Without a body cue every method stayed under 5%; with a strong one CAM
-  reached 94%.  With this repository's ResNet-18 (width 0.25, 64x64, 10
-  classes x 300, 12 epochs, one seed; issue 11) CAM lit the head alone:
-  GT-known Loc 6.25% CAM, 13.0% GR.
-* Version 3 (saturation 150), the demo's ResNet-18 (``tables/demo.py``:
-  48x48, 6 classes x 250, width 0.125, 6 epochs, seeds 0-2): top-1 88.6-94.9%,
-  GT-known Loc CAM 8.22 +- 2.27%, GR 18.33 +- 4.63%, HnS 17.11 +- 3.67%; the
-  best fixed box scores 23.33% and the whole image 0.33%.  The CAM boxes are
-  about twice the object there (README, "Demo").
+What the body's cue does (the network, not this module, decides what a CAM
+shows) is measured in docs/measurements.md, "The synthetic dataset".
 
 CPU training is not bit-reproducible, so reruns move these by a few points.
 

@@ -19,16 +19,8 @@ often miss the head) and Hide-and-Seek push the net onto the body.
   ResNet-18 runs (5 methods x 2 seeds) are what fits ``make demo``'s
   15-minute budget; ``--seeds 3`` gives 15 runs.
 
-Measured with these settings (train.py + evaluate.py directly, ``--threads 1``,
-two or more runs at once, seeds 0-2, 300 validation images; README "Demo"
-has every seed): GT-known Loc mean +- std CAM 8.22 +- 2.27, HnS 17.11 +- 3.67,
-GR 18.33 +- 4.63, HnS after GR 25.33 +- 7.26, GR after HnS 17.44 +- 6.17;
-Top-1 Clas 88.6-94.9% (chance 16.7%).  GR beats CAM on every seed and by
-more than either spread.  No method beats the best fixed box (23.33%) on its
-mean; only the whole image (0.33%) is beaten: at 0.2 x max the CAM boxes are
-about twice the ground-truth area.  ``./run_table1.sh --demo`` (10 runs, two
-at a time, data generation included, no install) took 8 min 54 s wall and
-1,030 s of CPU at load 0.9-3.5 on the 2-core development machine.
+What these settings give (every seed, the baselines, the run time) is measured in
+docs/measurements.md, "The demo".
 The numbers it prints do not compare with the paper's.
 """
 import os
