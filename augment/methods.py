@@ -32,7 +32,8 @@ from .hide_and_seek import HideAndSeek
 # the method names (train.py --aug), in the column order of the paper's Table 1
 METHODS = ("cam", "hns", "gr", "hns_after_gr", "gr_after_hns")
 
-_RECIPES = {
+# the augmentation steps of each method, in the order they run (not a training recipe)
+_STEPS = {
     "cam": (),
     "hns": ("hns",),
     "gr": ("gr",),
@@ -125,12 +126,12 @@ def augmentor_list(method, fill, *, flip=False, jitter=False):
     Raises:
         ValueError: unknown ``method`` (the message lists the valid names), or no ``fill`` for HnS.
     """
-    if method not in _RECIPES:
+    if method not in _STEPS:
         raise ValueError(f"unknown augmentation method {method!r}; valid methods: {', '.join(METHODS)}")
-    if fill is None and "hns" in _RECIPES[method]:
+    if fill is None and "hns" in _STEPS[method]:
         raise ValueError(f"method {method!r} hides pixels: give its BGR fill (the training split's mean)")
     make = {"gr": GoogLeNetResize, "hns": lambda: HideAndSeek(fill=fill)}
-    augs = [make[step]() for step in _RECIPES[method]]
+    augs = [make[step]() for step in _STEPS[method]]
     if jitter:
         augs.append(colour_jitter())
     if flip:

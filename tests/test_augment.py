@@ -198,7 +198,7 @@ def test_lighting_constants_are_fb_resnet_torch_in_bgr():
 # ---------------------------------------------------------------- preview
 
 def test_preview_writes_a_grid_with_one_row_per_image(tiny_data, tmp_path):
-    from augment import preview
+    from tools import preview
     out = tmp_path / "grid.png"
     preview.main(["--data", tiny_data, "--method", "gr", "--out", str(out), "--count", "3", "--draws", "2",
                   "--scale", "1"])
@@ -208,7 +208,7 @@ def test_preview_writes_a_grid_with_one_row_per_image(tiny_data, tmp_path):
 
 
 def test_preview_all_has_one_column_per_method():
-    from augment import preview
+    from tools import preview
     labels = [label for label, _ in preview.columns("all", draws=5)]
     assert labels == ["original (cam)", "hns", "gr", "hns_after_gr", "gr_after_hns"]
 
@@ -220,7 +220,7 @@ def test_preview_all_has_one_column_per_method():
     (["--data", "{data}", "--out", "{tmp}/g.png", "--count", "0"], "--count"),
 ])
 def test_preview_bad_input_is_one_user_error(tiny_data, tmp_path, bad, message):
-    from augment import preview
+    from tools import preview
     from errors import UserError
     argv = [a.format(tmp=tmp_path, data=tiny_data) for a in bad]
     with pytest.raises(UserError, match=message):
@@ -228,7 +228,7 @@ def test_preview_bad_input_is_one_user_error(tiny_data, tmp_path, bad, message):
 
 
 @pytest.mark.parametrize("module, argv, flag", [
-    ("augment.preview", ["--data", "d", "--out", "o.png"], "--method"),
+    ("tools.preview", ["--data", "d", "--out", "o.png"], "--method"),
     ("benchmarks.bench_augment", [], "--methods"),
     ("benchmarks.bench_dataflow", [], "--methods"),
 ])

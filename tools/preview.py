@@ -3,10 +3,10 @@
 Examples::
 
     python -m dataflow.synthetic /tmp/tiny --classes 4 --train-per-class 12 --val-per-class 4 --seed 0
-    python -m augment.preview --data /tmp/tiny --method gr --out grid.png
-    python -m augment.preview --data /tmp/tiny --method all --out all.png --count 4 --seed 1
-    python -m augment.preview --data tiny-imagenet-200 --method hns --out hns.png --draws 6 --scale 3
-    python -m augment.preview --data tiny-imagenet-200 --method gr --jitter --flip --out gr-sn.png
+    python -m tools.preview --data /tmp/tiny --method gr --out grid.png
+    python -m tools.preview --data /tmp/tiny --method all --out all.png --count 4 --seed 1
+    python -m tools.preview --data tiny-imagenet-200 --method hns --out hns.png --draws 6 --scale 3
+    python -m tools.preview --data tiny-imagenet-200 --method gr --jitter --flip --out gr-sn.png
 
 Rows are randomly chosen images of the split (``--count`` of them, ``--seed``).
 With one method the columns are the original and ``--draws`` independent
@@ -38,7 +38,7 @@ FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog="python -m augment.preview", description=__doc__.split("\n")[0],
+    p = argparse.ArgumentParser(prog="python -m tools.preview", description=__doc__.split("\n")[0],
                                 allow_abbrev=False)
     p.add_argument("--data", required=True, help="dataset root in the Tiny ImageNet layout")
     p.add_argument("--method", default="all", choices=(*METHODS, "all"),
