@@ -19,6 +19,7 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 import runrecord
+from dataflow.builders import die_with_parent
 from tables import runs as rs
 from tables.slots import slot_env, slot_name
 
@@ -74,8 +75,10 @@ class Executor:
             with self._lock:
                 if self._stopping.is_set():
                     return None
+                # the child gets SIGKILL when this script dies, even by kill -9: no orphan train.py
+                # keeps training (and holding its logdir's lock) after the table script is gone
                 p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                     stdin=subprocess.DEVNULL)
+                                     stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
                 self._procs.add(p)
             try:
                 return p.wait()

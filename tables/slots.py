@@ -5,6 +5,7 @@ A *slot* is a list of GPU ids given to one run at a time, or ``None`` for a CPU 
 import os
 import subprocess
 
+import argtypes
 from errors import UserError
 
 
@@ -25,11 +26,7 @@ def detect_gpus(env=None, smi="nvidia-smi"):
     return [str(i) for i, line in enumerate(l for l in listing.splitlines() if l.startswith("GPU "))]
 
 
-def parse_gpus(text):
-    """``--gpus`` value: "0,1,3" -> ["0", "1", "3"]; "none"/"cpu"/"" -> []."""
-    if text.strip().lower() in ("", "none", "cpu"):
-        return []
-    return [g.strip() for g in text.split(",") if g.strip()]
+parse_gpus = argtypes.gpu_list   # ``--gpus`` value: "0,1,3" -> ["0", "1", "3"]; "none"/"cpu"/"" -> []
 
 
 def make_slots(gpus, gpus_per_run=1, parallel=1):
