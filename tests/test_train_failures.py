@@ -166,3 +166,17 @@ def test_a_full_disk_at_start_names_the_file(tiny_data, tmp_path):
     logdir = str(tmp_path / "full")
     out = train("--data", tiny_data, *SMALL, "--logdir", logdir, file_size_limit=1000)
     assert error_line(out) == f"error: {logdir}/settings.json: cannot write (File too large)"
+
+
+def test_a_lost_settings_json_has_a_way_back(finished, tmp_path):
+    """Issue 19 item 10: a deleted settings.json was refused with no recovery path."""
+    logdir, args = copy_run(finished, tmp_path)
+    os.remove(os.path.join(logdir, runrecord.SETTINGS))
+    os.remove(os.path.join(logdir, runrecord.DONE))
+    out = train(*args)
+    assert "no settings.json" in error_line(out) and "--adopt-settings" in out.stderr
+    out = train(*args, "--adopt-settings")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "training finished (global step 18" in out.stdout
+    assert runrecord.load_settings(logdir).train.final_step == 18
+    assert "is not a run without settings.json" in error_line(train(*args, "--adopt-settings"))
