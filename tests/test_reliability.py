@@ -142,6 +142,11 @@ def test_a_failed_write_names_the_path_and_the_os_error(tmp_path):
     with pytest.raises(fileio.WriteError, match=f"{path}: cannot write \\(No such file or directory\\)") as e:
         runrecord.write_json(path, {})
     assert isinstance(e.value, OSError) and isinstance(e.value, UserError)
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "x").write_text("x")   # the temporary file is written, the rename fails
+    with pytest.raises(fileio.WriteError, match=f"{tmp_path / 'd'}: cannot write \\(Is a directory\\)"):
+        fileio.write_text(str(tmp_path / "d"), "{}")
+    assert os.listdir(tmp_path) == ["d"] and os.listdir(tmp_path / "d") == ["x"]   # no temporary file left
 
 
 def test_path_types_refuse_before_any_work(tmp_path):
