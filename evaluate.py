@@ -136,6 +136,9 @@ def model_settings(args, prefix, data_split, load_train):
         for name, value in flags.items():
             if value is not None and model.get(name) != value:
                 raise UserError(f"--{name.replace('_', '-')} {value} contradicts {path} ({name} {model.get(name)})")
+        recorded = settings.get("train", {}).get("normalize")
+        if args.normalize and recorded and args.normalize != recorded:
+            raise UserError(f"--normalize {args.normalize} contradicts {path} (train.normalize {recorded})")
         return model, path
     if args.depth is None:
         raise UserError(f"{path} does not exist: pass --depth (and --width-mult, --final-stride, --normalize "
