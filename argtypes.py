@@ -8,9 +8,14 @@ learning rate or weight decay would train a NaN network to the end.
 
     p.add_argument("--batch", type=argtypes.positive_int)
     p.add_argument("--momentum", type=argtypes.float_in(0, 1, high_open=True))
+    p.add_argument("--json", type=argtypes.writable_file)
+
+Paths are types too (``writable_file``, ``writable_dir``, ``data_root``): a bad path is
+refused by the parser, before any work.
 """
 import argparse
 import math
+import os
 
 
 def _parse(text, kind, expected):
@@ -70,3 +75,96 @@ def float_in(low=None, high=None, *, low_open=False, high_open=False, name=None)
 positive_float = float_in(0, low_open=True, name="a positive number")
 nonnegative_float = float_in(0, name="a non-negative number")
 probability = float_in(0, 1, name="a probability")
+
+
+def int_in(low, high, name="an integer"):
+    """A type accepting integers in [low, high] (the message names the interval)."""
+    return _int_range(low, high, f"{name} in [{low}, {high}]")
+
+
+def _int_range(low, high, expected):
+    def parse(text):
+        value = _parse(text, int, expected)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+    parse.__name__ = expected.replace(" ", "_")
+    return parse
+
+
+# TensorFlow folds a graph seed into [0, 2**31 - 1): seeds 0 and 2**31 - 1 gave identical weights
+seed = int_in(0, 2 ** 31 - 2, "a seed")
+
+
+# --------------------------------------------------------------------------- paths
+
+def _nearest_existing(path):
+    parent = os.path.abspath(path)
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    return parent
+
+
+def writable_file(text):
+    """A file that can be written: not a folder, its folder exists and is writable.  Creates nothing."""
+    folder = os.path.dirname(os.path.abspath(text))
+    if os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{text} is a folder, expected a file name")
+    if not os.path.isdir(folder):
+        raise argparse.ArgumentTypeError(f"{text}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK) or (os.path.exists(text) and not os.access(text, os.W_OK)):
+        raise argparse.ArgumentTypeError(f"{text}: not writable (folder {folder})")
+    return text
+
+
+def writable_dir(create=False, unless_holds=None):
+    """A type for an output folder.
+
+    ``create=False``: it is a folder, or could be made (its nearest existing parent is a
+    writable folder); nothing is created before the command refuses or accepts the rest.
+    ``create=True``: made at once (``os.makedirs``) and a file is written there and removed.
+    ``unless_holds``: a folder that already holds that file (a finished run's done.json) is
+    accepted as it is, since nothing will be written there (it may be read-only).
+    """
+    def parse(text):
+        if os.path.exists(text) and not os.path.isdir(text):
+            raise argparse.ArgumentTypeError(f"{text}: is a file, not a folder")
+        if unless_holds and os.path.isfile(os.path.join(text, unless_holds)):
+            return text
+        if not create:
+            parent = _nearest_existing(text)
+            if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
+                raise argparse.ArgumentTypeError(f"{text}: cannot be created ({parent} is not a writable folder)")
+            return text
+        try:
+            os.makedirs(text, exist_ok=True)
+            probe = os.path.join(text, f".write-test-{os.getpid()}")
+            with open(probe, "w"):
+                pass
+            os.remove(probe)
+        except OSError as e:
+            raise argparse.ArgumentTypeError(f"{text}: not a writable folder ({e.strerror or e})") from None
+        return text
+    parse.__name__ = "folder"
+    return parse
+
+
+def data_root(text):
+    """A dataset root in the Tiny ImageNet layout: a folder holding wnids.txt (read later, in full)."""
+    if not os.path.isdir(text):
+        what = "is a file, not a folder" if os.path.exists(text) else "no such directory"
+        raise argparse.ArgumentTypeError(f"{text}: {what} (expected the Tiny ImageNet root, with wnids.txt)")
+    if not os.path.isfile(os.path.join(text, "wnids.txt")):
+        raise argparse.ArgumentTypeError(f"{text}: no wnids.txt there (expected the Tiny ImageNet root)")
+    return text
+
+
+def gpu_list(text):
+    """``--gpus`` of the table scripts: "0,1,3" -> ["0", "1", "3"]; "none"/"cpu"/"" -> []."""
+    if text.strip().lower() in ("", "none", "cpu"):
+        return []
+    ids = [g.strip() for g in text.split(",") if g.strip()]
+    bad = [g for g in ids if not g.isdigit()]
+    if bad:
+        raise argparse.ArgumentTypeError(f"expected GPU ids like 0,1,3 or 'none', got {text!r} ({bad[0]!r})")
+    return ids

@@ -124,6 +124,15 @@ def checkpoint_fc_classes(prefix):
     try:
         shapes = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
     except Exception as e:   # a truncated or foreign file: TF raises various errors
-        raise UserError(f"{prefix}: cannot read the checkpoint ({str(e).splitlines()[0]})") from None
+        raise unreadable(prefix, e, "cannot read the checkpoint") from None
     classes = {int(shape[1]) for shape in shapes.values() if len(shape) == 2}
     return classes.pop() if len(classes) == 1 else None
+
+
+def unreadable(prefix, error, what):
+    """The UserError for checkpoint ``prefix`` that failed to read: removed meanwhile (train.py's
+    rotation), or ``what`` plus the first line of ``error``."""
+    if not os.path.isfile(prefix + ".index"):
+        return UserError(f"{prefix}: removed while it was being read (a running train.py keeps only its newest "
+                         f"--keep-checkpoints); evaluate again: --load {os.path.dirname(prefix)} takes the newest")
+    return UserError(f"{prefix}: {what} ({(str(error).strip().splitlines() or [type(error).__name__])[0]})")

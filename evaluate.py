@@ -26,6 +26,7 @@ unwritable output, a bad flag value).
 """
 import argparse
 import os
+import re
 import sys
 from dataclasses import asdict
 from types import SimpleNamespace
@@ -40,8 +41,10 @@ from cam import baselines, maxboxacc
 from cam.protocols import WSOL_MULTI, whole_image_box
 from errors import UserError, run_main
 from evaluation import report
-from runrecord import checkpoint_fc_classes, load_run_settings, resolve_checkpoint
+from runrecord import NORMALIZE, checkpoint_fc_classes, dataset_problem, load_run_settings, resolve_checkpoint
 
+MAX_VIS_SCALE = 32      # a 64x64 image becomes 2048x2048 per panel; larger ran out of memory
+VIS_FILE = re.compile(r"^\d{5}_.*\.png$")   # report.write_vis's picture names
 SWEEP_STEP = 0.01       # threshold grid of the sweep and of --threshold-from-holdout (wsolevaluation's default step)
 
 
@@ -51,7 +54,7 @@ def parse_args(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--load", required=True,
                    help="checkpoint prefix (model-STEP), the 'checkpoint' file, or the training logdir")
-    p.add_argument("--data", required=True, help="Tiny ImageNet folder (with wnids.txt)")
+    p.add_argument("--data", required=True, type=argtypes.data_root, help="Tiny ImageNet folder (with wnids.txt)")
     p.add_argument("--protocol", choices=NAMES, default="authors",
                    help="protocol of the summary, the records and the pictures (all are computed): authors "
                         "(SN-ResNet's evaluation, default), paper (the paper's words), wsol (wsolevaluation)")
@@ -64,13 +67,14 @@ def parse_args(argv=None):
     p.add_argument("--batch", type=argtypes.positive_int, default=128, help="forward-pass batch size (default 128)")
     p.add_argument("--cam-threshold", type=argtypes.probability, default=CAM_THRESHOLD,
                    help="summary threshold, a fraction of the CAM maximum (default 0.2, the paper's)")
-    p.add_argument("--json", metavar="FILE", help="write every protocol, baselines, MaxBoxAccV2, records")
-    p.add_argument("--save-cams", metavar="FILE.npz",
+    p.add_argument("--json", metavar="FILE", type=argtypes.writable_file, help="write every protocol, baselines, MaxBoxAccV2, records")
+    p.add_argument("--save-cams", metavar="FILE.npz", type=argtypes.writable_file,
                    help="write raw ground-truth class CAMs, logits, labels, FC bias, file names")
-    p.add_argument("--vis", metavar="DIR", help="write the paper's Figure 2 for --vis-count images")
+    p.add_argument("--vis", metavar="DIR", type=argtypes.writable_dir(create=True), help="write the paper's Figure 2 for --vis-count images")
     p.add_argument("--vis-count", type=argtypes.positive_int, default=8, help="images for --vis (default 8)")
-    p.add_argument("--vis-scale", type=argtypes.positive_int, default=4, help="pixel upscale of the pictures (default 4)")
-    p.add_argument("--threshold-sweep", nargs="?", const="threshold_sweep", metavar="PREFIX",
+    p.add_argument("--vis-scale", type=argtypes.int_in(1, MAX_VIS_SCALE), default=4,
+                   help=f"pixel upscale of the pictures (default 4, at most {MAX_VIS_SCALE})")
+    p.add_argument("--threshold-sweep", nargs="?", const="threshold_sweep", metavar="PREFIX", type=sweep_prefix,
                    help="accuracy at every threshold, every protocol; writes PREFIX.json and PREFIX.png "
                         "(default prefix threshold_sweep)")
     p.add_argument("--sweep-step", type=argtypes.positive_float, default=SWEEP_STEP,
@@ -81,7 +85,20 @@ def parse_args(argv=None):
     g.add_argument("--depth", type=argtypes.positive_int, help="18 or 34")
     g.add_argument("--width-mult", type=argtypes.positive_float, help="width multiplier (default 1.0)")
     g.add_argument("--final-stride", type=argtypes.positive_int, help="4 (the paper's, default) or 8")
-    return p.parse_args(argv)
+    g.add_argument("--normalize", choices=NORMALIZE,
+                   help="input normalisation the run trained with: dataset (train.py's default) or imagenet "
+                        "(--recipe sn-resnet)")
+    args = p.parse_args(argv)
+    if args.threshold_sweep == "threshold_sweep":   # the const default skips the type
+        sweep_prefix(args.threshold_sweep)
+    return args
+
+
+def sweep_prefix(text):
+    """--threshold-sweep PREFIX: PREFIX.json and PREFIX.png must be writable."""
+    for ext in (".json", ".png"):
+        argtypes.writable_file(text + ext)
+    return text
 
 
 def validate(args):
@@ -92,23 +109,22 @@ def validate(args):
         raise UserError(f"--sweep-step: {e}") from None
     if args.threshold_from_holdout and args.split == "train":
         raise UserError("--threshold-from-holdout chooses on held-out training images; evaluate --split val")
-    if not os.path.isdir(args.data):
-        raise UserError(f"--data {args.data}: no such directory")
-    outputs = [("--json", args.json), ("--save-cams", args.save_cams)]
+    same = {}
+    for flag, path in output_files(args):
+        other = same.setdefault(os.path.realpath(path), flag)
+        if other != flag:
+            raise UserError(f"{other} and {flag} would both write {path}: give them different paths")
+        if args.vis and os.path.dirname(os.path.realpath(path)) == os.path.realpath(args.vis) and (
+                os.path.basename(path) == "grid.png" or VIS_FILE.match(os.path.basename(path))):
+            raise UserError(f"{flag} {path}: --vis {args.vis} writes its pictures there under that name")
+
+
+def output_files(args):
+    """``[(flag, path)]`` of the files evaluate.py writes (not --vis's pictures), in writing order."""
+    out = [("--json", args.json), ("--save-cams", args.save_cams)]
     if args.threshold_sweep:
-        outputs += [("--threshold-sweep", args.threshold_sweep + ".json"),
-                    ("--threshold-sweep", args.threshold_sweep + ".png")]
-    for flag, path in outputs:
-        problem = path and fileio.check_writable(path, flag)
-        if problem:
-            raise UserError(problem)
-    if args.vis:
-        try:
-            os.makedirs(args.vis, exist_ok=True)
-        except OSError as e:
-            raise UserError(f"--vis {args.vis}: cannot create the folder ({e.strerror})") from None
-        if not os.access(args.vis, os.W_OK):
-            raise UserError(f"--vis {args.vis}: folder is not writable")
+        out += [("--threshold-sweep", args.threshold_sweep + ext) for ext in (".json", ".png")]
+    return [(flag, path) for flag, path in out if path]
 
 
 def model_settings(args, prefix, data_split, load_train):
@@ -120,16 +136,27 @@ def model_settings(args, prefix, data_split, load_train):
         for name, value in flags.items():
             if value is not None and model.get(name) != value:
                 raise UserError(f"--{name.replace('_', '-')} {value} contradicts {path} ({name} {model.get(name)})")
+        recorded = settings.get("train", {}).get("normalize")
+        if args.normalize and recorded and args.normalize != recorded:
+            raise UserError(f"--normalize {args.normalize} contradicts {path} (train.normalize {recorded})")
         return model, path
     if args.depth is None:
-        raise UserError(f"{path} does not exist: pass --depth (and --width-mult, --final-stride if not "
-                        f"1.0 and 4) to rebuild the network")
-    train = load_train()   # normalisation as train.py: mean and std of the training split
+        raise UserError(f"{path} does not exist: pass --depth (and --width-mult, --final-stride, --normalize "
+                        f"if not 1.0, 4 and dataset) to rebuild the network")
+    from training.options import normalization
+    guessed = {"width_mult": 1.0, "final_stride": 4, "normalize": "dataset"}
+    chosen = {k: getattr(args, k) if getattr(args, k) is not None else v for k, v in guessed.items()}
+    unset = [f"--{k.replace('_', '-')} {v}" for k, v in guessed.items() if getattr(args, k) is None]
+    # nothing in a checkpoint fixes the stride or the normalisation: a wrong one only moves the boxes
+    print(f"WARNING: {path} does not exist, so the model settings are GUESSED: --depth {args.depth}, "
+          + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in chosen.items())
+          + (f" ({', '.join(unset)}: defaults, not read from the run)" if unset else "")
+          + ". A wrong --final-stride or --normalize gives wrong boxes without any error.", file=sys.stderr)
+    mean, std = normalization(chosen["normalize"], load_train())
     model = {"depth": args.depth, "num_classes": data_split.num_classes,
-             "image_shape": list(data_split.image_shape), "width_mult": args.width_mult or 1.0,
-             "final_stride": args.final_stride or 4,
-             "mean_bgr": train.mean_bgr().tolist(), "std_bgr": train.std_bgr().tolist()}
-    return model, "flags"
+             "image_shape": list(data_split.image_shape), "width_mult": chosen["width_mult"],
+             "final_stride": chosen["final_stride"], "mean_bgr": mean, "std_bgr": std}
+    return model, "flags (guessed: no settings.json)"
 
 
 def check_compatible(model, prefix, split, data):
@@ -181,6 +208,12 @@ def load(args):
         raise UserError(f"--threshold-from-holdout: {settings_path} names no held-out images (train.holdout "
                         f"is 0 or absent); train the run with train.py --holdout N")
     train = read_annotations(args.data, "train")
+    settings, settings_path = load_run_settings(prefix)
+    problem = settings and dataset_problem(settings.get("dataset") or {}, train, read_annotations(args.data, "val"),
+                                           (args.split, split))
+    if problem:
+        raise UserError(f"--data {args.data}: {problem}; {settings_path} records the data the run learned "
+                        "from: evaluate on that data")
     held = holdout_indices(train.labels, holdout, names=train.wnids)
     fit = np.setdiff1d(np.arange(len(train.labels)), held)        # the images the run trained on
     held_split = split_holdout(split_of("train"), holdout)[1] if args.threshold_from_holdout else None
@@ -248,7 +281,7 @@ def evaluate(args, inp):
     model = inp.model
     settings = {
         "checkpoint": inp.prefix, "model_settings": inp.model_source, "data": os.path.abspath(args.data),
-        "split": args.split, "num_images": len(inp.indices), "holdout_per_class": inp.holdout,
+        "split": args.split, "num_images": len(inp.indices), "limit": args.limit, "holdout_per_class": inp.holdout,
         "holdout_images": inp.held_count, "depth": model["depth"], "width_mult": model["width_mult"],
         "final_stride": model["final_stride"], "num_classes": model["num_classes"],
         "image_shape": list(model["image_shape"]), "cam_threshold": args.cam_threshold,
@@ -263,18 +296,28 @@ def evaluate(args, inp):
 
 
 def write(args, inp, doc, result, vis_at):
+    """Print the report, then write every output, JSON first; a failed write does not stop the
+    others, and the failures are one UserError at the end."""
     report.print_report(doc, result["timing"], len(inp.indices))
-    if args.json:
-        fileio.write_json(args.json, doc)
-    if args.save_cams:
-        split, idx = inp.split, inp.indices
-        fileio.write_npz(args.save_cams, cams=result["cams"], logits=result["logits"].astype(np.float32),
-                         labels=split.labels[idx].astype(np.int32), fc_bias=result["fc_bias"],
-                         files=np.array([split.files[i] for i in idx]), gt_boxes=split.boxes[idx].astype(np.int32))
-    if args.threshold_sweep:
-        report.write_sweep(args.threshold_sweep, doc)
-    if args.vis:
-        report.write_vis(args.vis, inp.split, inp.indices, vis_at, result, args.vis_scale)
+    split, idx = inp.split, inp.indices
+    jobs = [("--json", args.json and (lambda: fileio.write_json(args.json, doc))),
+            ("--save-cams", args.save_cams and (lambda: fileio.write_npz(
+                args.save_cams, cams=result["cams"], logits=result["logits"].astype(np.float32),
+                labels=split.labels[idx].astype(np.int32), fc_bias=result["fc_bias"],
+                files=np.array([split.files[i] for i in idx]), gt_boxes=split.boxes[idx].astype(np.int32)))),
+            ("--threshold-sweep", args.threshold_sweep and (lambda: report.write_sweep(args.threshold_sweep, doc))),
+            ("--vis", args.vis and (lambda: report.write_vis(args.vis, split, idx, vis_at, result, args.vis_scale)))]
+    failed, written = [], []
+    for flag, job in jobs:
+        if job:
+            try:
+                job()
+                written.append(flag)
+            except fileio.WriteError as e:
+                failed.append(f"{flag}: {e}")
+    if failed:
+        raise UserError("; ".join(failed) + ". The evaluation finished (the numbers above); "
+                        + (f"written: {', '.join(written)}" if written else "nothing was written"))
 
 
 def main(argv=None):

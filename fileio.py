@@ -4,7 +4,13 @@ A reader never sees a half-written JSON, npz or PNG, and an interrupted run
 (Ctrl-C, kill -9, a power cut) leaves the previous file in place.  Used by
 evaluate.py (its outputs), training/ (settings.json, done.json, stats.json)
 and tables/ (results and run records).
+
+Every output goes through :func:`write_bytes`: a failed write (full disk, file size
+limit, read-only folder) raises :class:`WriteError`, one message naming the path and the
+OS's reason ("No space left on device"); it is an OSError too, for callers that fall back.
+:func:`hold_lock` is the lock that lets one train.py at a time use a logdir.
 """
+import fcntl
 import io
 import json
 import os
@@ -12,6 +18,17 @@ import tempfile
 
 import cv2
 import numpy as np
+
+from errors import UserError
+
+
+class WriteError(UserError, OSError):
+    """An output that could not be written: ``"<path>: cannot write (<OS reason>)"``."""
+
+    def __init__(self, path, error):
+        reason = getattr(error, "strerror", None) or str(error) or type(error).__name__
+        super().__init__(f"{path}: cannot write ({reason})")
+        self.path, self.errno = path, getattr(error, "errno", None)
 
 
 def _umask():
@@ -36,7 +53,10 @@ def write_bytes(path, data):
     not ``mkstemp``'s 0600, so that others on a shared filesystem can read the results.
     """
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    except OSError as e:
+        raise WriteError(path, e) from None
     try:
         os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
@@ -44,9 +64,11 @@ def write_bytes(path, data):
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.remove(tmp)
+        if isinstance(e, OSError):
+            raise WriteError(path, e) from None
         raise
 
 
@@ -79,13 +101,27 @@ def write_png(path, image):
     write_bytes(path, encoded.tobytes())
 
 
-def check_writable(path, what):
-    """Return an error message if ``path`` cannot be created (its folder missing or read-only), else None."""
-    folder = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path):
-        return f"{what} {path} is a folder, expected a file name"
-    if not os.path.isdir(folder):
-        return f"{what} {path}: folder {folder} does not exist"
-    if not os.access(folder, os.W_OK):
-        return f"{what} {path}: folder {folder} is not writable"
-    return None
+def hold_lock(path, what):
+    """Take an exclusive ``flock`` on ``path`` (created if need be) and write our PID in it.
+
+    Returns the open file: keep it, the lock lasts until it is closed or the process dies
+    (the OS releases it even after ``kill -9``).  A lock held by another process is a
+    UserError naming ``what`` and the PID written by its holder.
+    """
+    try:
+        f = open(path, "a+")
+    except OSError as e:
+        raise WriteError(path, e) from None
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        pid = f.read().strip() or "unknown"
+        f.close()
+        raise UserError(f"{what}: in use by another process (PID {pid}, lock {path}); wait for it to end "
+                        "or stop it") from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"{os.getpid()}\n")
+    f.flush()
+    return f

@@ -171,6 +171,8 @@ class RunSettings:
                 x, y = a[section].get(key, "<absent>"), b[section].get(key, "<absent>")
                 if section == "model" and key in DERIVED and (x is None or y is None):
                     continue
+                if section == "dataset" and key == "pixels" and (x in (None, "<absent>") or y in (None, "<absent>")):
+                    continue   # unknown without pixels (the table scripts) or before it was recorded
                 if x != y:
                     diffs.append(f"{section}.{key}: {x} -> {y}")
         return diffs
@@ -195,11 +197,8 @@ def read_json(path):
 
 def write_json(path, obj):
     """Atomic and fsync'ed (fileio): a power cut leaves the old or the new file.
-    A failed write (full disk, read-only folder) is a UserError naming the path."""
-    try:
-        fileio.write_json(path, obj, sort_keys=True)
-    except OSError as e:
-        raise UserError(f"{path}: cannot write ({e.strerror or e})") from None
+    A failed write (full disk, read-only folder) is a UserError naming the path (fileio.WriteError)."""
+    fileio.write_json(path, obj, sort_keys=True)
 
 
 def settings_path(logdir_or_prefix):
@@ -245,8 +244,10 @@ def dataset_fingerprint(train, val, holdout=0):
     """What identifies the data a run learned from, independently of its path.
 
     ``train``/``val``: anything with ``.wnids``, ``.files``, ``.labels``, ``.boxes`` (a loaded
-    ``Split`` or the annotations alone, no pixels).  A sha1 of class order, file names, labels
-    and boxes of both splits, the sizes, and the training images held out per class.
+    ``Split`` or the annotations alone, no pixels).  ``sha1``: class order (wnids.txt),
+    file names, labels and boxes of both splits; ``pixels``: per split, a sha1 of the
+    decoded images in file order (None without pixels), so that images swapped between
+    two classes change it; also the sizes and the training images held out per class.
     """
     h = hashlib.sha1()
     for split in (train, val):
@@ -254,9 +255,34 @@ def dataset_fingerprint(train, val, holdout=0):
         h.update("\n".join(split.files).encode())
         h.update(np.ascontiguousarray(split.labels, dtype=np.int64).tobytes())
         h.update(np.ascontiguousarray(split.boxes, dtype=np.int64).tobytes())
+    pixels = {name: pixels_sha1(s) for name, s in (("train", train), ("val", val))}
     return {"num_classes": len(train.wnids), "train_images": len(train.labels),
             "val_images": len(val.labels), "holdout": int(holdout),
-            "train_used": used_images(train.labels, holdout), "sha1": h.hexdigest()}
+            "train_used": used_images(train.labels, holdout), "sha1": h.hexdigest(),
+            "pixels": pixels if None not in pixels.values() else None}
+
+
+def pixels_sha1(split):
+    """sha1 of a loaded split's images ``(N, H, W, 3)`` uint8 in file order; None without pixels."""
+    images = getattr(split, "images", None)
+    return None if images is None else hashlib.sha1(np.ascontiguousarray(images).data).hexdigest()
+
+
+def dataset_problem(recorded, train, val, evaluated=None):
+    """None if the data at hand is the data of a run's settings.json ``dataset``, else which part differs.
+
+    ``train``/``val``: the annotations of the data at hand (no pixels needed); ``evaluated``:
+    ``(split name, loaded Split)`` whose pixels are compared when the run recorded them.
+    """
+    mine = dataset_fingerprint(train, val, recorded.get("holdout", 0))
+    if recorded.get("sha1") not in (None, mine["sha1"]):
+        return ("its class order (wnids.txt), file names, labels or boxes differ from the run's "
+                f"(dataset.sha1 {recorded['sha1'][:12]} vs {mine['sha1'][:12]})")
+    name, split = evaluated or (None, None)
+    stored = (recorded.get("pixels") or {}).get(name)
+    if stored and stored != pixels_sha1(split):
+        return f"its {name} images differ from the run's (dataset.pixels.{name})"
+    return None
 
 
 # --------------------------------------------------------------------------- state
@@ -269,7 +295,11 @@ def _mtime(path):
 
 
 def eval_problem(logdir):
-    """None if eval.json is usable (newer than done.json, readable, with a summary), else why not."""
+    """None if eval.json is usable, else why not.
+
+    Usable: newer than done.json, readable, with a finite summary, written by evaluate.py
+    for this folder's newest checkpoint (not another run's) on the whole val split (no --limit).
+    """
     path = os.path.join(logdir, EVAL)
     ev, done = _mtime(path), _mtime(os.path.join(logdir, DONE))
     if ev is None:
@@ -278,11 +308,26 @@ def eval_problem(logdir):
         return f"{EVAL} is older than {DONE}"
     try:
         with open(path, encoding="utf-8") as f:
-            summary = json.load(f)["summary"]
+            doc = json.load(f)
+        summary, settings = doc["summary"], doc.get("settings") or {}
         ok = all(_finite(v) for v in summary.values())
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return f"{EVAL} is unreadable"
-    return None if ok else f"{EVAL} has a non-finite metric"
+    if not ok:
+        return f"{EVAL} has a non-finite metric"
+    checkpoint = settings.get("checkpoint")
+    steps = checkpoint_files(logdir)
+    newest = os.path.join(os.path.realpath(logdir), f"{CHECKPOINT_NAME}-{max(steps)}") if steps else None
+    if not isinstance(checkpoint, str) or "limit" not in settings:
+        return f"{EVAL} does not name its checkpoint and images (written by an older evaluate.py)"
+    if os.path.dirname(os.path.realpath(checkpoint)) != os.path.realpath(logdir):
+        return f"{EVAL} evaluates {checkpoint}, a checkpoint of another folder"
+    if newest and os.path.realpath(checkpoint) != newest:
+        return f"{EVAL} evaluates {os.path.basename(checkpoint)}, not the newest {os.path.basename(newest)}"
+    if settings["limit"] is not None or settings.get("split", "val") != "val":
+        return (f"{EVAL} covers {settings.get('num_images')} {settings.get('split')} images "
+                f"(--limit {settings['limit']}), not the whole val split")
+    return None
 
 
 def run_state(logdir, expected=None):

@@ -32,6 +32,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import signal
 import sys
 
 import numpy as np
@@ -46,6 +47,7 @@ from tensorpack.train import AutoResumeTrainConfig, launch_train_with_config
 from tensorpack.utils import logger
 
 import dataflow
+import fileio
 import runrecord
 from errors import UserError, run_main
 from models import NONFINITE_LOSS, WRONG_TOP1, WRONG_TOP5, CAMModel
@@ -54,6 +56,7 @@ from training import cluster, devices, resume, session
 from training.options import make_settings, normalization, parse_args, validate  # noqa: F401 (API)
 
 tf1 = tf.compat.v1
+LOCK = ".train.lock"   # one train.py per logdir: holds the PID of the process training there
 
 
 def load_data(args):
@@ -94,8 +97,17 @@ def prepare_logdir(args, env, settings):
     state = runrecord.RESUMABLE
     if chief:
         state, reason = runrecord.run_state(args.logdir, settings)
-        if state == runrecord.CONFLICT:
-            raise UserError(f"{reason}\nRe-run it with its own settings, or choose another --logdir")
+        lost = not os.path.isfile(os.path.join(args.logdir, runrecord.SETTINGS))
+        if state == runrecord.CONFLICT and lost and args.adopt_settings:
+            logger.warn(f"--adopt-settings: writing this command's {runrecord.SETTINGS} into {args.logdir}")
+            state = runrecord.NEW
+        elif state == runrecord.CONFLICT:
+            raise UserError(f"{reason}\n" + (
+                f"If this command started that run, re-run it with --adopt-settings to record its "
+                f"{runrecord.SETTINGS} and continue from the newest checkpoint; else choose another --logdir"
+                if lost else "Re-run it with its own settings, or choose another --logdir"))
+        elif args.adopt_settings:
+            raise UserError(f"--adopt-settings: {args.logdir} is not a run without {runrecord.SETTINGS} ({reason})")
     prefix, step, start_epoch = resume.resume_point(args.logdir, t.steps_per_epoch, restart=args.restart,
                                                     chief=chief, warn=logger.warn)
     if step > t.final_step:
@@ -203,16 +215,41 @@ def run(args, env, extra_callbacks=()):
     return settings.train.final_step
 
 
+def lock_logdir(logdir):
+    """Hold the lock of one train.py per logdir (fileio.hold_lock; the OS drops it when this
+    process dies, even by kill -9).  None for a finished run on read-only storage."""
+    if os.path.exists(os.path.join(logdir, runrecord.DONE)) and not os.access(logdir, os.W_OK):
+        return None
+    try:
+        os.makedirs(logdir, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"--logdir {logdir}: cannot create the folder ({e.strerror})") from None
+    return fileio.hold_lock(os.path.join(logdir, LOCK), f"--logdir {logdir}")
+
+
+def interrupted(logdir):
+    """The Ctrl-C / SIGTERM message: what is kept, what is lost (the epoch in progress)."""
+    found = runrecord.latest_checkpoint(logdir, warn=lambda _: None)
+    kept = (f"the newest checkpoint is {found[0]} (global step {found[1]}); re-run the same command to continue "
+            "from it" if found else "no checkpoint was written yet; re-run the same command to start again")
+    return f"interrupted: the steps since the last epoch end are lost (checkpoints are written at epoch ends); {kept}"
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(argv=None):
     args = parse_args(argv)
     if args.cluster and args.task:   # not the chief: serve its towers, no data, no logdir
         return cluster.serve(cluster.parse(args.cluster), args.task, session.session_config(threads=args.threads))
     env = validate(args)
+    lock = lock_logdir(args.logdir)  # noqa: F841  (held until the process ends)
+    signal.signal(signal.SIGTERM, _raise_interrupt)   # a kill (the table scripts' stop) ends as Ctrl-C does
     try:
         run(args, env)
     except KeyboardInterrupt:
-        print(f"interrupted; re-run the same command to continue from the last checkpoint in {args.logdir}",
-              file=sys.stderr)
+        print(interrupted(args.logdir), file=sys.stderr)
         return 130
     return 0
 

@@ -43,6 +43,7 @@ import os
 import cv2
 import numpy as np
 
+import argtypes
 from dataflow import DataError
 from errors import run_main
 
@@ -250,13 +251,14 @@ def generate(out, classes=4, train_per_class=20, val_per_class=5, seed=0, height
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], allow_abbrev=False)
-    p.add_argument("out", help="output directory (new or empty)")
-    p.add_argument("--classes", type=int, default=4, help="number of classes (default 4)")
-    p.add_argument("--train-per-class", type=int, default=20, help="training images per class (default 20)")
-    p.add_argument("--val-per-class", type=int, default=5, help="validation images per class (default 5)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--height", type=int, default=64, help="image height (default 64, as Tiny ImageNet)")
-    p.add_argument("--width", type=int, default=64, help="image width (default 64, as Tiny ImageNet)")
+    p.add_argument("out", type=argtypes.writable_dir(), help="output directory (new or empty)")
+    p.add_argument("--classes", type=argtypes.positive_int, default=4, help="number of classes (default 4)")
+    p.add_argument("--train-per-class", type=argtypes.positive_int, default=20,
+                   help="training images per class (default 20)")
+    p.add_argument("--val-per-class", type=argtypes.positive_int, default=5, help="validation images per class (default 5)")
+    p.add_argument("--seed", type=argtypes.nonnegative_int, default=0, help="random seed (default 0)")
+    p.add_argument("--height", type=argtypes.positive_int, default=64, help="image height (default 64, as Tiny ImageNet)")
+    p.add_argument("--width", type=argtypes.positive_int, default=64, help="image width (default 64, as Tiny ImageNet)")
     return p.parse_args(argv)
 
 

@@ -14,11 +14,8 @@ import time
 import numpy as np
 
 from cam import class_activation_maps, normalize_map, resize_map, top_k_classes
+from checkpoints import unreadable
 from errors import UserError
-
-
-def _first_line(error):
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 def _graph_variables(model_settings):
@@ -46,7 +43,7 @@ def check_checkpoint(model_settings, prefix):
     try:
         stored = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
     except Exception as e:   # a truncated or foreign index: TF raises various errors
-        raise UserError(f"{prefix}: cannot read the checkpoint ({_first_line(e)})") from None
+        raise unreadable(prefix, e, "cannot read the checkpoint") from None
     wanted = _graph_variables(model_settings)
     settings = ", ".join(f"{k} {model_settings.get(k)}" for k in ("depth", "width_mult", "final_stride",
                                                                   "num_classes"))
@@ -92,8 +89,8 @@ def build_predictor(model_settings, checkpoint_prefix):
     try:
         return OfflinePredictor(config)
     except (tf.errors.OpError, ValueError) as e:
-        raise UserError(f"{checkpoint_prefix}: cannot restore the checkpoint ({_first_line(e)}); "
-                        f"is a model-*.data file truncated or damaged?") from None
+        raise unreadable(checkpoint_prefix, e, "cannot restore the checkpoint; is a model-*.data file "
+                                                "truncated or damaged?") from None
 
 
 def _level_maps(cam, image_shape, evaluators):

@@ -41,13 +41,13 @@ def build_parser(prog="python -m tables"):
                "short version; use another --logroot for it).")
     p.add_argument("--table", type=int, choices=(1, 2), required=True, help="paper table to reproduce")
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--data", metavar="DIR", help="Tiny ImageNet folder (wnids.txt, train/, val/)")
+    src.add_argument("--data", metavar="DIR", type=argtypes.data_root, help="Tiny ImageNet folder (wnids.txt, train/, val/)")
     src.add_argument("--demo", action="store_true",
                      help="synthetic data (generated in demo_data/), narrow net, short schedule; "
                           "numbers do not compare with the paper's")
-    p.add_argument("--logroot", metavar="DIR",
+    p.add_argument("--logroot", metavar="DIR", type=argtypes.writable_dir(),
                    help="one folder per run under it (default train_log; demo: train_log/demo/<data tag>)")
-    p.add_argument("--results", metavar="DIR",
+    p.add_argument("--results", metavar="DIR", type=argtypes.writable_dir(),
                    help="where tableN.json/.csv/.md and tableN-figure2.png go (default results, or results/demo)")
     p.add_argument("--seeds", metavar="N|LIST",
                    help=f"N seeds per cell (0..N-1) or a comma list (0,4,7); train.py --seed; "
@@ -61,7 +61,7 @@ def build_parser(prog="python -m tables"):
                         "runs are named r18-gr-b256-hN; default 0 (the paper's)")
     p.add_argument("--recipe", choices=sorted(runrecord.RECIPES),
                    help="train.py --recipe: paper (train.py's default) or sn-resnet (docs/sources.md)")
-    p.add_argument("--gpus", metavar="LIST",
+    p.add_argument("--gpus", metavar="LIST", type=argtypes.gpu_list,
                    help="GPU ids to use, e.g. 0,1,2,3, or 'none' for CPU "
                         "(default: CUDA_VISIBLE_DEVICES, else all of nvidia-smi -L)")
     p.add_argument("--gpus-per-run", type=argtypes.positive_int, default=1, metavar="N",
@@ -92,17 +92,6 @@ def parse_args(argv):
     return args, after
 
 
-def check_folder(path, flag):
-    """Refuse an output folder that is a file, or that cannot be created, before anything runs."""
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise UserError(f"{flag} {path}: is a file, not a folder")
-    parent = path
-    while not os.path.exists(parent):
-        parent = os.path.dirname(parent)
-    if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
-        raise UserError(f"{flag} {path}: cannot be created ({parent} is not a writable folder)")
-
-
 def has_flag(args, flag):
     return any(a == flag or a.startswith(flag + "=") for a in args)
 
@@ -122,8 +111,11 @@ def plan(args, extra):
                  data=args.data, parallel=1 if args.parallel is None else args.parallel,
                  seeds=rs.parse_seeds(args.seeds or 1), depths=None)
     p["logroot"], p["results"] = os.path.abspath(p["logroot"]), os.path.abspath(p["results"])
-    check_folder(p["logroot"], "--logroot")
-    check_folder(p["results"], "--results")
+    for flag in ("--logroot", "--results"):   # the defaults: given ones were checked by the parser
+        try:
+            argtypes.writable_dir()(p[flag[2:]])
+        except argparse.ArgumentTypeError as e:
+            raise UserError(f"{flag} {e}") from None
     p["configs"] = rs.table_configs(args.table, p["batch_map"], p["depths"], p["seeds"], args.holdout)
     p["selected"] = rs.select(p["configs"], args.only)
     p["info"] = {"data": os.path.abspath(p["data"]) if p["data"] else None, "logroot": p["logroot"],
@@ -140,7 +132,7 @@ def main(argv=None):
         return finish(args, p, every, {})
     if args.demo:
         print("=" * 78 + f"\n{report.DEMO_BANNER}\n" + "=" * 78)
-    gpus = ex.parse_gpus(args.gpus) if args.gpus is not None else ex.detect_gpus()
+    gpus = args.gpus if args.gpus is not None else ex.detect_gpus()
     slots = ex.make_slots(gpus, args.gpus_per_run, p["parallel"])
     train_args = p["train_args"]
     if not gpus and p["parallel"] > 1 and not has_flag(train_args, "--threads"):

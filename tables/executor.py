@@ -19,8 +19,10 @@ import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
+import argtypes
 import runrecord
 from errors import UserError
+from dataflow.builders import die_with_parent
 from tables import runs as rs
 
 LOCK = ".tables.lock"
@@ -44,11 +46,7 @@ def detect_gpus(env=None, smi="nvidia-smi"):
     return [str(i) for i, line in enumerate(l for l in listing.splitlines() if l.startswith("GPU "))]
 
 
-def parse_gpus(text):
-    """``--gpus`` value: "0,1,3" -> ["0", "1", "3"]; "none"/"cpu"/"" -> []."""
-    if text.strip().lower() in ("", "none", "cpu"):
-        return []
-    return [g.strip() for g in text.split(",") if g.strip()]
+parse_gpus = argtypes.gpu_list   # ``--gpus`` value: "0,1,3" -> ["0", "1", "3"]; "none"/"cpu"/"" -> []
 
 
 def make_slots(gpus, gpus_per_run=1, parallel=1):
@@ -134,8 +132,10 @@ class Executor:
             with self._lock:
                 if self._stopping.is_set():
                     return None
+                # the child gets SIGKILL when this script dies, even by kill -9: no orphan train.py
+                # keeps training (and holding its logdir's lock) after the table script is gone
                 p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                     stdin=subprocess.DEVNULL)
+                                     stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
                 self._procs.add(p)
             try:
                 return p.wait()

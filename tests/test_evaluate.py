@@ -257,9 +257,10 @@ def test_data_without_boxes_and_empty_split(run_checkpoint, tiny_data, tmp_path,
 def test_outputs_checked_before_any_work(run_checkpoint, tiny_data, tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    expect_error(["--load", run_checkpoint, "--data", tiny_data, "--vis", str(blocker / "vis")], capsys, "--vis")
-    expect_error(["--load", run_checkpoint, "--data", tiny_data, "--json", str(tmp_path / "no" / "e.json")],
-                 capsys, "--json", "does not exist")
+    for flag, path, why in (("--vis", str(blocker / "vis"), "not a writable folder"),
+                            ("--json", str(tmp_path / "no" / "e.json"), "does not exist")):
+        code, _, err = evaluate_in_process(["--load", run_checkpoint, "--data", tiny_data, flag, path], capsys)
+        assert code == 2 and f"error: argument {flag}: {path}" in err and why in err and "Traceback" not in err
     # issue 8: one set of argparse types (argtypes.py) for every entry point: no nan, no 0 batch
     # (issue 9: a sweep step of 0 was a ZeroDivisionError traceback)
     for flag, value in (("--cam-threshold", "nan"), ("--cam-threshold", "1.5"), ("--batch", "0"),
@@ -285,7 +286,48 @@ def test_checkpoint_without_settings(run_checkpoint, tiny_data, tmp_path, capsys
                                           "--width-mult", "0.125"], capsys)
     assert code == 0, err
     assert set(printed_summary(out)) == set(METRICS)
+    # issue 19 item 5: nothing in the checkpoint fixes the stride or the normalisation: said loudly
+    assert "GUESSED" in err and "--final-stride 4" in err and "--normalize dataset" in err
     expect_error(["--load", run_checkpoint, "--data", tiny_data, "--depth", "34"], capsys, "--depth 34")
+
+
+def test_data_other_than_the_runs_is_refused(run_checkpoint, tiny_data, tmp_path, capsys):
+    """Issue 19 item 3: wnids.txt reversed dropped Top-1 Clas from 100 to 33.3 with no warning."""
+    import dataflow
+    import runrecord
+    run, data = tmp_path / "run", tmp_path / "data"
+    shutil.copytree(run_checkpoint, run)
+    shutil.copytree(tiny_data, data, ignore=shutil.ignore_patterns(".cache"))
+    settings = json.loads((run / "settings.json").read_text())
+    settings["dataset"] = runrecord.dataset_fingerprint(*(dataflow.read_annotations(tiny_data, s)
+                                                          for s in ("train", "val")))
+    (run / "settings.json").write_text(json.dumps(settings))
+    wnids = (data / "wnids.txt").read_text().split()
+    (data / "wnids.txt").write_text("\n".join(reversed(wnids)) + "\n")
+    expect_error(["--load", str(run), "--data", str(data)], capsys, "class order", "settings.json")
+
+
+def test_outputs_resolving_to_one_path_are_refused(tiny_data, tmp_path, capsys):
+    """Issue 19 item 4: the sweep overwrote eval.json (exit 0); --json F --save-cams F likewise."""
+    d = str(tmp_path)
+    for outputs in (["--json", f"{d}/eval.json", "--threshold-sweep", f"{d}/eval"],
+                    ["--json", f"{d}/f", "--save-cams", f"{d}/./f"],
+                    ["--vis", f"{d}/vis", "--save-cams", f"{d}/vis/grid.png"]):
+        expect_error(["--load", d, "--data", tiny_data, *outputs], capsys, "would both write"
+                     if "--vis" not in outputs else "writes its pictures there")
+
+
+def test_a_failed_write_keeps_the_other_outputs(run_checkpoint, tiny_data, tmp_path, capsys, monkeypatch):
+    """Issue 19 item 7: a failed write lost the whole evaluation (double traceback, no output)."""
+    import fileio
+
+    def full(path, obj, sort_keys=False):
+        raise fileio.WriteError(path, OSError(28, "No space left on device"))
+    monkeypatch.setattr(fileio, "write_json", full)
+    json_path, cams = str(tmp_path / "eval.json"), str(tmp_path / "cams.npz")
+    line = expect_error(["--load", run_checkpoint, "--data", tiny_data, "--json", json_path, "--save-cams", cams],
+                        capsys, f"--json: {json_path}: cannot write (No space left on device)", "written: --save-cams")
+    assert "evaluation finished" in line and np.load(cams)["cams"].shape[0] == 16
 
 
 def test_settings_that_do_not_match_the_checkpoint(run_checkpoint, tiny_data, tmp_path, capsys):

@@ -2,6 +2,7 @@
 import argparse
 import json
 import os
+import time
 import types
 
 import numpy as np
@@ -171,12 +172,40 @@ def test_run_state(tmp_path):
     runrecord.write_json(os.path.join(logdir, runrecord.DONE), {"global_step": 18, "epoch": 3})
     assert runrecord.run_state(logdir, s) == (runrecord.TRAINED, "trained, not evaluated")
     eval_json = os.path.join(logdir, runrecord.EVAL)
-    runrecord.write_json(eval_json, {"summary": {"top1_loc": 1.5}})
+    mine = {"checkpoint": os.path.join(logdir, "model-6"), "split": "val", "limit": None}
+    runrecord.write_json(eval_json, {"summary": {"top1_loc": 1.5}, "settings": mine})
     assert runrecord.run_state(logdir, s)[0] == runrecord.EVALUATED
-    runrecord.write_json(eval_json, {"summary": {"top1_loc": float("nan")}})
+    runrecord.write_json(eval_json, {"summary": {"top1_loc": float("nan")}, "settings": mine})
     assert runrecord.run_state(logdir, s) == (runrecord.TRAINED, "eval.json has a non-finite metric")
     os.utime(eval_json, (1, 1))
     assert runrecord.run_state(logdir, s) == (runrecord.TRAINED, "eval.json is older than done.json")
+
+
+@pytest.mark.parametrize("change, reason", [
+    # issue 19 item 2: evaluate.py --load RUN_A --json RUN_B/eval.json, and --limit 1
+    ({"checkpoint": "OTHER/model-6"}, "a checkpoint of another folder"),
+    ({"checkpoint": "RUN/model-3"}, "not the newest model-6"),
+    ({"limit": 1, "num_images": 1}, "not the whole val split"),
+    ({"split": "train"}, "not the whole val split"),
+    ({"limit": "absent"}, "written by an older evaluate.py"),
+])
+def test_eval_json_counts_only_for_this_runs_newest_checkpoint_on_all_of_val(tmp_path, change, reason):
+    logdir = str(tmp_path / "run")
+    os.makedirs(logdir)
+    save(logdir, 6)
+    ev = {"checkpoint": os.path.join(logdir, "model-6"), "split": "val", "limit": None, "num_images": 12}
+    runrecord.write_json(os.path.join(logdir, runrecord.DONE), {"global_step": 6, "epoch": 1})
+    path = os.path.join(logdir, runrecord.EVAL)
+    runrecord.write_json(path, {"summary": {"top1_loc": 1.5}, "settings": ev})
+    os.utime(path, (time.time() + 5,) * 2)
+    assert runrecord.eval_problem(logdir) is None
+    ev.update({k: v.replace("OTHER", str(tmp_path / "other")).replace("RUN", logdir) if isinstance(v, str) else v
+               for k, v in change.items()})
+    if ev["limit"] == "absent":
+        del ev["limit"]
+    runrecord.write_json(path, {"summary": {"top1_loc": 1.5}, "settings": ev})
+    os.utime(path, (time.time() + 5,) * 2)
+    assert reason in runrecord.eval_problem(logdir)
 
 
 # --------------------------------------------------------------------------- argtypes
@@ -217,4 +246,29 @@ def test_fingerprint_of_the_annotations_equals_that_of_the_loaded_splits(tiny_da
                                            dataflow.load_split(tiny_data, "val"), 3)
     cheap = runrecord.dataset_fingerprint(dataflow.read_annotations(tiny_data, "train"),
                                           dataflow.read_annotations(tiny_data, "val"), 3)
+    pixels = loaded.pop("pixels")
+    assert cheap.pop("pixels") is None and set(pixels) == {"train", "val"}   # the annotations have no pixels
     assert cheap == loaded and loaded["train_used"] == 4 * (12 - 3)
+
+
+def test_the_fingerprint_covers_class_order_and_the_image_to_label_map(tiny_data, tmp_path):
+    """Issue 19 item 3: wnids.txt reversed, or two images of two classes swapped, is another dataset."""
+    import shutil
+    import dataflow
+    data = str(tmp_path / "data")
+    shutil.copytree(tiny_data, data, ignore=shutil.ignore_patterns(".cache"))
+    train, val = dataflow.load_split(data, "train"), dataflow.load_split(data, "val")
+    recorded = runrecord.dataset_fingerprint(train, val)
+    ann = [dataflow.read_annotations(data, s) for s in ("train", "val")]
+    assert runrecord.dataset_problem(recorded, *ann, ("val", val)) is None
+    a, b = (os.path.join(data, val.files[i]) for i in (0, list(val.labels).index(1)))   # classes 0 and 1
+    os.rename(a, a + ".tmp"), os.rename(b, a), os.rename(a + ".tmp", b)
+    swapped = dataflow.load_split(data, "val", cache_dir=str(tmp_path / "cache"))
+    assert "val images differ" in runrecord.dataset_problem(recorded, *ann, ("val", swapped))
+    wnids = os.path.join(data, "wnids.txt")
+    with open(wnids) as f:
+        names = f.read().split()
+    with open(wnids, "w") as f:
+        f.write("\n".join(reversed(names)) + "\n")
+    ann = [dataflow.read_annotations(data, s) for s in ("train", "val")]
+    assert "class order" in runrecord.dataset_problem(recorded, *ann)

@@ -111,7 +111,7 @@ def test_a_checkpoint_that_cannot_be_written_stops_training_at_once(tiny_data, t
     logdir = str(tmp_path / "full")
     out = train("--data", tiny_data, *SMALL, "--epochs", "3", "--logdir", logdir, file_size_limit=10 ** 6)
     line = error_line(out)
-    assert line.startswith(f"error: {logdir}/model-6: cannot write the checkpoint (File too large)")
+    assert line.startswith(f"error: {logdir}/model-6: cannot write the checkpoint (") and "File too large" in line
     assert "training stopped at global step 6" in line
     assert "Start Epoch 2" not in out.stdout + out.stderr
     assert not os.path.exists(os.path.join(logdir, runrecord.DONE))
@@ -166,3 +166,17 @@ def test_a_full_disk_at_start_names_the_file(tiny_data, tmp_path):
     logdir = str(tmp_path / "full")
     out = train("--data", tiny_data, *SMALL, "--logdir", logdir, file_size_limit=1000)
     assert error_line(out) == f"error: {logdir}/settings.json: cannot write (File too large)"
+
+
+def test_a_lost_settings_json_has_a_way_back(finished, tmp_path):
+    """Issue 19 item 10: a deleted settings.json was refused with no recovery path."""
+    logdir, args = copy_run(finished, tmp_path)
+    os.remove(os.path.join(logdir, runrecord.SETTINGS))
+    os.remove(os.path.join(logdir, runrecord.DONE))
+    out = train(*args)
+    assert "no settings.json" in error_line(out) and "--adopt-settings" in out.stderr
+    out = train(*args, "--adopt-settings")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "training finished (global step 18" in out.stdout
+    assert runrecord.load_settings(logdir).train.final_step == 18
+    assert "is not a run without settings.json" in error_line(train(*args, "--adopt-settings"))

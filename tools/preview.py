@@ -19,14 +19,14 @@ enlarged ``--scale`` times with nearest-neighbour so that single pixels and
 grid cells stay visible.
 """
 import argparse
-import os
 
 import cv2
 import numpy as np
 
 import tf_env  # noqa: F401  (before tensorpack: see tf_env.py)
+import argtypes
+import fileio
 from augment.methods import METHODS, seed_augmentors
-from dataflow import DataError, check_root
 from dataflow.builders import train_augmentors
 from errors import UserError, run_main
 
@@ -40,36 +40,24 @@ FONT = cv2.FONT_HERSHEY_SIMPLEX
 def parse_args(argv):
     p = argparse.ArgumentParser(prog="python -m tools.preview", description=__doc__.split("\n")[0],
                                 allow_abbrev=False)
-    p.add_argument("--data", required=True, help="dataset root in the Tiny ImageNet layout")
+    p.add_argument("--data", required=True, type=argtypes.data_root, help="dataset root in the Tiny ImageNet layout")
     p.add_argument("--method", default="all", choices=(*METHODS, "all"),
                    help="augmentation to show, or 'all' for one column per method (default: all)")
-    p.add_argument("--out", required=True, help="PNG file to write")
-    p.add_argument("--count", type=int, default=6, help="rows: number of images (default 6)")
-    p.add_argument("--draws", type=int, default=5, help="augmented columns for one method (default 5)")
+    p.add_argument("--out", required=True, type=argtypes.writable_file, help="PNG file to write")
+    p.add_argument("--count", type=argtypes.positive_int, default=6, help="rows: number of images (default 6)")
+    p.add_argument("--draws", type=argtypes.positive_int, default=5, help="augmented columns for one method (default 5)")
     p.add_argument("--seed", type=int, default=0, help="picks the images and seeds the augmentors")
     p.add_argument("--split", default="train", choices=("train", "val"), help="split to sample (default train)")
-    p.add_argument("--scale", type=int, default=2, help="nearest-neighbour enlargement (default 2)")
+    p.add_argument("--scale", type=argtypes.int_in(1, 32), default=2, help="nearest-neighbour enlargement (default 2)")
     p.add_argument("--flip", action="store_true", help="add the training flow's random horizontal flip")
     p.add_argument("--jitter", action="store_true", help="add the training flow's colour jitter (SN-ResNet)")
     return p.parse_args(argv)
 
 
 def validate(args):
-    """Check the flags and paths before loading anything; raise UserError with one clear message."""
-    try:
-        check_root(args.data)
-    except DataError as e:
-        raise UserError(f"--data {e}") from None
+    """Check what the parser's types do not, before loading anything; UserError with one clear message."""
     if not args.out.lower().endswith(".png"):
         raise UserError(f"--out {args.out}: must end in .png")
-    parent = os.path.dirname(os.path.abspath(args.out))
-    if not os.path.isdir(parent):
-        raise UserError(f"--out {args.out}: folder {parent} does not exist")
-    if not os.access(parent, os.W_OK) or (os.path.exists(args.out) and not os.access(args.out, os.W_OK)):
-        raise UserError(f"--out {args.out}: not writable")
-    for name in ("count", "draws", "scale"):
-        if getattr(args, name) < 1:
-            raise UserError(f"--{name} must be at least 1, got {getattr(args, name)}")
 
 
 def columns(method, draws):
@@ -126,12 +114,7 @@ def main(argv=None):
     cols = columns(args.method, args.draws)
     rows = augmented_rows(split, pick, cols, args.seed, flip=args.flip, jitter=args.jitter)
     grid = make_grid(rows, [label for label, _ in cols], args.scale)
-    try:
-        written = cv2.imwrite(args.out, grid)
-    except cv2.error as e:
-        raise UserError(f"--out {args.out}: OpenCV could not write the PNG ({e.err})") from None
-    if not written:
-        raise UserError(f"--out {args.out}: OpenCV could not write the PNG")
+    fileio.write_png(args.out, grid)   # a failed write: one message naming the path (fileio.WriteError)
     print(f"wrote {args.out}: {len(rows)} images x {len(cols)} columns ({', '.join(l for l, _ in cols)})")
 
 

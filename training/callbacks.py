@@ -85,13 +85,16 @@ class CheckedModelSaver(ModelSaver):
 
 
 def _reason(error):
-    """One line: an OSError's strerror, or the cause TensorFlow puts on the last line of an
-    OpError before the node (e.g. "<file>.tempstate123; File too large" -> "File too large")."""
+    """One line: an OSError's strerror and file, or the line of a TensorFlow OpError that names the
+    failure (e.g. "... model-6.data-00000-of-00001.tempstate123: No space left on device"), not the
+    node lines ("[[...]]") nor the OOM "Hint:" TensorFlow appends to every ResourceExhaustedError."""
     if isinstance(error, tf.errors.OpError):
         lines = [line.strip() for line in error.message.splitlines()
-                 if line.strip() and not line.strip().startswith("[[")]
-        return lines[-1].rsplit("; ", 1)[-1] if lines else type(error).__name__
-    return getattr(error, "strerror", None) or str(error).strip() or type(error).__name__
+                 if line.strip() and not line.strip().startswith(("[[", "Hint:", "This isn't available"))]
+        return lines[-1] if lines else type(error).__name__
+    if getattr(error, "strerror", None):
+        return error.strerror + (f": {error.filename}" if getattr(error, "filename", None) else "")
+    return str(error).strip() or type(error).__name__
 
 
 class FixFailureLog(logging.Filter):

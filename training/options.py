@@ -15,26 +15,33 @@ import tensorflow as tf
 import tensorpack
 
 import argtypes
-import dataflow
 import runrecord
 from augment import METHODS
 from errors import UserError
-from models import DEPTHS, FINAL_STRIDES, IMAGENET_MEAN_BGR, IMAGENET_STD_BGR
+from models import DEPTHS, FINAL_STRIDES, IMAGENET_MEAN_BGR, IMAGENET_STD_BGR, scaled_widths
+from models.resnet import STEM_KERNEL
 from training import cluster, devices, session
+
+# a finished run's logdir is accepted as it is (nothing is written there; it may be read-only)
+LOGDIR = argtypes.writable_dir(create=False, unless_holds=runrecord.DONE)
+MAX_EPOCHS = 10 ** 6     # ours: 650 times the paper's 1500; larger values only exhaust memory in the schedule
+MIN_STEPS_CAP = 1000     # ours: --steps-per-epoch may exceed one pass up to this, for benchmarks on small data
 
 TITLE = "Train a pre-activation ResNet with a CAM head on Tiny ImageNet (paper sec. 3)."
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="train.py", description=TITLE, allow_abbrev=False)
-    p.add_argument("--data", required=True, help="Tiny ImageNet root (holds wnids.txt, train/, val/)")
+    p.add_argument("--data", required=True, type=argtypes.data_root,
+                   help="Tiny ImageNet root (holds wnids.txt, train/, val/)")
     p.add_argument("--aug", required=True, choices=METHODS, help="augmentation (paper Table 1)")
     p.add_argument("--depth", type=int, default=18, choices=sorted(DEPTHS),
                    help="ResNet depth (default 18; paper sec. 3: 18 and 34)")
     p.add_argument("--batch", type=argtypes.positive_int, default=256,
                    help="the whole minibatch, split over GPUs/processes (default 256, paper Table 1)")
-    p.add_argument("--logdir", help="default train_log/r{depth}-{aug}-b{batch}")
-    p.add_argument("--epochs", type=argtypes.positive_int, default=1500, help="default 1500 (paper sec. 3)")
+    p.add_argument("--logdir", type=LOGDIR, help="default train_log/r{depth}-{aug}-b{batch}")
+    p.add_argument("--epochs", type=argtypes.int_in(1, MAX_EPOCHS), default=1500,
+                   help=f"default 1500 (paper sec. 3), at most {MAX_EPOCHS}")
     p.add_argument("--lr", type=argtypes.positive_float, default=0.1,
                    help="initial learning rate (default 0.1, paper sec. 3)")
     p.add_argument("--lr-step-epochs", type=argtypes.positive_int, default=250,
@@ -45,8 +52,8 @@ def parse_args(argv=None):
                    help="Nesterov momentum (default 0.9, paper sec. 3)")
     p.add_argument("--wd", type=argtypes.nonnegative_float, default=1e-4,
                    help="weight decay on conv and FC weights (default 1e-4, paper sec. 3)")
-    p.add_argument("--seed", type=argtypes.nonnegative_int, default=0,
-                   help="seeds the initialisation and the data order (default 0)")
+    p.add_argument("--seed", type=argtypes.seed, default=0,
+                   help="seeds the initialisation and the data order (default 0, at most 2**31 - 2)")
     p.add_argument("--holdout", type=argtypes.nonnegative_int, default=0, metavar="N",
                    help="exclude the last N training images of each class from training, for choosing "
                         "evaluate.py's threshold (default 0, the paper's)")
@@ -66,6 +73,9 @@ def parse_args(argv=None):
                    help="scale all widths (default 1.0; other values are not the paper's: tests, demo)")
     p.add_argument("--final-stride", type=int, default=4, choices=sorted(FINAL_STRIDES),
                    help="4: a 16x16 map from 64x64 (default; paper, docs/sources.md); 8: an 8x8 map")
+    p.add_argument("--adopt-settings", action="store_true",
+                   help="the logdir holds checkpoints but its settings.json was lost: record this command's "
+                        "settings there and continue (nothing checks they are the ones the run started with)")
     p.add_argument("--restart", action="store_true",
                    help="train from step 0 when the logdir holds checkpoints but none restores "
                         "(they are moved to <logdir>/discarded-<time>/)")
@@ -76,7 +86,8 @@ def parse_args(argv=None):
     p.add_argument("--keep-checkpoints", type=argtypes.positive_int, default=10,
                    help="how many of the newest checkpoints to keep (default 10)")
     p.add_argument("--steps-per-epoch", type=argtypes.positive_int,
-                   help="default: training images // --batch; set it only for benchmarks and smoke runs")
+                   help="default: training images // --batch; set it only for benchmarks and smoke runs "
+                        f"(at most one pass or {MIN_STEPS_CAP} steps: checkpoints are written at epoch ends)")
     p.add_argument("--gpus", type=argtypes.nonnegative_int,
                    help="GPUs to train on in this process (default: all visible; 0 = the CPU)")
     p.add_argument("--towers", type=argtypes.positive_int,
@@ -101,33 +112,38 @@ def parse_args(argv=None):
                                      normalize=args.normalize, early_grad_scale=args.early_grad_scale)
     vars(args).update(parts)
     if args.logdir is None:
-        args.logdir = os.path.join("train_log", f"r{args.depth}-{args.aug}-b{args.batch}")
+        try:
+            args.logdir = LOGDIR(os.path.join("train_log", f"r{args.depth}-{args.aug}-b{args.batch}"))
+        except argparse.ArgumentTypeError as e:
+            p.error(f"argument --logdir (default): {e}")
     return args
 
 
-def _check_writable(logdir):
-    try:
-        os.makedirs(logdir, exist_ok=True)
-        probe = os.path.join(logdir, f".write-test-{os.getpid()}")
-        with open(probe, "w"):
-            pass
-        os.remove(probe)
-    except OSError as e:
-        raise UserError(f"--logdir {logdir}: not a writable directory ({e.strerror or e})") from None
+def memory_estimate(depth, width_mult, num_classes):
+    """Bytes the weights take in training, estimated: conv and FC weights (models.DEPTHS,
+    scaled_widths) x 4 bytes x 4 (the weight, its gradient, its momentum, one more copy)."""
+    widths, blocks = scaled_widths(width_mult), DEPTHS[depth]
+    params, c_in = 3 * STEM_KERNEL ** 2 * widths[0], widths[0]
+    for c, n in zip(widths, blocks):
+        params += 9 * c_in * c + 9 * c * c + (c_in * c if c_in != c else 0) + (n - 1) * 18 * c * c
+        c_in = c
+    return 16 * (params + c_in * num_classes)
 
 
-def _check_data(root):
+def physical_memory():
+    """Bytes of RAM of this machine (None where unknown)."""
     try:
-        dataflow.check_root(root)
-    except dataflow.DataError as e:
-        raise UserError(f"--data {e}") from None
-    if not os.path.isfile(os.path.join(root, "wnids.txt")):
-        raise UserError(f"--data {root}: no wnids.txt there (expected the Tiny ImageNet root)")
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
 def validate(args):
     """Check every flag before anything is built; return the resolved environment (a dict)."""
-    _check_data(args.data)
+    need, have = memory_estimate(args.depth, args.width_mult, 1), physical_memory()
+    if have and need > have:
+        raise UserError(f"--width-mult {args.width_mult:g}: the weights alone would take about {need / 2**30:.0f} GiB "
+                        f"in training, more than the {have / 2**30:.0f} GiB of this machine")
     env = {"rank": 0, "size": 1, "is_chief": True}
     visible = devices.visible_gpus()
     gpus = visible if args.gpus is None else args.gpus
@@ -151,9 +167,6 @@ def validate(args):
     # GPUs: about half the cores feed the towers (one process feeds ~12k img/s at 64x64, README "Speed")
     env["workers"] = (args.workers if args.workers is not None else
                       min(8, session.available_cores() // 2) if env["gpus"] else 0)
-    # a finished run writes nothing: it may sit on read-only storage
-    if env["is_chief"] and not os.path.exists(os.path.join(args.logdir, runrecord.DONE)):
-        _check_writable(args.logdir)
     return env
 
 
@@ -181,10 +194,15 @@ def make_settings(args, env, fingerprint, num_classes, image_shape, mean_std=(No
     Needs no pixels: ``fingerprint`` is :func:`runrecord.dataset_fingerprint` (of the
     annotations alone, if need be) and ``mean_std`` may stay unknown (None).
     """
-    spe = args.steps_per_epoch or fingerprint["train_used"] // args.batch
+    one_pass = fingerprint["train_used"] // args.batch
+    spe = args.steps_per_epoch or one_pass
     if spe < 1:
         raise UserError(f"--batch {args.batch}: more than the {fingerprint['train_used']} training images "
                         f"in {args.data}")
+    if spe > max(one_pass, MIN_STEPS_CAP):
+        raise UserError(f"--steps-per-epoch {spe}: more than one pass over the data ({one_pass} steps) and more "
+                        f"than {MIN_STEPS_CAP}; checkpoints are written at epoch ends only, so an interrupt "
+                        "would lose the whole epoch")
     model = runrecord.ModelSettings(
         depth=args.depth, num_classes=num_classes, image_shape=list(image_shape), width_mult=args.width_mult,
         final_stride=args.final_stride, mean_bgr=mean_std[0], std_bgr=mean_std[1])

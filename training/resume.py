@@ -62,7 +62,13 @@ def trim_stats(logdir, global_step, last_epoch):
     path = os.path.join(logdir, runrecord.STATS)
     if not os.path.exists(path):
         return
-    stats = [s for s in runrecord.read_json(path) if int(s.get("global_step", 0)) <= global_step]
+    try:
+        history = runrecord.read_json(path)
+    except UserError as e:   # e.g. truncated by a full disk; it is only the per-epoch history
+        raise UserError(f"{e}; it holds only the per-epoch statistics, not the weights: move it aside "
+                        f"(mv {path} {path}.damaged) and re-run the same command to continue from the "
+                        "checkpoint") from None
+    stats = [s for s in history if int(s.get("global_step", 0)) <= global_step]
     if last_epoch > 0 and (not stats or int(stats[-1]["epoch_num"]) != last_epoch):
         stats.append({"epoch_num": last_epoch, "global_step": global_step})
     runrecord.write_json(path, stats)
