@@ -31,7 +31,7 @@ what a CAM shows):
   best fixed box scores 23.33% and the whole image 0.33%.  The CAM boxes are
   about twice the object there (README, "Demo").
 
-CPU training is not bit-reproducible, so reruns move these by a few points.
+A rerun of the same training command on the same machine is bit-identical (docs/reproducibility.md).
 
 Layout written under OUT (Tiny ImageNet's, README "Tiny ImageNet")::
 

@@ -2,7 +2,8 @@
 
 The table scripts decide reuse and refusal on these :class:`runrecord.RunSettings`, not on
 argv strings: a finished run is reused only when ``runrecord.run_state`` finds its
-settings.json equal to them (speed settings such as ``--threads`` are not compared).
+settings.json equal to them (speed settings such as ``--workers`` are not compared; ``--threads``
+is, since CPU results depend on it).
 They come from train.py's own parser (``training.options.parse_args``, which refuses
 unknown and abbreviated flags) and ``training.options.make_settings``, with the dataset
 fingerprint of the annotations (no pixels are decoded).
