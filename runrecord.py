@@ -12,8 +12,8 @@ A logdir holds one run::
 
 ``run_state`` tells train.py and the table scripts what a folder holds (NEW,
 RESUMABLE, TRAINED, EVALUATED or CONFLICT).  Settings are compared on the
-model, the training settings and the dataset fingerprint, never on the
-"speed" section (workers, threads, devices...), the data path or the commit,
+model, the training settings (threads and op determinism included) and the dataset
+fingerprint, never on the "speed" section (workers, devices...), the data path or the commit,
 so a dataset moved elsewhere or a run continued on other hardware is accepted.
 
 No TensorFlow is imported except by the functions that read checkpoints.
@@ -87,18 +87,20 @@ class TrainSettings:
     final_step: int = 0                 # ours: steps_per_epoch * epochs
     amp: object = False                 # ours: False, "bf16" (CPU) or "fp16" (GPU)
     batch_per_tower: int = 0            # docs/sources.md: batch // towers, BatchNorm per tower
+    # the rest change results only in the last bits (docs/reproducibility.md)
+    threads: int = 0                    # ours: intra-op CPU threads (Eigen/oneDNN split sums by thread)
+    xla: bool = False                   # ours: XLA auto-clustering fuses ops
+    data_format: str = "NHWC"           # ours: NCHW may help on GPUs; other kernels
+    deterministic: bool = True          # ours: TF op determinism (off: --nondeterministic)
 
 
 @dataclass
 class SpeedSettings:
-    """How fast, not what is learned: never compared."""
+    """How fast, not what is learned (the batches do not depend on the workers): never compared."""
     workers: int = 0                    # ours: dataflow processes
-    threads: int = 0                    # ours: intra-op CPU threads
     val_every: int = 10                 # ours: validation every N epochs and after the last
     val_batch: int = 128                # ours
     keep_checkpoints: int = 10          # ours
-    xla: bool = False                   # ours
-    data_format: str = "NHWC"           # ours: NCHW may help on GPUs
     gpus: int = 0                       # ours: towers in this process
     machines: int = 1                   # ours: tasks of --cluster (training/cluster.py)
 
@@ -153,6 +155,8 @@ class RunSettings:
         train, speed = dict(d.get("train", {})), dict(d.get("speed", {}))
         for key in [k for k in train if k in SpeedSettings.__dataclass_fields__]:
             speed[key] = train.pop(key)
+        for key in [k for k in speed if k in TrainSettings.__dataclass_fields__]:   # "speed" before issue 17
+            train.setdefault(key, speed.pop(key))
         speed["machines"] = speed.pop("horovod_size", speed.get("machines", 1))   # its name before --cluster
         dataset = {k: v for k, v in d.get("dataset", {}).items() if k != "image_shape"}   # = model's
         dataset.setdefault("holdout", 0)

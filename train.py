@@ -35,14 +35,11 @@ import os
 import signal
 import sys
 
-import numpy as np
 import tensorflow as tf
-from tensorpack import QueueInput
 from tensorpack.callbacks import (
     ClassificationError, EstimatedTimeLeft, InferenceRunner, MergeAllSummaries, MovingAverageSummary,
     ProgressBar, RunUpdateOps, ScheduledHyperParamSetter)
 from tensorpack.dataflow import MapData
-from tensorpack.tfutils.sessinit import SaverRestore
 from tensorpack.train import AutoResumeTrainConfig, launch_train_with_config
 from tensorpack.utils import logger
 
@@ -134,22 +131,26 @@ def build_config(args, env, settings, used, val, prefix, start_epoch, extra_call
     t = settings.train
     tf1.disable_eager_execution()   # before seeding: the seed belongs to the graph
     tf1.set_random_seed(t.seed)
-    # a different data order after each resume point, reproducible from --seed (rank 0: only the
-    # chief of --cluster reads data; the 0 keeps the seeds of earlier runs)
-    data_seed = int(np.random.SeedSequence([t.seed, start_epoch, env["rank"]]).generate_state(1)[0])
-    flow = dataflow.build_train_dataflow(used, t.aug, t.batch_per_tower, seed=data_seed,
+    # the data stream is a function of --seed and the batch index alone (dataflow.builders): a resumed
+    # run continues it where the checkpoint's steps ended; one whole minibatch a step, split over the towers
+    flow = dataflow.build_train_dataflow(used, t.aug, t.batch, seed=t.seed,
+                                         start=(start_epoch - 1) * t.steps_per_epoch,
                                          num_workers=env["workers"], flip=t.flip, jitter=t.jitter)
+    reasons = session.not_bit_identical(t)
+    if reasons:
+        logger.warn(f"reruns of this command may not be bit-identical: {'; '.join(reasons)} "
+                    "(docs/reproducibility.md)")
     model = CAMModel(**dataclasses.asdict(settings.model), weight_decay=t.weight_decay, momentum=t.momentum,
                      lr=t.lr, early_grad_scale=t.early_grad_scale, amp=t.amp, data_format=args.data_format)
     return AutoResumeTrainConfig(
         # explicit session_init/starting_epoch: resume from the checkpoint's own global step,
         # which stays right even if a kill fell between ModelSaver and the stats.json write
-        always_resume=False, session_init=SaverRestore(prefix) if prefix else None,
-        starting_epoch=start_epoch, model=model, data=QueueInput(flow),
+        always_resume=False, session_init=cbs.ResumeRestore(prefix) if prefix else None,
+        starting_epoch=start_epoch, model=model, data=devices.train_input(flow, env.get("towers", 1)),
         callbacks=[cbs.ResumeCheck(t.steps_per_epoch)] + make_callbacks(args, val) + list(extra_callbacks),
         extra_callbacks=[],
-        session_creator=session.SessionCreator(session.session_config(
-            threads=args.threads, amp=t.amp, xla=args.xla)),
+        session_creator=session.SessionCreator(session.session_config(threads=t.threads, amp=t.amp, xla=t.xla),
+                                               deterministic=t.deterministic),
         steps_per_epoch=t.steps_per_epoch, max_epoch=args.epochs)
 
 
@@ -203,7 +204,7 @@ def finish(args, env, settings, trainer):
 def run(args, env, extra_callbacks=()):
     """Train (or resume, or report a finished run). Returns the final global step."""
     train, used, val = load_data(args)
-    if env["batch_per_tower"] > len(used):
+    if args.batch > len(used):
         raise UserError(f"--batch {args.batch}: more than the {len(used)} training images in {args.data}")
     settings = make_settings(args, env, runrecord.dataset_fingerprint(train, val, args.holdout),
                              train.num_classes, train.image_shape, normalization(args.normalize, train))
@@ -242,6 +243,8 @@ def _raise_interrupt(signum, frame):
 def main(argv=None):
     args = parse_args(argv)
     if args.cluster and args.task:   # not the chief: serve its towers, no data, no logdir
+        if not args.nondeterministic:   # the kernels of the chief's towers placed here
+            tf.config.experimental.enable_op_determinism()
         return cluster.serve(cluster.parse(args.cluster), args.task, session.session_config(threads=args.threads))
     env = validate(args)
     lock = lock_logdir(args.logdir)  # noqa: F841  (held until the process ends)

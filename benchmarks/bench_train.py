@@ -5,6 +5,7 @@ Examples::
     python -m benchmarks.bench_train                                  # depth 18 and 34, batch 32/128/256
     python -m benchmarks.bench_train --depth 18 --batch 32 --steps 10  # one short cell
     python -m benchmarks.bench_train --depth 18 --batch 32 --amp       # bf16 on CPU / fp16 on GPU
+    python -m benchmarks.bench_train --depth 18 --batch 32 --determinism both   # the cost of op determinism
 
 For each (depth, batch) two fresh processes measure the same network at
 64x64 with 200 classes (the paper's Tiny ImageNet shape) on the current device:
@@ -15,7 +16,9 @@ For each (depth, batch) two fresh processes measure the same network at
   callbacks, summaries) on a generated dataset held in memory, timed per step
   by a callback, within one epoch (the per-epoch checkpoint is not timed).
 
-Both use train.py's session config (intra-op threads unthrottled). The first
+Both use train.py's session config (intra-op threads unthrottled) and, as train.py by
+default, TensorFlow's op determinism (``--determinism off``: as ``--nondeterministic``;
+``both``: each cell measured both ways, alternating). The first
 ``--warmup`` steps are not timed; with ``--repeat N`` the modes alternate N
 times and the fastest of each is kept (the least disturbed by other load). Forward FLOPs per image are counted from
 the graph's convolutions and matmul (2 x multiply-adds). On the 2-core CPU
@@ -58,6 +61,8 @@ def parse_args(argv=None):
     p.add_argument("--repeat", type=int, default=1,
                    help="measure each mode this many times, alternating, and keep the fastest")
     p.add_argument("--modes", nargs="+", default=["graph", "train"], choices=["graph", "train"])
+    p.add_argument("--determinism", choices=["on", "off", "both"], default="on",
+                   help="TensorFlow's op determinism (default on, as train.py; off = --nondeterministic)")
     p.add_argument("--width-mult", type=float, default=1.0, help="1.0 = the paper's widths")
     p.add_argument("--worker", choices=["graph", "train"], help=argparse.SUPPRESS)
     p.add_argument("--data", help=argparse.SUPPRESS)
@@ -70,7 +75,7 @@ def train_argv(args, depth, batch, data, logdir):
     argv = ["--data", data, "--depth", str(depth), "--aug", "gr", "--batch", str(batch),
             "--epochs", "1", "--steps-per-epoch", str(args.warmup + args.steps),
             "--width-mult", str(args.width_mult), "--val-every", "1", "--logdir", logdir]
-    return argv + (["--amp"] if args.amp else [])
+    return argv + (["--amp"] if args.amp else []) + (["--nondeterministic"] if args.determinism == "off" else [])
 
 
 def forward_flops(graph):
@@ -108,6 +113,7 @@ def worker_graph(args):
                      mean_bgr=[104.0, 114.0, 122.0], std_bgr=[58.0, 57.0, 57.0], amp=env["amp"])
     rng = np.random.RandomState(0)
     with tf.Graph().as_default() as g:
+        tf1.set_random_seed(0)   # op determinism (SessionCreator) refuses unseeded random ops
         image = tf.constant(rng.randint(0, 256, (batch, IMAGE_SIZE, IMAGE_SIZE, 3)).astype(np.uint8))
         label = tf.constant(rng.randint(0, NUM_CLASSES, batch).astype(np.int32))
         with TowerContext("", is_training=True):
@@ -115,7 +121,8 @@ def worker_graph(args):
         with tf.control_dependencies(tf1.get_collection(tf1.GraphKeys.UPDATE_OPS)):   # BN statistics
             train_op = model.get_optimizer().minimize(cost, global_step=tf1.train.get_or_create_global_step())
         flops = forward_flops(g)
-        creator = session.SessionCreator(session.session_config(threads=targs.threads, amp=env["amp"]))
+        creator = session.SessionCreator(session.session_config(threads=targs.threads, amp=env["amp"]),
+                                         deterministic=not targs.nondeterministic)
         sess = creator.create_session()
         for _ in range(args.warmup):
             sess.run(train_op)
@@ -162,12 +169,13 @@ def cpu_model():
         return "unknown model"
 
 
-def measure(args, mode, depth, batch, data):
+def measure(args, mode, depth, batch, data, determinism):
     """Run one worker in a fresh process; return its JSON result."""
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
         cmd = [sys.executable, "-m", "benchmarks.bench_train", "--worker", mode, "--depth", str(depth),
                "--batch", str(batch), "--steps", str(args.steps), "--warmup", str(args.warmup),
-               "--width-mult", str(args.width_mult), "--data", data, "--out", out.name]
+               "--width-mult", str(args.width_mult), "--data", data, "--out", out.name,
+               "--determinism", determinism]
         if args.amp:
             cmd.append("--amp")
         proc = subprocess.run(cmd, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -176,6 +184,14 @@ def measure(args, mode, depth, batch, data):
             sys.exit(f"{mode} worker failed (depth {depth}, batch {batch}):\n{proc.stderr[-3000:]}")
         with open(out.name) as f:
             return json.load(f)
+
+
+def row(args, depth, batch, det, graph, trainpath):
+    overhead = f"{100 * (graph['img_s'] / trainpath['img_s'] - 1):+.1f}%" if graph and trainpath else "-"
+    return [depth, batch, "on" if args.amp else "off", det,
+            f"{graph['img_s']:.1f}" if graph else "-", f"{trainpath['img_s']:.1f}" if trainpath else "-", overhead,
+            f"{graph['flops'] / 1e9:.2f}" if graph else "-",
+            REFERENCE.get((depth, batch, args.amp), "") if args.width_mult == 1 and det == "on" else ""]
 
 
 def main(argv=None):
@@ -193,26 +209,22 @@ def main(argv=None):
         per_class = -(-max(args.batch) // NUM_CLASSES)   # at least one batch of training images
         data = generate(os.path.join(tmp, "data"), classes=NUM_CLASSES, train_per_class=per_class,
                         val_per_class=1, height=IMAGE_SIZE, width=IMAGE_SIZE)
+        settings = ["on", "off"] if args.determinism == "both" else [args.determinism]
         for depth in args.depth:
             for batch in args.batch:
                 res = {}
                 for _ in range(args.repeat):   # alternate the modes; the fastest run is the least disturbed
                     for mode in args.modes:
-                        got = measure(args, mode, depth, batch, data)
-                        if mode not in res or got["img_s"] > res[mode]["img_s"]:
-                            res[mode] = got
-                graph, trainpath = res.get("graph", {}), res.get("train", {})
-                overhead = (f"{100 * (graph['img_s'] / trainpath['img_s'] - 1):+.1f}%"
-                            if graph and trainpath else "-")
-                rows.append([depth, batch, "on" if args.amp else "off",
-                             f"{graph['img_s']:.1f}" if graph else "-",
-                             f"{trainpath['img_s']:.1f}" if trainpath else "-", overhead,
-                             f"{graph['flops'] / 1e9:.2f}" if graph else "-",
-                             REFERENCE.get((depth, batch, args.amp), "") if args.width_mult == 1 else ""])
-                print(tabulate(rows[-1:], tablefmt="plain"), flush=True)
+                        for det in settings:
+                            got = measure(args, mode, depth, batch, data, det)
+                            if (mode, det) not in res or got["img_s"] > res[mode, det]["img_s"]:
+                                res[mode, det] = got
+                for det in settings:
+                    rows.append(row(args, depth, batch, det, res.get(("graph", det), {}), res.get(("train", det), {})))
+                    print(tabulate(rows[-1:], tablefmt="plain"), flush=True)
     print(f"\nTraining speed, {IMAGE_SIZE}x{IMAGE_SIZE}, {NUM_CLASSES} classes, width x{args.width_mult}, "
           f"{device}; {args.steps} timed steps after {args.warmup}, best of {args.repeat}")
-    print(tabulate(rows, headers=["depth", "batch", "amp", "graph img/s", "train.py img/s",
+    print(tabulate(rows, headers=["depth", "batch", "amp", "determinism", "graph img/s", "train.py img/s",
                                   "train.py step time vs graph", "fwd GFLOP/img", "reference (AMD Zen 5)"]))
     return 0
 

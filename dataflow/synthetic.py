@@ -18,7 +18,7 @@ images of 6 classes; never 0.5), so GT-known Loc needs the body.
 What the body's cue does (the network, not this module, decides what a CAM
 shows) is measured in docs/measurements.md, "The synthetic dataset".
 
-CPU training is not bit-reproducible, so reruns move these by a few points.
+A rerun of the same training command on the same machine is bit-identical (docs/reproducibility.md).
 
 Layout written under OUT (Tiny ImageNet's, README "Tiny ImageNet")::
 

@@ -27,6 +27,7 @@ def _graph_variables(model_settings):
     tf1 = tf.compat.v1
     model = CAMModel(**model_settings)
     with tf.Graph().as_default():
+        tf1.set_random_seed(0)   # op determinism refuses unseeded random ops (the initialisers, unused)
         inputs = [tf1.placeholder(s.dtype, s.shape, s.name) for s in model.get_input_signature()]
         with TowerContext("", is_training=False):
             model.build_graph(*inputs)
@@ -85,9 +86,11 @@ def build_predictor(model_settings, checkpoint_prefix):
         session_init=SmartInit(checkpoint_prefix) if checkpoint_prefix else None,   # a prefix, not a folder
         input_names=[INPUT_IMAGE],
         # FC_W/FC_B are identities of the variables: fetching 'linear/W' would give a resource handle
-        output_names=[FEATURES, FC_W, FC_B, LOGITS])
+        output_names=[FEATURES, FC_W, FC_B, LOGITS], create_graph=False)
     try:
-        return OfflinePredictor(config)
+        with tf.Graph().as_default():
+            tf.compat.v1.set_random_seed(0)   # as in _graph_variables; the checkpoint replaces them
+            return OfflinePredictor(config)
     except (tf.errors.OpError, ValueError) as e:
         raise unreadable(checkpoint_prefix, e, "cannot restore the checkpoint; is a model-*.data file "
                                                 "truncated or damaged?") from None

@@ -136,7 +136,7 @@ def main(argv=None):
     slots = ex.make_slots(gpus, args.gpus_per_run, p["parallel"])
     train_args = p["train_args"]
     if not gpus and p["parallel"] > 1 and not has_flag(train_args, "--threads"):
-        # share the cores between the concurrent CPU runs (a speed setting, not a result one)
+        # share the cores between the concurrent CPU runs (recorded and compared: CPU results depend on it)
         train_args = train_args + ["--threads", str(max(1, (os.cpu_count() or 1) // p["parallel"]))]
     if args.demo and not args.dry_run:
         demo.ensure_data(REPO)

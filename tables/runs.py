@@ -17,7 +17,7 @@ Each run is two subprocesses in its log folder ``<logroot>/<name>``:
 The state of a run is ``runrecord.run_state`` of its folder against the settings the
 run will train with (:class:`Expectation`: built as train.py builds them, so that a
 finished run is reused only when its settings.json equals them; speed settings such
-as ``--threads`` are not compared), plus one condition of the tables' own:
+as ``--workers`` are not compared, ``--threads`` is, since CPU results depend on it), plus one condition of the tables' own:
 
 * ``evaluated`` (done.json, a usable eval.json) and the figure panels: skipped;
 * ``trained``: only evaluated (also when evaluated before the panels were asked for);

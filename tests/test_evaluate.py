@@ -37,6 +37,7 @@ def save_random_model(logdir, num_classes, image_shape, step=3, holdout=0, width
     model = CAMModel(depth=18, num_classes=num_classes, image_shape=image_shape, width_mult=width_mult,
                      mean_bgr=[100.0, 110.0, 120.0], std_bgr=[60.0, 60.0, 60.0])
     with tf.Graph().as_default():
+        tf1.set_random_seed(0)   # also needed once an in-process evaluate.py turned op determinism on
         inputs = [tf1.placeholder(s.dtype, s.shape, s.name) for s in model.get_input_signature()]
         with TowerContext("", is_training=False):
             model.build_graph(*inputs)

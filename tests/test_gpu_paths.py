@@ -7,7 +7,8 @@
   evaluates in evaluate.py's NHWC graph to the same numbers; without oneDNN a clear error;
 * the fp16 static loss scale, at graph level;
 * ``--amp``: learns on a CPU with bf16 arithmetic, refused with a clear error elsewhere;
-* ``--cluster``: two train.py processes over TensorFlow's gRPC runtime on 127.0.0.1.
+* ``--cluster``: two train.py processes over TensorFlow's gRPC runtime on 127.0.0.1 (a resumed
+  run ends with the variables of the first, bit for bit).
 """
 import json
 import os
@@ -58,6 +59,10 @@ def assert_cam_identity(cams):
 
 def checkpoint_variables(prefix):
     return dict(tf.train.list_variables(prefix))
+
+
+def checkpoint_values(prefix):
+    return {name: tf.train.load_variable(prefix, name) for name in checkpoint_variables(prefix)}
 
 
 # --------------------------------------------------------------------------- towers on the CPU
@@ -288,7 +293,7 @@ def run_cluster(tiny_data, logdir, worker_logdir):
 @pytest.mark.slow
 def test_two_processes_over_tensorflows_runtime(tiny_data, tmp_path):
     """--cluster: one tower per process, the batch split over them, variables identical in both,
-    only the chief writes, and a killed run resumes."""
+    only the chief writes, and a killed run resumes to the same variables, bit for bit."""
     logdir, worker_logdir = str(tmp_path / "chief"), str(tmp_path / "worker")
     _, probe = run_cluster(tiny_data, logdir, worker_logdir)
     assert [d.split("/device")[0] for d in probe["devices"]] == ["/job:worker/task:0", "/job:worker/task:1"]
@@ -298,12 +303,15 @@ def test_two_processes_over_tensorflows_runtime(tiny_data, tmp_path):
     assert max(probe["mid_epoch_max_diff"].values()) == 0.0 and max(probe["final_max_diff"].values()) == 0.0
     assert not os.path.exists(worker_logdir)
     # killed after epoch 1 (its last checkpoint and done.json never written): both re-run, it resumes
+    first = checkpoint_values(os.path.join(logdir, "model-6"))
     for name in os.listdir(logdir):
         if name.startswith("model-6.") or name == "done.json":
             os.remove(os.path.join(logdir, name))
     out, _ = run_cluster(tiny_data, logdir, worker_logdir)
     assert "Resuming from" in out and "global step 3" in out
-    assert tf.train.load_variable(os.path.join(logdir, "model-6"), "global_step") == 6
+    again = checkpoint_values(os.path.join(logdir, "model-6"))
+    assert again.keys() == first.keys() and again["global_step"] == 6
+    assert [n for n in first if not np.array_equal(first[n], again[n])] == []   # issue 17
 
 
 def test_cluster_flags_are_checked(tiny_data, tmp_path):

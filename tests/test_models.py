@@ -95,10 +95,11 @@ def test_predictor_takes_raw_uint8_and_returns_weights_not_handles():
     from training.session import SessionCreator, available_cores, session_config
     model = CAMModel(18, 4, (32, 40), width_mult=0.0625, mean_bgr=MEAN, std_bgr=STD)
     with tf.Graph().as_default():
+        tf1.set_random_seed(0)   # its op determinism refuses unseeded random ops (the initialisers)
         # training's session creator serves prediction too (all cores, not tensorpack's 1 thread)
         pred = OfflinePredictor(PredictConfig(model=model, input_names=[INPUT_IMAGE],
                                               session_creator=SessionCreator(session_config()),
-                                              output_names=[FEATURES, FC_W, FC_B, LOGITS]))
+                                              output_names=[FEATURES, FC_W, FC_B, LOGITS], create_graph=False))
         assert pred.sess._config.intra_op_parallelism_threads == available_cores()
         images = np.full((2, 32, 40, 3), 200, np.uint8)
         feats, w, b, logits = pred(images)

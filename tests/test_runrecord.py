@@ -23,8 +23,8 @@ def settings(**changes):
     s = runrecord.RunSettings(
         runrecord.ModelSettings(depth=18, num_classes=4, image_shape=[32, 40], width_mult=0.125,
                                 mean_bgr=[1.0, 2.0, 3.0], std_bgr=[4.0, 5.0, 6.0]),
-        runrecord.TrainSettings(aug="gr", batch=8, epochs=3, steps_per_epoch=6, final_step=18),
-        runrecord.SpeedSettings(workers=0, threads=2),
+        runrecord.TrainSettings(aug="gr", batch=8, epochs=3, steps_per_epoch=6, final_step=18, threads=2),
+        runrecord.SpeedSettings(workers=0),
         data="/a", dataset={"sha1": "abc", "holdout": 0}, git_commit="x")
     for key, value in changes.items():
         section, _, name = key.partition(".")
@@ -37,8 +37,11 @@ def settings(**changes):
 
 def test_differences_compare_what_matters_and_ignore_speed():
     base = settings()
-    assert base.differences(settings(**{"speed.workers": 4, "speed.threads": 16, "speed.gpus": 2},
+    assert base.differences(settings(**{"speed.workers": 4, "speed.gpus": 2},
                                      data="/elsewhere", git_commit="y")) == []
+    # they change the last bits of the results (docs/reproducibility.md)
+    assert base.differences(settings(**{"train.threads": 16, "train.deterministic": False})) == [
+        "train.deterministic: True -> False", "train.threads: 2 -> 16"]
     assert base.differences(settings(**{"train.lr": 0.2})) == ["train.lr: 0.1 -> 0.2"]
     assert base.differences(settings(**{"train.recipe": "sn-resnet"})) == ["train.recipe: paper -> sn-resnet"]
     assert base.differences(settings(dataset={"sha1": "def", "holdout": 0})) == ["dataset.sha1: abc -> def"]
@@ -59,6 +62,10 @@ def test_json_round_trip_and_the_layout_before_the_speed_section():
         del old["train"][part]
     old["dataset"] = {"sha1": "abc", "image_shape": [32, 40]}
     assert runrecord.RunSettings.from_json(old).differences(s) == []
+    # before issue 17: threads, xla and data_format in "speed"
+    old = s.to_json()
+    old["speed"].update({k: old["train"].pop(k) for k in ("threads", "xla", "data_format")})
+    assert runrecord.RunSettings.from_json(old) == s
 
 
 def test_model_section_rebuilds_the_graph():

@@ -307,13 +307,15 @@ def test_finished_run_is_never_reused_for_other_settings(tmp_path, table_data):
     run = make_run(tmp_path, table_data, train_args=["--epochs", "2", "--threads", "1"], expectation=expect)
     assert run.expected.train.epochs == 2 and run.expected.train.seed == 0
     write_eval(run.logdir, 1, 1, 1, settings=run.expected)      # as train.py and evaluate.py leave it
-    same = make_run(tmp_path, table_data, train_args=["--threads=2", "--epochs=2", "--workers", "3"],
+    same = make_run(tmp_path, table_data, train_args=["--threads=1", "--epochs=2", "--workers", "3"],
                     expectation=expect)   # speed settings only
     assert rs.run_state(same)[0] == rs.EVALUATED
-    for other in (["--epochs", "3"], ["--epochs", "2", "--lr", "0.05"], ["--epochs", "2", "--recipe", "sn-resnet"]):
+    for other in (["--epochs", "3"], ["--epochs", "2", "--lr", "0.05"], ["--epochs", "2", "--recipe", "sn-resnet"],
+                  ["--epochs", "2", "--threads", "2"], ["--epochs", "2", "--threads", "1", "--nondeterministic"]):
         state, reason = rs.run_state(make_run(tmp_path, table_data, train_args=other, expectation=expect))
         assert state == rs.CONFLICT and "other settings" in reason
-    seed1 = make_run(tmp_path, table_data, "r18-gr-b256-s1", ["--epochs", "2"], seeds=(1,), expectation=expect)
+    seed1 = make_run(tmp_path, table_data, "r18-gr-b256-s1", ["--epochs", "2", "--threads", "1"], seeds=(1,),
+                     expectation=expect)
     assert seed1.expected.train.seed == 1 and seed1.expected.differences(run.expected) == ["train.seed: 1 -> 0"]
     with pytest.raises(UserError, match="(?s)r18-gr-b256.*nothing was run"):
         rs.refuse_conflicts([run], {run.name: (rs.CONFLICT, "holds a run with other settings")})

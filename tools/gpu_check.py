@@ -8,11 +8,14 @@ temporary folder and prints one line per path: PASS/FAIL/SKIP, images per second
 Exits 1 if any path fails.
 
 With GPUs: 1 GPU; all visible GPUs replicated (per-tower batch, per-tower BatchNorm,
-every tower's variables identical, via tools/tower_probe.py); NCHW against NHWC;
-fp16 ``--amp``; ``--xla``; whether the training DataFlow with the default workers
+every tower's variables identical, via tools/tower_probe.py); each run twice, and
+whether the two ended with bit-identical variables (docs/reproducibility.md); the speed
+of op determinism (the default) against ``--nondeterministic`` as a ratio; NCHW against
+NHWC; fp16 ``--amp``; ``--xla``; whether the training DataFlow with the default workers
 feeds the measured rate of all GPUs; evaluate.py on the 1-GPU and the NCHW checkpoints.
-Without a GPU it says so, runs the CPU part (two replicated towers on the CPU, the
-DataFlow rate, evaluate.py) and exits 0 if that passes.
+Without a GPU it says so, runs the CPU part (two replicated towers on the CPU, twice, with
+the same checks and ratio; the DataFlow rate; evaluate.py), prints SKIP for the GPU lines
+and exits 0 if the CPU part passes.
 """
 import tf_env  # noqa: F401  (first: sets TF_USE_LEGACY_KERAS)
 
@@ -26,7 +29,9 @@ import tempfile
 import time
 
 import numpy as np
+import tensorflow as tf
 
+import runrecord
 from dataflow import build_train_dataflow, load_split
 from dataflow.synthetic import generate
 from tools.tower_probe import PROBE
@@ -97,6 +102,26 @@ def tower_problems(probe, batch):
     return out
 
 
+def identical(report, name, first, second):
+    """PASS if the newest checkpoints of logdirs ``first`` and ``second`` hold bit-identical variables."""
+    if first is None or second is None:
+        report.line("FAIL", name, detail="a run failed (see its line)")
+        return
+    prefixes = [runrecord.latest_checkpoint(logdir)[0] for logdir in (first, second)]
+    names = [n for n, _ in tf.train.list_variables(prefixes[0])]
+    differ = [n for n in names if not np.array_equal(*(tf.train.load_variable(p, n) for p in prefixes))]
+    detail = f"{len(differ)} of {len(names)} variables differ" + (f" (first: {differ[0]})" if differ else "")
+    report.line("FAIL" if differ else "PASS", name, detail=detail)
+
+
+def determinism_cost(report, name, work, data, flags, rate, cpu_only=False):
+    """A run of ``flags`` with --nondeterministic; print the speed ratio of op determinism to it."""
+    _, fast = train(report, name + " --nondeterministic", work, data, flags + ["--nondeterministic"],
+                    cpu_only=cpu_only)
+    if rate and fast:
+        print(f"      deterministic / --nondeterministic speed ({name}): {rate / fast:.2f}", flush=True)
+
+
 def evaluate(report, name, work, data, logdir):
     """evaluate.py on ``logdir``; PASS if it runs and ``cams.mean() + bias == logit``."""
     if logdir is None:
@@ -158,24 +183,37 @@ def check(work):
     print(f"gpu-check in {work}: {gpus} GPU(s) visible, {session.available_cores()} CPU cores", flush=True)
 
     # the CPU part: the replicated trainer's towers on the CPU, and evaluation
-    logdir, _ = train(report, "2 towers on the CPU", work, data,
-                      CPU_RUN + ["--gpus", "0", "--towers", "2", *threads], "batch split, BN, sync checked",
-                      cpu_only=True)
+    cpu = CPU_RUN + ["--gpus", "0", "--towers", "2", *threads]
+    logdir, rate_cpu = train(report, "2 towers on the CPU", work, data, cpu, "batch split, BN, sync checked",
+                             cpu_only=True)
+    again, _ = train(report, "2 towers on the CPU, again", work, data, cpu, cpu_only=True)
+    identical(report, "rerun identical (CPU, 2 towers)", logdir, again)
+    determinism_cost(report, "2 towers on the CPU", work, data, cpu, rate_cpu, cpu_only=True)
     evaluate(report, "evaluate (2-tower checkpoint)", work, data, logdir)
     if not gpus:
         data_feed(report, data, 0, None)
+        for name in ("rerun identical (1 GPU)", "rerun identical (GPUs replicated)"):
+            report.line("SKIP", name, detail="no GPU visible")
+        print("      deterministic / --nondeterministic speed (GPU): not measured, no GPU visible", flush=True)
         print("no GPU visible (no NVIDIA driver, or CUDA_VISIBLE_DEVICES empty): the GPU paths were not "
               "run; run `make gpu-check` on the GPU host", flush=True)
         return 1 if report.failed else 0
 
     one, rate1 = train(report, "1 GPU NHWC", work, data, GPU_RUN + ["--gpus", "1"])
+    again, _ = train(report, "1 GPU NHWC, again", work, data, GPU_RUN + ["--gpus", "1"])
+    identical(report, "rerun identical (1 GPU)", one, again)
+    determinism_cost(report, "1 GPU", work, data, GPU_RUN + ["--gpus", "1"], rate1)
     evaluate(report, "evaluate (1 GPU)", work, data, one)
     if gpus > 1:
-        _, rate_all = train(report, f"{gpus} GPUs replicated", work, data, GPU_RUN + ["--gpus", str(gpus)],
-                            "batch split, BN, sync checked")
+        replicated = GPU_RUN + ["--gpus", str(gpus)]
+        many, rate_all = train(report, f"{gpus} GPUs replicated", work, data, replicated,
+                               "batch split, BN, sync checked")
+        again, _ = train(report, f"{gpus} GPUs replicated, again", work, data, replicated)
+        identical(report, "rerun identical (GPUs replicated)", many, again)
     else:
         rate_all = rate1
         report.line("SKIP", "GPUs replicated", detail="one GPU visible")
+        report.line("SKIP", "rerun identical (GPUs replicated)", detail="one GPU visible")
     nchw, rate_nchw = train(report, "1 GPU NCHW", work, data, GPU_RUN + ["--gpus", "1", "--data-format", "NCHW"])
     if rate_nchw and rate1:
         print(f"      NCHW / NHWC speed: {rate_nchw / rate1:.2f}", flush=True)

@@ -5,6 +5,7 @@ import logging
 
 import tensorflow as tf
 from tensorpack.callbacks import Callback, ModelSaver, PeriodicTrigger
+from tensorpack.tfutils.sessinit import SaverRestore
 from tensorpack.utils import logger
 
 from errors import UserError
@@ -59,12 +60,32 @@ class ResumeCheck(Callback):
                 "checkpoint disagree")
 
 
+# tensorpack's add_moving_summary keeps the moving averages of the training summaries (the
+# xentropy-loss, train-error-top1... of stats.json) in local variables named EMA/..., which
+# ModelSaver does not save: a resumed run would restart them (docs/reproducibility.md)
+SUMMARY_AVERAGES = "summary_moving_averages"
+
+
+def _summary_averages():
+    # not the average size of the input queue (QueueInput/queue_size): a timing, not a result
+    return [v for v in tf1.local_variables() if v.op.name.startswith("EMA/") and "/queue_size" not in v.op.name]
+
+
 class CheckedModelSaver(ModelSaver):
     """tensorpack's ModelSaver, except that a checkpoint (or the graph file before training)
-    that cannot be written stops training at once, naming the path and the reason.
+    that cannot be written stops training at once, naming the path and the reason, and that the
+    summaries' moving averages are saved too (:class:`ResumeRestore` restores them).
 
     tensorpack's own only logs the error and trains on with nothing saved.
     """
+
+    def __init__(self, **kwargs):
+        super().__init__(var_collections=[tf1.GraphKeys.GLOBAL_VARIABLES, SUMMARY_AVERAGES], **kwargs)
+
+    def _setup_graph(self):
+        for v in _summary_averages():
+            tf1.add_to_collection(SUMMARY_AVERAGES, v)
+        super()._setup_graph()
 
     def _before_train(self):
         try:
@@ -82,6 +103,17 @@ class CheckedModelSaver(ModelSaver):
             raise UserError(f"{path}: cannot write the checkpoint ({_reason(e)}); training stopped at "
                             f"global step {self.global_step}, the checkpoints written before are kept") from None
         logger.info(f"Model saved to {path}.")
+
+
+class ResumeRestore(SaverRestore):
+    """tensorpack's SaverRestore, plus the summaries' moving averages that :class:`CheckedModelSaver`
+    saved, so that stats.json continues as if the run had not stopped."""
+
+    def _setup_graph(self):
+        restore = self._get_restore_dict()
+        reader = tf1.train.NewCheckpointReader(self.path)
+        restore.update({v.op.name: v for v in _summary_averages() if reader.has_tensor(v.op.name)})
+        self.saver = tf1.train.Saver(var_list=restore, name="resume_restore")
 
 
 def _reason(error):

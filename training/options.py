@@ -101,7 +101,11 @@ def parse_args(argv=None):
     p.add_argument("--workers", type=argtypes.nonnegative_int,
                    help="dataflow worker processes (default 0 on the CPU, min(8, cores // 2) per machine with GPUs)")
     p.add_argument("--threads", type=argtypes.nonnegative_int, default=session.available_cores(),
-                   help="intra-op threads for CPU kernels (default: all cores; tensorpack's 1 is ~20%% slower)")
+                   help="intra-op threads for CPU kernels (default: all cores; tensorpack's 1 is ~20%% slower); "
+                        "CPU results depend on it, so a resumed run must keep it")
+    p.add_argument("--nondeterministic", action="store_true",
+                   help="TensorFlow's op determinism off (on by default; docs/reproducibility.md): "
+                        "faster on some GPUs, reruns differ")
     p.add_argument("--amp", action="store_true",
                    help="mixed precision: bf16 on a CPU with AVX512_BF16/AMX, fp16 on GPUs (changes numerics)")
     p.add_argument("--xla", action="store_true", help="XLA auto-clustering (GPUs only)")
@@ -211,11 +215,12 @@ def make_settings(args, env, fingerprint, num_classes, image_shape, mean_std=(No
         lr_decay=args.lr_decay, momentum=args.momentum, weight_decay=args.wd, seed=args.seed,
         holdout=args.holdout, recipe=args.recipe, flip=args.flip, jitter=args.jitter,
         normalize=args.normalize, early_grad_scale=args.early_grad_scale, steps_per_epoch=spe,
-        final_step=spe * args.epochs, amp=env["amp"], batch_per_tower=env["batch_per_tower"])
+        final_step=spe * args.epochs, amp=env["amp"], batch_per_tower=env["batch_per_tower"],
+        threads=args.threads, xla=args.xla, data_format=args.data_format,
+        deterministic=not args.nondeterministic)
     speed = runrecord.SpeedSettings(
-        workers=env["workers"], threads=args.threads, val_every=args.val_every, val_batch=args.val_batch,
-        keep_checkpoints=args.keep_checkpoints, xla=args.xla, data_format=args.data_format,
-        gpus=env["gpus"], machines=env["size"])
+        workers=env["workers"], val_every=args.val_every, val_batch=args.val_batch,
+        keep_checkpoints=args.keep_checkpoints, gpus=env["gpus"], machines=env["size"])
     return runrecord.RunSettings(
         model, train, speed, data=os.path.abspath(args.data), dataset=fingerprint,
         git_commit=git_commit(),

@@ -1,5 +1,5 @@
 """Session configuration and creator for training and prediction: unthrottled CPU threads,
-mixed precision, XLA.  A predictor uses the same creator::
+mixed precision, XLA; op determinism.  A predictor uses the same creator::
 
     PredictConfig(..., session_creator=SessionCreator(session_config()))
 
@@ -44,7 +44,7 @@ def session_config(*, threads=None, amp=False, xla=False):
 
     Args:
         threads: intra-op threads for CPU kernels (None: all available cores;
-            0 lets TensorFlow choose).
+            0 lets TensorFlow choose).  CPU results depend on it (docs/reproducibility.md).
         amp: False, "bf16" (TF's oneDNN bf16 graph rewrite, CPU kernels only) or
             "fp16" (TF's auto mixed precision graph rewrite, GPU kernels only).
         xla: XLA auto-clustering (GPU kernels only).
@@ -65,6 +65,19 @@ def session_config(*, threads=None, amp=False, xla=False):
     return config
 
 
+def not_bit_identical(train):
+    """Why a run with these ``runrecord.TrainSettings`` may differ from a rerun (empty: it should not;
+    docs/reproducibility.md lists what is tested)."""
+    reasons = []
+    if not train.deterministic:
+        reasons.append("--nondeterministic turns TensorFlow's op determinism off")
+    if train.xla:
+        reasons.append("--xla: XLA-compiled kernels are not tested for determinism")
+    if train.amp:
+        reasons.append(f"--amp ({train.amp}): mixed precision is not tested for determinism")
+    return reasons
+
+
 class SessionCreator(NewSessionCreator):
     """Creates the session with ``config`` and initialises every variable; for tensorpack's
     trainers and for ``PredictConfig`` (whose ``session_init`` then restores a checkpoint).
@@ -72,16 +85,25 @@ class SessionCreator(NewSessionCreator):
     A ``NewSessionCreator`` subclass, the type tensorpack's trainers expect (``--cluster``
     sets ``target`` before the session is created).
     All initializer ops are built before the first ``sess.run``.
+
+    ``deterministic``: TensorFlow's op determinism is turned on for this process
+    (``tf.config.experimental.enable_op_determinism``: deterministic kernels, e.g. cuDNN's, or
+    an error naming an op that has none) when the session is created, after the graph is
+    built: once on, it refuses random ops built without a seed, and stays on (False leaves it
+    as it is: off in a fresh process).
     """
 
-    def __init__(self, config, target=""):
+    def __init__(self, config, target="", deterministic=True):
         # NewSessionCreator.__init__ only stores these, plus two warnings about GPU
         # options that do not apply when nothing touched the GPU before (none does here)
         self.target = target
         self.config = config
         self.user_provided_config = True
+        self.deterministic = deterministic
 
     def create_session(self):
+        if self.deterministic:
+            tf.config.experimental.enable_op_determinism()
         init_ops = [tf1.global_variables_initializer(),
                     tf1.local_variables_initializer(),
                     tf1.tables_initializer()]
