@@ -34,7 +34,6 @@ import logging
 import os
 import sys
 
-import numpy as np
 import tensorflow as tf
 from tensorpack import QueueInput
 from tensorpack.callbacks import (
@@ -122,10 +121,11 @@ def build_config(args, env, settings, used, val, prefix, start_epoch, extra_call
     t = settings.train
     tf1.disable_eager_execution()   # before seeding: the seed belongs to the graph
     tf1.set_random_seed(t.seed)
-    # a different data order after each resume point, reproducible from --seed (rank 0: only the
-    # chief of --cluster reads data; the 0 keeps the seeds of earlier runs)
-    data_seed = int(np.random.SeedSequence([t.seed, start_epoch, env["rank"]]).generate_state(1)[0])
-    flow = dataflow.build_train_dataflow(used, t.aug, t.batch_per_tower, seed=data_seed,
+    # the data stream is a function of --seed and the batch index alone (dataflow.builders): a resumed
+    # run continues it where the checkpoint's steps ended, each tower dequeuing its own batch
+    towers = env.get("towers", 1)
+    flow = dataflow.build_train_dataflow(used, t.aug, t.batch_per_tower, seed=t.seed,
+                                         start=(start_epoch - 1) * t.steps_per_epoch * towers,
                                          num_workers=env["workers"], flip=t.flip, jitter=t.jitter)
     model = CAMModel(**dataclasses.asdict(settings.model), weight_decay=t.weight_decay, momentum=t.momentum,
                      lr=t.lr, early_grad_scale=t.early_grad_scale, amp=t.amp, data_format=args.data_format)

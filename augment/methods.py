@@ -159,14 +159,17 @@ def _walk(augmentors):
 def seed_augmentors(augmentors, seed):
     """Give each augmentor, nested ones included, its own deterministic ``np.random.RandomState``.
 
-    ``augmentors`` is one augmentor (e.g. an ``AugmentorList``) or a list of them.  The i-th
-    augmentor in depth-first order (the members of an ``AugmentorList`` or ``RandomOrderAug``
-    after the container) gets the i-th stream of ``np.random.SeedSequence(seed).spawn``, so no
-    two share draws (tensorpack's ``fix_rng_seed`` would give them all one seed).  Call this
+    ``augmentors`` is one augmentor (e.g. an ``AugmentorList``) or a list of them; ``seed`` an int
+    or a ``np.random.SeedSequence`` (left unchanged).  The i-th augmentor in depth-first order
+    (the members of an ``AugmentorList`` or ``RandomOrderAug`` after the container) gets the i-th
+    child of the seed's sequence (what ``SeedSequence(seed).spawn`` gives), so no two share
+    draws (tensorpack's ``fix_rng_seed`` would give them all one seed).  Call this
     *after* any ``reset_state()``, which replaces ``rng`` again (tensorpack also calls it after a
     fork).  Returns ``augmentors``.
     """
     flat = list(_walk(augmentors if isinstance(augmentors, (list, tuple)) else [augmentors]))
-    for aug, child in zip(flat, np.random.SeedSequence(int(seed)).spawn(len(flat))):
+    seq = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(int(seed))
+    for i, aug in enumerate(flat):
+        child = np.random.SeedSequence(seq.entropy, spawn_key=seq.spawn_key + (i,), pool_size=seq.pool_size)
         aug.rng = np.random.RandomState(np.random.MT19937(child))
     return augmentors

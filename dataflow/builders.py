@@ -1,10 +1,13 @@
 """The training and evaluation DataFlows over an in-memory :class:`dataflow.Split`.
 
-Training: each epoch shuffles the indices, cuts ``len(split) // batch_size``
+Training: each pass over the split shuffles the indices, cuts ``len(split) // batch_size``
 batches (the remainder is dropped, so every batch has the same size), and
 passes each image of a batch through one tensorpack ``imgaug.AugmentorList``
 (``augment.augmentors_for``).  One DataFlow step per batch, not per image,
 keeps the per-image overhead of the flow small (``python -m benchmarks.bench_dataflow``).
+Every batch is a pure function of the seed and its index in the stream
+(:class:`TrainBatches`), also when worker processes make it (:class:`OrderedWorkers`):
+see docs/reproducibility.md.
 
 Evaluation: the split in file order, no augmentation, with boxes; the last
 batch may be smaller.
@@ -13,8 +16,10 @@ As for any tensorpack DataFlow, call ``reset_state()`` once before iterating
 (tensorpack's trainers and ``InferenceRunner`` do).
 """
 import ctypes
+import itertools
 import multiprocessing
 import os
+import queue
 import signal
 import sys
 
@@ -22,22 +27,13 @@ import numpy as np
 
 import tf_env  # noqa: F401  (before tensorpack: see tf_env.py)
 from augment import augmentors_for, seed_augmentors
-from tensorpack.dataflow import BatchData, MultiProcessRunnerZMQ, RNGDataFlow
+from tensorpack.dataflow import BatchData, DataFlow
 from tensorpack.utils import logger
 
 from dataflow import DataError
 from dataflow.tinyimagenet import TinyImageNet
 
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
-
-
-def worker_index():
-    """This process's index among the workers of a ``MultiProcessRunnerZMQ`` (0 .. N-1), or None outside one.
-
-    tensorpack 0.11 runs each worker as a ``MultiProcessRunnerZMQ._Worker`` process that knows its index.
-    """
-    proc = multiprocessing.current_process()
-    return proc.idx if isinstance(proc, MultiProcessRunnerZMQ._Worker) else None
 
 
 def die_with_parent():
@@ -76,55 +72,121 @@ def child_processes(pid=None):
     return found
 
 
-def stream_seed(seed, worker):
-    """The ``np.random.SeedSequence`` of a flow seeded with ``seed`` in worker ``worker``.
-
-    Worker 0 and the in-process flow (``worker`` None) use ``seed`` itself, so one worker yields
-    what ``num_workers=0`` yields; worker k > 0 uses the entropy ``[seed, k]``.
-    """
-    return np.random.SeedSequence(seed if not worker else [seed, worker])
-
-
-class TrainBatches(RNGDataFlow):
-    """Shuffled, augmented batches ``[images, labels]`` of a split, one epoch = ``len(split) // batch_size``.
+class TrainBatches(DataFlow):
+    """Shuffled, augmented batches ``[images, labels]`` of a split, as one stream indexed by batch number.
 
     images: (B, H, W, 3) uint8 BGR, each image passed through ``augmentor`` (an
     ``imgaug.AugmentorList``; empty = unchanged); labels: (B,) int32.
 
-    With ``seed``, the shuffle and the augmentors are seeded in ``reset_state`` and the flow
-    repeats exactly.  The stream is a function of ``seed`` and the worker index only
-    (:func:`stream_seed`): ``worker`` None finds the index at ``reset_state``
-    (:func:`worker_index`; None in the main process); tests pass it to replay one worker.
+    Batch ``g`` of the stream is batch ``b = g % len(self)`` of pass ``p = g // len(self)`` over
+    the split, and a pure function of ``(seed, p, b)`` (:meth:`batch`): pass p's order is a
+    permutation drawn from ``SeedSequence(seed, spawn_key=(p, 0))``, and before batch b the
+    augmentors are reseeded from ``SeedSequence(seed, spawn_key=(p, b + 1))``.  So the stream
+    depends neither on where it started nor on which process made a batch.
+
+    Iterating yields from the current position ``next`` (``start`` at first) to the end of the
+    current pass; iterating again continues with the next pass (tensorpack's ``RepeatedData``,
+    which QueueInput uses, does).  ``seed`` None: a random seed, drawn once here.
     """
 
-    def __init__(self, split, augmentor, batch_size, seed=None, worker=None):
+    def __init__(self, split, augmentor, batch_size, seed=None, start=0):
         self.split, self.augmentor, self.batch_size = split, augmentor, batch_size
-        self.seed, self.worker = seed, worker
+        self.seed = np.random.SeedSequence().entropy if seed is None else int(seed)
+        self.start = self.next = int(start)
+        self._order = (None, None)   # (pass, its permutation): computed once per pass
 
     def __len__(self):
         return len(self.split) // self.batch_size
 
     def reset_state(self):
-        super().reset_state()
-        self.augmentor.reset_state()
-        worker = worker_index()
-        if worker is not None:
-            die_with_parent()
-        if self.seed is not None:
-            seq = stream_seed(self.seed, worker if self.worker is None else self.worker)
-            self.rng = np.random.RandomState(np.random.MT19937(seq))
-            seed_augmentors(self.augmentor, self.rng.randint(2 ** 31))
+        self.augmentor.reset_state()   # tensorpack's; the streams are set per batch
+
+    def order(self, p):
+        """The permutation of the split's indices for pass ``p``."""
+        if self._order[0] != p:
+            rng = np.random.RandomState(np.random.MT19937(np.random.SeedSequence(self.seed, spawn_key=(p, 0))))
+            self._order = (p, rng.permutation(len(self.split)))
+        return self._order[1]
+
+    def batch(self, g):
+        """Batch ``g`` of the stream (see the class docstring)."""
+        p, b = divmod(g, len(self))
+        idx = self.order(p)[b * self.batch_size:(b + 1) * self.batch_size]
+        images = self.split.images[idx]  # a copy: augmentors never touch the split
+        if self.augmentor.augmentors:
+            seed_augmentors(self.augmentor, np.random.SeedSequence(self.seed, spawn_key=(p, b + 1)))
+            for i in range(len(images)):
+                images[i] = self.augmentor.augment(images[i])
+        return [images, self.split.labels[idx]]
 
     def __iter__(self):
-        order = self.rng.permutation(len(self.split))
-        augment = self.augmentor.augment if self.augmentor.augmentors else None
-        for b in range(len(self)):
-            idx = order[b * self.batch_size:(b + 1) * self.batch_size]
-            images = self.split.images[idx]  # a copy: augmentors never touch the split
-            if augment is not None:
-                for i in range(len(images)):
-                    images[i] = augment(images[i])
-            yield [images, self.split.labels[idx]]
+        end = (self.next // len(self) + 1) * len(self)
+        while self.next < end:
+            self.next += 1
+            yield self.batch(self.next - 1)
+
+
+def _work(flow, first, step, queue):
+    """A worker of :class:`OrderedWorkers`: batches ``first, first + step, ...`` of ``flow`` into ``queue``."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)    # Ctrl-C is for the trainer, which ends us
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)   # not the trainer's handler, inherited by fork
+    die_with_parent()
+    flow.reset_state()
+    for g in itertools.count(first, step):
+        queue.put((g, flow.batch(g)))
+
+
+class OrderedWorkers(DataFlow):
+    """The stream of a :class:`TrainBatches`, made by ``num_workers`` forked processes, in its own order.
+
+    Worker k makes batches ``start + k, start + k + N, ...`` (N workers) into a queue of its own,
+    at most ``AHEAD`` batches ahead; the consumer reads batch g from worker ``(g - start) % N``.
+    So the output is the flow's, bit for bit, whatever N and whichever worker is faster (unlike
+    tensorpack's ``MultiProcessRunnerZMQ``, which yields in arrival order).  The workers are forked
+    once, at ``reset_state`` (from the main thread: :func:`die_with_parent`), and die with the
+    process that forked them; one that dies stops the consumer with an error naming it.
+    """
+    AHEAD = 4
+
+    def __init__(self, flow, num_workers):
+        self.flow, self.num_workers = flow, num_workers
+        self.start = self.next = flow.next
+        self.procs, self.queues = [], []
+
+    def __len__(self):
+        return len(self.flow)
+
+    def reset_state(self):
+        ctx = multiprocessing.get_context("fork")   # the split is shared, not copied
+        self.queues = [ctx.Queue(self.AHEAD) for _ in range(self.num_workers)]
+        self.procs = [ctx.Process(target=_work, args=(self.flow, self.start + k, self.num_workers, q),
+                                  daemon=True, name=f"TrainBatches-worker-{k}")
+                      for k, q in enumerate(self.queues)]
+        for proc in self.procs:
+            proc.start()
+
+    def _get(self, k):
+        while True:
+            try:
+                return self.queues[k].get(timeout=1)
+            except queue.Empty:
+                if not self.procs[k].is_alive():
+                    raise RuntimeError(f"data worker {k} (pid {self.procs[k].pid}) exited with code "
+                                       f"{self.procs[k].exitcode}; its error is printed above") from None
+
+    def __iter__(self):
+        end = (self.next // len(self) + 1) * len(self)
+        while self.next < end:
+            g, batch = self._get((self.next - self.start) % self.num_workers)
+            assert g == self.next, (g, self.next)
+            self.next += 1
+            yield batch
+
+    def __del__(self):
+        for proc in self.procs:
+            proc.terminate()
+        for proc in self.procs:
+            proc.join(timeout=5)
 
 
 def train_augmentors(split, method, *, flip=False, jitter=False):
@@ -136,25 +198,27 @@ def train_augmentors(split, method, *, flip=False, jitter=False):
     return augmentors_for(method, fill=split.mean_bgr(), flip=flip, jitter=jitter)
 
 
-def build_train_dataflow(split, method, batch_size, *, seed=None, num_workers=0, flip=False, jitter=False):
+def build_train_dataflow(split, method, batch_size, *, seed=None, start=0, num_workers=0, flip=False,
+                         jitter=False):
     """The training DataFlow: shuffled batches augmented by ``method`` (one of ``augment.METHODS``).
 
     Args:
         split: the training :class:`dataflow.Split` (after any hold-out: ``split_holdout``).
         method: "cam", "hns", "gr", "hns_after_gr" or "gr_after_hns" (paper Table 1).
         batch_size: images per batch; at most ``len(split)``.
-        seed: makes the batches a function of the seed (and, with workers, of the worker index).
-        num_workers: 0 runs in this process; N > 0 runs N forked copies under tensorpack's
-            ``MultiProcessRunnerZMQ`` (non-strict: copy k yields its own seeded stream, see
-            :func:`stream_seed`; the consumer gets them interleaved in arrival order, so an
-            "epoch" is ``len(split) // batch_size`` batches drawn from all of them).  The copies
-            die with the process that forked them (:func:`die_with_parent`).
+        seed: the batches are a function of the seed, the batch's index and the settings only
+            (:class:`TrainBatches`); None: a random seed.
+        start: the index of the first batch in the stream (a resumed run: the batches trained before).
+        num_workers: 0 runs in this process; N > 0 makes the same batches in N forked processes,
+            merged in the stream's order (:class:`OrderedWorkers`), which die with the process
+            that forked them (:func:`die_with_parent`).
         flip: append a random horizontal flip (not in the paper; SN-ResNet, docs/sources.md).
         jitter: append SN-ResNet's colour jitter before the flip (``augment.colour_jitter``).
 
     Hide-and-Seek fills with ``split.mean_bgr()`` (:func:`train_augmentors`).
 
-    Yields ``[images (B, H, W, 3) uint8 BGR, labels (B,) int32]``.
+    Yields ``[images (B, H, W, 3) uint8 BGR, labels (B,) int32]``, ``len(split) // batch_size``
+    batches per iteration (one pass), then the next pass when iterated again.
     """
     if int(batch_size) != batch_size or batch_size < 1:
         raise DataError(f"batch size must be a positive integer, got {batch_size}")
@@ -163,11 +227,8 @@ def build_train_dataflow(split, method, batch_size, *, seed=None, num_workers=0,
     if num_workers < 0:
         raise DataError(f"num_workers must be >= 0, got {num_workers}")
     augmentor = train_augmentors(split, method, flip=flip, jitter=jitter)
-    flow = TrainBatches(split, augmentor, int(batch_size), seed=seed)
-    if num_workers > 0:
-        # Not MultiProcessMapData(strict=True): it hung in 5 of 12 runs on our machines (an open tensorpack issue).
-        flow = MultiProcessRunnerZMQ(flow, num_proc=num_workers)
-    return flow
+    flow = TrainBatches(split, augmentor, int(batch_size), seed=seed, start=start)
+    return OrderedWorkers(flow, num_workers) if num_workers > 0 else flow
 
 
 def build_eval_dataflow(split, batch_size):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from dataflow import DataError, TinyImageNet, build_eval_dataflow, build_train_dataflow, holdout_indices, split_holdout
-from dataflow.builders import TrainBatches, child_processes, train_augmentors
+from dataflow.builders import child_processes
 from tests.conftest import TINY
 from tests.test_dataflow import train, val  # noqa: F401  (module-scoped fixtures: the loaded splits)
 
@@ -157,46 +157,38 @@ def test_jitter_and_flip_in_the_flow_are_seeded(train):
     assert 0.25 < mirrored / N_TRAIN < 0.75  # about half of the images, each mirrored whole
 
 
-# ---------------------------------------------------------------- workers (issues 8, 13)
+# ---------------------------------------------------------------- the stream, workers (issues 8, 13, 17)
 
-def _replay(split, seed, worker, count):
-    """The first ``count`` batches of worker ``worker``'s stream, computed in this process."""
-    flow = TrainBatches(split, train_augmentors(split, "gr", flip=True, jitter=True), 6, seed=seed, worker=worker)
+def _flow(split, start=0, workers=0, seed=7):
+    """GR with jitter and flip (every augmentor draws), batches of 6: 8 per pass."""
+    return build_train_dataflow(split, "gr", 6, seed=seed, start=start, num_workers=workers, flip=True, jitter=True)
+
+
+def _passes(flow, n):
+    """``n`` iterations of ``flow`` (each to the end of a pass), after ``reset_state``."""
     flow.reset_state()
-    out = []
-    while len(out) < count:
-        out.extend(flow)
-    return out[:count]
+    return [b for _ in range(n) for b in flow]
 
 
-def _interleaves(got, streams):
-    """True when ``got`` is an interleaving of prefixes of ``streams``, each in its order."""
-    pos = [0] * len(streams)
-    for images, labels in got:
-        for k, stream in enumerate(streams):
-            if pos[k] < len(stream) and np.array_equal(stream[pos[k]][0], images) \
-                    and np.array_equal(stream[pos[k]][1], labels):
-                pos[k] += 1
-                break
-        else:
-            return False
-    return True
+def _same(a, b):
+    return len(a) == len(b) and all(np.array_equal(x[0], y[0]) and np.array_equal(x[1], y[1]) for x, y in zip(a, b))
+
+
+def test_stream_depends_on_the_batch_index_not_on_the_start(train):
+    whole = _passes(_flow(train), 4)                     # passes 1-4 from the start
+    assert len(whole) == 32 and not _same(whole[:8], whole[8:16])
+    assert _same(_passes(_flow(train, start=16), 2), whole[16:])     # started at pass 3 (a resumed run)
+    assert _same(_passes(_flow(train, start=11), 2), whole[11:24])   # mid-pass: to its end, then the next
+    assert not _same(_passes(_flow(train, seed=8), 1), whole[:8])    # the seed matters
 
 
 @pytest.mark.slow
-def test_two_workers_follow_the_seed_and_the_worker_index(train):
-    streams = [_replay(train, 7, k, 24) for k in (0, 1)]
-    assert not np.array_equal(streams[0][0][0], streams[1][0][0])  # workers differ
-    for _ in range(2):  # two runs: each an interleaving of the same two seeded streams
-        flow = build_train_dataflow(train, "gr", 6, seed=7, num_workers=2, flip=True, jitter=True)
-        flow.reset_state()
-        got = [b for _ in range(2) for b in flow]  # two "epochs" of 8 batches from both workers
-        del flow
-        assert len(got) == 16 and _interleaves(got, streams)
-    flow = build_train_dataflow(train, "gr", 6, seed=7, num_workers=1, flip=True, jitter=True)
-    flow.reset_state()
-    assert _interleaves(list(flow), streams[:1])  # one worker = in-process
-    del flow
+def test_workers_yield_the_in_process_stream(train):
+    alone = _passes(_flow(train, start=5), 3)   # 3 + 8 + 8 batches, from batch 5 (mid-pass)
+    for workers in (2, 3):
+        flow = _flow(train, start=5, workers=workers)
+        assert _same(_passes(flow, 3), alone), f"{workers} workers"
+        del flow   # stops the workers
 
 
 def _alive(pid):
