@@ -106,3 +106,16 @@ def test_written_json_md_png_and_demo_rows(tmp_path):
     os.remove(res["runs"]["r18-cam-b256"]["eval_json"])
     res = results.collect(1, table_runs(tmp_path / "logs", depths=(18,)), depths=(18,))
     assert find(claims.check(res), "t1-gr>cam")["verdict"] == "not computed"
+
+
+def test_hits_follow_the_protocol_rule_and_top1(tmp_path):
+    # IoU exactly 0.5: a hit under wsol (>=), not under paper (>); Top-1 Loc needs the top-1 class too.
+    recs = records([1, 1, 0], clas_hits=[1, 0, 1])
+    recs[0]["iou"] = 0.5
+    for protocol, gt in (("paper", [0, 1, 0]), ("wsol", [1, 1, 0])):
+        path = tmp_path / f"{protocol}.json"
+        path.write_text(json.dumps({"protocol": protocol, "records": recs}))
+        got, files, hits = claims.read_hits(str(path))
+        assert got == protocol and files == ["val_0.JPEG", "val_1.JPEG", "val_2.JPEG"]
+        assert hits["gt_known_loc"].tolist() == gt and hits["top1_clas"].tolist() == [1, 0, 1]
+        assert hits["top1_loc"].tolist() == [g & c for g, c in zip(gt, [1, 0, 1])]
