@@ -31,7 +31,6 @@ from cam.protocols import IOU_THRESHOLD, PROTOCOLS
 from tables import paper
 
 RESAMPLES = 2000     # bootstrap resamples per instance
-CHUNK = 250          # resamples drawn at once (memory: CHUNK x images floats)
 LEVEL = 95           # percent coverage of the interval
 BOOTSTRAP_SEED = 0   # fixed, so that the same eval.json files give the same intervals
 ALL = paper.METRICS
@@ -99,21 +98,19 @@ def interval(a, b, resamples=RESAMPLES, seed=BOOTSTRAP_SEED):
     """95% percentile bootstrap interval (points) of ``mean(a) - mean(b)``.
 
     ``a``: ``(Sa, N)``, ``b``: ``(Sb, N)`` 0/1 hits of each seed on the same N images.  A resample
-    weighs the images by one multinomial draw shared by both cells, then draws Sa of A's seeds
-    and Sb of B's with replacement.
+    draws N images with replacement, the same for both cells, then Sa of A's seeds and Sb of B's
+    with replacement.  Images with the same hits in every run are interchangeable, so the image
+    draw is a multinomial over those hit patterns (at most 2 ** (Sa + Sb) of them): the same
+    distribution as drawing images one by one, at a cost independent of N.
     """
     rng = np.random.default_rng(seed)
     n = a.shape[1]
-    diffs = []
-    for start in range(0, resamples, CHUNK):
-        r = min(CHUNK, resamples - start)
-        idx = rng.integers(0, n, size=(r, n)) + n * np.arange(r)[:, None]
-        w = np.bincount(idx.ravel(), minlength=r * n).reshape(r, n) / n
-        acc = [w @ x.T for x in (a, b)]   # (r, S) accuracy of each seed under each resample
-        pick = [np.take_along_axis(m, rng.integers(0, m.shape[1], size=m.shape), 1).mean(1) for m in acc]
-        diffs.append(pick[0] - pick[1])
+    patterns, counts = np.unique(np.vstack([a, b]).T, axis=0, return_counts=True)
+    w = rng.multinomial(n, counts / n, size=resamples) / n               # (R, patterns)
+    acc = [w @ patterns[:, :len(a)], w @ patterns[:, len(a):]]           # (R, S) per seed
+    pick = [np.take_along_axis(m, rng.integers(0, m.shape[1], size=m.shape), 1).mean(1) for m in acc]
     tail = (100 - LEVEL) / 2
-    lo, hi = np.percentile(100 * np.concatenate(diffs), [tail, 100 - tail])
+    lo, hi = np.percentile(100 * (pick[0] - pick[1]), [tail, 100 - tail])
     return float(lo), float(hi)
 
 
