@@ -9,16 +9,19 @@ Every image shows one object on a cluttered, noisy background.  The object is
 a striped ellipse (the "body") with a small "head" at one end.  The head's
 saturated colour and its shape tell the class; the body's weaker, jittered tint
 tells it too, less reliably.  The annotated box covers the whole object, head
-and body.  Since the head suffices, a CAM tends to light up the head alone and
-its box misses the body: the "most discriminative part" problem that
-Hide-and-Seek and GoogLeNet Resize address (paper sec. 1).  A box around the
-head alone has a median IoU of 0.20 with the ground truth at 48x48 (600
-images of 6 classes; never 0.5), so GT-known Loc needs the body.
+and body, clipped to the image.  Since the head suffices, a CAM tends to light
+up the head alone and its box misses the body: the "most discriminative part"
+problem that Hide-and-Seek and GoogLeNet Resize address (paper sec. 1).
 
-What the body's cue does (the network, not this module, decides what a CAM
-shows) is measured in docs/measurements.md, "The synthetic dataset".
-
-A rerun of the same training command on the same machine is bit-identical (docs/reproducibility.md).
+Objects are placed and scaled at random (version 4): the length is
+log-uniform in ``OBJECT_LENGTH`` of the image's short side, any rotation, and
+the centre anywhere that leaves at most ``OUTSIDE`` of the object's width
+and height outside the image (the head may be cut off), so that no constant box fits many objects (the
+best fixed box is a baseline of every table; docs/claims.md).  Version 3 kept
+every object inside the image with lengths 0.45-0.9, where one central box fit
+about a quarter of them.  What a network learns from these images is measured
+in docs/measurements.md, not here.  A rerun of the same training command on the
+same machine is bit-identical (docs/reproducibility.md).
 
 Layout written under OUT (Tiny ImageNet's, README "Tiny ImageNet")::
 
@@ -47,17 +50,18 @@ import argtypes
 from dataflow import DataError
 from errors import run_main
 
-GENERATOR_VERSION = 3  # bump when the images change, so an old output is not taken as current
+GENERATOR_VERSION = 4  # bump when the images change, so an old output is not taken as current
 HEAD_SHAPES = ("disc", "ring", "square", "triangle", "plus", "diamond")
 # Some real Tiny ImageNet JPEGs are grayscale (about 2%); more here so that tiny sets have some.
 GRAY_EVERY = 16
 JPEG_QUALITY = 95  # high, so that JPEG blur does not move the object's edges
-OBJECT_LENGTH = (0.45, 0.9)  # object extent along its axis, fraction of min(H, W)
+OBJECT_LENGTH = (0.4, 0.9)  # object extent along its axis, fraction of min(H, W), drawn log-uniformly
 BODY_ASPECT = (0.45, 0.6)  # body semi-minor / semi-major axis
 HEAD_RADIUS = (0.38, 0.48)  # head radius / body semi-major axis
 # The body's class cue, tuned so that it is weaker than the head's (module docstring):
 BODY_SATURATION = 150  # saturation of the body's tint; the head's colour has 255 (v2 had 90)
 BODY_HUE_JITTER = 0.6  # body hue = class hue +- this many hue steps between classes
+OUTSIDE = 0.3  # fraction of the object box that may lie outside the image, each side
 HEAD_OFFSET = 0.25  # head centre sits at a + HEAD_OFFSET * r from the body centre
 MIN_SIZE = 16  # smallest image side on which body and head stay visible
 UNRELATED_WORDS = (  # words.txt covers all of WordNet in the real dataset, not only the classes
@@ -123,7 +127,7 @@ def _background(rng, height, width):
 def render(rng, label, num_classes, height, width):
     """One image of class ``label``: (uint8 (H, W, 3) BGR, int box [x0, y0, x1, y1] inclusive)."""
     img = _background(rng, height, width)
-    a = rng.uniform(*OBJECT_LENGTH) * min(height, width)  # object length, turned into the semi-major axis:
+    a = np.exp(rng.uniform(*np.log(OBJECT_LENGTH))) * min(height, width)  # log-uniform length, then the semi-major axis:
     r_frac = rng.uniform(*HEAD_RADIUS)
     a /= 2 + (HEAD_OFFSET + 1) * r_frac  # length = 2a + (offset + 1) r
     b, r = a * rng.uniform(*BODY_ASPECT), max(1.5, a * r_frac)
@@ -134,8 +138,10 @@ def render(rng, label, num_classes, height, width):
     ex, ey = np.hypot(a * c, b * s), np.hypot(a * s, b * c)
     lo_x, hi_x = min(-ex, d * c - 1.1 * r), max(ex, d * c + 1.1 * r)
     lo_y, hi_y = min(-ey, d * s - 1.1 * r), max(ey, d * s + 1.1 * r)
-    cx = rng.uniform(-lo_x, max(-lo_x, width - 1 - hi_x))
-    cy = rng.uniform(-lo_y, max(-lo_y, height - 1 - hi_y))
+    # The centre anywhere that keeps the object's box inside, widened by OUTSIDE of the box each side.
+    mx, my = OUTSIDE * (hi_x - lo_x), OUTSIDE * (hi_y - lo_y)
+    cx = rng.uniform(-lo_x - mx, max(-lo_x, width - 1 - hi_x) + mx)
+    cy = rng.uniform(-lo_y - my, max(-lo_y, height - 1 - hi_y) + my)
 
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     u = (xx - cx) * c + (yy - cy) * s  # along the body axis, towards the head

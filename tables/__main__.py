@@ -104,12 +104,12 @@ def plan(args, extra):
         p = dict(logroot=args.logroot or demo.logroot(REPO), results=args.results or os.path.join(REPO, demo.RESULTS),
                  batch_map=demo.BATCH, train_args=demo.TRAIN_ARGS + own + extra, data=demo.data_dir(REPO),
                  parallel=demo.PARALLEL if args.parallel is None else args.parallel,
-                 seeds=rs.parse_seeds(args.seeds or demo.SEEDS), depths=demo.DEPTHS)
+                 seeds=rs.parse_seeds(args.seeds or demo.SEEDS), depths=demo.DEPTHS, eval_args=demo.EVAL_ARGS)
     else:
         p = dict(logroot=args.logroot or os.path.join(REPO, "train_log"),
                  results=args.results or os.path.join(REPO, "results"), batch_map={}, train_args=own + extra,
                  data=args.data, parallel=1 if args.parallel is None else args.parallel,
-                 seeds=rs.parse_seeds(args.seeds or 1), depths=None)
+                 seeds=rs.parse_seeds(args.seeds or 1), depths=None, eval_args=[])
     p["logroot"], p["results"] = os.path.abspath(p["logroot"]), os.path.abspath(p["results"])
     for flag in ("--logroot", "--results"):   # the defaults: given ones were checked by the parser
         try:
@@ -145,6 +145,7 @@ def main(argv=None):
     # training; a demo dry run before the demo data exists has nothing to check or compare with
     known = not (args.demo and not os.path.isdir(p["data"]))
     make = dict(data=p["data"], logroot=p["logroot"], train_args=train_args, repo=REPO, gpus_per_run=gpus_per_run,
+                eval_args=p["eval_args"],
                 expectation=Expectation(p["data"], gpus_per_run) if known else None)
     todo = rs.make_runs(p["selected"], **make)
     states = {r.name: rs.run_state(r) for r in todo}

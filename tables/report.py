@@ -32,7 +32,7 @@ from tabulate import tabulate
 
 import fileio
 from cam import METRICS
-from tables import paper
+from tables import claims, paper
 from tables import runs as rs
 from tables.executor import show
 from tables.paper import LAYOUTS, MISSING, fmt_stat
@@ -164,10 +164,19 @@ def _extra(result):
 
 
 def grid(result):
-    """(headers, rows) of the paper's table: ours (mean ± std over seeds), paper, diff per cell."""
+    """(headers, rows) of the paper's table: ours (mean ± std over seeds), paper, diff per cell.
+
+    The demo drops the paper's and diff rows and columns (6 synthetic classes against 200 real
+    ones); its claims block shows the paper's differences instead, and table1.json keeps them.
+    """
     by = {(c["depth"], c["method"], c["batch"], c["metric"]): c for c in result["cells"]}
-    return _layout(result).rows(lambda d, m, b, metric: by[(d, m, b, metric)], _extra(result),
-                                result["depths"])
+    headers, rows = _layout(result).rows(lambda d, m, b, metric: by[(d, m, b, metric)], _extra(result),
+                                         result["depths"])
+    if not result["demo"]:
+        return headers, rows
+    n, cut = _layout(result).label_columns, ("paper", "diff")
+    keep = [i for i, h in enumerate(headers) if h not in cut]
+    return [headers[i] for i in keep], [[r[i] for i in keep] for r in rows if not set(r[:n]) & set(cut)]
 
 
 def _cell_rows(result):
@@ -192,7 +201,8 @@ def side_table(result, columns):
 
 def title(result):
     t = _layout(result).title({c["trained_batch"] for c in result["cells"]})
-    return ("[DEMO] " + t) if result["demo"] else t
+    return ("[DEMO] " + t.split(";")[0] + "; ours only (the paper's differences: the claims below)"
+            if result["demo"] else t)
 
 
 def header_lines(result):
@@ -254,11 +264,19 @@ def _fmt(table, tablefmt, labels=3):
                     colalign=("left",) * labels + ("right",) * (len(headers) - labels))
 
 
+def claim_records(result):
+    """The claims' verdicts (:func:`tables.claims.check`), computed once and kept in ``result["claims"]``."""
+    if "claims" not in result:
+        result["claims"] = claims.check(result)
+    return result["claims"]
+
+
 def render(result, tablefmt="simple"):
-    """The printable text: every section, the provenance lines, and the notes."""
+    """The printable text: every section, the claims' verdicts, the provenance lines, and the notes."""
     parts = []
     for head, body in sections(result, tablefmt):
         parts += [head, "", body, ""]
+    parts += [claims.render(claim_records(result), tablefmt), ""]
     parts += header_lines(result)
     if notes(result):
         parts += [""] + notes(result)
@@ -288,9 +306,11 @@ def csv_rows(result):
 
 
 def write(result, out_dir):
-    """Save ``table{N}.json`` (everything), ``.csv`` (:func:`csv_rows`) and ``.md``; their paths."""
+    """Save ``table{N}.json`` (everything), ``.csv`` (:func:`csv_rows`), ``.md`` and the claims'
+    forest plot ``table{N}-claims.png``; their paths."""
     os.makedirs(out_dir, exist_ok=True)
     stem = os.path.join(out_dir, f"table{result['table']}")
+    claim_records(result)
     fileio.write_json(stem + ".json", result)
     buf = io.StringIO(newline="")
     w = csv.DictWriter(buf, fieldnames=CSV_FIELDS)
@@ -301,7 +321,12 @@ def write(result, out_dir):
     md = []
     for head, body in sections(result, "github"):
         md += [f"## {head}", "", body, ""]
+    head, table, lines = claims.block(result["claims"], "github")
+    md += [f"## {head}", "", table, ""] + [f"- {x}" for x in lines]
+    md += ["", f"![claims](table{result['table']}-claims.png)", ""]
     md += [f"- {line}" for line in header_lines(result) + notes(result)]
     md.append(f"\nGenerated {result['created']} from the eval.json of each run.")
     fileio.write_text(stem + ".md", "\n".join(md) + "\n")
-    return [stem + ".json", stem + ".csv", stem + ".md"]
+    fileio.write_png(stem + "-claims.png", claims.plot(result["claims"], f"{'[DEMO] ' if result['demo'] else ''}Table {result['table']}: "
+                                                             "the paper's claims, ours and the paper's A - B"))
+    return [stem + ".json", stem + ".csv", stem + ".md", stem + "-claims.png"]

@@ -216,7 +216,7 @@ def check_passthrough(train_args):
 
 
 def make_runs(configs, *, data, logroot, train_args=(), gpus_per_run=0, python=None, repo=None,
-              expectation=None, strict=True):
+              expectation=None, strict=True, eval_args=()):
     """A :class:`Run` per config; ``gpus_per_run`` 0 means CPU (no ``--gpus`` flag to train.py).
 
     ``expectation``: an :class:`Expectation` of ``data``, to compare each run's
@@ -242,6 +242,7 @@ def make_runs(configs, *, data, logroot, train_args=(), gpus_per_run=0, python=N
               "--vis-count", str(FIGURE_IMAGES), "--vis-scale", str(FIGURE_SCALE)]
         if c.holdout:   # the CAM threshold chosen on the held-out training images, per protocol
             ev.append("--threshold-from-holdout")
+        ev += list(eval_args)   # the demo's --protocol (tables/demo.py EVAL_ARGS)
         expected = problem = None
         try:
             expected = expectation.settings(argv) if expectation else None
