@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 from tabulate import tabulate
 
-from cam.metrics import is_localized
+from cam.metrics import METRIC_TITLES, is_localized
 from cam.protocols import IOU_THRESHOLD, PROTOCOLS
 from tables import paper
 
@@ -173,7 +173,7 @@ def check_instance(claim, a, b, result, cache):
 
 
 def check(result):
-    """Every instance of the table's claims in ``result`` (:func:`tables.results.collect`): a list of
+    """Every instance of the table's claims in ``result`` (:func:`tables.report.collect`): a list of
     :func:`check_instance` records, and one ``not computed`` record per claim without any instance."""
     cache, out = {}, []
     for claim in CLAIMS:
@@ -197,7 +197,7 @@ def _fmt_verdict(r):
 def block(records, tablefmt="simple"):
     """(heading, table text, note lines) of the claims: a row per instance; what the interval covers
     and the claims' sentences."""
-    rows = [[r["claim"], r.get("label", ""), paper.METRIC_NAMES.get(r.get("metric"), ""),
+    rows = [[r["claim"], r.get("label", ""), METRIC_TITLES.get(r.get("metric"), ""),
              "" if r.get("difference") is None else f"{r['difference']:+.2f}",
              "" if r.get("interval") is None else f"[{r['interval'][0]:+.2f}, {r['interval'][1]:+.2f}]",
              "" if r.get("paper_difference") is None else f"{r['paper_difference']:+.2f}", _fmt_verdict(r)]
@@ -250,7 +250,7 @@ def plot(records, title, width=1000):
         ax.errorbar([], [], xerr=[], fmt="o", color=colour, label=f"ours, {verdict_name}")
     ax.plot([], [], "D", mfc="none", mec="black", label="paper")
     ax.axvline(0, color="black", lw=0.8)
-    ax.set_yticks(ys, [f"{r['claim']}  {r['label']}  {paper.METRIC_NAMES[r['metric']]}" for r in done], fontsize=8)
+    ax.set_yticks(ys, [f"{r['claim']}  {r['label']}  {METRIC_TITLES[r['metric']]}" for r in done], fontsize=8)
     ax.set_ylim(-0.8, len(done) - 0.2)
     ax.set_xlabel(f"A - B, points ({LEVEL}% bootstrap interval over seeds and images)")
     ax.set_title(title, fontsize=9)

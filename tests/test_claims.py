@@ -5,7 +5,7 @@ import os
 import cv2
 import numpy as np
 
-from tables import claims, paper, report, results
+from tables import claims, paper, report
 from tests.test_tables import table_runs, write_eval
 
 
@@ -24,7 +24,7 @@ def table1(tmp_path, hits, seeds=(0,), demo=False):
         h = hits.get(r.config.aug, {}).get(r.config.seed, [0] * 100)
         pct = 100.0 * np.mean(h)
         write_eval(r.logdir, pct, pct, pct, protocol="paper", records=records(h))
-    return results.collect(1, runs, depths=(18,), demo=demo)
+    return report.collect(1, runs, depths=(18,), demo=demo)
 
 
 def find(recs, claim, metric="gt_known_loc"):
@@ -104,7 +104,7 @@ def test_written_json_md_png_and_demo_rows(tmp_path):
     # Table 2's claims need cells Table 1 does not have: none; a missing cell is "not computed"
     assert all(r["claim"].startswith("t1") for r in saved)
     os.remove(res["runs"]["r18-cam-b256"]["eval_json"])
-    res = results.collect(1, table_runs(tmp_path / "logs", depths=(18,)), depths=(18,))
+    res = report.collect(1, table_runs(tmp_path / "logs", depths=(18,)), depths=(18,))
     assert find(claims.check(res), "t1-gr>cam")["verdict"] == "not computed"
 
 
