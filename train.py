@@ -202,6 +202,7 @@ def finish(args, env, settings, trainer):
 
 def run(args, env, extra_callbacks=()):
     """Train (or resume, or report a finished run). Returns the final global step."""
+    lock = lock_logdir(args.logdir)  # noqa: F841  (held until training ends, or the process dies)
     train, used, val = load_data(args)
     if env["batch_per_tower"] > len(used):
         raise UserError(f"--batch {args.batch}: more than the {len(used)} training images in {args.data}")
@@ -244,7 +245,6 @@ def main(argv=None):
     if args.cluster and args.task:   # not the chief: serve its towers, no data, no logdir
         return cluster.serve(cluster.parse(args.cluster), args.task, session.session_config(threads=args.threads))
     env = validate(args)
-    lock = lock_logdir(args.logdir)  # noqa: F841  (held until the process ends)
     signal.signal(signal.SIGTERM, _raise_interrupt)   # a kill (the table scripts' stop) ends as Ctrl-C does
     try:
         run(args, env)
