@@ -203,6 +203,7 @@ def finish(args, env, settings, trainer):
 
 def run(args, env, extra_callbacks=()):
     """Train (or resume, or report a finished run). Returns the final global step."""
+    lock = lock_logdir(args.logdir)  # noqa: F841  (held until training ends, or the process dies)
     train, used, val = load_data(args)
     if args.batch > len(used):
         raise UserError(f"--batch {args.batch}: more than the {len(used)} training images in {args.data}")
@@ -247,7 +248,6 @@ def main(argv=None):
             tf.config.experimental.enable_op_determinism()
         return cluster.serve(cluster.parse(args.cluster), args.task, session.session_config(threads=args.threads))
     env = validate(args)
-    lock = lock_logdir(args.logdir)  # noqa: F841  (held until the process ends)
     signal.signal(signal.SIGTERM, _raise_interrupt)   # a kill (the table scripts' stop) ends as Ctrl-C does
     try:
         run(args, env)

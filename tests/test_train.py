@@ -70,9 +70,9 @@ def test_batch_split_per_tower_and_rank():
     assert isinstance(devices.make_trainer(0), SimpleTrainer)
 
 
-def test_session_config_is_unthrottled_and_sets_amp_and_xla():
+def test_session_config_is_unthrottled_and_sets_amp_and_xla(tiny_data):
     cores = session.available_cores()
-    assert train.parse_args(["--data", "d", "--aug", "gr"]).threads == cores
+    assert train.parse_args(["--data", tiny_data, "--aug", "gr"]).threads == cores
     plain = session.session_config(threads=cores)
     assert plain.intra_op_parallelism_threads == cores   # tensorpack's default is 1
     rw = session.session_config(threads=2, amp="bf16").graph_options.rewrite_options
@@ -113,10 +113,10 @@ def _fails_before_any_graph(argv, capsys):
     (["--aug", "gr", "--depth", "50"], "invalid choice: 50"),
     (["--aug", "gr", "--batch", "0"], "positive integer"),
     (["--aug", "gr", "--batch", "12.5"], "positive integer"),
-    (["--aug", "gr", "--epochs", "-1"], "positive integer"),
+    (["--aug", "gr", "--epochs", "-1"], "an integer in [1, 1000000]"),
     (["--aug", "gr", "--lr", "nan"], "positive number"),
     # issue 9: refused only after the data loaded (seed) or not at all (non-finite floats)
-    (["--aug", "gr", "--seed", "-1"], "non-negative integer"),
+    (["--aug", "gr", "--seed", "-1"], "a seed in [0, 2147483646]"),
     (["--aug", "gr", "--wd", "nan"], "non-negative number"),
     (["--aug", "gr", "--wd", "inf"], "non-negative number"),
     (["--aug", "gr", "--momentum", "nan"], "in [0, 1)"),
