@@ -116,3 +116,15 @@ def test_cli_bad_input_exits_2_with_one_line(tmp_path):
                        capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(__file__)))
     assert r.returncode == 2
     assert r.stderr.startswith("error: ") and "not empty" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_no_fixed_box_fits_many_objects():
+    # Objects placed and scaled at random: the best single box (fit on these very boxes, the paper
+    # protocol's IoU > 0.5) hits at most 10% of 300 objects at 48x48; some objects are cut by the border.
+    from cam.baselines import best_fixed_box
+    from cam.protocols import PROTOCOLS
+    rng = np.random.default_rng(0)
+    boxes = np.array([render(rng, k % 6, 6, 48, 48)[1] for k in range(300)])
+    _, hits = best_fixed_box(boxes, (48, 48), PROTOCOLS["paper"])
+    assert hits <= 30
+    assert ((boxes[:, :2] == 0) | (boxes[:, 2:] == 47)).any(axis=1).mean() > 0.2
