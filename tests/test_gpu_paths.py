@@ -93,6 +93,21 @@ def test_two_towers_split_the_batch_and_normalise_per_tower(two_towers):
 
 
 @pytest.mark.slow
+def test_tower_i_gets_part_i_of_the_streams_batch(two_towers, tiny_data):
+    """One dequeue of the whole minibatch a step, split: which tower trains on which images is
+    fixed (issue 17), not the order in which TensorFlow runs per-tower dequeues."""
+    import hashlib
+    from dataflow import build_train_dataflow, load_split
+    _, probe = two_towers
+    flow = build_train_dataflow(load_split(tiny_data, "train", progress=False), "gr", 8, seed=0)
+    flow.reset_state()
+    for g, step in enumerate(probe["steps"]):
+        images = flow.batch(g)[0]
+        assert step["images_sha1"] == [hashlib.sha1(images[:4].tobytes()).hexdigest(),
+                                       hashlib.sha1(images[4:].tobytes()).hexdigest()]
+
+
+@pytest.mark.slow
 def test_two_towers_keep_every_variable_identical(two_towers):
     _, probe = two_towers
     mid, final = probe["mid_epoch_max_diff"], probe["final_max_diff"]

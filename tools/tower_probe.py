@@ -24,6 +24,7 @@ and tools/gpu_check.py. Example::
 """
 import tf_env  # noqa: F401  (first: sets TF_USE_LEGACY_KERAS)
 
+import hashlib
 import json
 import os
 import sys
@@ -119,7 +120,8 @@ class TowerProbe(Callback):
                 "bn_vs_own": [float(np.max(np.abs(t["bn_mean"] - t["bn_in"].mean(axis=self._axes))))
                               for t in towers],
                 "bn_vs_whole": [float(np.max(np.abs(t["bn_mean"] - whole))) for t in towers],
-                "distinct_images": len({t["images"].tobytes() for t in towers}) == len(towers)}
+                "distinct_images": len({t["images"].tobytes() for t in towers}) == len(towers),
+                "images_sha1": [hashlib.sha1(t["images"].tobytes()).hexdigest() for t in towers]}
         self.report["steps"].append(step)
 
     def _trigger_step(self):
