@@ -81,6 +81,8 @@ def parse_args(argv=None):
     g.add_argument("--depth", type=argtypes.positive_int, help="18 or 34")
     g.add_argument("--width-mult", type=argtypes.positive_float, help="width multiplier (default 1.0)")
     g.add_argument("--final-stride", type=argtypes.positive_int, help="4 (the paper's, default) or 8")
+    p.add_argument("--verbose", action="store_true",
+                   help="also print TensorFlow's and tensorpack's start-up lines (tf_env.py)")
     return p.parse_args(argv)
 
 
