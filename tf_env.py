@@ -57,7 +57,7 @@ def _import_quietly():
 def not_counters_warning(record):
     """A logging filter: False for tensorpack's warning that an evaluation graph lacks the
     checkpoint's training counters (they are not part of the model)."""
-    return not record.getMessage().endswith(COUNTERS_WARNING)
+    return not str(record.msg).endswith(COUNTERS_WARNING)   # not getMessage: tensorpack passes bad %-args
 
 
 if not VERBOSE and "tensorflow" not in sys.modules:
