@@ -88,6 +88,8 @@ def parse_args(argv=None):
     g.add_argument("--normalize", choices=NORMALIZE,
                    help="input normalisation the run trained with: dataset (train.py's default) or imagenet "
                         "(--recipe sn-resnet)")
+    p.add_argument("--verbose", action="store_true",
+                   help="also print TensorFlow's and tensorpack's start-up lines (tf_env.py)")
     args = p.parse_args(argv)
     if args.threshold_sweep == "threshold_sweep":   # the const default skips the type
         sweep_prefix(args.threshold_sweep)

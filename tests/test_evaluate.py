@@ -9,8 +9,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -20,9 +18,9 @@ import evaluate
 from cam import METRICS, iou
 from dataflow.synthetic import generate
 from errors import run_main
+from tests.conftest import SMALL, run_script
 from runrecord import resolve_checkpoint
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TABLE_ROW = re.compile(r"^\|\s*(GT-known Loc|Top-1 Loc|Top-1 Clas|Top-5 Loc|Top-5 Clas)\s*\|\s*([0-9.]+)\s*\|$")
 
 
@@ -198,8 +196,7 @@ def tiny_run(tiny_data, tmp_path):
 
 
 def test_cli_subprocess_prints_the_table(run_checkpoint, tiny_data, tmp_path):
-    proc = subprocess.run([sys.executable, "evaluate.py", "--load", run_checkpoint, "--data", tiny_data,
-                           "--json", str(tmp_path / "e.json")], cwd=REPO, capture_output=True, text=True)
+    proc = run_script("evaluate.py", "--load", run_checkpoint, "--data", tiny_data, "--json", tmp_path / "e.json")
     assert proc.returncode == 0, proc.stderr[-2000:]
     check_report(proc.stdout, json.loads((tmp_path / "e.json").read_text()))
 
@@ -355,15 +352,12 @@ def test_damaged_checkpoint_data_is_one_error_line(run_checkpoint, tiny_data, tm
 def test_train_then_evaluate(tiny_data, tmp_path):
     """The real pipeline: a few training steps with train.py, then evaluate.py on its logdir."""
     logdir = str(tmp_path / "r18-gr-b8")
-    train = subprocess.run([sys.executable, "train.py", "--data", tiny_data, "--depth", "18", "--aug", "gr",
-                            "--batch", "8", "--width-mult", "0.125", "--threads", "2", "--epochs", "2",
-                            "--val-every", "2", "--logdir", logdir],
-                           cwd=REPO, capture_output=True, text=True, timeout=300)
+    train = run_script("train.py", "--data", tiny_data, *SMALL, "--epochs", "2", "--val-every", "2",
+                       "--logdir", logdir)
     assert train.returncode == 0, train.stderr[-3000:]
     report_path, cams_path = tmp_path / "eval.json", tmp_path / "cams.npz"
-    proc = subprocess.run([sys.executable, "evaluate.py", "--load", os.path.join(logdir, "checkpoint"),
-                           "--data", tiny_data, "--json", str(report_path), "--save-cams", str(cams_path)],
-                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    proc = run_script("evaluate.py", "--load", os.path.join(logdir, "checkpoint"), "--data", tiny_data,
+                      "--json", str(report_path), "--save-cams", str(cams_path))
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(report_path.read_text())
     check_report(proc.stdout, report)
@@ -372,3 +366,27 @@ def test_train_then_evaluate(tiny_data, tmp_path):
     n = np.arange(len(cams["labels"]))
     np.testing.assert_allclose(cams["cams"].mean(axis=(1, 2)) + cams["fc_bias"][cams["labels"]],
                                cams["logits"][n, cams["labels"]], rtol=1e-4, atol=1e-4)
+
+
+def test_quiet_evaluation_prints_the_answer_only(run_checkpoint, tiny_data):
+    """Issue 16: no TensorFlow start-up lines, no per-layer shapes, no cuInit error; --verbose keeps them."""
+    quiet = run_script("evaluate.py", "--load", run_checkpoint, "--data", tiny_data)
+    assert quiet.returncode == 0, quiet.stderr[-2000:]
+    log = [l for l in quiet.stdout.splitlines() if l.startswith("[")]   # tensorpack's INFO lines
+    answer = [l for l in quiet.stdout.splitlines() if not l.startswith("[")]
+    assert len(answer) == 15 and answer[0].startswith("| metric"), quiet.stdout   # 2 tables, 3 lines
+    assert len(log) <= 3 and all("decoding" in l or "split:" in l or "Restoring" in l for l in log), log
+    assert [l for l in quiet.stderr.splitlines() if l.strip() and "evaluating" not in l and "decoding" not in l] == []
+    loud = run_script("evaluate.py", "--load", run_checkpoint, "--data", tiny_data, "--verbose")
+    assert loud.returncode == 0 and loud.stdout.count("registry.py") == 22   # one line per layer
+    assert "absl::InitializeLog" in loud.stderr
+
+
+def test_quiet_drops_only_the_checkpoint_counters_warning():
+    import logging
+    import tf_env
+    record = lambda names: logging.LogRecord("tensorpack", logging.WARNING, "", 0, "The following variables are "
+                                             f"in the checkpoint, but not found in the graph: {names}", None, None)
+    assert not tf_env.not_counters_warning(record("global_step, learning_rate"))
+    assert tf_env.not_counters_warning(record("global_step, learning_rate, linear/W"))
+    assert tf_env.not_counters_warning(record("linear/W"))

@@ -29,18 +29,18 @@ import runrecord
 import train
 from errors import UserError
 from models import INPUT_IMAGE, INPUT_LABEL, CAMModel
+from tests.conftest import REPO, run_script
 from training import session
 from tools.tower_probe import PROBE
 
 tf1 = tf.compat.v1
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # a narrow net on the 48 training images of tiny_data (conftest.py), 3 steps per epoch
 SMALL = ["--depth", "18", "--aug", "gr", "--width-mult", "0.125", "--threads", "2",
          "--steps-per-epoch", "3", "--val-every", "2"]
 
 
 def run_py(*args, timeout=300):
-    proc = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    proc = run_script(*args, timeout=timeout)
     assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-3000:])
     return proc
 

@@ -11,17 +11,14 @@ Top-1 at chance and failed this test (the mutation is described in the
 README, "Synthetic data").
 """
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from cam.metrics import iou, is_localized
+from tests.conftest import run_script
 from dataflow.synthetic import generate
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # 4 classes x 60 training images, 32x40: a few seconds per epoch for a width-0.125 net on 2 cores.
 DATA = dict(classes=4, train_per_class=60, val_per_class=15, seed=3, height=32, width=40)
 TRAIN = ["--depth", "18", "--aug", "cam", "--batch", "16", "--width-mult", "0.125", "--epochs", "8",
@@ -30,7 +27,7 @@ CHANCE = 100.0 / DATA["classes"]
 
 
 def run(script, *args):
-    proc = subprocess.run([sys.executable, script, *args], cwd=REPO, capture_output=True, text=True, timeout=600)
+    proc = run_script(script, *args, timeout=600)
     assert proc.returncode == 0, f"{script} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
 
 

@@ -13,6 +13,7 @@ import pytest
 
 import fileio
 import runrecord
+from tests.conftest import REPO
 from errors import UserError
 from tables import __main__ as cli
 from tables import demo, figure, paper, report
@@ -21,7 +22,6 @@ from tables import runs as rs
 from tables.executor import LOCK, Executor, Outcome
 from tables.runs import Expectation
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")

@@ -19,18 +19,15 @@ import train
 from errors import UserError
 from training import callbacks as cbs
 import runrecord
+from tests.conftest import REPO, SMALL, run_script
 from training import devices, resume, session
 
 tf1 = tf.compat.v1
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FUTURE_WARNING = "will trigger an error in the future"
-# a narrow net on the 48 training images of tiny_data: 6 steps per epoch at batch 8
-SMALL = ["--depth", "18", "--aug", "gr", "--batch", "8", "--width-mult", "0.125", "--threads", "2"]
 
 
 def run_train(*args, timeout=300):
-    return subprocess.run([sys.executable, "train.py", *args], cwd=REPO, capture_output=True,
-                          text=True, timeout=timeout)
+    return run_script("train.py", *args, timeout=timeout)
 
 
 def read_json(path):

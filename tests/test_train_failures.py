@@ -6,24 +6,20 @@ import os
 import resource
 import shutil
 import signal
-import subprocess
-import sys
 
 import pytest
 
 import runrecord
+from tests.conftest import SMALL, run_script
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SMALL = ["--depth", "18", "--aug", "gr", "--batch", "8", "--width-mult", "0.125", "--threads", "2",
-         "--val-every", "100"]   # 48 training images: 6 steps per epoch
+SMALL = SMALL + ["--val-every", "100"]
 
 
 def train(*args, file_size_limit=None, timeout=300):
     def limit():   # a "full disk": writes past the limit fail with EFBIG
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
-    return subprocess.run([sys.executable, "train.py", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=timeout, preexec_fn=limit if file_size_limit else None)
+    return run_script("train.py", *args, timeout=timeout, preexec_fn=limit if file_size_limit else None)
 
 
 def error_line(out):

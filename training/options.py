@@ -111,6 +111,8 @@ def parse_args(argv=None):
     p.add_argument("--xla", action="store_true", help="XLA auto-clustering (GPUs only)")
     p.add_argument("--data-format", default="NHWC", choices=("NHWC", "NCHW"),
                    help="layout of the convolutions (default NHWC; NCHW may help on GPUs, is slower on CPUs)")
+    p.add_argument("--verbose", action="store_true",
+                   help="also print TensorFlow's and tensorpack's start-up lines (tf_env.py)")
     args = p.parse_args(argv)
     parts = runrecord.resolve_recipe(args.recipe, flip=args.flip, jitter=args.jitter,
                                      normalize=args.normalize, early_grad_scale=args.early_grad_scale)

@@ -1,0 +1,98 @@
+"""The "never" rules of docs/architecture.md, read from the code's own imports (ast, nothing is run)."""
+import ast
+import os
+
+import pytest
+
+from tests.conftest import REPO
+
+ENTRY_POINTS = ("train", "evaluate", "tables.__main__")     # besides tools.* and benchmarks.*
+SCRIPT_PACKAGES = ("tools", "benchmarks")
+# The one known exception: tables.runs.Expectation builds a run's expected settings with
+# train.py's own parser (training.options) and batch split (training.devices), until a
+# function that turns train.py's argv into settings lives in runrecord (issue 16, item 1).
+TABLES_TRAINING_EXCEPTION = {"tables.runs": {"training", "training.devices", "training.options"}}
+
+
+def modules():
+    """{module name: path} of every project source file (tests and .venv excluded)."""
+    out = {}
+    for root, dirs, files in os.walk(REPO):
+        dirs[:] = [d for d in dirs if not d.startswith(".") and d not in ("tests", "__pycache__", "demo_data",
+                                                                          "train_log", "results")]
+        for f in files:
+            if f.endswith(".py"):
+                rel = os.path.relpath(os.path.join(root, f), REPO)[:-3].replace(os.sep, ".")
+                out[rel[:-len(".__init__")] if rel.endswith(".__init__") else rel] = os.path.join(root, f)
+    return out
+
+
+def imports_of(name, path):
+    """Absolute names a module imports (``from a.b import c`` gives ``a.b`` and ``a.b.c``)."""
+    tree = ast.parse(open(path, encoding="utf-8").read(), path)
+    package = name if path.endswith("__init__.py") else name.rpartition(".")[0]
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[:len(package.split(".")) - node.level + 1]
+                base = ".".join(parts + ([base] if base else []))
+            out.add(base)
+            out.update(f"{base}.{a.name}" for a in node.names)
+    return out
+
+
+def within(name, prefix):
+    return name == prefix or name.startswith(prefix + ".")
+
+
+def violations(mods=None):
+    """Every (module, imported name, rule) that breaks a rule of docs/architecture.md."""
+    mods = modules() if mods is None else mods
+    bad = []
+    for name, path in sorted(mods.items()):
+        entry = name in ENTRY_POINTS or any(within(name, p) for p in SCRIPT_PACKAGES)
+        for imp in sorted(imports_of(name, path)):
+            if within(name, "cam") and any(within(imp, t) for t in ("tensorflow", "tensorpack", "tf_env")):
+                bad.append((name, imp, "cam/ knows no TensorFlow"))
+            if within(name, "cam") and imp.split(".")[0] in mods and not within(imp, "cam"):
+                bad.append((name, imp, "cam/ imports only cam/ of this project"))
+            if not entry and any(within(imp, e) for e in ENTRY_POINTS + SCRIPT_PACKAGES):
+                bad.append((name, imp, "libraries never import entry points"))
+            if within(name, "tables") and within(imp, "training") and imp not in TABLES_TRAINING_EXCEPTION.get(name, ()):
+                bad.append((name, imp, "tables/ never imports training/"))
+            if within(name, "augment") and within(imp, "dataflow"):
+                bad.append((name, imp, "augment/ imports no dataflow"))
+    return bad
+
+
+def test_the_house_keeps_its_rules():
+    assert violations() == []
+
+
+def test_the_exception_is_still_needed():
+    # when tables/ stops importing training/, the exception goes too
+    mods = modules()
+    used = {n: {i for i in imports_of(n, mods[n]) if within(i, "training")} for n in mods if within(n, "tables")}
+    assert {n: i for n, i in used.items() if i} == TABLES_TRAINING_EXCEPTION
+
+
+@pytest.mark.parametrize("name, source, rule", [
+    ("cam.fake", "import tensorflow as tf\n", "cam/ knows no TensorFlow"),
+    ("cam.fake", "from models import resnet\n", "cam/ imports only cam/ of this project"),
+    ("dataflow.fake", "from train import main\n", "libraries never import entry points"),
+    ("evaluation.fake", "import tools.gpu_check\n", "libraries never import entry points"),
+    ("tables.fake", "from training.options import parse_args\n", "tables/ never imports training/"),
+    ("tables.report", "from training import options\n", "tables/ never imports training/"),
+    ("augment.fake", "from dataflow.builders import train_augmentors\n", "augment/ imports no dataflow"),
+    ("augment.sub.fake", "from ...dataflow import check_root\n", "augment/ imports no dataflow"),
+])
+def test_a_broken_rule_is_found(tmp_path, name, source, rule):
+    path = tmp_path / (name.replace(".", "_") + ".py")
+    path.write_text(source)
+    mods = modules()
+    mods[name] = str(path)
+    assert {v[2] for v in violations(mods) if v[0] == name} == {rule}
