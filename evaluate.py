@@ -129,9 +129,9 @@ def output_files(args):
     return [(flag, path) for flag, path in out if path]
 
 
-def model_settings(args, prefix, data_split, load_train):
-    """Model kwargs for ``CAMModel``: settings.json beside the checkpoint, else the flags + the data."""
-    settings, path = load_run_settings(prefix)
+def model_settings(args, settings, path, data_split, load_train):
+    """Model kwargs for ``CAMModel``: the run's settings.json (``settings``, read from ``path``; None
+    when absent), else the flags + the data."""
     flags = {"depth": args.depth, "width_mult": args.width_mult, "final_stride": args.final_stride}
     if settings is not None:
         model = dict(settings["model"])
@@ -180,13 +180,6 @@ def progress_bar(desc, total):
     return bar, lambda done, _: bar.update(done - bar.n)
 
 
-def run_holdout(prefix):
-    """``(per_class, settings path)``: the images per class the run held out from training (settings.json
-    ``train.holdout``, validated by runrecord; 0 without settings.json, the paper's setting)."""
-    settings, path = load_run_settings(prefix)
-    return (settings["train"]["holdout"] if settings else 0), path
-
-
 def load(args):
     """Checkpoint, model settings, the data and the image sets, all checked before any graph is built.
 
@@ -203,14 +196,15 @@ def load(args):
         return cache[name]
 
     split = split_of(args.split)
-    model, model_source = model_settings(args, prefix, split, lambda: split_of("train"))
+    settings, settings_path = load_run_settings(prefix)   # None without settings.json
+    model, model_source = model_settings(args, settings, settings_path, split, lambda: split_of("train"))
     check_compatible(model, prefix, split, args.data)
-    holdout, settings_path = run_holdout(prefix)
+    # the images per class the run held out from training (0 without settings.json, the paper's setting)
+    holdout = settings["train"]["holdout"] if settings else 0
     if args.threshold_from_holdout and holdout == 0:
         raise UserError(f"--threshold-from-holdout: {settings_path} names no held-out images (train.holdout "
                         f"is 0 or absent); train the run with train.py --holdout N")
     train = read_annotations(args.data, "train")
-    settings, settings_path = load_run_settings(prefix)
     problem = settings and dataset_problem(settings.get("dataset") or {}, train, read_annotations(args.data, "val"),
                                            (args.split, split))
     if problem:
