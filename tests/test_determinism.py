@@ -11,8 +11,6 @@ import concurrent.futures
 import json
 import os
 import signal
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -21,8 +19,8 @@ import tf_env  # noqa: F401
 import tensorflow as tf
 
 from dataflow.synthetic import generate
+from tests.conftest import run_script
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUN = ["--depth", "18", "--aug", "gr", "--batch", "8", "--width-mult", "0.125", "--threads", "1",
        "--epochs", "2", "--steps-per-epoch", "3", "--val-every", "2", "--flip", "--jitter"]
 KILL_AFTER = 5   # global step: in epoch 2, after the checkpoint of step 3
@@ -45,7 +43,7 @@ TIMING = ("QueueInput/queue_size",)   # stats.json: how full tensorpack's queue 
 
 
 def python(*args, expect=0):
-    proc = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=600)
+    proc = run_script(*args, timeout=600)
     assert proc.returncode == expect, (args, proc.stdout[-2000:], proc.stderr[-3000:])
     return proc.stdout + proc.stderr
 
