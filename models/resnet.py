@@ -84,6 +84,23 @@ def scaled_widths(width_mult):
     return [max(1, int(round(w * width_mult))) for w in BASE_WIDTHS]
 
 
+def param_count(depth, width_mult, num_classes):
+    """Trainable parameters of :func:`backbone` + :func:`cam_head`, counted without building a graph.
+
+    Stem conv; per group, the first block's conv1 + conv2 (+ a 1x1 projection where the width
+    changes) and 2 more 3x3 convs per further block; 2 per channel for every BatchNorm (each
+    block has 2, the stem and each group end 1, the first block 1 less); the FC with bias.
+    """
+    widths = scaled_widths(width_mult)
+    c_in = widths[0]
+    total = 3 * STEM_KERNEL ** 2 * c_in + 2 * c_in
+    for c, n in zip(widths, DEPTHS[depth]):
+        total += 9 * c_in * c + 9 * c * c + (c_in * c if c_in != c else 0) + (n - 1) * 18 * c * c
+        total += 2 * c * (2 * n)   # BatchNorm gamma/beta: 2n - 1 in the blocks + 1 at the group end
+        c_in = c
+    return total + c_in * num_classes + num_classes
+
+
 def _shortcut(l, ch_out, stride, data_format):
     ch_in = l.shape[1 if data_format == "channels_first" else 3]
     if ch_in != ch_out or stride != 1:   # projection only where the shape changes

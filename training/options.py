@@ -18,8 +18,7 @@ import argtypes
 import runrecord
 from augment import METHODS
 from errors import UserError
-from models import DEPTHS, FINAL_STRIDES, IMAGENET_MEAN_BGR, IMAGENET_STD_BGR, scaled_widths
-from models.resnet import STEM_KERNEL
+from models import DEPTHS, FINAL_STRIDES, IMAGENET_MEAN_BGR, IMAGENET_STD_BGR, param_count
 from training import cluster, devices, session
 
 # a finished run's logdir is accepted as it is (nothing is written there; it may be read-only)
@@ -126,14 +125,9 @@ def parse_args(argv=None):
 
 
 def memory_estimate(depth, width_mult, num_classes):
-    """Bytes the weights take in training, estimated: conv and FC weights (models.DEPTHS,
-    scaled_widths) x 4 bytes x 4 (the weight, its gradient, its momentum, one more copy)."""
-    widths, blocks = scaled_widths(width_mult), DEPTHS[depth]
-    params, c_in = 3 * STEM_KERNEL ** 2 * widths[0], widths[0]
-    for c, n in zip(widths, blocks):
-        params += 9 * c_in * c + 9 * c * c + (c_in * c if c_in != c else 0) + (n - 1) * 18 * c * c
-        c_in = c
-    return 16 * (params + c_in * num_classes)
+    """Bytes the weights take in training, estimated: ``models.param_count`` x 4 bytes x 4
+    (the weight, its gradient, its momentum, one more copy)."""
+    return 16 * param_count(depth, width_mult, num_classes)
 
 
 def physical_memory():
