@@ -24,7 +24,7 @@ Re-running the same command continues from the newest checkpoint that restores
 (damaged ones are skipped with a warning); a logdir that holds a run with other
 settings is refused. The logdir receives tensorpack's checkpoints, log.log,
 stats.json and TensorBoard events, plus settings.json (every resolved setting,
-the git commit) and, after a run that ended well, done.json (runrecord.py).
+the git commit) and, after a run that ended well, done.json (runrecord/).
 """
 import tf_env  # noqa: F401  (first: sets TF_USE_LEGACY_KERAS)
 

@@ -14,7 +14,7 @@ import time
 import numpy as np
 
 from cam import class_activation_maps, normalize_map, resize_map, top_k_classes
-from checkpoints import unreadable
+from runrecord.checkpoints import unreadable
 from errors import UserError
 
 

@@ -1,4 +1,4 @@
-"""runrecord.py, checkpoints.py and argtypes.py: settings, fingerprint, checkpoint lookup, run state, flag types."""
+"""runrecord/ and argtypes.py: settings, fingerprint, checkpoint lookup, run state, flag types."""
 import argparse
 import json
 import os
@@ -183,7 +183,7 @@ def test_run_state(tmp_path):
     runrecord.write_json(eval_json, {"summary": {"top1_loc": 1.5}, "settings": mine})
     assert runrecord.run_state(logdir, s)[0] == runrecord.EVALUATED
     runrecord.write_json(eval_json, {"summary": {"top1_loc": float("nan")}, "settings": mine})
-    assert runrecord.run_state(logdir, s) == (runrecord.TRAINED, "eval.json has a non-finite metric")
+    assert runrecord.run_state(logdir, s) == (runrecord.TRAINED, "eval.json has a non-finite metric (top1_loc)")
     os.utime(eval_json, (1, 1))
     assert runrecord.run_state(logdir, s) == (runrecord.TRAINED, "eval.json is older than done.json")
 

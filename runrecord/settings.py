@@ -1,44 +1,18 @@
-"""The run record: one owner for everything about a training run's folder (logdir).
+"""The settings of a run: the one statement of every default, and their validation.
 
-A logdir holds one run::
-
-    settings.json   RunSettings.to_json(): model / train / speed sections, data path,
-                    dataset fingerprint, git commit, library versions (train.py writes it first)
-    model-N.index, model-N.data-*   tensorpack checkpoints at global step N (epoch ends)
-    checkpoint      TensorFlow's state file naming the newest checkpoints
-    stats.json      tensorpack's per-epoch statistics
-    done.json       {"global_step", "epoch"}: written only after a run that ended well
-    eval.json       evaluate.py's results
-
-``run_state`` tells train.py and the table scripts what a folder holds (NEW,
-RESUMABLE, TRAINED, EVALUATED or CONFLICT).  Settings are compared on the
-model, the training settings (threads and op determinism included) and the dataset
-fingerprint, never on the "speed" section (workers, devices...), the data path or the commit,
-so a dataset moved elsewhere or a run continued on other hardware is accepted.
-
-No TensorFlow is imported except by the functions that read checkpoints.
+``RunSettings`` is what train.py records in settings.json and what resume and the
+table scripts compare: the ``model`` section (``models.CAMModel``'s settings), the
+``train`` section (what changes the learned weights), the ``speed`` section (never
+compared), the data path, the dataset fingerprint (:func:`dataset_fingerprint`),
+the git commit and the library versions.  No TensorFlow is imported here.
 """
 import dataclasses
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
-
-import fileio
-from checkpoints import (CHECKPOINT_NAME, STATE_FILE, checkpoint_fc_classes,  # noqa: F401 (API)
-                         checkpoint_files, checkpoint_problem, checkpoint_step, latest_checkpoint,
-                         resolve_checkpoint)
-from errors import UserError
-
-SETTINGS = "settings.json"
-DONE = "done.json"
-STATS = "stats.json"        # tensorpack's JSONWriter.FILENAME
-EVAL = "eval.json"
-
-NEW, RESUMABLE, TRAINED, EVALUATED, CONFLICT = "new", "resumable", "trained", "evaluated", "conflict"
 
 NORMALIZE = ("dataset", "imagenet")
 # each recipe's defaults for the four parts; an explicit flag overrides its part (docs/sources.md)
@@ -189,55 +163,6 @@ def resolve_recipe(recipe, **parts):
     return {k: (parts[k] if parts.get(k) is not None else v) for k, v in RECIPES[recipe].items()}
 
 
-# --------------------------------------------------------------------------- files
-
-def read_json(path):
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except (OSError, ValueError) as e:
-        raise UserError(f"{path}: cannot read JSON ({e})") from None
-
-
-def write_json(path, obj):
-    """Atomic and fsync'ed (fileio): a power cut leaves the old or the new file.
-    A failed write (full disk, read-only folder) is a UserError naming the path (fileio.WriteError)."""
-    fileio.write_json(path, obj, sort_keys=True)
-
-
-def settings_path(logdir_or_prefix):
-    folder = logdir_or_prefix if os.path.isdir(logdir_or_prefix) else os.path.dirname(logdir_or_prefix)
-    return os.path.join(folder, SETTINGS)
-
-
-def load_settings(logdir_or_prefix):
-    """RunSettings of a logdir (or of the folder of a checkpoint prefix); None if it has none."""
-    path = settings_path(logdir_or_prefix)
-    if not os.path.isfile(path):
-        return None
-    try:
-        return RunSettings.from_json(read_json(path))
-    except ValueError as e:
-        raise UserError(f"{path}: {e}") from None
-
-
-def load_run_settings(prefix):
-    """``(settings dict, path)`` beside checkpoint ``prefix``, or ``(None, path)`` if absent.
-
-    For prediction only the "model" section (CAMModel's kwargs) must be there and valid.
-    """
-    path = settings_path(prefix)
-    if not os.path.isfile(path):
-        return None, path
-    settings = read_json(path)
-    try:
-        settings["model"] = dataclasses.asdict(ModelSettings(**settings["model"]))
-    except (KeyError, TypeError) as e:
-        raise UserError(f"{path}: has no valid \"model\" object (expected train.py's settings.json; "
-                        f"{type(e).__name__}: {e})") from None
-    return settings, path
-
-
 def used_images(labels, holdout):
     """How many images remain for training when the last ``holdout`` of each class are held out."""
     counts = np.bincount(np.asarray(labels, dtype=np.int64))
@@ -287,75 +212,3 @@ def dataset_problem(recorded, train, val, evaluated=None):
     if stored and stored != pixels_sha1(split):
         return f"its {name} images differ from the run's (dataset.pixels.{name})"
     return None
-
-
-# --------------------------------------------------------------------------- state
-
-def _mtime(path):
-    try:
-        return os.path.getmtime(path)
-    except OSError:
-        return None
-
-
-def eval_problem(logdir):
-    """None if eval.json is usable, else why not.
-
-    Usable: newer than done.json, readable, with a finite summary, written by evaluate.py
-    for this folder's newest checkpoint (not another run's) on the whole val split (no --limit).
-    """
-    path = os.path.join(logdir, EVAL)
-    ev, done = _mtime(path), _mtime(os.path.join(logdir, DONE))
-    if ev is None:
-        return "trained, not evaluated"
-    if ev < done:
-        return f"{EVAL} is older than {DONE}"
-    try:
-        with open(path, encoding="utf-8") as f:
-            doc = json.load(f)
-        summary, settings = doc["summary"], doc.get("settings") or {}
-        ok = all(_finite(v) for v in summary.values())
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return f"{EVAL} is unreadable"
-    if not ok:
-        return f"{EVAL} has a non-finite metric"
-    checkpoint = settings.get("checkpoint")
-    steps = checkpoint_files(logdir)
-    newest = os.path.join(os.path.realpath(logdir), f"{CHECKPOINT_NAME}-{max(steps)}") if steps else None
-    if not isinstance(checkpoint, str) or "limit" not in settings:
-        return f"{EVAL} does not name its checkpoint and images (written by an older evaluate.py)"
-    if os.path.dirname(os.path.realpath(checkpoint)) != os.path.realpath(logdir):
-        return f"{EVAL} evaluates {checkpoint}, a checkpoint of another folder"
-    if newest and os.path.realpath(checkpoint) != newest:
-        return f"{EVAL} evaluates {os.path.basename(checkpoint)}, not the newest {os.path.basename(newest)}"
-    if settings["limit"] is not None or settings.get("split", "val") != "val":
-        return (f"{EVAL} covers {settings.get('num_images')} {settings.get('split')} images "
-                f"(--limit {settings['limit']}), not the whole val split")
-    return None
-
-
-def run_state(logdir, expected=None):
-    """``(state, reason)`` of a logdir, from its files only (cheap: no checkpoint is read).
-
-    NEW: nothing there; CONFLICT: settings differ from ``expected`` (a RunSettings, None =
-    do not compare), or run files without settings.json; RESUMABLE: same settings, no
-    done.json; TRAINED: done.json but no usable eval.json; EVALUATED: both.
-    """
-    has_settings = os.path.isfile(os.path.join(logdir, SETTINGS))
-    leftovers = [f for f in (STATE_FILE, STATS, DONE, EVAL) if os.path.exists(os.path.join(logdir, f))]
-    steps = checkpoint_files(logdir)
-    if not has_settings:
-        if leftovers or steps:
-            what = ", ".join(leftovers + [f"{CHECKPOINT_NAME}-{s}" for s in sorted(steps)][-1:])
-            return CONFLICT, f"{logdir} holds a run ({what}) but no {SETTINGS}"
-        return NEW, "not trained yet"
-    if expected is not None:
-        diffs = load_settings(logdir).differences(expected)
-        if diffs:
-            return CONFLICT, (f"{logdir} holds a run with other settings ({SETTINGS}):\n  "
-                              + "\n  ".join(diffs))
-    if not os.path.exists(os.path.join(logdir, DONE)):
-        return RESUMABLE, (f"resumable from {CHECKPOINT_NAME}-{max(steps)}" if steps
-                           else "started, no checkpoint yet")
-    problem = eval_problem(logdir)
-    return (TRAINED, problem) if problem else (EVALUATED, "trained and evaluated")

@@ -2,9 +2,7 @@
 
 A checkpoint is ``<logdir>/model-N.index`` plus ``model-N.data-*`` (tensorpack's
 ModelSaver, N = global step); TensorFlow's ``checkpoint`` state file names the
-newest.  :mod:`runrecord` is the API (it re-exports these); this module holds
-the file-level work so that each stays short.  TensorFlow is imported only by
-the functions that read a checkpoint.
+newest.  TensorFlow is imported only by the functions that read a checkpoint.
 """
 import os
 import re

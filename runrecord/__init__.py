@@ -1,0 +1,29 @@
+"""The run record: one owner for everything about a training run's folder (logdir).
+
+A logdir holds one run::
+
+    settings.json   RunSettings.to_json(): model / train / speed sections, data path,
+                    dataset fingerprint, git commit, library versions (train.py writes it first)
+    model-N.index, model-N.data-*   tensorpack checkpoints at global step N (epoch ends)
+    checkpoint      TensorFlow's state file naming the newest checkpoints
+    stats.json      tensorpack's per-epoch statistics
+    done.json       {"global_step", "epoch"}: written only after a run that ended well
+    eval.json       evaluate.py's results
+
+Three modules, one concept each: :mod:`runrecord.settings` (the settings and their
+defaults, checks and fingerprint), :mod:`runrecord.checkpoints` (lookup, restore and
+shape checks) and :mod:`runrecord.state` (the one reader of settings.json and
+eval.json, and ``run_state``).  Settings are compared on the model, the training
+settings and the dataset fingerprint, never on the "speed" section, the data path or
+the commit, so a dataset moved elsewhere or a run continued on other hardware is accepted.
+No TensorFlow is imported except by the functions that read checkpoints or build a graph.
+"""
+from runrecord.checkpoints import (CHECKPOINT_NAME, STATE_FILE, checkpoint_fc_classes,  # noqa: F401
+                                   checkpoint_files, checkpoint_problem, checkpoint_step,
+                                   latest_checkpoint, resolve_checkpoint, unreadable)
+from runrecord.settings import (DERIVED, NORMALIZE, RECIPES, ModelSettings, RunSettings,  # noqa: F401
+                                SpeedSettings, TrainSettings, dataset_fingerprint, dataset_problem,
+                                pixels_sha1, resolve_recipe, used_images)
+from runrecord.state import (CONFLICT, DONE, EVAL, EVALUATED, NEW, RESUMABLE, SETTINGS,  # noqa: F401
+                             STATS, TRAINED, eval_problem, load_run_settings, load_settings, read_eval,
+                             read_json, run_state, settings_path, write_json)

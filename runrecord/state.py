@@ -1,0 +1,155 @@
+"""The files of a run folder (logdir), their one reader, and the state they add up to.
+
+``run_state`` tells train.py and the table scripts what a folder holds (NEW,
+RESUMABLE, TRAINED, EVALUATED or CONFLICT).  :func:`read_eval` is the one reader of
+eval.json: it returns the document or the reason it cannot be used.
+"""
+import dataclasses
+import json
+import os
+
+import fileio
+from errors import UserError
+from runrecord.checkpoints import CHECKPOINT_NAME, STATE_FILE, checkpoint_files
+from runrecord.settings import ModelSettings, RunSettings, _finite
+
+SETTINGS = "settings.json"
+DONE = "done.json"
+STATS = "stats.json"        # tensorpack's JSONWriter.FILENAME
+EVAL = "eval.json"
+
+NEW, RESUMABLE, TRAINED, EVALUATED, CONFLICT = "new", "resumable", "trained", "evaluated", "conflict"
+
+# --------------------------------------------------------------------------- files
+
+def read_json(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:
+        raise UserError(f"{path}: cannot read JSON ({e})") from None
+
+
+def write_json(path, obj):
+    """Atomic and fsync'ed (fileio): a power cut leaves the old or the new file.
+    A failed write (full disk, read-only folder) is a UserError naming the path (fileio.WriteError)."""
+    fileio.write_json(path, obj, sort_keys=True)
+
+
+def settings_path(logdir_or_prefix):
+    folder = logdir_or_prefix if os.path.isdir(logdir_or_prefix) else os.path.dirname(logdir_or_prefix)
+    return os.path.join(folder, SETTINGS)
+
+
+def load_settings(logdir_or_prefix):
+    """RunSettings of a logdir (or of the folder of a checkpoint prefix); None if it has none."""
+    path = settings_path(logdir_or_prefix)
+    if not os.path.isfile(path):
+        return None
+    try:
+        return RunSettings.from_json(read_json(path))
+    except ValueError as e:
+        raise UserError(f"{path}: {e}") from None
+
+
+def load_run_settings(prefix):
+    """``(settings dict, path)`` beside checkpoint ``prefix``, or ``(None, path)`` if absent.
+
+    For prediction only the "model" section (CAMModel's kwargs) must be there and valid.
+    """
+    path = settings_path(prefix)
+    if not os.path.isfile(path):
+        return None, path
+    settings = read_json(path)
+    try:
+        settings["model"] = dataclasses.asdict(ModelSettings(**settings["model"]))
+    except (KeyError, TypeError) as e:
+        raise UserError(f"{path}: has no valid \"model\" object (expected train.py's settings.json; "
+                        f"{type(e).__name__}: {e})") from None
+    return settings, path
+
+
+# --------------------------------------------------------------------------- state
+
+def _mtime(path):
+    try:
+        return os.path.getmtime(path)
+    except OSError:
+        return None
+
+
+def read_eval(path):
+    """``(document, None)`` if ``path`` is an eval.json with a summary of finite numbers, else
+    ``(None, why not)``.  The one reader of eval.json (train.py's state, the tables, the claims)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+    except FileNotFoundError:
+        return None, f"{path} does not exist"
+    except (OSError, ValueError) as e:
+        return None, f"{path} is unreadable ({type(e).__name__}: {e})"
+    summary = doc.get("summary") if isinstance(doc, dict) else None
+    if not isinstance(summary, dict) or not summary:
+        return None, f"{path} has no summary"
+    bad = sorted(k for k, v in summary.items() if not _finite(v))
+    if bad:
+        return None, f"{path} has a non-finite metric ({bad[0]})"
+    return doc, None
+
+
+def eval_problem(logdir):
+    """None if eval.json is usable, else why not.
+
+    Usable: newer than done.json, readable (:func:`read_eval`), written by evaluate.py for this
+    folder's newest checkpoint (not another run's) on the whole val split (no --limit).
+    """
+    path = os.path.join(logdir, EVAL)
+    ev, done = _mtime(path), _mtime(os.path.join(logdir, DONE))
+    if ev is None:
+        return "trained, not evaluated"
+    if ev < done:
+        return f"{EVAL} is older than {DONE}"
+    doc, problem = read_eval(path)
+    if problem:
+        return problem.replace(path, EVAL)
+    settings = doc.get("settings") if isinstance(doc.get("settings"), dict) else {}
+    checkpoint = settings.get("checkpoint")
+    steps = checkpoint_files(logdir)
+    newest = os.path.join(os.path.realpath(logdir), f"{CHECKPOINT_NAME}-{max(steps)}") if steps else None
+    if not isinstance(checkpoint, str) or "limit" not in settings:
+        return f"{EVAL} does not name its checkpoint and images (written by an older evaluate.py)"
+    if os.path.dirname(os.path.realpath(checkpoint)) != os.path.realpath(logdir):
+        return f"{EVAL} evaluates {checkpoint}, a checkpoint of another folder"
+    if newest and os.path.realpath(checkpoint) != newest:
+        return f"{EVAL} evaluates {os.path.basename(checkpoint)}, not the newest {os.path.basename(newest)}"
+    if settings["limit"] is not None or settings.get("split", "val") != "val":
+        return (f"{EVAL} covers {settings.get('num_images')} {settings.get('split')} images "
+                f"(--limit {settings['limit']}), not the whole val split")
+    return None
+
+
+def run_state(logdir, expected=None):
+    """``(state, reason)`` of a logdir, from its files only (cheap: no checkpoint is read).
+
+    NEW: nothing there; CONFLICT: settings differ from ``expected`` (a RunSettings, None =
+    do not compare), or run files without settings.json; RESUMABLE: same settings, no
+    done.json; TRAINED: done.json but no usable eval.json; EVALUATED: both.
+    """
+    has_settings = os.path.isfile(os.path.join(logdir, SETTINGS))
+    leftovers = [f for f in (STATE_FILE, STATS, DONE, EVAL) if os.path.exists(os.path.join(logdir, f))]
+    steps = checkpoint_files(logdir)
+    if not has_settings:
+        if leftovers or steps:
+            what = ", ".join(leftovers + [f"{CHECKPOINT_NAME}-{s}" for s in sorted(steps)][-1:])
+            return CONFLICT, f"{logdir} holds a run ({what}) but no {SETTINGS}"
+        return NEW, "not trained yet"
+    if expected is not None:
+        diffs = load_settings(logdir).differences(expected)
+        if diffs:
+            return CONFLICT, (f"{logdir} holds a run with other settings ({SETTINGS}):\n  "
+                              + "\n  ".join(diffs))
+    if not os.path.exists(os.path.join(logdir, DONE)):
+        return RESUMABLE, (f"resumable from {CHECKPOINT_NAME}-{max(steps)}" if steps
+                           else "started, no checkpoint yet")
+    problem = eval_problem(logdir)
+    return (TRAINED, problem) if problem else (EVALUATED, "trained and evaluated")
