@@ -3,6 +3,8 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
+# test modules spread over this many processes (pytest-xdist; a module's fixtures stay in one process)
+TEST_WORKERS ?= 2
 
 .PHONY: demo test bench gpu-check
 
@@ -17,7 +19,7 @@ demo: $(VENV)/.installed
 	PYTHON=$(PY) ./run_table1.sh --demo
 
 test: $(VENV)/.installed
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadscope
 
 bench: $(VENV)/.installed
 	$(PY) -m benchmarks.bench_dataflow
