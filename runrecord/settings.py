@@ -105,25 +105,25 @@ class TrainSettings:
                              help="dataset: the training split's mean/std; imagenet: /255 then ImageNet mean/std")
     early_grad_scale: float = setting(1.0, source="docs/sources.md: SN-ResNet ScaleGradient 0.1",
                                       auto="--recipe's", type=argtypes.positive_float, metavar="F",
-                                      help="multiply the gradients of conv0 and groups 0-2 by F (1 = off)")
+                                      help="multiply the gradients of conv0 and groups 0-2 by F, 1 = off")
     steps_per_epoch: int = setting(0, source="ours", auto="training images // --batch",
                                    type=argtypes.positive_int,
-                                   help="set it only for benchmarks and smoke runs (at most one pass or "
-                                        f"{MIN_STEPS_CAP} steps: checkpoints are written at epoch ends)")
+                                   help="set it only for benchmarks and smoke runs, at most one pass or "
+                                        f"{MIN_STEPS_CAP} steps: checkpoints are written at epoch ends")
     final_step: int = setting(0, source="ours: steps_per_epoch * epochs", type=argtypes.nonnegative_int)
     amp: object = setting(False, source="ours", action="store_true",   # False, "bf16" (CPU) or "fp16" (GPU)
-                          help="mixed precision: bf16 on a CPU with AVX512_BF16/AMX, fp16 on GPUs (changes numerics)")
+                          help="mixed precision: bf16 on a CPU with AVX512_BF16/AMX, fp16 on GPUs; changes numerics")
     batch_per_tower: int = setting(0, source="docs/sources.md: batch // towers, BatchNorm per tower",
                                    type=argtypes.nonnegative_int)
     # the rest change results only in the last bits (docs/reproducibility.md)
     threads: int = setting(0, source="ours", auto="all cores",   # Eigen/oneDNN split sums by thread
                            type=argtypes.nonnegative_int,
-                           help="intra-op threads for CPU kernels (tensorpack's 1 is ~20% slower); "
+                           help="intra-op threads for CPU kernels, where tensorpack's 1 is ~20% slower; "
                                 "CPU results depend on it, so a resumed run must keep it")
     xla: bool = setting(False, source="ours", action="store_true",   # XLA auto-clustering fuses ops
-                        help="XLA auto-clustering (GPUs only)")
+                        help="XLA auto-clustering, GPUs only")
     data_format: str = setting("NHWC", source="ours", choices=("NHWC", "NCHW"),
-                               help="layout of the convolutions (NCHW may help on GPUs, is slower on CPUs)")
+                               help="layout of the convolutions; NCHW may help on GPUs, is slower on CPUs")
     deterministic: bool = setting(True, source="ours: docs/reproducibility.md", flag="--nondeterministic",
                                   invert=True, action="store_true",
                                   help="TensorFlow's op determinism off: faster on some GPUs, "
