@@ -62,8 +62,9 @@ class ModelSettings:
                                 help="scale all widths", type=argtypes.positive_float)
     final_stride: int = setting(4, source="paper, docs/sources.md: the authors' code", type=int, choices=(4, 8),
                                 help="4: a 16x16 map from 64x64; 8: an 8x8 map")
-    mean_bgr: Optional[list] = setting(None, source="--normalize: training split's mean, or ImageNet's (docs/sources.md)")
-    std_bgr: Optional[list] = setting(None, source="--normalize: training split's std, or ImageNet's (docs/sources.md)")
+    # --normalize: the training split's mean and std, or ImageNet's
+    mean_bgr: Optional[list] = setting(None, source="docs/sources.md")
+    std_bgr: Optional[list] = setting(None, source="docs/sources.md")
 
 
 RECIPE_SOURCE = "docs/sources.md: SN-ResNet codes/utils.py"

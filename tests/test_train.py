@@ -86,6 +86,7 @@ def test_session_config_is_unthrottled_and_sets_amp_and_xla(tiny_data):
 
 # the fields no flag sets: from the data, the machine (the environment) or other fields
 NOT_FLAGS = ("num_classes", "image_shape", "mean_bgr", "std_bgr", "final_step", "batch_per_tower", "machines")
+RESOLVED = ("amp", "threads", "workers", "gpus")   # flags that reach their field through the environment
 
 
 def test_every_setting_is_a_flag_with_its_default_or_derived(tiny_data):
@@ -102,15 +103,31 @@ def test_every_setting_is_a_flag_with_its_default_or_derived(tiny_data):
                 assert flag.default is None, f.name
             elif not flag.required:
                 assert flag.default == (not default if f.metadata["invert"] else default), f.name
-    # and the settings of the flags' defaults are the fields' defaults
-    s = train.make_settings(train.parse_args(["--data", tiny_data, "--aug", "gr", "--threads", "0"]),
-                            command.Env(gpus=0, towers=1, batch_per_tower=0, amp=False, workers=0, threads=0),
-                            {"train_used": 300}, 4, [32, 40])
-    for cls, values in ((runrecord.ModelSettings, s.model), (runrecord.TrainSettings, s.train),
-                        (runrecord.SpeedSettings, s.speed)):
+    # every flag reaches its field: a value other than the default for each, through make_settings
+    argv, expected = ["--data", tiny_data], {}
+    for cls in (runrecord.ModelSettings, runrecord.TrainSettings, runrecord.SpeedSettings):
         for f in dataclasses.fields(cls):
-            if f.name not in NOT_FLAGS + ("aug", "steps_per_epoch"):
-                assert getattr(values, f.name) == runrecord.field_default(cls, f.name), f.name
+            if f.name in NOT_FLAGS + RESOLVED:
+                continue
+            default, meta = runrecord.field_default(cls, f.name), f.metadata
+            value = ([c for c in meta["choices"] if c != default][-1] if meta.get("choices") else
+                     not default if isinstance(default, bool) else default / 2 if isinstance(default, float)
+                     else default + 1)
+            flag = runrecord.settings.flag_name(cls, f.name)
+            argv += [flag] if meta.get("action") == "store_true" else [
+                f"--{'' if value else 'no-'}{f.name}"] if isinstance(value, bool) else [flag, str(value)]
+            expected[f.name] = value
+    s = train.make_settings(train.parse_args(argv), command.Env(gpus=0, towers=1, batch_per_tower=0, amp=False,
+                                                                  workers=0, threads=0), {"train_used": 300}, 4, [32, 40])
+    assert {k: v for part in (s.model, s.train, s.speed) for k, v in vars(part).items() if k in expected} == expected
+
+
+def test_a_batch_larger_than_the_training_images_is_refused_with_the_data_named(tiny_data):
+    for more in ([], ["--steps-per-epoch", "1"]):
+        flags = train.parse_args(["--data", tiny_data, "--aug", "gr", "--batch", "41", "--logdir", "unused", *more])
+        with pytest.raises(UserError, match=f"--batch 41: more than the 40 training images in {tiny_data}"):
+            command.make_settings(flags, command.make_env(flags, command.Machine(gpus=0)), {"train_used": 40}, 4,
+                                  [32, 40])
 
 
 def make_env(data, *argv, gpus=0, cores=6, bf16=False, onednn=True):
@@ -130,9 +147,10 @@ def test_the_environment_from_the_flags_and_the_machines_facts(tiny_data):
     two = env("--cluster", "a:1,b:2", gpus=2)
     assert (two.towers, two.size, two.cluster, two.batch_per_tower) == (4, 2, ("a:1", "b:2"), 64)
     env("--data-format", "NCHW")   # oneDNN's CPU kernels take NCHW
-    for argv, facts, message in [(["--amp"], {}, "AVX512_BF16"), (["--gpus", "5"], {"gpus": 4}, r"only 4 GPU\(s\) visible"),
+    for argv, facts, message in [(["--amp"], {}, "AVX512_BF16"), (["--xla"], {}, "GPU kernels only"),
+                                 (["--gpus", "5"], {"gpus": 4}, r"only 4 GPU\(s\) visible"),
                                  (["--data-format", "NCHW"], {"onednn": False}, "oneDNN"),
-                                 (["--xla"], {}, "GPU kernels only"), (["--batch", "9", "--towers", "2"], {}, r"towers \(2\)"),
+                                 (["--batch", "9", "--towers", "2"], {}, r"towers \(2\)"),
                                  (["--towers", "2"], {"gpus": 1}, "a CPU test aid")]:
         with pytest.raises(UserError, match=message):
             env(*argv, **facts)
