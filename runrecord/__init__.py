@@ -17,7 +17,8 @@ fingerprint), :mod:`runrecord.checkpoints` (lookup, restore and shape checks) an
 :mod:`runrecord.state` (the one reader of settings.json and eval.json, and ``run_state``).
 Settings are compared on the model, the training settings and the dataset fingerprint,
 never on the "speed" section, the data path or the commit, so a dataset moved elsewhere
-or a run continued on other hardware is accepted.  No TensorFlow is imported except by the functions that read checkpoints or build a graph.
+or a run continued on other hardware is accepted.  No TensorFlow is imported except by the
+functions that read checkpoints or build a graph.
 """
 from runrecord.checkpoints import (CHECKPOINT_NAME, STATE_FILE, checkpoint_fc_classes,  # noqa: F401
                                    checkpoint_files, checkpoint_problem, checkpoint_step,
