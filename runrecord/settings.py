@@ -198,7 +198,7 @@ def _check(ok, what):
         raise ValueError(f"settings: {what}")
 
 
-def _finite(x):
+def _finite(x):   # runrecord.state's
     return isinstance(x, (int, float)) and not isinstance(x, bool) and np.isfinite(x)
 
 
