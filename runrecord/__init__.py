@@ -10,20 +10,23 @@ A logdir holds one run::
     done.json       {"global_step", "epoch"}: written only after a run that ended well
     eval.json       evaluate.py's results
 
-Three modules, one concept each: :mod:`runrecord.settings` (the settings and their
-defaults, checks and fingerprint), :mod:`runrecord.checkpoints` (lookup, restore and
-shape checks) and :mod:`runrecord.state` (the one reader of settings.json and
-eval.json, and ``run_state``).  Settings are compared on the model, the training
-settings and the dataset fingerprint, never on the "speed" section, the data path or
-the commit, so a dataset moved elsewhere or a run continued on other hardware is accepted.
-No TensorFlow is imported except by the functions that read checkpoints or build a graph.
+One concept per module: :mod:`runrecord.settings` (the settings: their defaults, flags,
+help, sources and checks), :mod:`runrecord.command` (a train.py command: its parser, the
+environment it resolves to, its settings), :mod:`runrecord.dataset` (the dataset
+fingerprint), :mod:`runrecord.checkpoints` (lookup, restore and shape checks) and
+:mod:`runrecord.state` (the one reader of settings.json and eval.json, and ``run_state``).
+Settings are compared on the model, the training settings and the dataset fingerprint,
+never on the "speed" section, the data path or the commit, so a dataset moved elsewhere
+or a run continued on other hardware is accepted.  No TensorFlow is imported except by the
+functions that read checkpoints or build a graph.
 """
 from runrecord.checkpoints import (CHECKPOINT_NAME, STATE_FILE, checkpoint_fc_classes,  # noqa: F401
                                    checkpoint_files, checkpoint_problem, checkpoint_step,
                                    latest_checkpoint, resolve_checkpoint, unreadable)
+from runrecord.dataset import (dataset_fingerprint, dataset_problem, pixels_sha1,  # noqa: F401
+                               used_images)
 from runrecord.settings import (DERIVED, NORMALIZE, RECIPES, ModelSettings, RunSettings,  # noqa: F401
-                                SpeedSettings, TrainSettings, dataset_fingerprint, dataset_problem,
-                                pixels_sha1, resolve_recipe, used_images)
+                                SpeedSettings, TrainSettings, add_flags, field_default, resolve_recipe)
 from runrecord.state import (CONFLICT, DONE, EVAL, EVALUATED, NEW, RESUMABLE, SETTINGS,  # noqa: F401
                              STATS, TRAINED, eval_problem, load_run_settings, load_settings, read_eval,
                              read_json, run_state, settings_path, write_json)
