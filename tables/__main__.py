@@ -98,6 +98,23 @@ def parse_args(argv):
     return args, after
 
 
+def parse_seeds(text):
+    """``--seeds``: ``"3"`` -> [0, 1, 2] (a count); ``"0,4,7"`` -> those seeds (a list: ``"5,"`` is seed 5)."""
+    text = str(text).strip()
+    try:
+        if "," not in text:
+            n = int(text)
+            if n < 1:
+                raise UserError(f"--seeds {text}: the number of seeds must be at least 1")
+            return list(range(n))
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise UserError(f"--seeds {text!r}: expected a count (3) or a comma list of seeds (0,4,7)") from None
+    if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+        raise UserError(f"--seeds {text!r}: seeds must be distinct non-negative integers")
+    return seeds
+
+
 def plan(args, extra):
     """Every setting of this invocation, checked; nothing is written."""
     rs.check_passthrough(extra)
@@ -108,11 +125,11 @@ def plan(args, extra):
                  train_args=DEMO_TRAIN_ARGS + own + extra, data=os.path.join(REPO, "demo_data", demo_tag()),
                  parallel=DEMO_PARALLEL, seeds=args.seeds or DEMO_SEEDS, depths=DEMO_DEPTHS, eval_args=DEMO_EVAL_ARGS)
     else:
-        p = dict(logroot=args.logroot or os.path.join(REPO, "train_log"), results=args.results or os.path.join(REPO, "results"),
-                 batch_map={}, train_args=own + extra, data=args.data, parallel=1, seeds=args.seeds or 1,
-                 depths=None, eval_args=[])
+        p = dict(logroot=args.logroot or os.path.join(REPO, "train_log"),
+                 results=args.results or os.path.join(REPO, "results"), batch_map={}, train_args=own + extra,
+                 data=args.data, parallel=1, seeds=args.seeds or 1, depths=None, eval_args=[])
     p["parallel"] = p["parallel"] if args.parallel is None else args.parallel
-    p["seeds"] = rs.parse_seeds(p["seeds"])
+    p["seeds"] = parse_seeds(p["seeds"])
     p["logroot"], p["results"] = os.path.abspath(p["logroot"]), os.path.abspath(p["results"])
     for flag in ("--logroot", "--results"):   # the defaults: given ones were checked by the parser
         try:
@@ -156,7 +173,8 @@ def main(argv=None):
     with contextlib.ExitStack() as held:
         if not args.dry_run:   # one table script per log root: a second one is refused before any work
             os.makedirs(p["logroot"], exist_ok=True)
-            held.enter_context(fileio.hold_lock(os.path.join(p["logroot"], ex.LOCK), f"--logroot {show(p['logroot'])}"))
+            lock = os.path.join(p["logroot"], ex.LOCK)
+            held.enter_context(fileio.hold_lock(lock, f"--logroot {show(p['logroot'])}"))
         return execute(args, p, todo, states, slots, make)
 
 

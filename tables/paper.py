@@ -7,7 +7,6 @@ for Weakly-Supervised Object Localization", 2018, arXiv:1802.07888; docs/sources
 from collections import namedtuple
 
 import numpy as np
-from tabulate import tabulate
 
 import runrecord
 from cam import METRIC_TITLES, METRICS as EVAL_METRICS
@@ -277,36 +276,3 @@ def check_claims(result):
             out.append({"claim": claim.id, "section": claim.section, "sentence": claim.sentence, "cells": [],
                         "verdict": "not computed", "reason": "its cells are not in this table (depth not run)"})
     return out
-
-
-def claims_block(records, tablefmt="simple"):
-    """(heading, table text, note lines) of the claims: a row per instance, then what the interval
-    covers and the claims' sentences."""
-    def fmt_verdict(r):
-        if r.get("difference") is None:
-            return f"not computed: {r['reason']}"
-        seeds = min(r["seeds"])
-        return f"{r['verdict']} ({seeds} seed{'s' if seeds > 1 else ''}{'' if seeds > 1 else ', images only'})"
-    rows = [[r["claim"], r.get("label", ""), METRIC_TITLES.get(r.get("metric"), ""),
-             "" if r.get("difference") is None else f"{r['difference']:+.2f}",
-             "" if r.get("interval") is None else f"[{r['interval'][0]:+.2f}, {r['interval'][1]:+.2f}]",
-             "" if r.get("paper_difference") is None else f"{r['paper_difference']:+.2f}", fmt_verdict(r)]
-            for r in records]
-    done = [r for r in records if r.get("difference") is not None]
-    protocols = sorted({r["protocol"] for r in done})
-    images = sorted({r["images"] for r in done})
-    seeds = sorted({s for r in done for s in r["seeds"]})
-    head = (f"Claims of the paper, tested (protocol {', '.join(protocols) or '-'}): ours = A - B in points, "
-            f"its {LEVEL}% bootstrap interval, paper = the paper's A - B")
-    lines = [f"interval: {RESAMPLES} resamples of each cell's seeds and of the same "
-             f"{'/'.join(map(str, images)) or '-'} validation images in both cells (docs/claims.md)"]
-    table = tabulate(rows, headers=["claim", "A - B", "metric", "ours", f"{LEVEL}% interval", "paper", "verdict"],
-                     tablefmt=tablefmt, disable_numparse=True)
-    if seeds and min(seeds) == 1:
-        lines.append("ONE SEED in a cell: its intervals cover the sampling of the validation images only, "
-                     "not the seed-to-seed spread; run more seeds (--seeds N) for that")
-    seen = {}
-    for r in records:
-        seen.setdefault(r["claim"], r)
-    lines += [f"{c}: \"{r['sentence']}\" ({r['section']})" for c, r in seen.items()]
-    return head, table, lines

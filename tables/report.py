@@ -129,19 +129,52 @@ def sections(result, tablefmt):
 
 def render(result, markdown=False):
     """The printed text, or the Markdown of ``table{N}.md``: sections, claims, provenance and notes."""
-    head, mark = ("## ", "- ") if markdown else ("", "")
+    head, mark, fmt = ("## ", "- ", "github") if markdown else ("", "", "simple")
     if "claims" not in result:   # the claims' verdicts, computed once and kept in the result (tableN.json)
         result["claims"] = paper.check_claims(result)
     parts = []
-    for title, body in sections(result, "github" if markdown else "simple"):
+    for title, body in sections(result, fmt):
         parts += [head + title, "", body, ""]
-    title, table, lines = paper.claims_block(result["claims"], "github" if markdown else "simple")
+    title, table, lines = claims_block(result["claims"], fmt)
     parts += [head + title, "", table, ""] + [mark + x for x in lines]
     if markdown:
         return "\n".join(parts + ["", f"![claims](table{result['table']}-claims.png)", ""]
                          + [mark + x for x in header_lines(result) + notes(result)]
                          + [f"\nGenerated {result['created']} from the eval.json of each run."]) + "\n"
     return "\n".join(parts + [""] + header_lines(result) + ([""] + notes(result) if notes(result) else []))
+
+
+def claims_block(records, tablefmt="simple"):
+    """(heading, table text, note lines) of the claims: a row per instance, then what the interval
+    covers and the claims' sentences."""
+    def fmt_verdict(r):
+        if r.get("difference") is None:
+            return f"not computed: {r['reason']}"
+        seeds = min(r["seeds"])
+        return f"{r['verdict']} ({seeds} seed{'s' if seeds > 1 else ''}{'' if seeds > 1 else ', images only'})"
+    rows = [[r["claim"], r.get("label", ""), METRIC_TITLES.get(r.get("metric"), ""),
+             "" if r.get("difference") is None else f"{r['difference']:+.2f}",
+             "" if r.get("interval") is None else f"[{r['interval'][0]:+.2f}, {r['interval'][1]:+.2f}]",
+             "" if r.get("paper_difference") is None else f"{r['paper_difference']:+.2f}", fmt_verdict(r)]
+            for r in records]
+    done = [r for r in records if r.get("difference") is not None]
+    protocols = sorted({r["protocol"] for r in done})
+    images = sorted({r["images"] for r in done})
+    seeds = sorted({s for r in done for s in r["seeds"]})
+    head = (f"Claims of the paper, tested (protocol {', '.join(protocols) or '-'}): ours = A - B in points, "
+            f"its {paper.LEVEL}% bootstrap interval, paper = the paper's A - B")
+    lines = [f"interval: {paper.RESAMPLES} resamples of each cell's seeds and of the same "
+             f"{'/'.join(map(str, images)) or '-'} validation images in both cells (docs/claims.md)"]
+    table = tabulate(rows, headers=["claim", "A - B", "metric", "ours", f"{paper.LEVEL}% interval", "paper", "verdict"],
+                     tablefmt=tablefmt, disable_numparse=True)
+    if seeds and min(seeds) == 1:
+        lines.append("ONE SEED in a cell: its intervals cover the sampling of the validation images only, "
+                     "not the seed-to-seed spread; run more seeds (--seeds N) for that")
+    seen = {}
+    for r in records:
+        seen.setdefault(r["claim"], r)
+    lines += [f"{c}: \"{r['sentence']}\" ({r['section']})" for c, r in seen.items()]
+    return head, table, lines
 
 
 def csv_rows(result):
@@ -180,8 +213,9 @@ def write(result, out_dir):
         w.writerow({k: ("" if v is None else v) for k, v in row.items()})
     fileio.write_text(stem + ".csv", buf.getvalue())
     fileio.write_text(stem + ".md", md)
-    fileio.write_png(stem + "-claims.png", claims_plot(result["claims"], f"{'[DEMO] ' if result['demo'] else ''}"
-                                                       f"Table {result['table']}: the paper's claims, ours and the paper's A - B"))
+    title = f"Table {result['table']}: the paper's claims, ours and the paper's A - B"
+    title = "[DEMO] " + title if result["demo"] else title
+    fileio.write_png(stem + "-claims.png", claims_plot(result["claims"], title))
     return [stem + ".json", stem + ".csv", stem + ".md", stem + "-claims.png"] + figure2(result, stem + "-figure2.png")
 
 

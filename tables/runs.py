@@ -39,23 +39,6 @@ class Config:
         return self.cell if self.seed == 0 else f"{self.cell}-s{self.seed}"
 
 
-def parse_seeds(text):
-    """``--seeds``: ``"3"`` -> [0, 1, 2] (a count); ``"0,4,7"`` -> those seeds (a list: ``"5,"`` is seed 5)."""
-    text = str(text).strip()
-    try:
-        if "," not in text:
-            n = int(text)
-            if n < 1:
-                raise UserError(f"--seeds {text}: the number of seeds must be at least 1")
-            return list(range(n))
-        seeds = [int(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        raise UserError(f"--seeds {text!r}: expected a count (3) or a comma list of seeds (0,4,7)") from None
-    if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
-        raise UserError(f"--seeds {text!r}: seeds must be distinct non-negative integers")
-    return seeds
-
-
 def table_configs(table, batch_map=None, depths=None, seeds=(0,), holdout=0):
     """The runs of paper Table 1 (10 per seed) or Table 2 (18 per seed) in the paper's order, seeds of a
     cell side by side; ``batch_map``: the paper's batch -> the one trained (the demo's); ``depths``: only those."""
@@ -69,7 +52,7 @@ def table_configs(table, batch_map=None, depths=None, seeds=(0,), holdout=0):
 
 def select(configs, only):
     """The configs matching one of ``--only``'s comma-separated patterns: a run or cell name, a glob
-    (``r34-*-b32``) or a prefix ending at a dash (``r18-gr``, not ``r18-gr_after_hns``); UserError if one matches none."""
+    (``r34-*-b32``), a prefix ending at a dash (``r18-gr``, not ``r18-gr_after_hns``); UserError if none."""
     if not only:
         return list(configs)
     keep = set()

@@ -93,11 +93,11 @@ def test_configs_names_and_seeds():
     two = rs.table_configs(1, seeds=[0, 1], depths=(18,))
     assert [c.name for c in two[:2]] == ["r18-cam-b256", "r18-cam-b256-s1"]  # seed 0 keeps today's name
     assert len(two) == 10 and {c.depth for c in two} == {18} and two[1].cell == "r18-cam-b256"
-    assert rs.parse_seeds("3") == [0, 1, 2] and rs.parse_seeds("0,4,7") == [0, 4, 7]
-    assert rs.parse_seeds("5,") == [5] and rs.parse_seeds(2) == [0, 1]
+    assert cli.parse_seeds("3") == [0, 1, 2] and cli.parse_seeds("0,4,7") == [0, 4, 7]
+    assert cli.parse_seeds("5,") == [5] and cli.parse_seeds(2) == [0, 1]
     for bad in ("0", "x", "1,1", "-1,2"):
         with pytest.raises(UserError, match="--seeds"):
-            rs.parse_seeds(bad)
+            cli.parse_seeds(bad)
 
 
 def test_select():
