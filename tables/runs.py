@@ -15,8 +15,8 @@ import cv2
 import runrecord
 from cam import METRICS
 from errors import UserError
+from tables.paper import METRICS as PAPER_METRICS
 from runrecord import CONFLICT, EVALUATED, NEW, RESUMABLE, TRAINED  # noqa: F401 (the states)
-from tables import paper
 from tables.paper import LAYOUTS
 
 
@@ -227,8 +227,8 @@ def read_values(path):
     if problem:
         raise ValueError(problem)
     summary = d["summary"]
-    if any(m not in summary for m in paper.METRICS):
-        raise ValueError(f"{path} unusable: no summary with {', '.join(paper.METRICS)}")
+    if any(m not in summary for m in PAPER_METRICS):
+        raise ValueError(f"{path} unusable: no summary with {', '.join(PAPER_METRICS)}")
     protocol = d.get("protocol")
     protos = d.get("protocols") if isinstance(d.get("protocols"), dict) else {}
     mine = protos.get(protocol)
