@@ -1,34 +1,40 @@
-"""Train, evaluate and print paper Table 1 or Table 2 (the command behind run_table1.sh / run_table2.sh).
-
-Examples::
-
-    ./run_table1.sh --data /data/tiny-imagenet-200               # the 10 runs of Table 1, all GPUs
-    ./run_table2.sh --data /data/tiny-imagenet-200 --gpus-per-run 2
-    ./run_table1.sh --data DIR --seeds 3 --metrics all           # 3 seeds per cell, 2020 metrics too
-    ./run_table1.sh --data DIR --holdout 10 --metrics all        # runs r18-gr-b256-h10, ...
-    ./run_table1.sh --data DIR --logroot train_log/short -- --epochs 2 --lr-step-epochs 1
-    ./run_table1.sh --data DIR --only r18-cam,r18-gr --dry-run   # what would run, and where
-    ./run_table1.sh --demo                                       # synthetic data, CPU
-    python -m tables --table 2 --report-only                     # the table from what is there
-
-Pass-through rule: every argument after ``--`` goes to train.py unchanged; an option
-these scripts do not know before ``--`` is refused.  Flags set per run (--data --depth
---aug --batch --seed --holdout --logdir --gpus), or any abbreviation of them, cannot be passed.
-A refused invocation runs nothing and writes nothing.
-"""
+"""The command line behind run_table1.sh / run_table2.sh (docs/tables.md): train, evaluate and print
+paper Table 1 or 2; everything after ``--`` goes to train.py, and a refused invocation writes nothing."""
 import argparse
+import contextlib
 import os
 import signal
 import sys
 
 import argtypes
+import fileio
 import runrecord
+from dataflow.synthetic import GENERATOR_VERSION, generate
 from errors import UserError, run_main
-from tables import demo, executor as ex, figure, report, runs as rs
+from tables import executor as ex, report, runs as rs
 from tables.executor import Executor, show
 from tables.runs import Expectation
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# The demo (--demo): a table on a generated dataset on a 2-core CPU, in the demo's own settings, not the
+# paper's (docs/tables.md, "Demo"; its numbers and times: docs/measurements.md).
+DEMO_DATA = dict(classes=6, train_per_class=250, val_per_class=50, seed=0, height=48, width=48)
+# Narrow net, short schedule: passed to train.py before the user's extras.
+DEMO_TRAIN_ARGS = ["--width-mult", "0.125", "--final-stride", "4", "--epochs", "6", "--lr-step-epochs", "5"]
+# The paper's batch sizes (paper Table 2: 32, 128, 256) scaled down by 8 for the 1500-image training set.
+DEMO_BATCH = {32: 4, 128: 16, 256: 32}
+DEMO_PARALLEL = 2  # runs at once on a CPU-only machine, 1 thread each: a width-0.125 run keeps ~1.3 of 2 cores busy
+DEMO_SEEDS = 3  # runs per cell by default (train.py --seed 0, 1, 2): a seed spread for the claims, within 15 minutes
+DEMO_EVAL_ARGS = ["--protocol", "paper"]   # sound IoU arithmetic: a corner box hits nothing (docs/claims.md)
+DEMO_DEPTHS = (18,)  # ResNet-18 only: ResNet-34 doubles the time
+
+
+def demo_tag():
+    """Names the demo dataset (generator version and settings), so that a change makes a new one and new runs."""
+    d = DEMO_DATA
+    return (f"synthetic-g{GENERATOR_VERSION}-c{d['classes']}-t{d['train_per_class']}-v{d['val_per_class']}"
+            f"-{d['height']}x{d['width']}")
 
 
 def build_parser(prog="python -m tables"):
@@ -51,7 +57,7 @@ def build_parser(prog="python -m tables"):
                    help="where tableN.json/.csv/.md and tableN-figure2.png go (default results, or results/demo)")
     p.add_argument("--seeds", metavar="N|LIST",
                    help=f"N seeds per cell (0..N-1) or a comma list (0,4,7); train.py --seed; "
-                        f"default 1 (the paper's single run), demo {demo.SEEDS}")
+                        f"default 1 (the paper's single run), demo {DEMO_SEEDS}")
     p.add_argument("--metrics", choices=report.METRIC_CHOICES, default="paper",
                    help="paper: the paper's three metrics at CAM threshold 0.2 (default); wsol2020: "
                         "MaxBoxAccV2 and Top-1 Loc at a held-out threshold; all: both")
@@ -92,8 +98,21 @@ def parse_args(argv):
     return args, after
 
 
-def has_flag(args, flag):
-    return any(a == flag or a.startswith(flag + "=") for a in args)
+def parse_seeds(text):
+    """``--seeds``: ``"3"`` -> [0, 1, 2] (a count); ``"0,4,7"`` -> those seeds (a list: ``"5,"`` is seed 5)."""
+    text = str(text).strip()
+    try:
+        if "," not in text:
+            n = int(text)
+            if n < 1:
+                raise UserError(f"--seeds {text}: the number of seeds must be at least 1")
+            return list(range(n))
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise UserError(f"--seeds {text!r}: expected a count (3) or a comma list of seeds (0,4,7)") from None
+    if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+        raise UserError(f"--seeds {text!r}: seeds must be distinct non-negative integers")
+    return seeds
 
 
 def plan(args, extra):
@@ -101,15 +120,16 @@ def plan(args, extra):
     rs.check_passthrough(extra)
     own = ["--recipe", args.recipe] if args.recipe else []
     if args.demo:
-        p = dict(logroot=args.logroot or demo.logroot(REPO), results=args.results or os.path.join(REPO, demo.RESULTS),
-                 batch_map=demo.BATCH, train_args=demo.TRAIN_ARGS + own + extra, data=demo.data_dir(REPO),
-                 parallel=demo.PARALLEL if args.parallel is None else args.parallel,
-                 seeds=rs.parse_seeds(args.seeds or demo.SEEDS), depths=demo.DEPTHS, eval_args=demo.EVAL_ARGS)
+        p = dict(logroot=args.logroot or os.path.join(REPO, "train_log", "demo", demo_tag()),
+                 results=args.results or os.path.join(REPO, "results", "demo"), batch_map=DEMO_BATCH,
+                 train_args=DEMO_TRAIN_ARGS + own + extra, data=os.path.join(REPO, "demo_data", demo_tag()),
+                 parallel=DEMO_PARALLEL, seeds=args.seeds or DEMO_SEEDS, depths=DEMO_DEPTHS, eval_args=DEMO_EVAL_ARGS)
     else:
         p = dict(logroot=args.logroot or os.path.join(REPO, "train_log"),
                  results=args.results or os.path.join(REPO, "results"), batch_map={}, train_args=own + extra,
-                 data=args.data, parallel=1 if args.parallel is None else args.parallel,
-                 seeds=rs.parse_seeds(args.seeds or 1), depths=None, eval_args=[])
+                 data=args.data, parallel=1, seeds=args.seeds or 1, depths=None, eval_args=[])
+    p["parallel"] = p["parallel"] if args.parallel is None else args.parallel
+    p["seeds"] = parse_seeds(p["seeds"])
     p["logroot"], p["results"] = os.path.abspath(p["logroot"]), os.path.abspath(p["results"])
     for flag in ("--logroot", "--results"):   # the defaults: given ones were checked by the parser
         try:
@@ -128,28 +148,38 @@ def main(argv=None):
     args, extra = parse_args(argv)
     p = plan(args, extra)
     if args.report_only:
-        every = rs.make_runs(p["configs"], data=None, logroot=p["logroot"])
-        return finish(args, p, every, {})
+        return finish(args, p, rs.make_runs(p["configs"], data=None, logroot=p["logroot"]), {})
     if args.demo:
         print("=" * 78 + f"\n{report.DEMO_BANNER}\n" + "=" * 78)
     gpus = args.gpus if args.gpus is not None else ex.detect_gpus()
     slots = ex.make_slots(gpus, args.gpus_per_run, p["parallel"])
     train_args = p["train_args"]
-    if not gpus and p["parallel"] > 1 and not has_flag(train_args, "--threads"):
+    if not gpus and p["parallel"] > 1 and not any(a == "--threads" or a.startswith("--threads=") for a in train_args):
         # share the cores between the concurrent CPU runs (recorded and compared: CPU results depend on it)
         train_args = train_args + ["--threads", str(max(1, (os.cpu_count() or 1) // p["parallel"]))]
-    if args.demo and not args.dry_run:
-        demo.ensure_data(REPO)
+    if args.demo and not args.dry_run:   # generate checks the settings of a dataset already there
+        if not os.path.exists(os.path.join(p["data"], "synthetic.json")):
+            print(f"generating the demo dataset in {p['data']} ...")
+        generate(p["data"], **DEMO_DATA)
     gpus_per_run = args.gpus_per_run if gpus else 0
     # the dataset is checked here, annotations and all (dataflow.read_annotations), before any
     # training; a demo dry run before the demo data exists has nothing to check or compare with
     known = not (args.demo and not os.path.isdir(p["data"]))
     make = dict(data=p["data"], logroot=p["logroot"], train_args=train_args, repo=REPO, gpus_per_run=gpus_per_run,
-                eval_args=p["eval_args"],
-                expectation=Expectation(p["data"], gpus_per_run) if known else None)
+                eval_args=p["eval_args"], expectation=Expectation(p["data"], gpus_per_run) if known else None)
     todo = rs.make_runs(p["selected"], **make)
     states = {r.name: rs.run_state(r) for r in todo}
     rs.refuse_conflicts(todo, states)
+    with contextlib.ExitStack() as held:
+        if not args.dry_run:   # one table script per log root: a second one is refused before any work
+            os.makedirs(p["logroot"], exist_ok=True)
+            lock = os.path.join(p["logroot"], ex.LOCK)
+            held.enter_context(fileio.hold_lock(lock, f"--logroot {show(p['logroot'])}"))
+        return execute(args, p, todo, states, slots, make)
+
+
+def execute(args, p, todo, states, slots, make):
+    """Print the plan; then print each run's commands (--dry-run), or carry the runs out and finish."""
     count = {s: sum(1 for st, _ in states.values() if st == s) for s in (rs.EVALUATED, rs.TRAINED)}
     print(f"Table {args.table}: {len(todo)} run(s) in {show(p['logroot'])}: {count[rs.EVALUATED]} finished, "
           f"{count[rs.TRAINED]} to evaluate, {len(todo) - sum(count.values())} to train; "
@@ -180,13 +210,11 @@ def _raise_interrupt(signum, frame):
 
 
 def finish(args, p, every, outcomes):
-    """Print and save the table and Figure 2; exit status 1 if a run failed in this invocation, else 0."""
-    result = report.collect(args.table, every, batch_map=p["batch_map"], outcomes=outcomes,
-                             depths=p["depths"], holdout=args.holdout, demo=args.demo, info=p["info"])
+    """Print and save the table and its figures; exit status 1 if a run failed in this invocation, else 0."""
+    result = rs.collect(args.table, every, batch_map=p["batch_map"], outcomes=outcomes,
+                        depths=p["depths"], holdout=args.holdout, demo=args.demo, info=p["info"])
     print("\n" + report.render(result) + "\n")
-    paths = report.write(result, p["results"])
-    fig = figure.write(result, every, os.path.join(p["results"], f"table{args.table}-figure2.png"))
-    print("results: " + ", ".join(show(x) for x in paths + ([fig] if fig else [])))
+    print("results: " + ", ".join(show(x) for x in report.write(result, p["results"])))
     failed = [n for n, o in outcomes.items() if o.status == "failed"]
     if failed:
         print(f"{len(failed)} run(s) failed: {', '.join(failed)} (logs above)", file=sys.stderr)

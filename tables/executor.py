@@ -1,14 +1,6 @@
-"""Carry out the runs of a table over slots with a thread pool, one subprocess at a time per slot.
-
-A *slot* is a list of GPU ids given to one run at a time (``CUDA_VISIBLE_DEVICES``),
-or ``None`` for a CPU slot.  The pool has one worker per slot; a worker takes a free slot, trains and/or
-evaluates one run in it (:func:`carry_out`), and gives the slot back.  A lock
-file in each run folder keeps two scripts (Table 1 and Table 2 started side by
-side) from training the same run at once: a run locked elsewhere is retried
-after the others, every ``poll`` seconds.
-"""
+"""Carry out a table's runs over slots, one subprocess at a time per slot: a slot is the GPU ids of one
+run (``CUDA_VISIBLE_DEVICES``) or None for a CPU slot.  One table script per log root (tables.__main__)."""
 import collections
-import fcntl
 import os
 import queue
 import shlex
@@ -19,14 +11,12 @@ import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
-import argtypes
 import runrecord
 from errors import UserError
 from dataflow.builders import die_with_parent
 from tables import runs as rs
 
-LOCK = ".tables.lock"
-BUSY = "busy"   # a task's answer when the run is locked by another process
+LOCK = ".tables.lock"   # in the log root: held by the one table script that runs there
 
 
 def detect_gpus(env=None, smi="nvidia-smi"):
@@ -46,25 +36,12 @@ def detect_gpus(env=None, smi="nvidia-smi"):
     return [str(i) for i, line in enumerate(l for l in listing.splitlines() if l.startswith("GPU "))]
 
 
-parse_gpus = argtypes.gpu_list   # ``--gpus`` value: "0,1,3" -> ["0", "1", "3"]; "none"/"cpu"/"" -> []
-
-
 def make_slots(gpus, gpus_per_run=1, parallel=1):
-    """A list of GPU-id lists (one per concurrent run), or ``parallel`` CPU slots (None).
-
-    >>> make_slots(["0", "1", "2", "3"], 2)
-    [['0', '1'], ['2', '3']]
-    >>> make_slots([], parallel=2)
-    [None, None]
-    """
+    """GPU-id lists of ``gpus_per_run`` each (an odd GPU stays idle), or ``parallel`` CPU slots (None)."""
     if gpus:
-        if gpus_per_run < 1:
-            raise UserError(f"--gpus-per-run must be at least 1, got {gpus_per_run}")
         if gpus_per_run > len(gpus):
             raise UserError(f"--gpus-per-run {gpus_per_run} but only {len(gpus)} GPU(s) available: {','.join(gpus)}")
         return [gpus[i:i + gpus_per_run] for i in range(0, len(gpus) - gpus_per_run + 1, gpus_per_run)]
-    if parallel < 1:
-        raise UserError(f"--parallel must be at least 1, got {parallel}")
     return [None] * parallel
 
 
@@ -110,11 +87,10 @@ def tail(path, n=5):
 
 
 class Executor:
-    """Runs :class:`tables.runs.Run` s over ``slots``; see :meth:`run_all`."""
+    """Runs :class:`tables.runs.Run` s over ``slots``: a worker per slot takes the next run and a free slot."""
 
-    def __init__(self, slots, log=print, poll=5.0):
-        self.slots, self.poll = slots, poll
-        self._log = log
+    def __init__(self, slots, log=print):
+        self.slots, self._log = slots, log
         self._lock = threading.Lock()
         self._procs = set()
         self._stopping = threading.Event()
@@ -144,52 +120,29 @@ class Executor:
                     self._procs.discard(p)
 
     def _task(self, run):
-        """Lock the run's folder, then carry it out in a free slot; ``BUSY`` if locked elsewhere."""
-        os.makedirs(run.logdir, exist_ok=True)
-        lock = open(os.path.join(run.logdir, LOCK), "w")
+        slot = self._free.get()
         try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            lock.close()
-            return BUSY
-        try:
-            slot = self._free.get()
-            try:
-                return carry_out(self, run, slot)
-            finally:
-                self._free.put(slot)
+            os.makedirs(run.logdir, exist_ok=True)
+            return carry_out(self, run, slot)
         except OSError as e:
             return Outcome("failed", message=f"{type(e).__name__}: {e}", log=run.train_log)
         finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-            lock.close()
+            self._free.put(slot)
 
     def run_all(self, runs):
         """Run everything; {name: Outcome}. Ctrl-C / SIGTERM stops the children and re-raises."""
         for s in self.slots:
             self._free.put(s)
-        outcomes, waiting, retry = {}, set(), []
+        outcomes = {}
         pool = ThreadPoolExecutor(max_workers=len(self.slots))
         futures = {pool.submit(self._task, r): r for r in runs}
         try:
-            while futures or retry:
-                done, _ = wait(futures, timeout=0.5, return_when=FIRST_COMPLETED) if futures else ((), ())
+            while futures:
+                done, _ = wait(futures, timeout=0.5, return_when=FIRST_COMPLETED)
                 for f in done:
-                    run, out = futures.pop(f), f.result()
-                    if out == BUSY:
-                        if run.name not in waiting:
-                            waiting.add(run.name)
-                            self.log(f"wait     {run.name}: running in another process "
-                                     f"(lock {show(os.path.join(run.logdir, LOCK))})")
-                        retry.append((time.time() + self.poll, run))
-                    else:
-                        outcomes[run.name] = out
-                        self._report(run, out)
-                if not futures and retry:
-                    time.sleep(max(0.0, min(t for t, _ in retry) - time.time()))
-                due = [r for t, r in retry if t <= time.time()]
-                retry = [(t, r) for t, r in retry if t > time.time()]
-                futures.update({pool.submit(self._task, r): r for r in due})
+                    run = futures.pop(f)
+                    outcomes[run.name] = f.result()
+                    self._report(run, outcomes[run.name])
         except BaseException:
             self.stop()
             pool.shutdown(wait=True, cancel_futures=True)

@@ -1,20 +1,17 @@
-"""The paper's two tables: its numbers (cited, printed beside ours, never used as results)
-and their shape, the one place where Table 1 and Table 2 differ.
+"""The paper's numbers (cited, printed beside ours), the shape of its two tables, and its claims,
+each tested on our runs with a bootstrap interval (docs/tables.md, docs/claims.md).
 
-Values are percent, copied from the paper's Table 1 and Table 2 (Choe, Park,
-Shim, "Improved Techniques for Weakly-Supervised Object Localization", 2018,
-arXiv:1802.07888); docs/sources.md lists the paper's conventions.
-
-``TABLE1[(depth, method)][metric]``: paper Table 1 (batch 256).
-``TABLE2[(method, batch)][depth]``: paper Table 2 (Top-1 Loc).
-
-Each layout lists its cells in the paper's order (``cells``) and lays a collected
-result out as the paper prints it (``rows``).  A *cell* is one (depth, method,
-paper batch, metric); its value is the mean over the seeds run for it (tables.report).
+Values are percent, from the paper's Table 1 and Table 2 (Choe, Park, Shim, "Improved Techniques
+for Weakly-Supervised Object Localization", 2018, arXiv:1802.07888; docs/sources.md).
 """
 from collections import namedtuple
 
+import numpy as np
+
+import runrecord
 from cam import METRIC_TITLES, METRICS as EVAL_METRICS
+from cam.metrics import is_localized
+from cam.protocols import IOU_THRESHOLD, PROTOCOLS
 
 METRICS = EVAL_METRICS[:3]   # the paper's three: GT-known Loc, Top-1 Loc, Top-1 Clas
 
@@ -62,8 +59,7 @@ def fmt_diff(x):
 
 
 def fmt_stat(stat):
-    """``{"mean", "std", "n"}`` -> "57.10" (one seed) or "57.10±0.52" (mean ± std over seeds); ``—``
-    if there is no value."""
+    """``{"mean", "std", "n"}`` -> "57.10" (one seed), "57.10±0.52" (mean ± std over seeds) or ``—``."""
     if not stat or not stat.get("n"):
         return MISSING
     return fmt_num(stat["mean"]) if stat["n"] == 1 else f"{stat['mean']:.2f}±{stat['std']:.2f}"
@@ -91,10 +87,7 @@ class Table1:
 
     def rows(self, cell, extra, depths):
         """Rows depth x metric x (ours, paper, diff), then the baselines; columns the five methods.
-
-        ``cell(depth, method, batch, metric)`` -> a collected cell; ``extra(cell name, key)`` -> a
-        stat of that cell's runs.
-        """
+        ``cell(depth, method, batch, metric)``: a collected cell; ``extra(cell name, key)``: a stat."""
         rows = []
         for depth in depth_rows(depths):
             for i, metric in enumerate(self.metrics):
@@ -141,3 +134,145 @@ class Table2:
 
 
 LAYOUTS = {1: Table1(), 2: Table2()}
+
+# ---- the claims: each a difference between two cells, its 95% interval and a verdict (docs/claims.md)
+
+RESAMPLES = 2000     # bootstrap resamples per instance
+LEVEL = 95           # percent coverage of the interval
+BOOTSTRAP_SEED = 0   # fixed, so that the same eval.json files give the same intervals
+
+# a, b: the keys of cell A / B that differ (the others are the same); metrics; direction +1: A > B.
+Claim = namedtuple("Claim", "id table section sentence a b metrics direction")
+_AUG = "sec. 3, Quantitative evaluation (Table 1)"
+_TRAIN = "sec. 3, Quantitative evaluation (Table 2)"
+_BASELINE = "both HnS and GR performances are better than the baseline (CAM without data augmentation)"
+_BOTH = "the performance decreases when HnS and GR are simultaneously applied"
+_SCHEMES = "smaller batch size and deeper network produce higher accuracy in Top-1 localization"
+CLAIMS = (
+    Claim("t1-hns>cam", 1, _AUG, _BASELINE, {"method": "hns"}, {"method": "cam"}, METRICS, 1),
+    Claim("t1-gr>cam", 1, _AUG, _BASELINE, {"method": "gr"}, {"method": "cam"}, METRICS, 1),
+    Claim("t1-gr>hns", 1, _AUG, "GR clearly outperforms HnS in all three metrics",
+          {"method": "gr"}, {"method": "hns"}, METRICS, 1),
+    Claim("t1-hns_after_gr<gr", 1, _AUG, _BOTH, {"method": "hns_after_gr"}, {"method": "gr"}, METRICS, -1),
+    Claim("t1-gr_after_hns<gr", 1, _AUG, _BOTH, {"method": "gr_after_hns"}, {"method": "gr"}, METRICS, -1),
+    Claim("t2-b32>b256", 2, _TRAIN, _SCHEMES, {"batch": 32}, {"batch": 256}, (TABLE2_METRIC,), 1),
+    Claim("t2-r34>r18", 2, _TRAIN, _SCHEMES, {"depth": 34}, {"depth": 18}, (TABLE2_METRIC,), 1),
+)
+
+
+def pair_label(claim, a, b):
+    """"R18: GR - CAM", "R18 GR: b32 - b256": what the two cells share, then what differs."""
+    def part(c, key):
+        return {"depth": f"R{c['depth']}", "method": METHOD_NAMES[c["method"]], "batch": f"b{c['batch']}"}[key]
+    same = " ".join(part(a, k) for k in ("depth", "method", "batch") if k not in claim.a)
+    return f"{same}: {' '.join(part(a, k) for k in claim.a)} - {' '.join(part(b, k) for k in claim.a)}"
+
+
+def claim_instances(claim, cells):
+    """[(A cell, B cell)] of ``claim`` among a collected result's cells, in the table's order."""
+    by = {(c["depth"], c["method"], c["batch"], c["metric"]): c for c in cells}
+    out = []
+    for c in cells:
+        if c["metric"] in claim.metrics and all(c[k] == v for k, v in claim.a.items()):
+            o = dict(c, **claim.b)
+            other = by.get((o["depth"], o["method"], o["batch"], c["metric"]))
+            if other is not None:
+                out.append((c, other))
+    return out
+
+
+def read_hits(path):
+    """``(protocol, files, {metric: uint8 (N,)})``: per-image hits from an eval.json's records (GT-known
+    Loc: the IoU passes the protocol's rule, cam.protocols; Top-1 Clas: top-1 = label; Top-1 Loc: both)."""
+    doc, problem = runrecord.read_eval(path)
+    if problem:
+        raise ValueError(problem)
+    protocol, recs = doc.get("protocol"), doc.get("records") or []
+    if protocol not in PROTOCOLS or not recs:
+        raise ValueError(f"{path}: no per-image records of a known protocol")
+    gt = is_localized([r["iou"] for r in recs], IOU_THRESHOLD, PROTOCOLS[protocol].strict)
+    clas = np.array([r["top5"][0] == r["label"] for r in recs])
+    hits = {"gt_known_loc": gt, "top1_clas": clas, "top1_loc": gt & clas}
+    return protocol, [r["file"] for r in recs], {k: v.astype(np.uint8) for k, v in hits.items()}
+
+
+def interval(a, b, resamples=RESAMPLES, seed=BOOTSTRAP_SEED):
+    """95% percentile bootstrap interval (points) of ``mean(a) - mean(b)``, ``a``: ``(Sa, N)``, ``b``:
+    ``(Sb, N)`` 0/1 hits per seed on the same N images; paired image draw, seeds per cell (docs/claims.md).
+    The image draw is a multinomial over the hit patterns: the same distribution, at a cost independent of N."""
+    rng = np.random.default_rng(seed)
+    n = a.shape[1]
+    patterns, counts = np.unique(np.vstack([a, b]).T, axis=0, return_counts=True)
+    w = rng.multinomial(n, counts / n, size=resamples) / n               # (R, patterns)
+    acc = [w @ patterns[:, :len(a)], w @ patterns[:, len(a):]]           # (R, S) per seed
+    pick = [np.take_along_axis(m, rng.integers(0, m.shape[1], size=m.shape), 1).mean(1) for m in acc]
+    tail = (100 - LEVEL) / 2
+    lo, hi = np.percentile(100 * (pick[0] - pick[1]), [tail, 100 - tail])
+    return float(lo), float(hi)
+
+
+def verdict(lo, hi, direction):
+    """supported / contradicted / inconclusive: where the interval lies against the claim's side of 0."""
+    lo, hi = direction * lo, direction * hi
+    if min(lo, hi) > 0:
+        return "supported"
+    return "contradicted" if max(lo, hi) < 0 else "inconclusive"
+
+
+def check_instance(claim, a, b, result, cache):
+    """The record of one instance: cells, difference, interval, verdict, seeds, images, protocol."""
+    rec = {"claim": claim.id, "section": claim.section, "sentence": claim.sentence,
+           "cells": [a["run"], b["run"]], "label": pair_label(claim, a, b), "metric": a["metric"],
+           "direction": "A > B" if claim.direction > 0 else "A < B",
+           "paper_difference": round(a["paper"] - b["paper"], 2), "difference": None, "interval": None,
+           "verdict": "not computed", "seeds": [0, 0], "images": 0, "protocol": None, "resampled": None}
+
+    def seed_hits(cell):   # {seed: (protocol, files, hits)} of the cell's runs that finished
+        ok = [r for r in result["runs"].values() if r["cell"] == cell["run"] and r["status"] == "ok"]
+        for r in ok:
+            if r["eval_json"] not in cache:
+                cache[r["eval_json"]] = read_hits(r["eval_json"])
+        return {r["seed"]: cache[r["eval_json"]] for r in ok}
+    try:
+        ha, hb = seed_hits(a), seed_hits(b)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        return dict(rec, reason=f"records unusable: {e}")
+    rec["seeds"] = [len(ha), len(hb)]
+    if not ha or not hb:
+        return dict(rec, reason="a cell has no finished run")
+    both = list(ha.values()) + list(hb.values())
+    protocols = {p for p, _, _ in both}
+    if len(protocols) > 1:
+        return dict(rec, reason=f"the runs mix protocols {sorted(protocols)}")
+    common = sorted(set.intersection(*(set(f) for _, f, _ in both)))
+    if not common:
+        return dict(rec, reason="the cells share no validation image")
+
+    def matrix(hits):
+        rows = []
+        for _, files, h in (hits[s] for s in sorted(hits)):
+            pos = {f: i for i, f in enumerate(files)}
+            rows.append(h[a["metric"]][[pos[f] for f in common]])
+        return np.array(rows, dtype=np.float64)
+    xa, xb = matrix(ha), matrix(hb)
+    lo, hi = interval(xa, xb)
+    one = min(len(ha), len(hb)) == 1
+    return dict(rec, difference=round(100 * (xa.mean() - xb.mean()), 2), interval=[round(lo, 2), round(hi, 2)],
+                verdict=verdict(lo, hi, claim.direction), images=len(common), protocol=protocols.pop(),
+                resampled="images only (one seed in a cell: the seed spread is not in the interval)" if one
+                else "seeds and images")
+
+
+def check_claims(result):
+    """Every instance of the table's claims in a collected result (:func:`check_instance` records), and one
+    ``not computed`` record per claim without any instance."""
+    cache, out = {}, []
+    for claim in CLAIMS:
+        if claim.table != result["table"]:
+            continue
+        pairs = claim_instances(claim, result["cells"])
+        out += [check_instance(claim, a, b, result, cache) for a, b in pairs]
+        if not pairs:
+            out.append({"claim": claim.id, "section": claim.section, "sentence": claim.sentence, "cells": [],
+                        "verdict": "not computed", "reason": "its cells are not in this table (depth not run)"})
+    return out

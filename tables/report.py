@@ -1,45 +1,22 @@
-"""A table's numbers from the runs' eval.json files (per seed, mean ± std per cell), printed
-beside the paper's and saved as ``table{N}.json``, ``.csv`` and ``.md``.
-
-Values come only from ``<logroot>/<run>/eval.json`` (percent, written by evaluate.py);
-the paper's come from :mod:`tables.paper`.  A run counts only in the state ``evaluated``
-(:func:`tables.runs.run_state`); any other run is missing, with the reason.
-What is read from an eval.json (:func:`read_values`), ``p`` = its ``protocol``:
-
-* the paper's metrics: ``summary`` (= ``protocols[p].summary``, at the fixed CAM threshold);
-* ``baseline_whole_image``, ``baseline_best_fixed_box``: ``protocols[p].baselines``;
-* ``maxboxacc_v2``: ``wsol2020.maxboxacc_v2`` (thresholds tuned on val), ``maxboxacc_v2_holdout``:
-  ``wsol2020.holdout.maxboxacc_v2`` (thresholds chosen on the held-out images); ``holdout_top1_loc``,
-  ``holdout_threshold``: ``protocols[p].holdout`` (``summary.top1_loc`` and ``threshold``);
-* ``authors_vs_paper.<m>``, ``paper_vs_wsol.<m>``: differences in points of the localisation
-  metrics between ``protocols["authors"]``, ``["paper"]`` and ``["wsol"]``.
-
-What is printed (:func:`render`) depends on ``--metrics``: ``paper``, the paper's table
-with the no-network baselines as their own rows; ``wsol2020``, MaxBoxAccV2 and Top-1 Loc
-at the threshold chosen on the held-out training images (Choe et al., CVPR 2020), one
-row per cell; ``all``, both.  Under them: the protocol used, how much each protocol
-quirk moves each cell, and why any cell is missing.
-"""
+"""A collected table (tables.runs.collect) as printed, and saved as ``table{N}.json``, ``.csv``, ``.md``,
+the claims' forest plot and the paper's Figure 2 across methods (docs/tables.md, docs/claims.md)."""
 import csv
 import io
-import json
-import math
 import os
-import statistics
-import time
+import re
 
+import cv2
+import numpy as np
 from tabulate import tabulate
 
 import fileio
-from cam import METRICS
-from tables import claims, paper
-from tables import runs as rs
+from cam import vis
+from cam.metrics import METRIC_TITLES
+from tables import paper
 from tables.executor import show
 from tables.paper import LAYOUTS, MISSING, fmt_stat
-from tables.runs import Config
+from tables.runs import FIGURE_DIR
 
-LOC_METRICS = ("gt_known_loc", "top1_loc")   # what the protocols change (classification is the same)
-EFFECTS = (("authors_vs_paper", "authors", "paper"), ("paper_vs_wsol", "paper", "wsol"))
 METRIC_CHOICES = ("paper", "wsol2020", "all")
 CSV_FIELDS = ("table", "run", "seed", "folder", "depth", "method", "batch", "trained_batch", "metric",
               "value", "mean", "std", "n", "paper", "diff", "status")
@@ -51,112 +28,9 @@ EFFECT_COLUMNS = (("authors_vs_paper.gt_known_loc", "GT-known: authors-paper"),
                   ("paper_vs_wsol.top1_loc", "Top-1 Loc: paper-wsol"))
 DEMO_BANNER = ("DEMO on synthetic data with a narrow net and a short schedule: "
                "these numbers do not compare with the paper's.")
-
-
-def _get(d, *keys):
-    for k in keys:
-        if not isinstance(d, dict):
-            return None
-        d = d.get(k)
-    return d
-
-
-def read_values(path):
-    """``(values, protocol)`` from an eval.json: a flat dict of finite numbers (see the module
-    docstring); ValueError naming what is wrong if the paper's metrics are not there."""
-    try:
-        with open(path) as f:
-            d = json.load(f)
-    except (OSError, ValueError) as e:
-        raise ValueError(f"{path} unusable ({type(e).__name__}: {e})") from None
-    summary = _get(d, "summary")
-    if not isinstance(summary, dict) or any(m not in summary for m in paper.METRICS):
-        raise ValueError(f"{path} unusable: no summary with {', '.join(paper.METRICS)}")
-    protocol = d.get("protocol")
-    protos = d.get("protocols") if isinstance(d.get("protocols"), dict) else {}
-    mine = protos.get(protocol)
-    values = {m: summary.get(m) for m in METRICS}
-    values.update(baseline_whole_image=_get(mine, "baselines", "whole_image"),
-                  baseline_best_fixed_box=_get(mine, "baselines", "best_fixed_box"),
-                  maxboxacc_v2=_get(d, "wsol2020", "maxboxacc_v2"),
-                  maxboxacc_v2_holdout=_get(d, "wsol2020", "holdout", "maxboxacc_v2"),
-                  holdout_top1_loc=_get(mine, "holdout", "summary", "top1_loc"),
-                  holdout_threshold=_get(mine, "holdout", "threshold"))
-    for name, a, b in EFFECTS:
-        for m in LOC_METRICS:
-            x, y = _get(protos, a, "summary", m), _get(protos, b, "summary", m)
-            if isinstance(x, (int, float)) and isinstance(y, (int, float)):
-                values[f"{name}.{m}"] = x - y
-    out = {}
-    for k, v in values.items():
-        if v is None:
-            continue
-        if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
-            raise ValueError(f"{path} unusable: {k} is {v!r}, not a finite number")
-        out[k] = float(v)
-    return out, protocol
-
-
-def stat(by_seed):
-    """``{seed: value}`` -> ``{"mean", "std", "n", "seeds"}``; std is the sample std (n - 1) over
-    seeds, 0 for one seed; mean and std None without values."""
-    vals = list(by_seed.values())
-    n = len(vals)
-    return {"mean": round(statistics.fmean(vals), 2) if n else None,
-            "std": round(statistics.stdev(vals), 2) if n > 1 else (0.0 if n else None),
-            "n": n, "seeds": {str(s): round(v, 2) for s, v in sorted(by_seed.items())}}
-
-
-def run_entry(run, state, reason, outcome):
-    """What the result keeps of one run: status ok / missing / failed, its values and protocol."""
-    entry = {"cell": run.config.cell, "seed": run.config.seed, "logdir": run.logdir,
-             "eval_json": run.eval_json, "status": "missing", "values": None, "protocol": None}
-    if outcome is not None and outcome.status == "failed":
-        entry.update(status="failed", message=outcome.message, log=outcome.log)
-    elif state == rs.EVALUATED:
-        try:
-            entry["values"], entry["protocol"] = read_values(run.eval_json)
-            entry["status"] = "ok"
-        except ValueError as e:
-            entry["message"] = str(e)
-    elif state == rs.NEW and not os.path.isdir(run.logdir):
-        entry["message"] = "not run"
-    else:
-        entry["message"] = reason
-    return entry
-
-
-def collect(table, runs, *, batch_map=None, outcomes=None, depths=None, holdout=0, demo=False, info=None):
-    """The result of paper Table ``table`` from ``runs`` (every run of the table: all cells x seeds).
-
-    ``holdout``: train.py --holdout of the runs; ``outcomes``: {run name: executor.Outcome} of this
-    invocation (failures carry their message and log); ``info``: JSON-able facts to save. Returns ``{"table", "demo", "created", "info", "seeds", "depths", "protocols", "cells", "extra",
-    "runs"}``: ``cells`` in the paper's order, each with run (the cell's name), depth, method, batch
-    (the paper's), trained_batch, metric, mean, std, n, seeds ({seed: value}), paper, diff
-    (mean - paper); ``extra[cell][key]``: a :func:`stat` of every other value read; ``runs[name]``:
-    :func:`run_entry`.
-    """
-    layout, outcomes = LAYOUTS[table], outcomes or {}
-    entries = {r.name: run_entry(r, *rs.run_state(r), outcomes.get(r.name)) for r in runs}
-    cells, extra = [], {}
-    for c in layout.cells(batch_map or {}, depths):
-        name = Config(c.depth, c.method, c.trained_batch, holdout=holdout).cell
-        oks = [e for e in entries.values() if e["status"] == "ok" and e["cell"] == name]
-        s = stat({e["seed"]: e["values"][c.metric] for e in oks})
-        cells.append({"run": name, "depth": c.depth, "method": c.method, "batch": c.batch,
-                      "trained_batch": c.trained_batch, "metric": c.metric, **s, "paper": c.paper,
-                      "diff": None if s["mean"] is None else round(s["mean"] - c.paper, 2)})
-        keys = sorted({k for e in oks for k in e["values"]} - set(layout.metrics))
-        extra[name] = {k: stat({e["seed"]: e["values"][k] for e in oks if k in e["values"]}) for k in keys}
-    return {"table": table, "demo": demo, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            "info": info or {}, "seeds": sorted({r.config.seed for r in runs}),
-            "depths": sorted({r.config.depth for r in runs}, reverse=True),
-            "protocols": sorted({e["protocol"] for e in entries.values() if e["protocol"]}),
-            "cells": cells, "extra": extra, "runs": entries}
-
-
-def _layout(result):
-    return LAYOUTS[result["table"]]
+PANEL = re.compile(r"^\d{5}_.+\.png$")   # evaluate.py --vis: one panel per image, {index:05d}_{name}.png
+LABEL_HEIGHT = 28   # pixels of Figure 2's column headers
+COLOURS = {"supported": "tab:green", "contradicted": "tab:red", "inconclusive": "tab:grey"}
 
 
 def _extra(result):
@@ -164,17 +38,14 @@ def _extra(result):
 
 
 def grid(result):
-    """(headers, rows) of the paper's table: ours (mean ± std over seeds), paper, diff per cell.
-
-    The demo drops the paper's and diff rows and columns (6 synthetic classes against 200 real
-    ones); its claims block shows the paper's differences instead, and table1.json keeps them.
-    """
+    """(headers, rows) of the paper's table: ours (mean ± std over seeds), paper, diff per cell; the demo
+    drops the paper's and diff rows and columns (its claims block shows the paper's differences)."""
     by = {(c["depth"], c["method"], c["batch"], c["metric"]): c for c in result["cells"]}
-    headers, rows = _layout(result).rows(lambda d, m, b, metric: by[(d, m, b, metric)], _extra(result),
-                                         result["depths"])
+    layout = LAYOUTS[result["table"]]
+    headers, rows = layout.rows(lambda d, m, b, metric: by[(d, m, b, metric)], _extra(result), result["depths"])
     if not result["demo"]:
         return headers, rows
-    n, cut = _layout(result).label_columns, ("paper", "diff")
+    n, cut = layout.label_columns, ("paper", "diff")
     keep = [i for i, h in enumerate(headers) if h not in cut]
     return [headers[i] for i in keep], [[r[i] for i in keep] for r in rows if not set(r[:n]) & set(cut)]
 
@@ -188,28 +59,18 @@ def _cell_rows(result):
 
 
 def side_table(result, columns):
-    """(headers, rows): a row per cell that has any of the values, a column per (key, header) of
-    ``columns``; None if no cell has any."""
+    """(headers, rows): a row per cell with any of ``columns`` ((key, header)), a column each; None if none."""
     extra = _extra(result)
     rows = [[f"ResNet{c['depth']}", paper.METHOD_NAMES[c["method"]], str(c["trained_batch"])]
             + [fmt_stat(extra(c["run"], k)) for k, _ in columns] for c in _cell_rows(result)]
     rows = [r for r in rows if any(v != MISSING for v in r[3:])]
-    if not rows:
-        return None
-    return ["Depth", "Method", "Batch"] + [h for _, h in columns], rows
-
-
-def title(result):
-    t = _layout(result).title({c["trained_batch"] for c in result["cells"]})
-    return ("[DEMO] " + t.split(";")[0] + "; ours only (the paper's differences: the claims below)"
-            if result["demo"] else t)
+    return (["Depth", "Method", "Batch"] + [h for _, h in columns], rows) if rows else None
 
 
 def header_lines(result):
     """How the numbers were made: protocol, recipe, holdout, seeds."""
-    info = result["info"]
+    info, seeds = result["info"], result["seeds"]
     protocols = ", ".join(result["protocols"]) or "not recorded (no eval.json names one)"
-    seeds = result["seeds"]
     lines = [f"evaluation protocol: {protocols}; training recipe: {info.get('recipe') or 'train.py default'}"
              f"; held-out training images per class: {info.get('holdout') or 0}",
              f"seeds: {', '.join(map(str, seeds))}"
@@ -240,12 +101,20 @@ def notes(result):
     return lines
 
 
+def _fmt(table, tablefmt, labels=3):
+    headers, rows = table
+    return tabulate(rows, headers=headers, tablefmt=tablefmt, disable_numparse=True,
+                    colalign=("left",) * labels + ("right",) * (len(headers) - labels))
+
+
 def sections(result, tablefmt):
-    """[(title, table text)] of what ``result["info"]["metrics"]`` asks for, then the protocol effects."""
-    metrics = result["info"].get("metrics") or "paper"
-    out = []
+    """[(title, table text)] of what ``result["info"]["metrics"]`` asks for, the protocol effects, the claims."""
+    metrics, layout, out = result["info"].get("metrics") or "paper", LAYOUTS[result["table"]], []
     if metrics in ("paper", "all"):
-        out.append((title(result), _fmt(grid(result), tablefmt, _layout(result).label_columns)))
+        title = layout.title({c["trained_batch"] for c in result["cells"]})
+        if result["demo"]:
+            title = "[DEMO] " + title.split(";")[0] + "; ours only (the paper's differences: the claims below)"
+        out.append((title, _fmt(grid(result), tablefmt, layout.label_columns)))
     if metrics in ("wsol2020", "all"):
         t = side_table(result, WSOL2020)
         out.append(("The 2020 metrics (Choe et al., CVPR 2020) on val: MaxBoxAccV2 with thresholds tuned on val "
@@ -258,29 +127,54 @@ def sections(result, tablefmt):
     return out
 
 
-def _fmt(table, tablefmt, labels=3):
-    headers, rows = table
-    return tabulate(rows, headers=headers, tablefmt=tablefmt, disable_numparse=True,
-                    colalign=("left",) * labels + ("right",) * (len(headers) - labels))
-
-
-def claim_records(result):
-    """The claims' verdicts (:func:`tables.claims.check`), computed once and kept in ``result["claims"]``."""
-    if "claims" not in result:
-        result["claims"] = claims.check(result)
-    return result["claims"]
-
-
-def render(result, tablefmt="simple"):
-    """The printable text: every section, the claims' verdicts, the provenance lines, and the notes."""
+def render(result, markdown=False):
+    """The printed text, or the Markdown of ``table{N}.md``: sections, claims, provenance and notes."""
+    head, mark, fmt = ("## ", "- ", "github") if markdown else ("", "", "simple")
+    if "claims" not in result:   # the claims' verdicts, computed once and kept in the result (tableN.json)
+        result["claims"] = paper.check_claims(result)
     parts = []
-    for head, body in sections(result, tablefmt):
-        parts += [head, "", body, ""]
-    parts += [claims.render(claim_records(result), tablefmt), ""]
-    parts += header_lines(result)
-    if notes(result):
-        parts += [""] + notes(result)
-    return "\n".join(parts)
+    for title, body in sections(result, fmt):
+        parts += [head + title, "", body, ""]
+    title, table, lines = claims_block(result["claims"], fmt)
+    parts += [head + title, "", table, ""] + [mark + x for x in lines]
+    if markdown:
+        return "\n".join(parts + ["", f"![claims](table{result['table']}-claims.png)", ""]
+                         + [mark + x for x in header_lines(result) + notes(result)]
+                         + [f"\nGenerated {result['created']} from the eval.json of each run."]) + "\n"
+    return "\n".join(parts + [""] + header_lines(result) + ([""] + notes(result) if notes(result) else []))
+
+
+def claims_block(records, tablefmt="simple"):
+    """(heading, table text, note lines) of the claims: a row per instance, then what the interval
+    covers and the claims' sentences."""
+    def fmt_verdict(r):
+        if r.get("difference") is None:
+            return f"not computed: {r['reason']}"
+        seeds = min(r["seeds"])
+        return f"{r['verdict']} ({seeds} seed{'s' if seeds > 1 else ''}{'' if seeds > 1 else ', images only'})"
+    rows = [[r["claim"], r.get("label", ""), METRIC_TITLES.get(r.get("metric"), ""),
+             "" if r.get("difference") is None else f"{r['difference']:+.2f}",
+             "" if r.get("interval") is None else f"[{r['interval'][0]:+.2f}, {r['interval'][1]:+.2f}]",
+             "" if r.get("paper_difference") is None else f"{r['paper_difference']:+.2f}", fmt_verdict(r)]
+            for r in records]
+    done = [r for r in records if r.get("difference") is not None]
+    protocols = sorted({r["protocol"] for r in done})
+    images = sorted({r["images"] for r in done})
+    seeds = sorted({s for r in done for s in r["seeds"]})
+    head = (f"Claims of the paper, tested (protocol {', '.join(protocols) or '-'}): ours = A - B in points, "
+            f"its {paper.LEVEL}% bootstrap interval, paper = the paper's A - B")
+    lines = [f"interval: {paper.RESAMPLES} resamples of each cell's seeds and of the same "
+             f"{'/'.join(map(str, images)) or '-'} validation images in both cells (docs/claims.md)"]
+    table = tabulate(rows, headers=["claim", "A - B", "metric", "ours", f"{paper.LEVEL}% interval", "paper", "verdict"],
+                     tablefmt=tablefmt, disable_numparse=True)
+    if seeds and min(seeds) == 1:
+        lines.append("ONE SEED in a cell: its intervals cover the sampling of the validation images only, "
+                     "not the seed-to-seed spread; run more seeds (--seeds N) for that")
+    seen = {}
+    for r in records:
+        seen.setdefault(r["claim"], r)
+    lines += [f"{c}: \"{r['sentence']}\" ({r['section']})" for c, r in seen.items()]
+    return head, table, lines
 
 
 def csv_rows(result):
@@ -291,12 +185,12 @@ def csv_rows(result):
     def emit(c, metric, st, ref=None, diff=None):
         for seed in result["seeds"]:
             name, status = folder.get((c["run"], seed), ("", "missing"))
-            value = (st or {}).get("seeds", {}).get(str(seed))
             rows.append({"table": result["table"], "run": c["run"], "seed": seed, "folder": name,
                          "depth": c["depth"], "method": c["method"], "batch": c["batch"],
-                         "trained_batch": c["trained_batch"], "metric": metric, "value": value,
-                         "mean": (st or {}).get("mean"), "std": (st or {}).get("std"),
-                         "n": (st or {}).get("n", 0), "paper": ref, "diff": diff, "status": status})
+                         "trained_batch": c["trained_batch"], "metric": metric,
+                         "value": (st or {}).get("seeds", {}).get(str(seed)), "mean": (st or {}).get("mean"),
+                         "std": (st or {}).get("std"), "n": (st or {}).get("n", 0), "paper": ref, "diff": diff,
+                         "status": status})
     for c in result["cells"]:
         emit(c, c["metric"], c, c["paper"], c["diff"])
     for c in _cell_rows(result):
@@ -306,11 +200,11 @@ def csv_rows(result):
 
 
 def write(result, out_dir):
-    """Save ``table{N}.json`` (everything), ``.csv`` (:func:`csv_rows`), ``.md`` and the claims'
-    forest plot ``table{N}-claims.png``; their paths."""
+    """Save ``table{N}.json`` (everything), ``.csv``, ``.md``, ``table{N}-claims.png`` and, if a run has
+    panels, ``table{N}-figure2.png``; their paths."""
     os.makedirs(out_dir, exist_ok=True)
     stem = os.path.join(out_dir, f"table{result['table']}")
-    claim_records(result)
+    md = render(result, markdown=True)
     fileio.write_json(stem + ".json", result)
     buf = io.StringIO(newline="")
     w = csv.DictWriter(buf, fieldnames=CSV_FIELDS)
@@ -318,15 +212,78 @@ def write(result, out_dir):
     for row in csv_rows(result):
         w.writerow({k: ("" if v is None else v) for k, v in row.items()})
     fileio.write_text(stem + ".csv", buf.getvalue())
-    md = []
-    for head, body in sections(result, "github"):
-        md += [f"## {head}", "", body, ""]
-    head, table, lines = claims.block(result["claims"], "github")
-    md += [f"## {head}", "", table, ""] + [f"- {x}" for x in lines]
-    md += ["", f"![claims](table{result['table']}-claims.png)", ""]
-    md += [f"- {line}" for line in header_lines(result) + notes(result)]
-    md.append(f"\nGenerated {result['created']} from the eval.json of each run.")
-    fileio.write_text(stem + ".md", "\n".join(md) + "\n")
-    fileio.write_png(stem + "-claims.png", claims.plot(result["claims"], f"{'[DEMO] ' if result['demo'] else ''}Table {result['table']}: "
-                                                             "the paper's claims, ours and the paper's A - B"))
-    return [stem + ".json", stem + ".csv", stem + ".md", stem + "-claims.png"]
+    fileio.write_text(stem + ".md", md)
+    title = f"Table {result['table']}: the paper's claims, ours and the paper's A - B"
+    title = "[DEMO] " + title if result["demo"] else title
+    fileio.write_png(stem + "-claims.png", claims_plot(result["claims"], title))
+    return [stem + ".json", stem + ".csv", stem + ".md", stem + "-claims.png"] + figure2(result, stem + "-figure2.png")
+
+
+def claims_plot(records, title, width=1000):
+    """Forest plot, uint8 BGR: a row per computed instance, ours with its interval, the paper's A - B."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    done = [r for r in records if r.get("difference") is not None]
+    fig = Figure(figsize=(width / 100, (120 + 26 * max(1, len(done))) / 100), dpi=100)
+    canvas = FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ys = np.arange(len(done))[::-1]
+    for y, r in zip(ys, done):
+        lo, hi = r["interval"]
+        ax.errorbar(r["difference"], y, xerr=[[r["difference"] - lo], [hi - r["difference"]]], fmt="o",
+                    color=COLOURS[r["verdict"]], capsize=3)
+        ax.plot(r["paper_difference"], y, "D", mfc="none", mec="black")
+    for verdict_name, colour in COLOURS.items():
+        ax.errorbar([], [], xerr=[], fmt="o", color=colour, label=f"ours, {verdict_name}")
+    ax.plot([], [], "D", mfc="none", mec="black", label="paper")
+    ax.axvline(0, color="black", lw=0.8)
+    ax.set_yticks(ys, [f"{r['claim']}  {r['label']}  {METRIC_TITLES[r['metric']]}" for r in done], fontsize=8)
+    ax.set_ylim(-0.8, len(done) - 0.2)
+    ax.set_xlabel(f"A - B, points ({paper.LEVEL}% bootstrap interval over seeds and images)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+    fig.tight_layout()
+    canvas.draw()
+    return cv2.cvtColor(np.asarray(canvas.buffer_rgba()), cv2.COLOR_RGBA2BGR)
+
+
+def panels_of(folder):
+    """{file name: BGR image} of the per-image panels in an ``evaluate.py --vis`` folder."""
+    try:
+        names = sorted(n for n in os.listdir(folder) if PANEL.match(n))
+    except OSError:
+        return {}
+    images = {n: cv2.imread(os.path.join(folder, n), cv2.IMREAD_COLOR) for n in names}
+    return {n: img for n, img in images.items() if img is not None}
+
+
+def label(text, width, height=LABEL_HEIGHT):
+    """A white ``(height, width, 3)`` uint8 tile with ``text`` in black."""
+    tile = np.full((height, width, 3), vis.BACKGROUND, dtype=np.uint8)
+    cv2.putText(tile, text, (4, height - 9), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    return tile
+
+
+def figure2(result, path):
+    """Write the paper's Figure 2 across methods to ``path``: rows the same validation images, columns the
+    runs of the first seed, one block per depth; ``[path]``, or ``[]`` if no run has panels."""
+    first = result["seeds"][0]
+    runs = {(r["cell"], r["seed"]): r for r in result["runs"].values() if r["status"] == "ok"}
+    columns = [(c["depth"], f"ResNet{c['depth']} {paper.METHOD_NAMES[c['method']]} b{c['trained_batch']}",
+                panels_of(os.path.join(runs[(c["run"], first)]["logdir"], FIGURE_DIR)))
+               for c in _cell_rows(result) if (c["run"], first) in runs]
+    columns = [c for c in columns if c[2]]
+    if not columns:
+        return []
+    shape = next(iter(columns[0][2].values())).shape
+    blank = np.full(shape, vis.BACKGROUND, dtype=np.uint8)   # a column without an image: rows stay aligned
+    blocks = []
+    for depth in sorted({d for d, _, _ in columns}, reverse=True):
+        cols = [c for c in columns if c[0] == depth]
+        names = sorted(set().union(*(c[2] for c in cols)))
+        blocks += [vis.grid([label(h, shape[1]) for _, h, _ in cols], columns=len(cols)),
+                   vis.grid([c[2].get(n, blank) for n in names for c in cols], columns=len(cols))]
+    width = max(b.shape[1] for b in blocks)
+    blocks = [np.pad(b, ((0, 0), (0, width - b.shape[1]), (0, 0)), constant_values=255) for b in blocks]
+    fileio.write_png(path, np.concatenate(blocks, axis=0))
+    return [path]

@@ -1,42 +1,21 @@
-"""The runs of a table: one (depth, augmentation, batch, seed) each, its folder, its
-train.py / evaluate.py commands, the settings it will train with, and its state.
-
-A run's name is also its log folder under the log root: ``r{depth}-{aug}-b{batch}``
-for seed 0 (the paper's single run, and the name runs had before ``--seeds``, so
-they are reused), ``r{depth}-{aug}-b{batch}-s{seed}`` for other seeds, e.g.
-``r18-gr-b256-s1``.  Runs trained with ``--holdout N`` (N > 0) learn from fewer
-images, so their cell is another one: ``r18-gr-b256-h10``, ``r18-gr-b256-h10-s1``.
-Table 2's batch-256 runs have the same names as Table 1's, so running Table 2
-after Table 1 reuses them.
-
-Each run is two subprocesses in its log folder ``<logroot>/<name>``:
-``train.py ... --seed S --logdir <logdir>`` (output to ``<logdir>/train.out``), then
-``evaluate.py --load <logdir> ... --json <logdir>/eval.json --vis <logdir>/figure2``
-(``<logdir>/eval.out``); the ``figure2/`` panels feed the tables' Figure 2.
-
-The state of a run is ``runrecord.run_state`` of its folder against the settings the
-run will train with (:class:`Expectation`: built as train.py builds them, so that a
-finished run is reused only when its settings.json equals them; speed settings such
-as ``--workers`` are not compared, ``--threads`` is, since CPU results depend on it), plus one condition of the tables' own:
-
-* ``evaluated`` (done.json, a usable eval.json) and the figure panels: skipped;
-* ``trained``: only evaluated (also when evaluated before the panels were asked for);
-* ``new`` / ``resumable``: train.py is started (it resumes from its newest checkpoint), then evaluated;
-* ``conflict``: the folder holds a run with other settings (another dataset, other
-  train.py settings that change results).  Any conflict refuses the whole invocation
-  before anything runs or is written.
-"""
+"""The runs of a table, one per cell and seed: names, folders, train.py / evaluate.py commands, the
+settings each will train with, its state, and the table's result from their eval.json (docs/tables.md)."""
 import fnmatch
+import math
 import os
 import shlex
+import statistics
 import sys
+import time
 from dataclasses import dataclass, replace
 from typing import Optional
 
 import cv2
 
 import runrecord
+from cam import METRICS
 from errors import UserError
+from tables.paper import METRICS as PAPER_METRICS
 from runrecord import CONFLICT, EVALUATED, NEW, RESUMABLE, TRAINED  # noqa: F401 (the states)
 from runrecord.command import Machine, command_settings
 from tables.paper import LAYOUTS
@@ -52,42 +31,18 @@ class Config:
 
     @property
     def cell(self):
-        """The table cell this run belongs to (its name without the seed)."""
+        """The table cell this run belongs to (its name without the seed): ``r18-gr-b256``, ``r18-gr-b256-h10``."""
         return f"r{self.depth}-{self.aug}-b{self.batch}" + (f"-h{self.holdout}" if self.holdout else "")
 
     @property
     def name(self):
+        """Also the run's folder: the cell for seed 0 (the paper's single run), else ``<cell>-s<seed>``."""
         return self.cell if self.seed == 0 else f"{self.cell}-s{self.seed}"
 
 
-def parse_seeds(text):
-    """``--seeds``: ``"3"`` -> [0, 1, 2] (N seeds from 0); ``"0,4,7"`` -> those seeds.
-
-    A single number is a count; a list (any comma) names the seeds, so ``"5,"`` is seed 5 alone.
-    """
-    text = str(text).strip()
-    try:
-        if "," not in text:
-            n = int(text)
-            if n < 1:
-                raise UserError(f"--seeds {text}: the number of seeds must be at least 1")
-            return list(range(n))
-        seeds = [int(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        raise UserError(f"--seeds {text!r}: expected a count (3) or a comma list of seeds (0,4,7)") from None
-    if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
-        raise UserError(f"--seeds {text!r}: seeds must be distinct non-negative integers")
-    return seeds
-
-
 def table_configs(table, batch_map=None, depths=None, seeds=(0,), holdout=0):
-    """The runs of paper Table 1 (10 per seed) or Table 2 (18 per seed), in the paper's order.
-
-    ``batch_map`` maps the paper's batch size to the one actually trained (the demo
-    trains smaller batches); ``depths`` keeps only those depths (default all);
-    each cell is run once per seed in ``seeds``, seeds of a cell next to each other;
-    ``holdout``: train.py --holdout of every run.
-    """
+    """The runs of paper Table 1 (10 per seed) or Table 2 (18 per seed) in the paper's order, seeds of a
+    cell side by side; ``batch_map``: the paper's batch -> the one trained (the demo's); ``depths``: only those."""
     cells = []
     for c in LAYOUTS[table].cells(batch_map or {}, depths):
         cfg = Config(c.depth, c.method, c.trained_batch, holdout=holdout)
@@ -97,23 +52,17 @@ def table_configs(table, batch_map=None, depths=None, seeds=(0,), holdout=0):
 
 
 def select(configs, only):
-    """Keep the configs whose name matches one of the comma-separated patterns in ``only``.
-
-    A pattern matches a run's name or its cell name (without the seed suffix) exactly,
-    as a shell glob (``r34-*-b32``), or as a prefix ending at a dash (``r18-gr`` selects
-    ``r18-gr-b256`` and ``r18-gr-b256-s1`` but not ``r18-gr_after_hns-b256``).
-    A pattern that selects nothing is a UserError listing the names.
-    """
+    """The configs matching one of ``--only``'s comma-separated patterns: a run or cell name, a glob
+    (``r34-*-b32``), a prefix ending at a dash (``r18-gr``, not ``r18-gr_after_hns``); UserError if none."""
     if not only:
         return list(configs)
-    patterns = [p.strip() for p in only.split(",") if p.strip()]
     keep = set()
-    for p in patterns:
+    for p in (p.strip() for p in only.split(",") if p.strip()):
         hits = [c for c in configs if any(fnmatch.fnmatchcase(n, p) or fnmatch.fnmatchcase(n, p + "-*")
                                           for n in (c.name, c.cell))]
         if not hits:
-            names = ", ".join(c.name for c in configs)
-            raise UserError(f"--only {p!r} matches no run of this table; runs are: {names}")
+            raise UserError(f"--only {p!r} matches no run of this table; runs are: "
+                            + ", ".join(c.name for c in configs))
         keep.update(hits)
     return [c for c in configs if c in keep]
 
@@ -153,7 +102,7 @@ class Expectation:
 
 
 TO_TRAIN = (NEW, RESUMABLE)
-FIGURE_DIR = "figure2"       # evaluate.py --vis output of a run, read by tables.figure
+FIGURE_DIR = "figure2"       # evaluate.py --vis output of a run, read by tables.report (Figure 2)
 FIGURE_IMAGES = 4            # validation images per run in Figure 2 (evaluate.py --vis-count)
 FIGURE_SCALE = 2             # pixel upscale of the panels (evaluate.py --vis-scale)
 # train.py flags the scripts set for every run; passing them (or any prefix of them) is refused.
@@ -172,40 +121,19 @@ class Run:
     expected: Optional[runrecord.RunSettings] = None   # what train_cmd trains; None: not compared
     problem: Optional[str] = None   # why train_cmd cannot train here (a run not selected to run)
 
-    @property
-    def name(self):
-        return self.config.name
-
-    @property
-    def eval_json(self):
-        return os.path.join(self.logdir, runrecord.EVAL)
-
-    @property
-    def figure_dir(self):
-        return os.path.join(self.logdir, FIGURE_DIR)
-
-    @property
-    def train_log(self):
-        return os.path.join(self.logdir, "train.out")
-
-    @property
-    def eval_log(self):
-        return os.path.join(self.logdir, "eval.out")
+    name = property(lambda self: self.config.name)
+    eval_json = property(lambda self: os.path.join(self.logdir, runrecord.EVAL))
+    figure_dir = property(lambda self: os.path.join(self.logdir, FIGURE_DIR))
+    train_log = property(lambda self: os.path.join(self.logdir, "train.out"))
+    eval_log = property(lambda self: os.path.join(self.logdir, "eval.out"))
 
 
 def check_passthrough(train_args):
-    """Refuse pass-through flags that the scripts set per run, and any abbreviation of one (UserError).
-
-    ``--dep 34`` is refused like ``--depth 34``: a prefix of a reserved flag is refused even
-    where train.py would not take it, so that no version of train.py's parser can turn it
-    into the flag that names the cell.
-    """
-    for a in train_args:
-        flag = a.split("=", 1)[0]
-        if not flag.startswith("--") or len(flag) < 3:
-            continue
+    """UserError for a pass-through flag the scripts set per run, or any abbreviation of one (``--dep``),
+    even where train.py would not take it: no parser version can turn it into a flag naming the cell."""
+    for flag in (a.split("=", 1)[0] for a in train_args):
         hit = next((r for r in RESERVED_TRAIN_FLAGS if r.startswith(flag)), None)
-        if hit:
+        if flag.startswith("--") and len(flag) >= 3 and hit:
             name = flag if flag == hit else f"{flag} (an abbreviation of {hit})"
             hint = f" ({HINTS[hit]})" if hit in HINTS else ""
             raise UserError(f"{name} is set by the table script for each run and cannot be passed "
@@ -214,32 +142,24 @@ def check_passthrough(train_args):
 
 def make_runs(configs, *, data, logroot, train_args=(), gpus_per_run=0, python=None, repo=None,
               expectation=None, strict=True, eval_args=()):
-    """A :class:`Run` per config; ``gpus_per_run`` 0 means CPU (no ``--gpus`` flag to train.py).
-
-    ``expectation``: an :class:`Expectation` of ``data``, to compare each run's
-    folder with the settings it will train with; None (--report-only): nothing is compared.
-    ``strict``: a run train.py would refuse is a UserError; else its ``problem`` (for runs
-    that are only reported).
-    """
+    """A :class:`Run` per config (``gpus_per_run`` 0: CPU, no ``--gpus``).  ``expectation``: an
+    :class:`Expectation` of ``data`` to compare each folder with, or None (--report-only); ``strict``: a run
+    train.py would refuse is a UserError, else its ``problem`` (runs that are only reported)."""
     python = python or sys.executable
     repo = repo or os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     data = os.path.abspath(data) if data else None
     runs = []
     for c in configs:
         logdir = os.path.join(logroot, c.name)
-        argv = ["--data", data, "--depth", str(c.depth), "--aug", c.aug, "--batch", str(c.batch),
-                "--seed", str(c.seed), "--logdir", logdir]
-        if c.holdout:
-            argv += ["--holdout", str(c.holdout)]
-        if gpus_per_run:
-            argv += ["--gpus", str(gpus_per_run)]
-        argv += list(train_args)
+        holdout = ["--holdout", str(c.holdout)] if c.holdout else []
+        argv = (["--data", data, "--depth", str(c.depth), "--aug", c.aug, "--batch", str(c.batch),
+                 "--seed", str(c.seed), "--logdir", logdir] + holdout
+                + (["--gpus", str(gpus_per_run)] if gpus_per_run else []) + list(train_args))
         ev = [python, os.path.join(repo, "evaluate.py"), "--load", logdir, "--data", data,
               "--json", os.path.join(logdir, runrecord.EVAL), "--vis", os.path.join(logdir, FIGURE_DIR),
               "--vis-count", str(FIGURE_IMAGES), "--vis-scale", str(FIGURE_SCALE)]
-        if c.holdout:   # the CAM threshold chosen on the held-out training images, per protocol
-            ev.append("--threshold-from-holdout")
-        ev += list(eval_args)   # the demo's --protocol (tables/demo.py EVAL_ARGS)
+        # the CAM threshold chosen on the held-out training images; then the demo's --protocol
+        ev += (["--threshold-from-holdout"] if c.holdout else []) + list(eval_args)
         expected = problem = None
         try:
             expected = expectation.settings(argv) if expectation else None
@@ -252,7 +172,8 @@ def make_runs(configs, *, data, logroot, train_args=(), gpus_per_run=0, python=N
 
 
 def run_state(run):
-    """(state, reason) of a run from the files in its log folder; see the module docstring."""
+    """(state, reason): ``runrecord.run_state`` of the run's folder, CONFLICT for a run train.py would
+    refuse, and TRAINED for one evaluated without the figure panels (docs/tables.md, "Interruptions")."""
     if run.problem:
         return CONFLICT, run.problem
     state, reason = runrecord.run_state(run.logdir, run.expected)
@@ -262,8 +183,7 @@ def run_state(run):
 
 
 def refuse_conflicts(runs, states):
-    """UserError naming every run whose folder holds a run with other settings, or one train.py
-    would refuse (nothing is run)."""
+    """UserError naming every run whose folder holds other settings, or that train.py would refuse."""
     bad = [f"  {r.name}: " + states[r.name][1].replace("\n", "\n    ") for r in runs
            if states[r.name][0] == CONFLICT]
     if bad:
@@ -274,10 +194,106 @@ def refuse_conflicts(runs, states):
 
 
 def describe(run, state, env):
-    """Shell lines that would carry out ``run`` with ``env`` (e.g. ``CUDA_VISIBLE_DEVICES=0``), for --dry-run."""
+    """Shell lines that would carry out ``run`` with ``env`` (``CUDA_VISIBLE_DEVICES=0``), for --dry-run."""
     lines = []
     if state in TO_TRAIN:
         lines.append(f"{env} {shlex.join(run.train_cmd)} >> {run.train_log} 2>&1")
     if state in TO_TRAIN + (TRAINED,):
         lines.append(f"{env} {shlex.join(run.eval_cmd)} >> {run.eval_log} 2>&1")
     return lines
+
+
+# ---- the result: each run's values from its eval.json, and per cell their mean ± std over the seeds
+
+LOC_METRICS = ("gt_known_loc", "top1_loc")   # what the protocols change (classification is the same)
+EFFECTS = (("authors_vs_paper", "authors", "paper"), ("paper_vs_wsol", "paper", "wsol"))
+
+
+def _get(d, *keys):
+    for k in keys:
+        if not isinstance(d, dict):
+            return None
+        d = d.get(k)
+    return d
+
+
+def read_values(path):
+    """``(values, protocol)`` of an eval.json (runrecord.read_eval): a flat dict of finite numbers
+    (docs/tables.md, "What is read"); ValueError naming what is wrong."""
+    d, problem = runrecord.read_eval(path)
+    if problem:
+        raise ValueError(problem)
+    summary = d["summary"]
+    if any(m not in summary for m in PAPER_METRICS):
+        raise ValueError(f"{path} unusable: no summary with {', '.join(PAPER_METRICS)}")
+    protocol = d.get("protocol")
+    protos = d.get("protocols") if isinstance(d.get("protocols"), dict) else {}
+    mine = protos.get(protocol)
+    values = {m: summary.get(m) for m in METRICS}
+    values.update(baseline_whole_image=_get(mine, "baselines", "whole_image"),
+                  baseline_best_fixed_box=_get(mine, "baselines", "best_fixed_box"),
+                  maxboxacc_v2=_get(d, "wsol2020", "maxboxacc_v2"),
+                  maxboxacc_v2_holdout=_get(d, "wsol2020", "holdout", "maxboxacc_v2"),
+                  holdout_top1_loc=_get(mine, "holdout", "summary", "top1_loc"),
+                  holdout_threshold=_get(mine, "holdout", "threshold"))
+    for name, a, b in EFFECTS:
+        for m in LOC_METRICS:
+            x, y = _get(protos, a, "summary", m), _get(protos, b, "summary", m)
+            if isinstance(x, (int, float)) and isinstance(y, (int, float)):
+                values[f"{name}.{m}"] = x - y
+    out = {}
+    for k, v in values.items():
+        if v is None:
+            continue
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
+            raise ValueError(f"{path} unusable: {k} is {v!r}, not a finite number")
+        out[k] = float(v)
+    return out, protocol
+
+
+def stat(by_seed):
+    """``{seed: value}`` -> ``{"mean", "std", "n", "seeds"}``; std is the sample std (n - 1), 0 for one seed."""
+    vals = list(by_seed.values())
+    n = len(vals)
+    return {"mean": round(statistics.fmean(vals), 2) if n else None,
+            "std": round(statistics.stdev(vals), 2) if n > 1 else (0.0 if n else None),
+            "n": n, "seeds": {str(s): round(v, 2) for s, v in sorted(by_seed.items())}}
+
+
+def run_entry(run, state, reason, outcome):
+    """What the result keeps of one run: status ok / missing / failed, its values and protocol."""
+    entry = {"cell": run.config.cell, "seed": run.config.seed, "logdir": run.logdir,
+             "eval_json": run.eval_json, "status": "missing", "values": None, "protocol": None}
+    if outcome is not None and outcome.status == "failed":
+        entry.update(status="failed", message=outcome.message, log=outcome.log)
+    elif state == EVALUATED:
+        try:
+            entry["values"], entry["protocol"] = read_values(run.eval_json)
+            entry["status"] = "ok"
+        except ValueError as e:
+            entry["message"] = str(e)
+    else:
+        entry["message"] = "not run" if state == NEW and not os.path.isdir(run.logdir) else reason
+    return entry
+
+
+def collect(table, runs, *, batch_map=None, outcomes=None, depths=None, holdout=0, demo=False, info=None):
+    """The result of paper Table ``table`` from ``runs`` (all its cells x seeds), as saved in tableN.json
+    (docs/tables.md); ``outcomes``: {run name: executor.Outcome} of this invocation; ``info``: facts to save."""
+    layout, outcomes = LAYOUTS[table], outcomes or {}
+    entries = {r.name: run_entry(r, *run_state(r), outcomes.get(r.name)) for r in runs}
+    cells, extra = [], {}
+    for c in layout.cells(batch_map or {}, depths):
+        name = Config(c.depth, c.method, c.trained_batch, holdout=holdout).cell
+        oks = [e for e in entries.values() if e["status"] == "ok" and e["cell"] == name]
+        s = stat({e["seed"]: e["values"][c.metric] for e in oks})
+        cells.append({"run": name, "depth": c.depth, "method": c.method, "batch": c.batch,
+                      "trained_batch": c.trained_batch, "metric": c.metric, **s, "paper": c.paper,
+                      "diff": None if s["mean"] is None else round(s["mean"] - c.paper, 2)})
+        keys = sorted({k for e in oks for k in e["values"]} - set(layout.metrics))
+        extra[name] = {k: stat({e["seed"]: e["values"][k] for e in oks if k in e["values"]}) for k in keys}
+    return {"table": table, "demo": demo, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "info": info or {}, "seeds": sorted({r.config.seed for r in runs}),
+            "depths": sorted({r.config.depth for r in runs}, reverse=True),
+            "protocols": sorted({e["protocol"] for e in entries.values() if e["protocol"]}),
+            "cells": cells, "extra": extra, "runs": entries}

@@ -5,7 +5,7 @@ import os
 import cv2
 import numpy as np
 
-from tables import claims, paper, report
+from tables import paper, report, runs as rs
 from tests.test_tables import table_runs, write_eval
 
 
@@ -24,7 +24,7 @@ def table1(tmp_path, hits, seeds=(0,), demo=False):
         h = hits.get(r.config.aug, {}).get(r.config.seed, [0] * 100)
         pct = 100.0 * np.mean(h)
         write_eval(r.logdir, pct, pct, pct, protocol="paper", records=records(h))
-    return report.collect(1, runs, depths=(18,), demo=demo)
+    return rs.collect(1, runs, depths=(18,), demo=demo)
 
 
 def find(recs, claim, metric="gt_known_loc"):
@@ -35,7 +35,7 @@ def test_supported_contradicted_inconclusive_by_hand(tmp_path):
     # GR hits images 0-59 of 100, CAM images 0-49 and HnS as CAM, one seed each; HnS after GR = GR.
     gr, cam = [1] * 60 + [0] * 40, [1] * 50 + [0] * 50
     res = table1(tmp_path, {"gr": {0: gr}, "cam": {0: cam}, "hns": {0: cam}, "hns_after_gr": {0: gr}})
-    recs = claims.check(res)
+    recs = paper.check_claims(res)
     # GR - CAM: +10 points; paired, a resample's difference is the share of its draws among images
     # 50-59, 0 only with probability 0.9 ** 100 < 1e-4: the interval is above 0 (unpaired it covers 0).
     r = find(recs, "t1-gr>cam")
@@ -52,14 +52,14 @@ def test_supported_contradicted_inconclusive_by_hand(tmp_path):
     assert find(recs, "t1-gr>hns", "top1_clas")["verdict"] == "supported"
     assert find(recs, "t1-hns_after_gr<gr")["verdict"] == "inconclusive"
     # an interval below 0: against "A > B", for "A < B"
-    assert claims.verdict(-12.0, -3.0, 1) == "contradicted" and claims.verdict(-12.0, -3.0, -1) == "supported"
-    assert claims.verdict(-1.0, 2.0, 1) == "inconclusive"
+    assert paper.verdict(-12.0, -3.0, 1) == "contradicted" and paper.verdict(-12.0, -3.0, -1) == "supported"
+    assert paper.verdict(-1.0, 2.0, 1) == "inconclusive"
 
 
 def test_contradicted_from_records(tmp_path):
     # HnS after GR hits 80 of 100 images, GR 20 of them: "HnS after GR is below GR" is contradicted.
     res = table1(tmp_path, {"gr": {0: [1] * 20 + [0] * 80}, "hns_after_gr": {0: [1] * 80 + [0] * 20}})
-    r = find(claims.check(res), "t1-hns_after_gr<gr", "top1_loc")
+    r = find(paper.check_claims(res), "t1-hns_after_gr<gr", "top1_loc")
     assert r["difference"] == 60.0 and r["interval"][0] > 0 and r["verdict"] == "contradicted"
 
 
@@ -67,7 +67,7 @@ def test_seed_spread_widens_the_interval(tmp_path):
     # GR: seed 0 hits all 100 images, seed 1 none; CAM none.  Images alone: +50 in every resample.
     # Seeds resampled: both draws seed 1 with probability 1/4 > 2.5%, a difference of 0: inconclusive.
     res = table1(tmp_path, {"gr": {0: [1] * 100, 1: [0] * 100}}, seeds=(0, 1))
-    r = find(claims.check(res), "t1-gr>cam")
+    r = find(paper.check_claims(res), "t1-gr>cam")
     assert r["difference"] == 50.0 and r["seeds"] == [2, 2] and r["resampled"] == "seeds and images"
     assert r["interval"][0] == 0.0 and r["verdict"] == "inconclusive"
     assert "ONE SEED" not in report.render(res)
@@ -104,8 +104,8 @@ def test_written_json_md_png_and_demo_rows(tmp_path):
     # Table 2's claims need cells Table 1 does not have: none; a missing cell is "not computed"
     assert all(r["claim"].startswith("t1") for r in saved)
     os.remove(res["runs"]["r18-cam-b256"]["eval_json"])
-    res = report.collect(1, table_runs(tmp_path / "logs", depths=(18,)), depths=(18,))
-    assert find(claims.check(res), "t1-gr>cam")["verdict"] == "not computed"
+    res = rs.collect(1, table_runs(tmp_path / "logs", depths=(18,)), depths=(18,))
+    assert find(paper.check_claims(res), "t1-gr>cam")["verdict"] == "not computed"
 
 
 def test_hits_follow_the_protocol_rule_and_top1(tmp_path):
@@ -114,8 +114,8 @@ def test_hits_follow_the_protocol_rule_and_top1(tmp_path):
     recs[0]["iou"] = 0.5
     for protocol, gt in (("paper", [0, 1, 0]), ("wsol", [1, 1, 0])):
         path = tmp_path / f"{protocol}.json"
-        path.write_text(json.dumps({"protocol": protocol, "records": recs}))
-        got, files, hits = claims.read_hits(str(path))
+        path.write_text(json.dumps({"protocol": protocol, "records": recs, "summary": {"top1_loc": 1.0}}))
+        got, files, hits = paper.read_hits(str(path))
         assert got == protocol and files == ["val_0.JPEG", "val_1.JPEG", "val_2.JPEG"]
         assert hits["gt_known_loc"].tolist() == gt and hits["top1_clas"].tolist() == [1, 0, 1]
         assert hits["top1_loc"].tolist() == [g & c for g, c in zip(gt, [1, 0, 1])]

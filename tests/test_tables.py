@@ -16,7 +16,7 @@ import runrecord
 from tests.conftest import REPO
 from errors import UserError
 from tables import __main__ as cli
-from tables import demo, figure, paper, report
+from tables import paper, report
 from tables import executor as ex
 from tables import runs as rs
 from tables.executor import LOCK, Executor, Outcome
@@ -70,7 +70,7 @@ def table_runs(tmp_path, table=1, seeds=(0,), batch_map=None, depths=None):
 
 
 def collect(tmp_path, table=1, seeds=(0,), batch_map=None, depths=None, **kw):
-    return report.collect(table, table_runs(tmp_path, table, seeds, batch_map, depths), batch_map=batch_map,
+    return rs.collect(table, table_runs(tmp_path, table, seeds, batch_map, depths), batch_map=batch_map,
                            depths=depths, **kw)
 
 
@@ -93,11 +93,11 @@ def test_configs_names_and_seeds():
     two = rs.table_configs(1, seeds=[0, 1], depths=(18,))
     assert [c.name for c in two[:2]] == ["r18-cam-b256", "r18-cam-b256-s1"]  # seed 0 keeps today's name
     assert len(two) == 10 and {c.depth for c in two} == {18} and two[1].cell == "r18-cam-b256"
-    assert rs.parse_seeds("3") == [0, 1, 2] and rs.parse_seeds("0,4,7") == [0, 4, 7]
-    assert rs.parse_seeds("5,") == [5] and rs.parse_seeds(2) == [0, 1]
+    assert cli.parse_seeds("3") == [0, 1, 2] and cli.parse_seeds("0,4,7") == [0, 4, 7]
+    assert cli.parse_seeds("5,") == [5] and cli.parse_seeds(2) == [0, 1]
     for bad in ("0", "x", "1,1", "-1,2"):
         with pytest.raises(UserError, match="--seeds"):
-            rs.parse_seeds(bad)
+            cli.parse_seeds(bad)
 
 
 def test_select():
@@ -272,14 +272,14 @@ def test_figure2_rows_are_images_columns_methods(tmp_path):
                              np.full((6, 9, 3), value + i, np.uint8))
         fileio.write_png(os.path.join(by[name].figure_dir, "grid.png"), np.zeros((3, 3, 3), np.uint8))
     res = collect(tmp_path, depths=(18,))
-    path = figure.write(res, runs, str(tmp_path / "fig.png"))
+    [path] = report.figure2(res, str(tmp_path / "fig.png"))
     import cv2
     img = cv2.imread(path)
-    body = img[figure.LABEL_HEIGHT + 16:]          # under the header row (two grid paddings)
+    body = img[report.LABEL_HEIGHT + 16:]          # under the header row (two grid paddings)
     pad = 8                                          # cam.vis.grid's default padding
     cells = [[body[pad + r * (6 + pad) + 2, pad + c * (9 + pad) + 2, 0] for c in range(2)] for r in range(2)]
     assert cells == [[10, 200], [17, 207]]           # rows: images 0 and 7; columns: CAM, GR
-    assert figure.write(collect(tmp_path / "none"), runs[:0], str(tmp_path / "x.png")) is None
+    assert report.figure2(collect(tmp_path / "none"), str(tmp_path / "x.png")) == []
 
 
 # ---- run states and reuse ------------------------------------------------------------------
@@ -373,7 +373,6 @@ def test_detect_gpus():
     assert ex.detect_gpus({"CUDA_VISIBLE_DEVICES": ""}) == []
     assert ex.detect_gpus({"CUDA_VISIBLE_DEVICES": "0,-1,2"}) == ["0"]
     assert ex.detect_gpus({}, smi="/nonexistent/nvidia-smi") == []
-    assert ex.parse_gpus("0, 2") == ["0", "2"] and ex.parse_gpus("none") == []
 
 
 # ---- the scheduler, with stand-in commands instead of train.py / evaluate.py --------------
@@ -413,20 +412,21 @@ def test_executor_failure_skip_and_gpus(tmp_path):
     assert os.path.exists(ok.eval_json) and not os.path.exists(bad.eval_json)
 
 
-def test_executor_waits_for_a_run_locked_elsewhere(tmp_path):
-    import fcntl
-    import threading
-    busy = fake_run(tmp_path, "busy", "pass")
-    free = fake_run(tmp_path, "free", "pass")
-    os.makedirs(busy.logdir)
-    holder = open(os.path.join(busy.logdir, LOCK), "w")
-    fcntl.flock(holder, fcntl.LOCK_EX)
-    write_eval(busy.logdir, 1, 1, 1)        # "the other process" finishes it, then lets go
-    threading.Timer(1.0, lambda: (fcntl.flock(holder, fcntl.LOCK_UN), holder.close())).start()
-    msgs = []
-    outcomes = Executor([None], log=msgs.append, poll=0.2).run_all([busy, free])
-    assert outcomes[free.name].did == "trained" and outcomes[busy.name].did == "skipped"
-    assert any("another process" in m for m in msgs)
+def test_a_second_table_script_on_the_same_logroot_is_refused(tmp_path, table_data):
+    logs = tmp_path / "logs"
+    run = rs.make_runs(rs.select(rs.table_configs(1), "r18-cam"), data=table_data, logroot=str(logs),
+                       expectation=Expectation(table_data, 0))[0]
+    write_eval(run.logdir, 50.0, 25.0, 40.0, settings=run.expected)   # finished: this script only skips it
+    argv = ["--table", "1", "--data", table_data, "--logroot", str(logs), "--results", str(tmp_path / "res"),
+            "--gpus", "none", "--only", "r18-cam"]
+    holder = fileio.hold_lock(str(logs / LOCK), "another table script")   # as a script running there holds it
+    try:
+        with pytest.raises(UserError, match=f"--logroot {logs}: in use by another process"):
+            cli.main(argv)
+        assert not os.path.exists(tmp_path / "res") and cli.main(argv + ["--dry-run"]) == 0
+    finally:
+        holder.close()
+    assert cli.main(argv) == 0 and os.path.exists(tmp_path / "res" / "table1.json")
 
 
 # ---- command line: refusals that write nothing, pass-through, dry run ----------------------
@@ -538,7 +538,7 @@ def test_demo_dry_run(tmp_path, capsys):
     rc = cli.main(["--table", "2", "--demo", "--logroot", str(tmp_path / "logs"), "--gpus", "none",
                    "--parallel", "2", "--only", "r18-gr", "--dry-run"])
     out = capsys.readouterr().out
-    seeds = demo.SEEDS
+    seeds = cli.DEMO_SEEDS
     assert rc == 0 and report.DEMO_BANNER in out and "2 at a time on CPU, CPU" in out
     assert f"{3 * seeds} run(s)" in out and "# r18-gr-b4: new" in out and "# r18-gr-b16-s1: new" in out
     assert "--width-mult" in out and "--threads" in out   # demo's net, cores shared by 2 runs
@@ -546,8 +546,8 @@ def test_demo_dry_run(tmp_path, capsys):
 
 
 def test_demo_depths_and_seeds_from_demo_module(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(demo, "DEPTHS", (18,))
-    monkeypatch.setattr(demo, "SEEDS", 3)
+    monkeypatch.setattr(cli, "DEMO_DEPTHS", (18,))
+    monkeypatch.setattr(cli, "DEMO_SEEDS", 3)
     rc = cli.main(["--table", "1", "--demo", "--logroot", str(tmp_path / "logs"), "--gpus", "none", "--dry-run"])
     out = capsys.readouterr().out
     assert rc == 0 and "15 run(s)" in out and "# r18-gr-b32-s2: new" in out and "# r34" not in out
