@@ -41,7 +41,8 @@ from cam import baselines, maxboxacc
 from cam.protocols import WSOL_MULTI, whole_image_box
 from errors import UserError, run_main
 from evaluation import report
-from runrecord import NORMALIZE, checkpoint_fc_classes, dataset_problem, load_run_settings, resolve_checkpoint
+from runrecord import (NORMALIZE, ModelSettings, checkpoint_fc_classes, dataset_problem, load_run_settings,
+                       resolve_checkpoint)
 
 MAX_VIS_SCALE = 32      # a 64x64 image becomes 2048x2048 per panel; larger ran out of memory
 VIS_FILE = re.compile(r"^\d{5}_.*\.png$")   # report.write_vis's picture names
@@ -130,7 +131,7 @@ def output_files(args):
 
 
 def model_settings(args, settings, path, data_split, load_train):
-    """Model kwargs for ``CAMModel``: the run's settings.json (``settings``, read from ``path``; None
+    """The ModelSettings for ``CAMModel``: the run's settings.json (``settings``, read from ``path``; None
     when absent), else the flags + the data."""
     flags = {"depth": args.depth, "width_mult": args.width_mult, "final_stride": args.final_stride}
     if settings is not None:
@@ -141,7 +142,7 @@ def model_settings(args, settings, path, data_split, load_train):
         recorded = settings.get("train", {}).get("normalize")
         if args.normalize and recorded and args.normalize != recorded:
             raise UserError(f"--normalize {args.normalize} contradicts {path} (train.normalize {recorded})")
-        return model, path
+        return ModelSettings(**model), path
     if args.depth is None:
         raise UserError(f"{path} does not exist: pass --depth (and --width-mult, --final-stride, --normalize "
                         f"if not 1.0, 4 and dataset) to rebuild the network")
@@ -155,22 +156,21 @@ def model_settings(args, settings, path, data_split, load_train):
           + (f" ({', '.join(unset)}: defaults, not read from the run)" if unset else "")
           + ". A wrong --final-stride or --normalize gives wrong boxes without any error.", file=sys.stderr)
     mean, std = normalization(chosen["normalize"], load_train())
-    model = {"depth": args.depth, "num_classes": data_split.num_classes,
-             "image_shape": list(data_split.image_shape), "width_mult": chosen["width_mult"],
-             "final_stride": chosen["final_stride"], "mean_bgr": mean, "std_bgr": std}
+    model = ModelSettings(args.depth, data_split.num_classes, list(data_split.image_shape),
+                          chosen["width_mult"], chosen["final_stride"], mean, std)
     return model, "flags (guessed: no settings.json)"
 
 
 def check_compatible(model, prefix, split, data):
     stored = checkpoint_fc_classes(prefix)
-    if stored is not None and stored != model["num_classes"]:
+    if stored is not None and stored != model.num_classes:
         raise UserError(f"{prefix}: its FC layer has {stored} classes, but its settings say "
-                        f"{model['num_classes']}")
-    if model["num_classes"] != split.num_classes:
-        raise UserError(f"{prefix} was trained for {model['num_classes']} classes, but {data} has "
+                        f"{model.num_classes}")
+    if model.num_classes != split.num_classes:
+        raise UserError(f"{prefix} was trained for {model.num_classes} classes, but {data} has "
                         f"{split.num_classes} classes (wnids.txt)")
-    if tuple(model["image_shape"]) != tuple(split.image_shape):
-        raise UserError(f"{prefix} was trained on {model['image_shape'][0]}x{model['image_shape'][1]} (HxW) "
+    if tuple(model.image_shape) != tuple(split.image_shape):
+        raise UserError(f"{prefix} was trained on {model.image_shape[0]}x{model.image_shape[1]} (HxW) "
                         f"images, but {data} has {split.image_shape[0]}x{split.image_shape[1]}")
 
 
@@ -278,9 +278,9 @@ def evaluate(args, inp):
     settings = {
         "checkpoint": inp.prefix, "model_settings": inp.model_source, "data": os.path.abspath(args.data),
         "split": args.split, "num_images": len(inp.indices), "limit": args.limit, "holdout_per_class": inp.holdout,
-        "holdout_images": inp.held_count, "depth": model["depth"], "width_mult": model["width_mult"],
-        "final_stride": model["final_stride"], "num_classes": model["num_classes"],
-        "image_shape": list(model["image_shape"]), "cam_threshold": args.cam_threshold,
+        "holdout_images": inp.held_count, "depth": model.depth, "width_mult": model.width_mult,
+        "final_stride": model.final_stride, "num_classes": model.num_classes,
+        "image_shape": list(model.image_shape), "cam_threshold": args.cam_threshold,
         "sweep_step": args.sweep_step, "box_convention": "[x0, y0, x1, y1], max inclusive",
         "protocol_rules": {name: asdict(PROTOCOLS[name]) for name in NAMES},
     }

@@ -140,8 +140,7 @@ def build_config(args, env, settings, used, val, prefix, start_epoch, extra_call
     if reasons:
         logger.warn(f"reruns of this command may not be bit-identical: {'; '.join(reasons)} "
                     "(docs/reproducibility.md)")
-    model = CAMModel(**dataclasses.asdict(settings.model), weight_decay=t.weight_decay, momentum=t.momentum,
-                     lr=t.lr, early_grad_scale=t.early_grad_scale, amp=t.amp, data_format=args.data_format)
+    model = CAMModel(settings.model, t)
     return AutoResumeTrainConfig(
         # explicit session_init/starting_epoch: resume from the checkpoint's own global step,
         # which stays right even if a kill fell between ModelSaver and the stats.json write

@@ -18,8 +18,9 @@ settings and the dataset fingerprint, never on the "speed" section, the data pat
 the commit, so a dataset moved elsewhere or a run continued on other hardware is accepted.
 No TensorFlow is imported except by the functions that read checkpoints or build a graph.
 """
-from runrecord.checkpoints import (CHECKPOINT_NAME, STATE_FILE, checkpoint_fc_classes,  # noqa: F401
-                                   checkpoint_files, checkpoint_problem, checkpoint_step,
+from runrecord.checkpoints import (CHECKPOINT_NAME, STATE_FILE, check_checkpoint,  # noqa: F401
+                                   checkpoint_fc_classes, checkpoint_files, checkpoint_problem,
+                                   checkpoint_shapes, checkpoint_step,
                                    latest_checkpoint, resolve_checkpoint, unreadable)
 from runrecord.settings import (DERIVED, NORMALIZE, RECIPES, ModelSettings, RunSettings,  # noqa: F401
                                 SpeedSettings, TrainSettings, dataset_fingerprint, dataset_problem,

@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shutil
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -31,9 +32,10 @@ def save_random_model(logdir, num_classes, image_shape, step=3, holdout=0, width
     from tensorpack.tfutils.tower import TowerContext
 
     from models import CAMModel
+    from runrecord import ModelSettings
     tf1 = tf.compat.v1
-    model = CAMModel(depth=18, num_classes=num_classes, image_shape=image_shape, width_mult=width_mult,
-                     mean_bgr=[100.0, 110.0, 120.0], std_bgr=[60.0, 60.0, 60.0])
+    model = CAMModel(ModelSettings(depth=18, num_classes=num_classes, image_shape=list(image_shape),
+                                   width_mult=width_mult, mean_bgr=[100.0, 110.0, 120.0], std_bgr=[60.0, 60.0, 60.0]))
     with tf.Graph().as_default():
         tf1.set_random_seed(0)   # also needed once an in-process evaluate.py turned op determinism on
         inputs = [tf1.placeholder(s.dtype, s.shape, s.name) for s in model.get_input_signature()]
@@ -42,7 +44,7 @@ def save_random_model(logdir, num_classes, image_shape, step=3, holdout=0, width
         with tf1.Session() as sess:
             sess.run(tf1.global_variables_initializer())
             tf1.train.Saver().save(sess, os.path.join(logdir, "model"), global_step=step)
-    settings = {"model": model.arch_settings(), "train": {"aug": "cam", "batch": 8, "holdout": holdout}}
+    settings = {"model": asdict(model.settings), "train": {"aug": "cam", "batch": 8, "holdout": holdout}}
     with open(os.path.join(logdir, "settings.json"), "w") as f:
         json.dump(settings, f)
     return os.path.join(logdir, f"model-{step}")
