@@ -26,5 +26,5 @@ from runrecord.settings import (DERIVED, NORMALIZE, RECIPES, ModelSettings, RunS
                                 SpeedSettings, TrainSettings, dataset_fingerprint, dataset_problem,
                                 pixels_sha1, resolve_recipe, used_images)
 from runrecord.state import (CONFLICT, DONE, EVAL, EVALUATED, NEW, RESUMABLE, SETTINGS,  # noqa: F401
-                             STATS, TRAINED, eval_problem, load_run_settings, load_settings, read_eval,
-                             read_json, run_state, settings_path, write_json)
+                             STATS, TRAINED, eval_problem, load_settings, read_eval, read_json,
+                             read_settings, run_state, settings_path, write_json)
