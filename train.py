@@ -29,7 +29,6 @@ the git commit) and, after a run that ended well, done.json (runrecord/).
 import tf_env  # noqa: F401  (first: sets TF_USE_LEGACY_KERAS)
 
 import contextlib
-import dataclasses
 import logging
 import os
 import signal
@@ -47,6 +46,7 @@ import dataflow
 import fileio
 import runrecord
 from errors import UserError, run_main
+from runrecord.command import parse_cluster
 from models import NONFINITE_LOSS, WRONG_TOP1, WRONG_TOP5, CAMModel
 from training import callbacks as cbs
 from training import cluster, devices, resume, session
@@ -65,69 +65,70 @@ def load_data(args):
     return train, used, dataflow.load_split(args.data, "val")
 
 
-def make_callbacks(args, val):
-    val_flow = MapData(dataflow.build_eval_dataflow(val, args.val_batch),
+def make_callbacks(settings, val):
+    t, speed = settings.train, settings.speed
+    val_flow = MapData(dataflow.build_eval_dataflow(val, speed.val_batch),
                        lambda dp: dp[:2])   # [images, labels]; the boxes are for evaluate.py
     validation = InferenceRunner(val_flow, [ClassificationError(WRONG_TOP1, "val-error-top1"),
                                             ClassificationError(WRONG_TOP5, "val-error-top5")])
-    schedule = cbs.lr_schedule(args.lr, args.lr_step_epochs, args.lr_decay, args.epochs)
+    schedule = cbs.lr_schedule(t.lr, t.lr_step_epochs, t.lr_decay, t.epochs)
     # Order matters at each epoch end: summaries (the lr of the epoch just trained) are
     # taken before the lr setter runs, and the checkpoint after it, so that a resumed run
     # starts from the rate its next epoch uses.
     return [
         MovingAverageSummary(), ProgressBar(), MergeAllSummaries(), RunUpdateOps(),
-        cbs.EveryKEpochsAndLast(validation, args.val_every),
+        cbs.EveryKEpochsAndLast(validation, speed.val_every),
         EstimatedTimeLeft(),
         ScheduledHyperParamSetter("learning_rate", schedule),
         # every epoch; keep_checkpoint_every_n_hours off, or a 1500-epoch run keeps hundreds
-        cbs.CheckedModelSaver(max_to_keep=args.keep_checkpoints, keep_checkpoint_every_n_hours=1e9),
+        cbs.CheckedModelSaver(max_to_keep=speed.keep_checkpoints, keep_checkpoint_every_n_hours=1e9),
     ]
 
 
-def prepare_logdir(args, env, settings):
+def prepare_logdir(settings, env, logdir, *, restart=False, adopt_settings=False):
     """Refuse a conflicting logdir, find the resume point, write settings.json.
 
     Returns ``(checkpoint prefix or None, global step, starting epoch)``, or None when
     the run is already finished.
     """
-    t, chief = settings.train, env["is_chief"]
+    t, chief = settings.train, env.is_chief
     state = runrecord.RESUMABLE
     if chief:
-        state, reason = runrecord.run_state(args.logdir, settings)
-        lost = not os.path.isfile(os.path.join(args.logdir, runrecord.SETTINGS))
-        if state == runrecord.CONFLICT and lost and args.adopt_settings:
-            logger.warn(f"--adopt-settings: writing this command's {runrecord.SETTINGS} into {args.logdir}")
+        state, reason = runrecord.run_state(logdir, settings)
+        lost = not os.path.isfile(os.path.join(logdir, runrecord.SETTINGS))
+        if state == runrecord.CONFLICT and lost and adopt_settings:
+            logger.warn(f"--adopt-settings: writing this command's {runrecord.SETTINGS} into {logdir}")
             state = runrecord.NEW
         elif state == runrecord.CONFLICT:
             raise UserError(f"{reason}\n" + (
                 f"If this command started that run, re-run it with --adopt-settings to record its "
                 f"{runrecord.SETTINGS} and continue from the newest checkpoint; else choose another --logdir"
                 if lost else "Re-run it with its own settings, or choose another --logdir"))
-        elif args.adopt_settings:
-            raise UserError(f"--adopt-settings: {args.logdir} is not a run without {runrecord.SETTINGS} ({reason})")
-    prefix, step, start_epoch = resume.resume_point(args.logdir, t.steps_per_epoch, restart=args.restart,
+        elif adopt_settings:
+            raise UserError(f"--adopt-settings: {logdir} is not a run without {runrecord.SETTINGS} ({reason})")
+    prefix, step, start_epoch = resume.resume_point(logdir, t.steps_per_epoch, restart=restart,
                                                     chief=chief, warn=logger.warn)
     if step > t.final_step:
         raise UserError(f"{prefix}: global step {step} is past the planned final step {t.final_step}")
-    done = os.path.join(args.logdir, runrecord.DONE)
+    done = os.path.join(logdir, runrecord.DONE)
     if state == runrecord.NEW and chief:
-        runrecord.write_json(os.path.join(args.logdir, runrecord.SETTINGS), settings.to_json())
+        runrecord.write_json(os.path.join(logdir, runrecord.SETTINGS), settings.to_json())
     if step == t.final_step:
         if chief and not os.path.exists(done):
-            runrecord.write_json(done, {"global_step": step, "epoch": args.epochs})
-        print(f"{args.logdir}: training finished (global step {step}, epoch {args.epochs}); nothing to do")
+            runrecord.write_json(done, {"global_step": step, "epoch": t.epochs})
+        print(f"{logdir}: training finished (global step {step}, epoch {t.epochs}); nothing to do")
         return None
     if chief:
         if os.path.exists(done):   # its final checkpoint was damaged: training continues
             os.remove(done)
-        resume.trim_stats(args.logdir, step, start_epoch - 1)
-        logger.set_logger_dir(args.logdir, action="k")
-    logger.info(f"Resuming from {prefix}: global step {step}, epoch {start_epoch} of {args.epochs}" if prefix
-                else f"Starting at global step 0: no checkpoint in {args.logdir}")
+        resume.trim_stats(logdir, step, start_epoch - 1)
+        logger.set_logger_dir(logdir, action="k")
+    logger.info(f"Resuming from {prefix}: global step {step}, epoch {start_epoch} of {t.epochs}" if prefix
+                else f"Starting at global step 0: no checkpoint in {logdir}")
     return prefix, step, start_epoch
 
 
-def build_config(args, env, settings, used, val, prefix, start_epoch, extra_callbacks):
+def build_config(settings, env, used, val, prefix, start_epoch, extra_callbacks):
     t = settings.train
     tf1.disable_eager_execution()   # before seeding: the seed belongs to the graph
     tf1.set_random_seed(t.seed)
@@ -135,7 +136,7 @@ def build_config(args, env, settings, used, val, prefix, start_epoch, extra_call
     # run continues it where the checkpoint's steps ended; one whole minibatch a step, split over the towers
     flow = dataflow.build_train_dataflow(used, t.aug, t.batch, seed=t.seed,
                                          start=(start_epoch - 1) * t.steps_per_epoch,
-                                         num_workers=env["workers"], flip=t.flip, jitter=t.jitter)
+                                         num_workers=env.workers, flip=t.flip, jitter=t.jitter)
     reasons = session.not_bit_identical(t)
     if reasons:
         logger.warn(f"reruns of this command may not be bit-identical: {'; '.join(reasons)} "
@@ -145,29 +146,29 @@ def build_config(args, env, settings, used, val, prefix, start_epoch, extra_call
         # explicit session_init/starting_epoch: resume from the checkpoint's own global step,
         # which stays right even if a kill fell between ModelSaver and the stats.json write
         always_resume=False, session_init=cbs.ResumeRestore(prefix) if prefix else None,
-        starting_epoch=start_epoch, model=model, data=devices.train_input(flow, env.get("towers", 1)),
-        callbacks=[cbs.ResumeCheck(t.steps_per_epoch)] + make_callbacks(args, val) + list(extra_callbacks),
+        starting_epoch=start_epoch, model=model, data=devices.train_input(flow, env.towers),
+        callbacks=[cbs.ResumeCheck(t.steps_per_epoch)] + make_callbacks(settings, val) + list(extra_callbacks),
         extra_callbacks=[],
         session_creator=session.SessionCreator(session.session_config(threads=t.threads, amp=t.amp, xla=t.xla),
                                                deterministic=t.deterministic),
-        steps_per_epoch=t.steps_per_epoch, max_epoch=args.epochs)
+        steps_per_epoch=t.steps_per_epoch, max_epoch=t.epochs)
 
 
-def train_steps(args, env, config):
+def train_steps(env, config, logdir):
     """Run tensorpack's loop; a NaN/inf loss stops it with an error. Returns the trainer."""
-    trainer = devices.make_trainer(env.get("towers", 1))
+    trainer = devices.make_trainer(env.towers)
     logging.getLogger("tensorpack").addFilter(cbs.FixFailureLog())
-    hosts, place = env.get("cluster"), contextlib.nullcontext()
+    hosts, place = env.cluster, contextlib.nullcontext()
     if hosts:   # the chief of --cluster: its towers on the other tasks too (training/cluster.py)
         config.session_creator.target = cluster.server(hosts, 0, config.session_creator.config).target
-        place = tf1.device(cluster.placement(env["towers"] // len(hosts)))
+        place = tf1.device(cluster.placement(env.towers // len(hosts)))
     try:
         with place:
             launch_train_with_config(config, trainer)
     except tf.errors.InvalidArgumentError as e:
         if NONFINITE_LOSS not in str(e):
             raise
-        kept = runrecord.latest_checkpoint(args.logdir, warn=logger.warn)
+        kept = runrecord.latest_checkpoint(logdir, warn=logger.warn)
         kept = f"the last good checkpoint {kept[0]} is kept" if kept else "no checkpoint had been written"
         raise UserError(f"the training loss became NaN or infinite after global step "
                         f"{trainer.loop.global_step}; training stopped, {kept}, done.json is not written "
@@ -185,34 +186,34 @@ def train_steps(args, env, config):
     return trainer
 
 
-def finish(args, env, settings, trainer):
+def finish(settings, env, logdir, trainer):
     """Write done.json after a run that ended well: the final checkpoint is on disk and restores."""
-    final = settings.train.final_step
-    if not env["is_chief"]:
+    final, epochs = settings.train.final_step, settings.train.epochs
+    if not env.is_chief:
         return
-    found = runrecord.latest_checkpoint(args.logdir, warn=logger.warn)
+    found = runrecord.latest_checkpoint(logdir, warn=logger.warn)
     saved = found[1] if found else 0
     if saved != final:
         raise UserError(f"training stopped at global step {trainer.loop.global_step} before the planned "
                         f"{final}; the newest checkpoint that restores is at step {saved}; re-run the same "
                         "command to continue from it")
-    runrecord.write_json(os.path.join(args.logdir, runrecord.DONE), {"global_step": final, "epoch": args.epochs})
-    print(f"{args.logdir}: training finished (global step {final}, epoch {args.epochs})")
+    runrecord.write_json(os.path.join(logdir, runrecord.DONE), {"global_step": final, "epoch": epochs})
+    print(f"{logdir}: training finished (global step {final}, epoch {epochs})")
 
 
 def run(args, env, extra_callbacks=()):
-    """Train (or resume, or report a finished run). Returns the final global step."""
-    lock = lock_logdir(args.logdir)  # noqa: F841  (held until training ends, or the process dies)
+    """Train (or resume, or report a finished run) ``args`` (train.py's flags) on ``env`` (:func:`validate`'s).
+    Returns the final global step.  Past the settings, only they, ``env`` and the logdir are read."""
+    logdir = args.logdir
+    lock = lock_logdir(logdir)  # noqa: F841  (held until training ends, or the process dies)
     train, used, val = load_data(args)
-    if args.batch > len(used):
-        raise UserError(f"--batch {args.batch}: more than the {len(used)} training images in {args.data}")
     settings = make_settings(args, env, runrecord.dataset_fingerprint(train, val, args.holdout),
                              train.num_classes, train.image_shape, normalization(args.normalize, train))
-    start = prepare_logdir(args, env, settings)
+    start = prepare_logdir(settings, env, logdir, restart=args.restart, adopt_settings=args.adopt_settings)
     if start is not None:
         prefix, _, start_epoch = start
-        config = build_config(args, env, settings, used, val, prefix, start_epoch, extra_callbacks)
-        finish(args, env, settings, train_steps(args, env, config))
+        config = build_config(settings, env, used, val, prefix, start_epoch, extra_callbacks)
+        finish(settings, env, logdir, train_steps(env, config, logdir))
     return settings.train.final_step
 
 
@@ -245,7 +246,7 @@ def main(argv=None):
     if args.cluster and args.task:   # not the chief: serve its towers, no data, no logdir
         if not args.nondeterministic:   # the kernels of the chief's towers placed here
             tf.config.experimental.enable_op_determinism()
-        return cluster.serve(cluster.parse(args.cluster), args.task, session.session_config(threads=args.threads))
+        return cluster.serve(parse_cluster(args.cluster), args.task, session.session_config(threads=args.threads))
     env = validate(args)
     signal.signal(signal.SIGTERM, _raise_interrupt)   # a kill (the table scripts' stop) ends as Ctrl-C does
     try:

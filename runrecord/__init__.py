@@ -10,9 +10,9 @@ A logdir holds one run::
     done.json       {"global_step", "epoch"}: written only after a run that ended well
     eval.json       evaluate.py's results
 
-Three modules, one concept each: :mod:`runrecord.settings` (the settings and their
-defaults, checks and fingerprint), :mod:`runrecord.checkpoints` (lookup, restore and
-shape checks) and :mod:`runrecord.state` (the one reader of settings.json and
+One concept per module: :mod:`runrecord.settings` (the settings: their defaults, flags,
+help, sources and checks), :mod:`runrecord.dataset` (the dataset fingerprint),
+:mod:`runrecord.checkpoints` (lookup, restore and shape checks) and :mod:`runrecord.state` (the one reader of settings.json and
 eval.json, and ``run_state``).  Settings are compared on the model, the training
 settings and the dataset fingerprint, never on the "speed" section, the data path or
 the commit, so a dataset moved elsewhere or a run continued on other hardware is accepted.
@@ -22,9 +22,9 @@ from runrecord.checkpoints import (CHECKPOINT_NAME, STATE_FILE, check_checkpoint
                                    checkpoint_fc_classes, checkpoint_files, checkpoint_problem,
                                    checkpoint_shapes, checkpoint_step,
                                    latest_checkpoint, resolve_checkpoint, unreadable)
+from runrecord.dataset import dataset_fingerprint, dataset_problem, pixels_sha1, used_images  # noqa: F401
 from runrecord.settings import (DERIVED, NORMALIZE, RECIPES, ModelSettings, RunSettings,  # noqa: F401
-                                SpeedSettings, TrainSettings, dataset_fingerprint, dataset_problem,
-                                pixels_sha1, resolve_recipe, used_images)
+                                SpeedSettings, TrainSettings, add_flags, field_default, resolve_recipe)
 from runrecord.state import (CONFLICT, DONE, EVAL, EVALUATED, NEW, RESUMABLE, SETTINGS,  # noqa: F401
                              STATS, TRAINED, eval_problem, load_settings, read_eval, read_json,
                              read_settings, run_state, settings_path, write_json)

@@ -1,18 +1,25 @@
-"""The settings of a run: the one statement of every default, and their validation.
+"""The settings of a run: the one statement of every default, its flag, help and source, and their validation.
 
 ``RunSettings`` is what train.py records in settings.json and what resume and the
 table scripts compare: the ``model`` section (``models.CAMModel``'s settings), the
 ``train`` section (what changes the learned weights), the ``speed`` section (never
-compared), the data path, the dataset fingerprint (:func:`dataset_fingerprint`),
+compared), the data path, the dataset fingerprint (:func:`runrecord.dataset.dataset_fingerprint`),
 the git commit and the library versions.  No TensorFlow is imported here.
+
+Each field is a :func:`setting`: its default, its source (paper sec. 3, docs/sources.md,
+or ours) and, for what a user sets, its train.py flag (name, argparse type from
+:mod:`argtypes`, choices, help).  :func:`add_flags` makes the flags from them;
+:meth:`RunSettings.validate` applies the same types to the values.
 """
+import argparse
 import dataclasses
-import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field
 from typing import Optional
 
 import numpy as np
+
+import argtypes
 
 NORMALIZE = ("dataset", "imagenet")
 # each recipe's defaults for the four parts; an explicit flag overrides its part (docs/sources.md)
@@ -25,58 +32,164 @@ RECIPES = {
 # model keys that follow from the data (normalize="dataset") and may be unknown (None) in
 # settings built before the pixels are read; compared only when both sides know them
 DERIVED = ("mean_bgr", "std_bgr")
+MAX_EPOCHS = 10 ** 6     # ours: 650 times the paper's 1500; larger values only exhaust memory in the schedule
+MIN_STEPS_CAP = 1000     # ours: --steps-per-epoch may exceed one pass up to this, for benchmarks on small data
+
+
+def setting(default=MISSING, *, source, help=None, flag=None, flag_default=None, auto=None, invert=False,
+            **argparse_options):
+    """A dataclass field with its metadata: ``source`` (paper sec. 3, docs/sources.md, ours) and,
+    for a train.py flag, ``help`` plus argparse's ``type``/``choices``/``action``/``metavar``.
+
+    ``flag``: the flag where it is not ``--`` + the name with dashes; ``auto``: what an unset
+    flag (default None) resolves to, for the help; ``invert``: a store_true flag that turns the
+    field off; ``flag_default``: the flag's default where the field has none (set positionally).
+    A field without ``help`` is set from the data, the machine or other fields, not by a flag.
+    """
+    meta = dict(argparse_options, source=source, help=help, flag=flag, flag_default=flag_default, auto=auto,
+                invert=invert)
+    return field(metadata=meta) if default is MISSING else field(default=default, metadata=meta)
 
 
 @dataclass
 class ModelSettings:
     """The kwargs of ``models.CAMModel``: ``CAMModel(**asdict(model))`` rebuilds the graph."""
-    depth: int                          # paper sec. 3: ResNet-18 or 34
-    num_classes: int                    # the dataset's wnids.txt
-    image_shape: list                   # [H, W] of the dataset's images
-    width_mult: float = 1.0             # ours: 1.0 is the paper's width (narrower for tests)
-    final_stride: int = 4               # docs/sources.md: authors' code, 16x16 map from 64x64
-    mean_bgr: Optional[list] = None     # --normalize: training split's mean, or ImageNet's (docs/sources.md)
-    std_bgr: Optional[list] = None      # --normalize: training split's std, or ImageNet's (docs/sources.md)
+    depth: int = setting(source="paper sec. 3: 18 and 34", help="ResNet depth", type=int, choices=(18, 34),
+                         flag_default=18)
+    num_classes: int = setting(source="the dataset's wnids.txt", type=argtypes.positive_int)
+    image_shape: list = setting(source="[H, W] of the dataset's images")
+    width_mult: float = setting(1.0, source="ours: 1.0 is the paper's width; other values for tests, the demo",
+                                help="scale all widths", type=argtypes.positive_float)
+    final_stride: int = setting(4, source="paper, docs/sources.md: the authors' code", type=int, choices=(4, 8),
+                                help="4: a 16x16 map from 64x64; 8: an 8x8 map")
+    mean_bgr: Optional[list] = setting(None, source="--normalize: training split's mean, or ImageNet's (docs/sources.md)")
+    std_bgr: Optional[list] = setting(None, source="--normalize: training split's std, or ImageNet's (docs/sources.md)")
+
+
+RECIPE_SOURCE = "docs/sources.md: SN-ResNet codes/utils.py"
 
 
 @dataclass
 class TrainSettings:
     """What changes the learned weights; compared on resume."""
-    aug: str                            # paper Table 1: cam, hns, gr, hns_after_gr, gr_after_hns
-    batch: int                          # paper sec. 3: the whole minibatch (32, 128, 256)
-    epochs: int = 1500                  # paper sec. 3
-    lr: float = 0.1                     # paper sec. 3
-    lr_step_epochs: int = 250           # paper sec. 3: /10 every 250 epochs
-    lr_decay: float = 0.1               # paper sec. 3
-    momentum: float = 0.9               # paper sec. 3: Nesterov momentum 0.9
-    weight_decay: float = 1e-4          # paper sec. 3
-    seed: int = 0                       # ours: initialisation and data order
-    holdout: int = 0                    # ours (0 = paper): last N training images per class not trained on
-    recipe: str = "paper"               # docs/sources.md: paper, or sn-resnet (authors' later code)
-    flip: bool = False                  # docs/sources.md: SN-ResNet codes/utils.py Flip(horiz=True)
-    jitter: bool = False                # docs/sources.md: SN-ResNet codes/utils.py colour jitter
-    normalize: str = "dataset"          # docs/sources.md: dataset mean/std, or /255 + ImageNet mean/std
-    early_grad_scale: float = 1.0       # docs/sources.md: SN-ResNet ScaleGradient 0.1; 1.0 = off
-    steps_per_epoch: int = 0            # ours: training images // batch unless set
-    final_step: int = 0                 # ours: steps_per_epoch * epochs
-    amp: object = False                 # ours: False, "bf16" (CPU) or "fp16" (GPU)
-    batch_per_tower: int = 0            # docs/sources.md: batch // towers, BatchNorm per tower
+    aug: str = setting(source="paper Table 1", help="augmentation", required=True,
+                       choices=("cam", "hns", "gr", "hns_after_gr", "gr_after_hns"))
+    batch: int = setting(source="paper Table 1: 32, 128, 256", type=argtypes.positive_int, flag_default=256,
+                         help="the whole minibatch, split over GPUs/processes")
+    epochs: int = setting(1500, source="paper sec. 3", help=f"training epochs, at most {MAX_EPOCHS}",
+                          type=argtypes.int_in(1, MAX_EPOCHS))
+    lr: float = setting(0.1, source="paper sec. 3", help="initial learning rate", type=argtypes.positive_float)
+    lr_step_epochs: int = setting(250, source="paper sec. 3", type=argtypes.positive_int,
+                                  help="multiply the rate by --lr-decay every this many epochs")
+    lr_decay: float = setting(0.1, source="paper sec. 3: divided by 10", help="the rate's factor at each step",
+                              type=argtypes.positive_float)
+    momentum: float = setting(0.9, source="paper sec. 3", help="Nesterov momentum",
+                              type=argtypes.float_in(0, 1, high_open=True))
+    weight_decay: float = setting(1e-4, source="paper sec. 3", flag="--wd", type=argtypes.nonnegative_float,
+                                  help="weight decay on conv and FC weights")
+    seed: int = setting(0, source="ours: at most 2**31 - 2", type=argtypes.seed,
+                        help="seeds the initialisation and the data order")
+    holdout: int = setting(0, source="ours: 0 is the paper's", type=argtypes.nonnegative_int, metavar="N",
+                           help="exclude the last N training images of each class from training, for "
+                                "choosing evaluate.py's threshold")
+    recipe: str = setting("paper", source="docs/sources.md", choices=tuple(sorted(RECIPES)),
+                          help="paper: only what the paper states; sn-resnet: the authors' later code, "
+                               "= --jitter --flip --normalize imagenet --early-grad-scale 0.1")
+    flip: bool = setting(False, source=f"{RECIPE_SOURCE} Flip(horiz=True)", auto="--recipe's",
+                         action=argparse.BooleanOptionalAction, help="random horizontal flip")
+    jitter: bool = setting(False, source=f"{RECIPE_SOURCE} colour jitter", auto="--recipe's",
+                           action=argparse.BooleanOptionalAction,
+                           help="colour jitter in random order: brightness, contrast, saturation, PCA lighting")
+    normalize: str = setting("dataset", source=f"{RECIPE_SOURCE} image_preprocess", auto="--recipe's",
+                             choices=NORMALIZE,
+                             help="dataset: the training split's mean/std; imagenet: /255 then ImageNet mean/std")
+    early_grad_scale: float = setting(1.0, source="docs/sources.md: SN-ResNet ScaleGradient 0.1",
+                                      auto="--recipe's", type=argtypes.positive_float, metavar="F",
+                                      help="multiply the gradients of conv0 and groups 0-2 by F, 1 = off")
+    steps_per_epoch: int = setting(0, source="ours", auto="training images // --batch",
+                                   type=argtypes.positive_int,
+                                   help="set it only for benchmarks and smoke runs, at most one pass or "
+                                        f"{MIN_STEPS_CAP} steps: checkpoints are written at epoch ends")
+    final_step: int = setting(0, source="ours: steps_per_epoch * epochs", type=argtypes.nonnegative_int)
+    amp: object = setting(False, source="ours", action="store_true",   # False, "bf16" (CPU) or "fp16" (GPU)
+                          help="mixed precision: bf16 on a CPU with AVX512_BF16/AMX, fp16 on GPUs; changes numerics")
+    batch_per_tower: int = setting(0, source="docs/sources.md: batch // towers, BatchNorm per tower",
+                                   type=argtypes.nonnegative_int)
     # the rest change results only in the last bits (docs/reproducibility.md)
-    threads: int = 0                    # ours: intra-op CPU threads (Eigen/oneDNN split sums by thread)
-    xla: bool = False                   # ours: XLA auto-clustering fuses ops
-    data_format: str = "NHWC"           # ours: NCHW may help on GPUs; other kernels
-    deterministic: bool = True          # ours: TF op determinism (off: --nondeterministic)
+    threads: int = setting(0, source="ours", auto="all cores",   # Eigen/oneDNN split sums by thread
+                           type=argtypes.nonnegative_int,
+                           help="intra-op threads for CPU kernels, where tensorpack's 1 is ~20% slower; "
+                                "CPU results depend on it, so a resumed run must keep it")
+    xla: bool = setting(False, source="ours", action="store_true",   # XLA auto-clustering fuses ops
+                        help="XLA auto-clustering, GPUs only")
+    data_format: str = setting("NHWC", source="ours", choices=("NHWC", "NCHW"),
+                               help="layout of the convolutions; NCHW may help on GPUs, is slower on CPUs")
+    deterministic: bool = setting(True, source="ours: docs/reproducibility.md", flag="--nondeterministic",
+                                  invert=True, action="store_true",
+                                  help="TensorFlow's op determinism off: faster on some GPUs, "
+                                       "reruns differ")
 
 
 @dataclass
 class SpeedSettings:
     """How fast, not what is learned (the batches do not depend on the workers): never compared."""
-    workers: int = 0                    # ours: dataflow processes
-    val_every: int = 10                 # ours: validation every N epochs and after the last
-    val_batch: int = 128                # ours
-    keep_checkpoints: int = 10          # ours
-    gpus: int = 0                       # ours: towers in this process
-    machines: int = 1                   # ours: tasks of --cluster (training/cluster.py)
+    workers: int = setting(0, source="ours: about half the cores feed the GPUs' towers", type=argtypes.nonnegative_int,
+                           auto="0 on the CPU, min(8, cores // 2) per machine with GPUs",
+                           help="dataflow worker processes")
+    val_every: int = setting(10, source="ours", type=argtypes.positive_int,
+                             help="validation Top-1/Top-5 error every this many epochs and after the last")
+    val_batch: int = setting(128, source="ours", help="batch size for validation", type=argtypes.positive_int)
+    keep_checkpoints: int = setting(10, source="ours", help="how many of the newest checkpoints to keep",
+                                    type=argtypes.positive_int)
+    gpus: int = setting(0, source="ours", auto="all visible; 0 = the CPU",   # towers in this process
+                        type=argtypes.nonnegative_int, help="GPUs to train on in this process")
+    machines: int = setting(1, source="ours: tasks of --cluster (training/cluster.py)", type=argtypes.positive_int)
+
+
+def field_default(cls, name):
+    """The default of field ``name`` of ``cls``: its dataclass default, else its flag's (None: none)."""
+    f = cls.__dataclass_fields__[name]
+    return f.metadata.get("flag_default") if f.default is MISSING else f.default
+
+
+def is_flag(cls, name):
+    return cls.__dataclass_fields__[name].metadata.get("help") is not None
+
+
+def flag_name(cls, name):
+    return cls.__dataclass_fields__[name].metadata["flag"] or "--" + name.replace("_", "-")
+
+
+def flag_value(cls, name, args):
+    """The field's value from parsed flags (None: unset), through an inverted flag."""
+    meta = cls.__dataclass_fields__[name].metadata
+    value = getattr(args, flag_name(cls, name)[2:].replace("-", "_"))
+    return not value if meta["invert"] else value
+
+
+def add_flags(parser, cls, names, *, unset=False):
+    """Add one argparse option to ``parser`` (or a group) per field of ``cls`` in ``names``, from its
+    metadata.  The default is the field's (None for a field resolved later, ``auto``), or None for
+    all when ``unset`` (evaluate.py: the run's settings.json decides); the help names the field's
+    default either way, and its source."""
+    for name in names:
+        meta, default = dict(cls.__dataclass_fields__[name].metadata), field_default(cls, name)
+        if not is_flag(cls, name):
+            raise ValueError(f"{cls.__name__}.{name} is set from the data or the machine, not by a flag")
+        options = {k: v for k, v in meta.items() if k in ("type", "choices", "action", "metavar", "required")}
+        source = meta["source"].removeprefix("ours").lstrip(":; ")
+        if meta.get("required"):
+            said = source
+        elif meta["auto"]:
+            said = f"default: {meta['auto']}"
+        elif options.get("action") == "store_true":   # an inverted flag turns the field's default off
+            said = f"default: {name.replace('_', ' ')}" if meta["invert"] else "default off"
+        else:
+            said = f"default {default}"
+        said += f"; {source}" if source and not meta.get("required") else ""
+        if not meta.get("required"):
+            options["default"] = None if unset or meta["auto"] else (not default if meta["invert"] else default)
+        parser.add_argument(flag_name(cls, name), help=f"{meta['help']} ({said})".replace("%", "%%"), **options)
 
 
 def _check(ok, what):
@@ -102,21 +215,22 @@ class RunSettings:
         self.validate()
 
     def validate(self):
-        """ValueError naming the first bad field."""
-        m, t = self.model, self.train
-        _check(m.depth in (18, 34), f"model.depth {m.depth} is not 18 or 34")
-        _check(m.num_classes >= 1 and len(m.image_shape) == 2, "model.num_classes / image_shape")
-        _check(_finite(m.width_mult) and m.width_mult > 0, f"model.width_mult {m.width_mult}")
-        for name in ("batch", "epochs", "lr_step_epochs"):
-            _check(getattr(t, name) >= 1, f"train.{name} {getattr(t, name)} is not positive")
-        for name in ("seed", "holdout", "steps_per_epoch", "final_step", "batch_per_tower"):
-            _check(getattr(t, name) >= 0, f"train.{name} {getattr(t, name)} is negative")
-        for name in ("lr", "lr_decay", "early_grad_scale"):
-            _check(_finite(getattr(t, name)) and getattr(t, name) > 0, f"train.{name} {getattr(t, name)}")
-        _check(_finite(t.momentum) and 0 <= t.momentum < 1, f"train.momentum {t.momentum} not in [0, 1)")
-        _check(_finite(t.weight_decay) and t.weight_decay >= 0, f"train.weight_decay {t.weight_decay}")
-        _check(t.recipe in RECIPES, f"train.recipe {t.recipe!r} not one of {sorted(RECIPES)}")
-        _check(t.normalize in NORMALIZE, f"train.normalize {t.normalize!r} not one of {NORMALIZE}")
+        """ValueError naming the first bad field: each field's flag type and choices applied to its
+        value (a field's own default passes: 0 steps_per_epoch, say, is "not resolved yet")."""
+        for section in ("model", "train", "speed"):
+            values = getattr(self, section)
+            for f in dataclasses.fields(values):
+                value, meta = getattr(values, f.name), f.metadata
+                if value == f.default and type(value) is type(f.default):
+                    continue
+                try:
+                    if "type" in meta:
+                        meta["type"](value if isinstance(value, str) else repr(value))
+                    _check("choices" not in meta or value in meta["choices"],
+                           f"{value!r} is not one of {list(meta.get('choices', ()))}")
+                except (argparse.ArgumentTypeError, ValueError) as e:
+                    raise ValueError(f"settings: {section}.{f.name}: {str(e).removeprefix('settings: ')}") from None
+        _check(len(self.model.image_shape) == 2, f"model.image_shape {self.model.image_shape} is not [H, W]")
 
     def to_json(self):
         return json.loads(json.dumps(dataclasses.asdict(self)))   # tuples -> lists
@@ -161,54 +275,3 @@ def resolve_recipe(recipe, **parts):
     if recipe not in RECIPES:
         raise ValueError(f"recipe must be one of {sorted(RECIPES)}, got {recipe!r}")
     return {k: (parts[k] if parts.get(k) is not None else v) for k, v in RECIPES[recipe].items()}
-
-
-def used_images(labels, holdout):
-    """How many images remain for training when the last ``holdout`` of each class are held out."""
-    counts = np.bincount(np.asarray(labels, dtype=np.int64))
-    return int(np.maximum(counts - int(holdout), 0).sum())
-
-
-def dataset_fingerprint(train, val, holdout=0):
-    """What identifies the data a run learned from, independently of its path.
-
-    ``train``/``val``: anything with ``.wnids``, ``.files``, ``.labels``, ``.boxes`` (a loaded
-    ``Split`` or the annotations alone, no pixels).  ``sha1``: class order (wnids.txt),
-    file names, labels and boxes of both splits; ``pixels``: per split, a sha1 of the
-    decoded images in file order (None without pixels), so that images swapped between
-    two classes change it; also the sizes and the training images held out per class.
-    """
-    h = hashlib.sha1()
-    for split in (train, val):
-        h.update("\n".join(split.wnids).encode())
-        h.update("\n".join(split.files).encode())
-        h.update(np.ascontiguousarray(split.labels, dtype=np.int64).tobytes())
-        h.update(np.ascontiguousarray(split.boxes, dtype=np.int64).tobytes())
-    pixels = {name: pixels_sha1(s) for name, s in (("train", train), ("val", val))}
-    return {"num_classes": len(train.wnids), "train_images": len(train.labels),
-            "val_images": len(val.labels), "holdout": int(holdout),
-            "train_used": used_images(train.labels, holdout), "sha1": h.hexdigest(),
-            "pixels": pixels if None not in pixels.values() else None}
-
-
-def pixels_sha1(split):
-    """sha1 of a loaded split's images ``(N, H, W, 3)`` uint8 in file order; None without pixels."""
-    images = getattr(split, "images", None)
-    return None if images is None else hashlib.sha1(np.ascontiguousarray(images).data).hexdigest()
-
-
-def dataset_problem(recorded, train, val, evaluated=None):
-    """None if the data at hand is the data of a run's settings.json ``dataset``, else which part differs.
-
-    ``train``/``val``: the annotations of the data at hand (no pixels needed); ``evaluated``:
-    ``(split name, loaded Split)`` whose pixels are compared when the run recorded them.
-    """
-    mine = dataset_fingerprint(train, val, recorded.get("holdout", 0))
-    if recorded.get("sha1") not in (None, mine["sha1"]):
-        return ("its class order (wnids.txt), file names, labels or boxes differ from the run's "
-                f"(dataset.sha1 {recorded['sha1'][:12]} vs {mine['sha1'][:12]})")
-    name, split = evaluated or (None, None)
-    stored = (recorded.get("pixels") or {}).get(name)
-    if stored and stored != pixels_sha1(split):
-        return f"its {name} images differ from the run's (dataset.pixels.{name})"
-    return None

@@ -38,6 +38,7 @@ import cv2
 import runrecord
 from errors import UserError
 from runrecord import CONFLICT, EVALUATED, NEW, RESUMABLE, TRAINED  # noqa: F401 (the states)
+from runrecord.command import Machine, command_settings
 from tables.paper import LAYOUTS
 
 
@@ -138,21 +139,17 @@ class Expectation:
         return self._fingerprints[holdout]
 
     def settings(self, train_argv):
-        """RunSettings of ``train.py <train_argv>``, from train.py's own parser and settings (which
-        refuse unknown and abbreviated flags), with the dataset fingerprint of the annotations."""
-        from training import devices, options   # the one known exception to "tables/ never imports training/"
-        try:
-            args = options.parse_args(train_argv)
+        """RunSettings of ``train.py <train_argv>``, from train.py's own parser, environment and settings
+        (``runrecord.command``: they refuse unknown and abbreviated flags), with the dataset fingerprint
+        of the annotations."""
+        try:   # the machine assumed: this one, with the run's GPUs, TensorFlow's oneDNN on (tf_env.py)
+            return command_settings(train_argv, Machine(gpus=self.gpus), self.fingerprint, len(self.train.wnids),
+                                    self.image_shape)
         except SystemExit as e:
             if e.code:
                 raise UserError("train.py refuses the options after -- (its message is above); "
                                 "nothing was run") from None
             raise
-        env = {"amp": options.amp_mode(args.amp, self.gpus), "workers": 0, "gpus": self.gpus, "size": 1,
-               # as train.py splits the whole minibatch over the GPUs of its process
-               "batch_per_tower": devices.split_batch(args.batch, max(self.gpus, 1), "GPUs")}
-        return options.make_settings(args, env, self.fingerprint(args.holdout), len(self.train.wnids),
-                                     self.image_shape)
 
 
 TO_TRAIN = (NEW, RESUMABLE)

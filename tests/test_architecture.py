@@ -8,10 +8,9 @@ from tests.conftest import REPO
 
 ENTRY_POINTS = ("train", "evaluate", "tables.__main__")     # besides tools.* and benchmarks.*
 SCRIPT_PACKAGES = ("tools", "benchmarks")
-# The one known exception: tables.runs.Expectation builds a run's expected settings with
-# train.py's own parser (training.options) and batch split (training.devices), until a
-# function that turns train.py's argv into settings lives in runrecord (issue 16, item 1).
-TABLES_TRAINING_EXCEPTION = {"tables.runs": {"training", "training.devices", "training.options"}}
+# the run record's modules the table scripts build settings with: they know no TensorFlow
+SETTINGS_MODULES = ("runrecord.settings", "runrecord.command", "runrecord.dataset")
+TENSORFLOW = ("tensorflow", "tensorpack", "tf_env", "models", "training", "augment", "dataflow")
 
 
 def modules():
@@ -62,8 +61,10 @@ def violations(mods=None):
                 bad.append((name, imp, "cam/ imports only cam/ of this project"))
             if not entry and any(within(imp, e) for e in ENTRY_POINTS + SCRIPT_PACKAGES):
                 bad.append((name, imp, "libraries never import entry points"))
-            if within(name, "tables") and within(imp, "training") and imp not in TABLES_TRAINING_EXCEPTION.get(name, ()):
+            if within(name, "tables") and within(imp, "training"):
                 bad.append((name, imp, "tables/ never imports training/"))
+            if name in SETTINGS_MODULES and any(within(imp, t) for t in TENSORFLOW):
+                bad.append((name, imp, "the settings know no TensorFlow"))
             if within(name, "augment") and within(imp, "dataflow"):
                 bad.append((name, imp, "augment/ imports no dataflow"))
     return bad
@@ -73,13 +74,6 @@ def test_the_house_keeps_its_rules():
     assert violations() == []
 
 
-def test_the_exception_is_still_needed():
-    # when tables/ stops importing training/, the exception goes too
-    mods = modules()
-    used = {n: {i for i in imports_of(n, mods[n]) if within(i, "training")} for n in mods if within(n, "tables")}
-    assert {n: i for n, i in used.items() if i} == TABLES_TRAINING_EXCEPTION
-
-
 @pytest.mark.parametrize("name, source, rule", [
     ("cam.fake", "import tensorflow as tf\n", "cam/ knows no TensorFlow"),
     ("cam.fake", "from models import resnet\n", "cam/ imports only cam/ of this project"),
@@ -87,6 +81,9 @@ def test_the_exception_is_still_needed():
     ("evaluation.fake", "import tools.gpu_check\n", "libraries never import entry points"),
     ("tables.fake", "from training.options import parse_args\n", "tables/ never imports training/"),
     ("tables.report", "from training import options\n", "tables/ never imports training/"),
+    ("tables.runs", "from training import devices\n", "tables/ never imports training/"),
+    ("runrecord.command", "from training import session\n", "the settings know no TensorFlow"),
+    ("runrecord.settings", "from models import DEPTHS\n", "the settings know no TensorFlow"),
     ("augment.fake", "from dataflow.builders import train_augmentors\n", "augment/ imports no dataflow"),
     ("augment.sub.fake", "from ...dataflow import check_root\n", "augment/ imports no dataflow"),
 ])

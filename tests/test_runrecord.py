@@ -1,5 +1,6 @@
 """runrecord/ and argtypes.py: settings, fingerprint, checkpoint lookup, run state, flag types."""
 import argparse
+import dataclasses
 import json
 import os
 import time
@@ -76,13 +77,47 @@ def test_model_section_rebuilds_the_graph():
 
 @pytest.mark.parametrize("key, value", [("train.lr", float("nan")), ("train.weight_decay", float("inf")),
                                         ("train.momentum", 1.0), ("train.recipe", "other"),
-                                        ("train.normalize", "x"), ("train.seed", -1)])
+                                        ("train.normalize", "x"), ("train.seed", -1), ("model.depth", 50),
+                                        ("train.epochs", 10 ** 7), ("speed.val_every", 0)])
 def test_validation_refuses_bad_values(key, value):
     d = settings().to_json()
     section, name = key.split(".")
     d[section][name] = value
     with pytest.raises(ValueError, match=name):
         runrecord.RunSettings.from_json(d)
+
+
+def test_the_choices_stated_in_the_fields_are_the_codes():
+    # runrecord imports no TensorFlow, so the fields state the choices that models/ and augment/ own
+    from augment import METHODS
+    from models import DEPTHS, FINAL_STRIDES
+    choices = {f.name: f.metadata.get("choices") for cls in (runrecord.ModelSettings, runrecord.TrainSettings)
+               for f in dataclasses.fields(cls)}
+    assert choices["aug"] == METHODS
+    assert choices["depth"] == tuple(sorted(DEPTHS)) and choices["final_stride"] == tuple(sorted(FINAL_STRIDES))
+    assert choices["normalize"] == runrecord.NORMALIZE and choices["recipe"] == tuple(sorted(runrecord.RECIPES))
+
+
+def test_add_flags_makes_the_fields_flags():
+    p = argparse.ArgumentParser(allow_abbrev=False)
+    runrecord.add_flags(p, runrecord.ModelSettings, ["depth", "width_mult"])
+    runrecord.add_flags(p, runrecord.TrainSettings, ["weight_decay", "deterministic", "flip"])
+    args = p.parse_args([])
+    assert (args.depth, args.width_mult, args.wd, args.nondeterministic, args.flip) == (18, 1.0, 1e-4, False, None)
+    assert runrecord.field_default(runrecord.ModelSettings, "depth") == 18   # positional, the flag's default
+    assert p.parse_args(["--wd", "0", "--nondeterministic", "--no-flip"]).wd == 0.0
+    text = p.format_help()
+    for said in ("ResNet depth (default 18; paper sec. 3", "(default 1.0;", "(default 0.0001; paper sec. 3)",
+                 "(default: deterministic;", "(default: --recipe's;"):
+        assert said in " ".join(text.split()), said
+    with pytest.raises(SystemExit):
+        p.parse_args(["--wd", "-1"])   # the field's argparse type
+    unset = argparse.ArgumentParser()
+    runrecord.add_flags(unset, runrecord.ModelSettings, ["depth", "width_mult"], unset=True)
+    assert vars(unset.parse_args([])) == {"depth": None, "width_mult": None}
+    assert "(default 18;" in unset.format_help()   # the help still names the field's default
+    with pytest.raises(ValueError, match="not by a flag"):
+        runrecord.add_flags(unset, runrecord.ModelSettings, ["num_classes"])
 
 
 def test_recipe_parts_and_overrides():

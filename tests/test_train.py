@@ -1,4 +1,6 @@
 """train.py and training/: flags, schedule, logdir rules, short runs, kill -9 and resume."""
+import dataclasses
+import functools
 import json
 import os
 import shutil
@@ -19,6 +21,7 @@ import train
 from errors import UserError
 from training import callbacks as cbs
 import runrecord
+from runrecord import command
 from tests.conftest import REPO, SMALL, run_script
 from training import devices, resume, session
 
@@ -58,18 +61,18 @@ def test_tensorpack_setter_follows_lr_at_epoch():
 # --------------------------------------------------------------------------- devices, session
 
 def test_batch_split_per_tower_and_rank():
-    assert devices.split_batch(256, 4, "GPUs") == 64
+    assert command.split_batch(256, 4, "GPUs") == 64
     with pytest.raises(UserError, match="divide by the number of GPUs"):
-        devices.split_batch(256, 3, "GPUs")
-    assert devices.split_batch(256, 8, "towers") == 32
+        command.split_batch(256, 3, "GPUs")
+    assert command.split_batch(256, 8, "towers") == 32
     with pytest.raises(UserError, match="towers"):
-        devices.split_batch(100, 8, "towers")
+        command.split_batch(100, 8, "towers")
     assert isinstance(devices.make_trainer(0), SimpleTrainer)
 
 
 def test_session_config_is_unthrottled_and_sets_amp_and_xla(tiny_data):
     cores = session.available_cores()
-    assert train.parse_args(["--data", tiny_data, "--aug", "gr"]).threads == cores
+    assert train.validate(train.parse_args(["--data", tiny_data, "--aug", "gr"])).threads == cores
     plain = session.session_config(threads=cores)
     assert plain.intra_op_parallelism_threads == cores   # tensorpack's default is 1
     rw = session.session_config(threads=2, amp="bf16").graph_options.rewrite_options
@@ -77,6 +80,62 @@ def test_session_config_is_unthrottled_and_sets_amp_and_xla(tiny_data):
     rw = session.session_config(threads=2, amp="fp16").graph_options.rewrite_options
     assert rw.auto_mixed_precision == 1
     assert session.session_config(threads=2, xla=True).graph_options.optimizer_options.global_jit_level == 1
+
+
+# --------------------------------------------------------------------------- flags, environment
+
+# the fields no flag sets: from the data, the machine (the environment) or other fields
+NOT_FLAGS = ("num_classes", "image_shape", "mean_bgr", "std_bgr", "final_step", "batch_per_tower", "machines")
+
+
+def test_every_setting_is_a_flag_with_its_default_or_derived(tiny_data):
+    parser = command.parser()
+    flags = {a.dest: a for a in parser._actions}
+    for cls in (runrecord.ModelSettings, runrecord.TrainSettings, runrecord.SpeedSettings):
+        for f in dataclasses.fields(cls):
+            assert (f.name in NOT_FLAGS) != runrecord.settings.is_flag(cls, f.name), f.name
+            if f.name in NOT_FLAGS:
+                continue
+            flag = flags[runrecord.settings.flag_name(cls, f.name)[2:].replace("-", "_")]
+            default = runrecord.field_default(cls, f.name)
+            if f.metadata["auto"]:   # resolved from the recipe, the data or the machine
+                assert flag.default is None, f.name
+            elif not flag.required:
+                assert flag.default == (not default if f.metadata["invert"] else default), f.name
+    # and the settings of the flags' defaults are the fields' defaults
+    s = train.make_settings(train.parse_args(["--data", tiny_data, "--aug", "gr", "--threads", "0"]),
+                            command.Env(gpus=0, towers=1, batch_per_tower=0, amp=False, workers=0, threads=0),
+                            {"train_used": 300}, 4, [32, 40])
+    for cls, values in ((runrecord.ModelSettings, s.model), (runrecord.TrainSettings, s.train),
+                        (runrecord.SpeedSettings, s.speed)):
+        for f in dataclasses.fields(cls):
+            if f.name not in NOT_FLAGS + ("aug", "steps_per_epoch"):
+                assert getattr(values, f.name) == runrecord.field_default(cls, f.name), f.name
+
+
+def make_env(data, *argv, gpus=0, cores=6, bf16=False, onednn=True):
+    flags = command.parse_args(["--data", data, "--aug", "gr", "--logdir", "unused", *argv])
+    return command.make_env(flags, command.Machine(gpus=gpus, cores=cores, bf16=bf16, onednn=onednn))
+
+
+def test_the_environment_from_the_flags_and_the_machines_facts(tiny_data):
+    env = functools.partial(make_env, tiny_data)
+    assert env() == command.Env(gpus=0, towers=1, batch_per_tower=256, amp=False, workers=0, threads=6)
+    assert env("--amp", "--batch", "32", "--threads", "2", "--towers", "2", bf16=True) == command.Env(
+        gpus=0, towers=2, batch_per_tower=16, amp="bf16", workers=0, threads=2)
+    assert env("--amp", gpus=4, cores=20) == command.Env(gpus=4, towers=4, batch_per_tower=64, amp="fp16",
+                                                         workers=8, threads=20)
+    assert env("--gpus", "2", "--workers", "1", gpus=4, cores=6).workers == 1
+    assert env(gpus=2, cores=6).workers == 3   # about half the cores feed the GPUs
+    two = env("--cluster", "a:1,b:2", gpus=2)
+    assert (two.towers, two.size, two.cluster, two.batch_per_tower) == (4, 2, ("a:1", "b:2"), 64)
+    env("--data-format", "NCHW")   # oneDNN's CPU kernels take NCHW
+    for argv, facts, message in [(["--amp"], {}, "AVX512_BF16"), (["--gpus", "5"], {"gpus": 4}, r"only 4 GPU\(s\) visible"),
+                                 (["--data-format", "NCHW"], {"onednn": False}, "oneDNN"),
+                                 (["--xla"], {}, "GPU kernels only"), (["--batch", "9", "--towers", "2"], {}, r"towers \(2\)"),
+                                 (["--towers", "2"], {"gpus": 1}, "a CPU test aid")]:
+        with pytest.raises(UserError, match=message):
+            env(*argv, **facts)
 
 
 # --------------------------------------------------------------------------- logdir rules

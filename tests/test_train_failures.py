@@ -148,12 +148,11 @@ def test_the_stopped_at_message_names_the_step_reached_and_the_newest_checkpoint
     import types
     import train
     from errors import UserError
-    args = types.SimpleNamespace(logdir=str(tmp_path), epochs=3)
-    settings = types.SimpleNamespace(train=types.SimpleNamespace(final_step=18))
+    settings = types.SimpleNamespace(train=types.SimpleNamespace(final_step=18, epochs=3))
     trainer = types.SimpleNamespace(loop=types.SimpleNamespace(global_step=6))
     with pytest.raises(UserError, match="stopped at global step 6 before the planned 18; the newest "
                                         "checkpoint that restores is at step 0"):
-        train.finish(args, {"is_chief": True}, settings, trainer)
+        train.finish(settings, types.SimpleNamespace(is_chief=True), str(tmp_path), trainer)
     assert not os.path.exists(tmp_path / runrecord.DONE)
 
 

@@ -30,18 +30,6 @@ JOB = "worker"
 DONE_QUEUE = "train_py_done"   # shared name of the queue on which a task waits for the chief
 
 
-def parse(text):
-    """``"host:port,host:port"`` -> list of addresses (task 0 first), or a UserError."""
-    hosts = [h.strip() for h in text.split(",")]
-    for h in hosts:
-        host, _, port = h.rpartition(":")
-        if not host or not port.isdigit():
-            raise UserError(f"--cluster {text}: {h!r} is not host:port")
-    if len(set(hosts)) != len(hosts):
-        raise UserError(f"--cluster {text}: an address appears twice")
-    return hosts
-
-
 def server(hosts, task, config):
     """Start this process's server of the cluster (task ``task``)."""
     if not 0 <= task < len(hosts):

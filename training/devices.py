@@ -1,8 +1,9 @@
-"""Which trainer, how many towers, and how the paper's whole minibatch is split.
+"""Which trainer, and how the towers take their part of the paper's whole minibatch.
 
 The paper's batch size is the whole minibatch (paper sec. 3, docs/sources.md). tensorpack's
 examples split it over GPUs, ``batch // num_gpus`` per tower, with BatchNorm
-statistics per tower; ``--cluster`` adds the GPUs of other machines as towers.
+statistics per tower; ``--cluster`` adds the GPUs of other machines as towers.  How many towers
+and the per-tower batch follow from the flags (``runrecord.command.towers``, ``split_batch``).
 """
 import tf_env  # noqa: F401
 
@@ -13,8 +14,6 @@ import tensorflow as tf
 from tensorpack import QueueInput
 from tensorpack.tfutils.tower import get_current_tower_context
 from tensorpack.train import SimpleTrainer, SyncMultiGPUTrainerReplicated
-
-from errors import UserError
 
 
 def visible_gpus():
@@ -31,32 +30,6 @@ def visible_gpus():
     if sys.platform.startswith("linux") and not os.path.exists("/dev/nvidiactl"):
         return 0
     return len(tf.config.list_physical_devices("GPU"))
-
-
-def split_batch(batch, parts, what):
-    """``batch // parts``, or a UserError when the whole minibatch does not divide evenly."""
-    if parts < 1:
-        raise ValueError(f"parts must be >= 1, got {parts}")
-    if batch % parts:
-        raise UserError(f"--batch {batch} is the whole minibatch and must divide by the number of "
-                        f"{what} ({parts}); e.g. --batch {batch - batch % parts or parts}")
-    return batch // parts
-
-
-def towers(gpus, requested=None):
-    """Number of training towers: one per GPU (one on the CPU), or ``requested`` (``--towers``)
-    where no GPU is used.
-
-    ``--towers N`` is a test and debugging aid: the multi-GPU trainer puts tower i on
-    ``/gpu:i``, which soft placement moves to the CPU when there is no GPU, so the
-    replicated code path (batch split, per-tower BatchNorm, gradient all-reduce,
-    variable sync) runs on any machine, slower than one tower.
-    """
-    if requested is None:
-        return max(gpus, 1)
-    if gpus:
-        raise UserError(f"--towers {requested}: a CPU test aid; with GPUs choose the towers with --gpus")
-    return requested
 
 
 def make_trainer(num_towers):

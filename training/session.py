@@ -11,32 +11,13 @@ future" (tensorpack 0.11 tfutils/sesscreate.py). :class:`SessionCreator` fixes b
 """
 import tf_env  # noqa: F401
 
-import os
-
 import tensorflow as tf
 from tensorflow.core.protobuf import rewriter_config_pb2
 from tensorpack.tfutils.sesscreate import NewSessionCreator
 
+from runrecord.command import available_cores, cpu_supports_bf16  # noqa: F401 (machine facts; the tests and tools)
+
 tf1 = tf.compat.v1
-
-
-def available_cores():
-    """Number of CPU cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:   # not Linux
-        return os.cpu_count() or 1
-
-
-def cpu_supports_bf16(cpuinfo="/proc/cpuinfo"):
-    """True when the CPU has native bf16 arithmetic (AVX512_BF16 or AMX-BF16), which
-    TF's oneDNN bf16 rewrite needs to be faster rather than slower (README "Speed")."""
-    try:
-        with open(cpuinfo) as f:
-            flags = set(f.read().split())
-    except OSError:
-        return False
-    return bool(flags & {"avx512_bf16", "amx_bf16"})
 
 
 def session_config(*, threads=None, amp=False, xla=False):
