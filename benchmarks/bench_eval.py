@@ -21,8 +21,7 @@ import numpy as np
 import tf_env  # noqa: F401
 from cam import NAMES, PROTOCOLS, threshold_grid
 from cam.baselines import best_fixed_box
-from evaluate import evaluators
-from evaluation.runner import build_predictor, evaluate_images
+from evaluation.runner import build_predictor, evaluate_images, evaluators
 from runrecord import ModelSettings
 
 # Tiny ImageNet (its wnids.txt and train/ folders): 64x64 images, 200 classes, 500 training images per

@@ -5,16 +5,19 @@
 (:func:`runrecord.checkpoints.check_checkpoint`), then restores it as a tensorpack
 ``OfflinePredictor`` mapping uint8 BGR images to the feature map, the FC weight
 and bias, and the logits.
-:func:`evaluate_images` runs it batch by batch; per image it computes the
+:func:`evaluators` makes the evaluators of the three protocols and MaxBoxAccV2, and
+:func:`evaluate_images` runs the predictor batch by batch; per image it computes the
 ground-truth class CAM, resizes it once per interpolation, builds each
 protocol's level map once, and feeds every :class:`cam.metrics.BoxEvaluator`
 (the three protocols and MaxBoxAccV2): all thresholds, one pass.
 """
+import sys
 import time
 
 import numpy as np
 
-from cam import class_activation_maps, normalize_map, resize_map, top_k_classes
+from cam import NAMES, PROTOCOLS, BoxEvaluator, class_activation_maps, maxboxacc, normalize_map, resize_map, top_k_classes
+from cam.protocols import WSOL_MULTI
 from runrecord.checkpoints import check_checkpoint, unreadable
 
 
@@ -52,6 +55,22 @@ def build_predictor(model_settings, checkpoint_prefix, train=None):
     except (tf.errors.OpError, ValueError) as e:
         raise unreadable(checkpoint_prefix, e, "cannot restore the checkpoint; is a model-*.data file "
                                                 "truncated or damaged?") from None
+
+
+def evaluators(thresholds):
+    """``{protocol: BoxEvaluator}`` at the given thresholds, plus MaxBoxAccV2's ``"wsol2020"``."""
+    out = {name: BoxEvaluator(PROTOCOLS[name], thresholds[name]) for name in NAMES}
+    out["wsol2020"] = BoxEvaluator(WSOL_MULTI, maxboxacc.THRESHOLDS, maxboxacc.IOU_THRESHOLDS)
+    return out
+
+
+def evaluate_split(predictor, split, indices, evaluators, desc, **kwargs):
+    """:func:`evaluate_images` over the images ``indices`` of a loaded ``split``, with a progress bar."""
+    from tensorpack.utils.utils import get_tqdm
+    bar = get_tqdm(total=len(indices), desc=desc, file=sys.stderr)
+    with bar:
+        return evaluate_images(predictor, split.images[indices], split.labels[indices], split.boxes[indices],
+                               evaluators, progress=lambda done, _: bar.update(done - bar.n), **kwargs)
 
 
 def _level_maps(cam, image_shape, evaluators):

@@ -291,6 +291,26 @@ def test_checkpoint_without_settings(run_checkpoint, tiny_data, tmp_path, capsys
     expect_error(["--load", run_checkpoint, "--data", tiny_data, "--depth", "34"], capsys, "--depth 34")
 
 
+@pytest.mark.parametrize("text, why", [('{"model": {"depth": 18', "cannot read JSON"),
+                                       ("[]", "not train.py's settings.json layout (not a JSON object)")])
+def test_an_unreadable_settings_json_is_named(run_checkpoint, tiny_data, tmp_path, capsys, text, why):
+    """A damaged settings.json is an error naming it, not a checkpoint without settings (guessed flags)."""
+    run = tmp_path / "run"
+    shutil.copytree(run_checkpoint, run)
+    (run / "settings.json").write_text(text)
+    expect_error(["--load", str(run), "--data", tiny_data, "--depth", "18"], capsys, f"{run / 'settings.json'}: {why}")
+
+
+def test_the_default_sweep_prefix_is_checked_by_the_parser(tiny_data, tmp_path, monkeypatch, capsys):
+    """--threshold-sweep without PREFIX: argparse passes its const (threshold_sweep) through the type too."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "threshold_sweep.json").mkdir()
+    with pytest.raises(SystemExit) as e:
+        evaluate.parse_args(["--load", "x", "--data", tiny_data, "--threshold-sweep"])
+    assert e.value.code == 2
+    assert "argument --threshold-sweep: threshold_sweep.json is a folder" in capsys.readouterr().err
+
+
 def test_data_other_than_the_runs_is_refused(run_checkpoint, tiny_data, tmp_path, capsys):
     """Issue 19 item 3: wnids.txt reversed dropped Top-1 Clas from 100 to 33.3 with no warning."""
     import dataflow
