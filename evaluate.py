@@ -27,7 +27,6 @@ unwritable output, a bad flag value).
 import argparse
 import os
 import re
-import sys
 from dataclasses import asdict
 from types import SimpleNamespace
 
@@ -36,12 +35,11 @@ import numpy as np
 import tf_env  # noqa: F401  (before anything imports tensorflow)
 import argtypes
 import fileio
-from cam import CAM_THRESHOLD, NAMES, PROTOCOLS, BoxEvaluator, threshold_grid
-from cam import baselines, maxboxacc
-from cam.protocols import WSOL_MULTI, whole_image_box
+from cam import CAM_THRESHOLD, NAMES, PROTOCOLS, threshold_grid
 from errors import UserError, run_main
-from evaluation import report
-from runrecord import NORMALIZE, checkpoint_fc_classes, dataset_problem, load_run_settings, resolve_checkpoint
+from evaluation import network, report
+from evaluation.runner import build_predictor, evaluate_split, evaluators
+from runrecord import dataset_problem, read_settings, resolve_checkpoint, settings_path
 
 MAX_VIS_SCALE = 32      # a 64x64 image becomes 2048x2048 per panel; larger ran out of memory
 VIS_FILE = re.compile(r"^\d{5}_.*\.png$")   # report.write_vis's picture names
@@ -79,21 +77,10 @@ def parse_args(argv=None):
                         "(default prefix threshold_sweep)")
     p.add_argument("--sweep-step", type=argtypes.positive_float, default=SWEEP_STEP,
                    help="threshold step of the sweep and of --threshold-from-holdout (default 0.01)")
-    g = p.add_argument_group("model, only for a checkpoint without settings.json",
-                             "classes and image size then come from --data, the input normalisation "
-                             "from its training split (mean and std per channel, as train.py)")
-    g.add_argument("--depth", type=argtypes.positive_int, help="18 or 34")
-    g.add_argument("--width-mult", type=argtypes.positive_float, help="width multiplier (default 1.0)")
-    g.add_argument("--final-stride", type=argtypes.positive_int, help="4 (the paper's, default) or 8")
-    g.add_argument("--normalize", choices=NORMALIZE,
-                   help="input normalisation the run trained with: dataset (train.py's default) or imagenet "
-                        "(--recipe sn-resnet)")
+    network.add_flags(p)
     p.add_argument("--verbose", action="store_true",
                    help="also print TensorFlow's and tensorpack's start-up lines (tf_env.py)")
-    args = p.parse_args(argv)
-    if args.threshold_sweep == "threshold_sweep":   # the const default skips the type
-        sweep_prefix(args.threshold_sweep)
-    return args
+    return p.parse_args(argv)
 
 
 def sweep_prefix(text):
@@ -129,57 +116,6 @@ def output_files(args):
     return [(flag, path) for flag, path in out if path]
 
 
-def model_settings(args, settings, path, data_split, load_train):
-    """Model kwargs for ``CAMModel``: the run's settings.json (``settings``, read from ``path``; None
-    when absent), else the flags + the data."""
-    flags = {"depth": args.depth, "width_mult": args.width_mult, "final_stride": args.final_stride}
-    if settings is not None:
-        model = dict(settings["model"])
-        for name, value in flags.items():
-            if value is not None and model.get(name) != value:
-                raise UserError(f"--{name.replace('_', '-')} {value} contradicts {path} ({name} {model.get(name)})")
-        recorded = settings.get("train", {}).get("normalize")
-        if args.normalize and recorded and args.normalize != recorded:
-            raise UserError(f"--normalize {args.normalize} contradicts {path} (train.normalize {recorded})")
-        return model, path
-    if args.depth is None:
-        raise UserError(f"{path} does not exist: pass --depth (and --width-mult, --final-stride, --normalize "
-                        f"if not 1.0, 4 and dataset) to rebuild the network")
-    from training.options import normalization
-    guessed = {"width_mult": 1.0, "final_stride": 4, "normalize": "dataset"}
-    chosen = {k: getattr(args, k) if getattr(args, k) is not None else v for k, v in guessed.items()}
-    unset = [f"--{k.replace('_', '-')} {v}" for k, v in guessed.items() if getattr(args, k) is None]
-    # nothing in a checkpoint fixes the stride or the normalisation: a wrong one only moves the boxes
-    print(f"WARNING: {path} does not exist, so the model settings are GUESSED: --depth {args.depth}, "
-          + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in chosen.items())
-          + (f" ({', '.join(unset)}: defaults, not read from the run)" if unset else "")
-          + ". A wrong --final-stride or --normalize gives wrong boxes without any error.", file=sys.stderr)
-    mean, std = normalization(chosen["normalize"], load_train())
-    model = {"depth": args.depth, "num_classes": data_split.num_classes,
-             "image_shape": list(data_split.image_shape), "width_mult": chosen["width_mult"],
-             "final_stride": chosen["final_stride"], "mean_bgr": mean, "std_bgr": std}
-    return model, "flags (guessed: no settings.json)"
-
-
-def check_compatible(model, prefix, split, data):
-    stored = checkpoint_fc_classes(prefix)
-    if stored is not None and stored != model["num_classes"]:
-        raise UserError(f"{prefix}: its FC layer has {stored} classes, but its settings say "
-                        f"{model['num_classes']}")
-    if model["num_classes"] != split.num_classes:
-        raise UserError(f"{prefix} was trained for {model['num_classes']} classes, but {data} has "
-                        f"{split.num_classes} classes (wnids.txt)")
-    if tuple(model["image_shape"]) != tuple(split.image_shape):
-        raise UserError(f"{prefix} was trained on {model['image_shape'][0]}x{model['image_shape'][1]} (HxW) "
-                        f"images, but {data} has {split.image_shape[0]}x{split.image_shape[1]}")
-
-
-def progress_bar(desc, total):
-    from tensorpack.utils.utils import get_tqdm
-    bar = get_tqdm(total=total, desc=desc, file=sys.stderr)
-    return bar, lambda done, _: bar.update(done - bar.n)
-
-
 def load(args):
     """Checkpoint, model settings, the data and the image sets, all checked before any graph is built.
 
@@ -196,19 +132,25 @@ def load(args):
         return cache[name]
 
     split = split_of(args.split)
-    settings, settings_path = load_run_settings(prefix)   # None without settings.json
-    model, model_source = model_settings(args, settings, settings_path, split, lambda: split_of("train"))
-    check_compatible(model, prefix, split, args.data)
+    path = settings_path(prefix)
+    doc, problem = read_settings(path) if os.path.isfile(path) else (None, None)   # None without settings.json
+    if problem:
+        raise UserError(problem)
+    from training.options import normalization
+    flags = {name: getattr(args, name) for name in network.FLAGS}
+    model, model_source = network.model_settings(flags, doc, path, split,
+                                                 lambda normalize: normalization(normalize, split_of("train")))
+    network.check_compatible(model, prefix, split, args.data)
     # the images per class the run held out from training (0 without settings.json, the paper's setting)
-    holdout = settings["train"]["holdout"] if settings else 0
+    holdout = doc["train"]["holdout"] if doc else 0
     if args.threshold_from_holdout and holdout == 0:
-        raise UserError(f"--threshold-from-holdout: {settings_path} names no held-out images (train.holdout "
+        raise UserError(f"--threshold-from-holdout: {path} names no held-out images (train.holdout "
                         f"is 0 or absent); train the run with train.py --holdout N")
     train = read_annotations(args.data, "train")
-    problem = settings and dataset_problem(settings.get("dataset") or {}, train, read_annotations(args.data, "val"),
-                                           (args.split, split))
+    problem = doc and dataset_problem(doc.get("dataset") or {}, train, read_annotations(args.data, "val"),
+                                      (args.split, split))
     if problem:
-        raise UserError(f"--data {args.data}: {problem}; {settings_path} records the data the run learned "
+        raise UserError(f"--data {args.data}: {problem}; {path} records the data the run learned "
                         "from: evaluate on that data")
     held = holdout_indices(train.labels, holdout, names=train.wnids)
     fit = np.setdiff1d(np.arange(len(train.labels)), held)        # the images the run trained on
@@ -218,49 +160,15 @@ def load(args):
                            held_count=len(held), fit_boxes=train.boxes[fit])
 
 
-def evaluators(thresholds):
-    """``{protocol: BoxEvaluator}`` at the given thresholds, plus MaxBoxAccV2's ``"wsol2020"``."""
-    out = {name: BoxEvaluator(PROTOCOLS[name], thresholds[name]) for name in NAMES}
-    out["wsol2020"] = BoxEvaluator(WSOL_MULTI, maxboxacc.THRESHOLDS, maxboxacc.IOU_THRESHOLDS)
-    return out
-
-
-def forward(predictor, data, indices, evals, desc, args, **kwargs):
-    from evaluation.runner import evaluate_images
-    bar, update = progress_bar(desc, len(indices))
-    with bar:
-        return evaluate_images(predictor, data.images[indices], data.labels[indices], data.boxes[indices],
-                               evals, batch_size=args.batch, progress=update, **kwargs)
-
-
-def baseline_entries(inp):
-    """Per protocol: GT-known Loc of the whole image and of the best fixed box (fit on ``inp.fit_boxes``)."""
-    shape, gts = inp.split.image_shape, inp.split.boxes[inp.indices]
-    out = {}
-    for name in NAMES:
-        protocol = PROTOCOLS[name]
-        whole = whole_image_box(protocol, shape)
-        fixed, _ = baselines.best_fixed_box(inp.fit_boxes, shape, protocol)
-        scores = {}
-        for key, box in (("whole_image", whole), ("best_fixed_box", fixed)):
-            ev = BoxEvaluator(protocol, [0.0])
-            for gt in gts:
-                ev.add_box(box, gt)
-            scores[key] = ev.summary(0.0)["gt_known_loc"]
-        out[name] = dict(scores, whole_image_box=whole.tolist(), fixed_box=fixed.tolist(),
-                         fixed_box_fit_on=f"{len(inp.fit_boxes)} training images the run trained on")
-    return out
-
-
 def evaluate(args, inp):
     """One forward pass over the held-out images (if asked) and one over the evaluated ones; the eval.json dict."""
-    from evaluation.runner import build_predictor
     predictor = build_predictor(inp.model, inp.prefix)
     grid = threshold_grid(args.sweep_step)
     held = None
     if args.threshold_from_holdout:
         held = evaluators({name: grid for name in NAMES})
-        forward(predictor, inp.held, np.arange(len(inp.held)), held, "choosing thresholds on held-out images", args)
+        evaluate_split(predictor, inp.held, np.arange(len(inp.held)), held, "choosing thresholds on held-out images",
+                       batch_size=args.batch)
     thresholds = {name: np.union1d(grid if args.threshold_sweep else [], [args.cam_threshold]
                                    + ([held[name].best()[0]] if held else [])) for name in NAMES}
     val = evaluators(thresholds)
@@ -268,9 +176,9 @@ def evaluate(args, inp):
     if args.vis:
         count = min(args.vis_count, len(inp.indices))
         vis_at = np.unique(np.linspace(0, len(inp.indices) - 1, count).round().astype(int))
-    result = forward(predictor, inp.split, inp.indices, val, f"evaluating {args.split}", args,
-                     record=(args.protocol, args.cam_threshold), keep_maps_for=vis_at)
-    base = baseline_entries(inp)
+    result = evaluate_split(predictor, inp.split, inp.indices, val, f"evaluating {args.split}", batch_size=args.batch,
+                            record=(args.protocol, args.cam_threshold), keep_maps_for=vis_at)
+    base = report.baseline_entries(inp.split, inp.indices, inp.fit_boxes)
     protocols = {name: report.protocol_entry(val[name], args.cam_threshold, base[name],
                                              held[name] if held else None, bool(args.threshold_sweep))
                  for name in NAMES}
@@ -278,9 +186,9 @@ def evaluate(args, inp):
     settings = {
         "checkpoint": inp.prefix, "model_settings": inp.model_source, "data": os.path.abspath(args.data),
         "split": args.split, "num_images": len(inp.indices), "limit": args.limit, "holdout_per_class": inp.holdout,
-        "holdout_images": inp.held_count, "depth": model["depth"], "width_mult": model["width_mult"],
-        "final_stride": model["final_stride"], "num_classes": model["num_classes"],
-        "image_shape": list(model["image_shape"]), "cam_threshold": args.cam_threshold,
+        "holdout_images": inp.held_count, "depth": model.depth, "width_mult": model.width_mult,
+        "final_stride": model.final_stride, "num_classes": model.num_classes,
+        "image_shape": list(model.image_shape), "cam_threshold": args.cam_threshold,
         "sweep_step": args.sweep_step, "box_convention": "[x0, y0, x1, y1], max inclusive",
         "protocol_rules": {name: asdict(PROTOCOLS[name]) for name in NAMES},
     }

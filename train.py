@@ -29,7 +29,6 @@ the git commit) and, after a run that ended well, done.json (runrecord/).
 import tf_env  # noqa: F401  (first: sets TF_USE_LEGACY_KERAS)
 
 import contextlib
-import dataclasses
 import logging
 import os
 import signal
@@ -142,8 +141,7 @@ def build_config(settings, env, used, val, prefix, start_epoch, extra_callbacks)
     if reasons:
         logger.warn(f"reruns of this command may not be bit-identical: {'; '.join(reasons)} "
                     "(docs/reproducibility.md)")
-    model = CAMModel(**dataclasses.asdict(settings.model), weight_decay=t.weight_decay, momentum=t.momentum,
-                     lr=t.lr, early_grad_scale=t.early_grad_scale, amp=t.amp, data_format=t.data_format)
+    model = CAMModel(settings.model, t)
     return AutoResumeTrainConfig(
         # explicit session_init/starting_epoch: resume from the checkpoint's own global step,
         # which stays right even if a kill fell between ModelSaver and the stats.json write

@@ -21,8 +21,8 @@ import numpy as np
 import tf_env  # noqa: F401
 from cam import NAMES, PROTOCOLS, threshold_grid
 from cam.baselines import best_fixed_box
-from evaluate import evaluators
-from evaluation.runner import build_predictor, evaluate_images
+from evaluation.runner import build_predictor, evaluate_images, evaluators
+from runrecord import ModelSettings
 
 # Tiny ImageNet (its wnids.txt and train/ folders): 64x64 images, 200 classes, 500 training images per
 # class; total stride 4 as SN-ResNet codes/train_resnet_tiny.py (docs/sources.md)
@@ -48,9 +48,9 @@ def main(argv=None):
     args = p.parse_args(argv)
 
     size = args.image_size
-    model = {"depth": args.depth, "num_classes": args.classes, "image_shape": [size, size],
-             "width_mult": args.width_mult, "final_stride": args.final_stride,
-             "mean_bgr": [104.0, 114.0, 122.0], "std_bgr": [58.0, 57.0, 58.0]}   # ~ImageNet pixel stats
+    model = ModelSettings(args.depth, args.classes, [size, size], width_mult=args.width_mult,
+                          final_stride=args.final_stride,
+                          mean_bgr=[104.0, 114.0, 122.0], std_bgr=[58.0, 57.0, 58.0])   # ~ImageNet pixel stats
     predictor = build_predictor(model, None)
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(args.images, size, size, 3), dtype=np.uint8)

@@ -99,18 +99,20 @@ def worker_graph(args):
     import tensorflow as tf
     import train
     from models import CAMModel
+    from runrecord import ModelSettings, TrainSettings
     from tensorpack.tfutils.tower import TowerContext
     from training import session
     tf1 = tf.compat.v1
     tf1.disable_eager_execution()
     depth, batch = args.depth[0], args.batch[0]
-    targs = train.parse_args(train_argv(args, depth, batch, "unused", "unused"))
+    targs = train.parse_args(train_argv(args, depth, batch, args.data, "unused"))
     env = {"amp": False}
     if args.amp:   # the same resolution as train.validate, without its data/logdir checks
         from training import devices
         env["amp"] = "fp16" if devices.visible_gpus() else "bf16"
-    model = CAMModel(depth, NUM_CLASSES, (IMAGE_SIZE, IMAGE_SIZE), width_mult=args.width_mult,
-                     mean_bgr=[104.0, 114.0, 122.0], std_bgr=[58.0, 57.0, 57.0], amp=env["amp"])
+    model = CAMModel(ModelSettings(depth, NUM_CLASSES, [IMAGE_SIZE, IMAGE_SIZE], width_mult=args.width_mult,
+                                   mean_bgr=[104.0, 114.0, 122.0], std_bgr=[58.0, 57.0, 57.0]),
+                     TrainSettings(aug=targs.aug, batch=batch, amp=env["amp"]))
     rng = np.random.RandomState(0)
     with tf.Graph().as_default() as g:
         tf1.set_random_seed(0)   # op determinism (SessionCreator) refuses unseeded random ops

@@ -14,12 +14,11 @@ eval.json (percent everywhere; README, "Evaluate")::
 """
 import os
 
-import numpy as np
-
 import fileio
-from cam import METRIC_TITLES, METRICS, NAMES
-from cam import vis
+from cam import METRIC_TITLES, METRICS, NAMES, PROTOCOLS, BoxEvaluator
+from cam import baselines, vis
 from cam.maxboxacc import maxboxacc_v2
+from cam.protocols import whole_image_box
 
 
 def protocol_entry(evaluator, cam_threshold, baselines, held=None, sweep=False):
@@ -31,6 +30,26 @@ def protocol_entry(evaluator, cam_threshold, baselines, held=None, sweep=False):
         entry["holdout"] = {"threshold": threshold, "summary": evaluator.summary(threshold),
                             "num_images": held.count, "holdout_gt_known_loc": value}
     return entry
+
+
+def baseline_entries(split, indices, fit_boxes):
+    """Per protocol: GT-known Loc of the whole image and of the best fixed box (fit on ``fit_boxes``,
+    the training images the run trained on) over the evaluated images ``indices`` of ``split``."""
+    shape, gts = split.image_shape, split.boxes[indices]
+    out = {}
+    for name in NAMES:
+        protocol = PROTOCOLS[name]
+        whole = whole_image_box(protocol, shape)
+        fixed, _ = baselines.best_fixed_box(fit_boxes, shape, protocol)
+        scores = {}
+        for key, box in (("whole_image", whole), ("best_fixed_box", fixed)):
+            ev = BoxEvaluator(protocol, [0.0])
+            for gt in gts:
+                ev.add_box(box, gt)
+            scores[key] = ev.summary(0.0)["gt_known_loc"]
+        out[name] = dict(scores, whole_image_box=whole.tolist(), fixed_box=fixed.tolist(),
+                         fixed_box_fit_on=f"{len(fit_boxes)} training images the run trained on")
+    return out
 
 
 def wsol2020_entry(evaluator, held=None):

@@ -1,71 +1,32 @@
-"""The forward pass, the checkpoint check, and one pass of every evaluator over a set of images.
+"""The forward pass and one pass of every evaluator over a set of images.
 
 :func:`build_predictor` checks that every graph variable of
-:class:`models.CAMModel` is in the checkpoint with the same shape, then
-restores it as a tensorpack ``OfflinePredictor`` mapping uint8 BGR images to
-the feature map, the FC weight and bias, and the logits.
-:func:`evaluate_images` runs it batch by batch; per image it computes the
+:class:`models.CAMModel` is in the checkpoint with the same shape
+(:func:`runrecord.checkpoints.check_checkpoint`), then restores it as a tensorpack
+``OfflinePredictor`` mapping uint8 BGR images to the feature map, the FC weight
+and bias, and the logits.
+:func:`evaluators` makes the evaluators of the three protocols and MaxBoxAccV2, and
+:func:`evaluate_images` runs the predictor batch by batch; per image it computes the
 ground-truth class CAM, resizes it once per interpolation, builds each
 protocol's level map once, and feeds every :class:`cam.metrics.BoxEvaluator`
 (the three protocols and MaxBoxAccV2): all thresholds, one pass.
 """
+import sys
 import time
 
 import numpy as np
 
-from cam import class_activation_maps, normalize_map, resize_map, top_k_classes
-from runrecord.checkpoints import unreadable
-from errors import UserError
+from cam import NAMES, PROTOCOLS, BoxEvaluator, class_activation_maps, maxboxacc, normalize_map, resize_map, top_k_classes
+from cam.protocols import WSOL_MULTI
+from runrecord.checkpoints import check_checkpoint, unreadable
 
 
-def _graph_variables(model_settings):
-    """``{name: shape}`` of the global variables of the inference graph of ``CAMModel(**model_settings)``."""
-    import tensorflow as tf
-    from tensorpack.tfutils.tower import TowerContext
-
-    from models import CAMModel
-    tf1 = tf.compat.v1
-    model = CAMModel(**model_settings)
-    with tf.Graph().as_default():
-        tf1.set_random_seed(0)   # op determinism refuses unseeded random ops (the initialisers, unused)
-        inputs = [tf1.placeholder(s.dtype, s.shape, s.name) for s in model.get_input_signature()]
-        with TowerContext("", is_training=False):
-            model.build_graph(*inputs)
-        return {v.op.name: v.shape.as_list() for v in tf1.global_variables()}
-
-
-def check_checkpoint(model_settings, prefix):
-    """UserError unless every graph variable is in checkpoint ``prefix`` with the same shape.
-
-    Without this, tensorpack's ``SmartInit`` only warns about a missing variable
-    and leaves it randomly initialised (a wrong ``--depth`` evaluated random blocks).
-    """
-    import tensorflow as tf
-    try:
-        stored = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
-    except Exception as e:   # a truncated or foreign index: TF raises various errors
-        raise unreadable(prefix, e, "cannot read the checkpoint") from None
-    wanted = _graph_variables(model_settings)
-    settings = ", ".join(f"{k} {model_settings.get(k)}" for k in ("depth", "width_mult", "final_stride",
-                                                                  "num_classes"))
-    missing = sorted(set(wanted) - set(stored))
-    if missing:
-        shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
-        raise UserError(f"{prefix}: {len(missing)} of the {len(wanted)} graph variables are not in the checkpoint "
-                        f"({shown}); the model settings ({settings}) do not match it: most likely the depth "
-                        f"(more blocks than were trained) or a checkpoint of another network")
-    wrong = [(n, wanted[n], list(stored[n])) for n in sorted(wanted) if list(stored[n]) != wanted[n]]
-    if wrong:
-        name, graph, ckpt = wrong[0]
-        raise UserError(f"{prefix}: {len(wrong)} variables have other shapes than the model settings "
-                        f"({settings}) give, e.g. {name} {ckpt} in the checkpoint vs {graph}: most likely "
-                        f"the width (--width-mult) or the number of classes")
-
-
-def build_predictor(model_settings, checkpoint_prefix):
+def build_predictor(model_settings, checkpoint_prefix, train=None):
     """OfflinePredictor ``f(images)``, images ``(B, H, W, 3)`` uint8 BGR, returning
     ``[features (B, h, w, C), fc_w (C, K), fc_b (K,), logits (B, K)]``.
 
+    ``model_settings``: a ModelSettings; ``train``: a TrainSettings whose ``data_format``
+    the convolutions use (None: ``CAMModel``'s inference graph).
     ``checkpoint_prefix=None`` keeps the random initial weights (benchmarks);
     otherwise :func:`check_checkpoint` runs first and a checkpoint that fails to
     restore (e.g. a truncated ``.data`` file) is a UserError.
@@ -81,7 +42,7 @@ def build_predictor(model_settings, checkpoint_prefix):
     if checkpoint_prefix:
         check_checkpoint(model_settings, checkpoint_prefix)
     config = PredictConfig(
-        model=CAMModel(**model_settings),
+        model=CAMModel(model_settings, train),
         session_creator=SessionCreator(session_config(threads=0)),   # 0: TensorFlow uses every core
         session_init=SmartInit(checkpoint_prefix) if checkpoint_prefix else None,   # a prefix, not a folder
         input_names=[INPUT_IMAGE],
@@ -89,11 +50,27 @@ def build_predictor(model_settings, checkpoint_prefix):
         output_names=[FEATURES, FC_W, FC_B, LOGITS], create_graph=False)
     try:
         with tf.Graph().as_default():
-            tf.compat.v1.set_random_seed(0)   # as in _graph_variables; the checkpoint replaces them
+            tf.compat.v1.set_random_seed(0)   # as in check_checkpoint; the checkpoint replaces them
             return OfflinePredictor(config)
     except (tf.errors.OpError, ValueError) as e:
         raise unreadable(checkpoint_prefix, e, "cannot restore the checkpoint; is a model-*.data file "
                                                 "truncated or damaged?") from None
+
+
+def evaluators(thresholds):
+    """``{protocol: BoxEvaluator}`` at the given thresholds, plus MaxBoxAccV2's ``"wsol2020"``."""
+    out = {name: BoxEvaluator(PROTOCOLS[name], thresholds[name]) for name in NAMES}
+    out["wsol2020"] = BoxEvaluator(WSOL_MULTI, maxboxacc.THRESHOLDS, maxboxacc.IOU_THRESHOLDS)
+    return out
+
+
+def evaluate_split(predictor, split, indices, evaluators, desc, **kwargs):
+    """:func:`evaluate_images` over the images ``indices`` of a loaded ``split``, with a progress bar."""
+    from tensorpack.utils.utils import get_tqdm
+    bar = get_tqdm(total=len(indices), desc=desc, file=sys.stderr)
+    with bar:
+        return evaluate_images(predictor, split.images[indices], split.labels[indices], split.boxes[indices],
+                               evaluators, progress=lambda done, _: bar.update(done - bar.n), **kwargs)
 
 
 def _level_maps(cam, image_shape, evaluators):

@@ -31,12 +31,13 @@ import numpy as np
 import tensorflow as tf
 from tensorpack import ModelDesc
 from tensorpack.models import BatchNorm, BNReLU, Conv2D, FullyConnected, GlobalAvgPooling
-from tensorpack.models import regularize_cost
 from tensorpack.tfutils import gradproc
 from tensorpack.tfutils import optimizer as tp_optimizer
 from tensorpack.tfutils.argscope import argscope
 from tensorpack.tfutils.summary import add_moving_summary
 from tensorpack.tfutils.tower import get_current_tower_context
+
+from models.loss import FP16_LOSS_SCALE, StaticLossScale, check_finite, weight_decay_cost
 
 tf1 = tf.compat.v1
 
@@ -75,8 +76,6 @@ IMAGENET_STD_BGR = [255.0 * s for s in (0.225, 0.224, 0.229)]
 # codes/train_resnet_tiny.py: ScaleGradient 0.1 on 'conv0.*' and 'group[0-2].*'); the optional
 # tower prefix covers the replicas of SyncMultiGPUTrainerReplicated
 EARLY_LAYERS = r"(tower\d+/)?(conv0|group[0-2])/.*"
-NONFINITE_LOSS = "non-finite training loss"   # the check_numerics message train.py recognises
-FP16_LOSS_SCALE = 128.0   # static loss scale for fp16 (NVIDIA's mixed-precision guide uses 128 for ResNets)
 
 
 def scaled_widths(width_mult):
@@ -175,82 +174,37 @@ def cam_head(feature_map, num_classes, data_format="channels_last"):
     return tf.identity(logits, name=LOGITS)
 
 
-class _StaticLossScale(tp_optimizer.ProxyOptimizer):
-    """Multiply the loss by ``scale`` before differentiating and divide the gradients after.
-
-    For fp16 training, so that small gradients do not underflow. A static
-    scale works with every tensorpack trainer (a dynamic one would update its
-    state once per tower in the replicated trainer).
-    """
-
-    def __init__(self, opt, scale):
-        super().__init__(opt, name="StaticLossScale")
-        self._scale = float(scale)
-
-    def compute_gradients(self, loss, *args, **kwargs):
-        grads = self._opt.compute_gradients(loss * self._scale, *args, **kwargs)
-        return [(None if g is None else g / self._scale, v) for g, v in grads]
-
-
 class CAMModel(ModelDesc):
     """Pre-activation ResNet + CAM head, trained with softmax cross-entropy.
 
     Args:
-        depth: 18 or 34 (paper sec. 3).
-        num_classes: K.
-        image_shape: (H, W) of the input images.
-        width_mult: width multiplier (1.0 = the paper's; smaller for tests).
-        final_stride: 4 (the paper's) or 8.
-        mean_bgr, std_bgr: 3 floats each, BGR order, pixel units (0..255);
-            the graph computes (image - mean) / std.
-        weight_decay: L2 on conv and FC weights only (not BN, not biases).
-        momentum: Nesterov momentum.
-        early_grad_scale: multiplies the gradients of the variables matching EARLY_LAYERS
-            (1.0 = off, the paper's; 0.1 in SN-ResNet).
-        lr: initial learning rate (the ``learning_rate`` variable; train.py schedules it).
-        amp: False, "bf16" or "fp16": the reduced precision that train.py's
-            session config switches on (a TensorFlow graph rewrite); the model
-            itself only adds a static loss scale for "fp16".
-        data_format: "NHWC" or "NCHW" for the convolutions (NCHW only helps on GPU);
-            the input and FEATURES stay NHWC.
+        model: a ``runrecord.ModelSettings``: depth (18 or 34, paper sec. 3), num_classes K,
+            image_shape (H, W), width_mult (1.0 = the paper's), final_stride (4, the paper's,
+            or 8), mean_bgr and std_bgr (3 floats each, BGR, pixel units 0..255: the graph
+            computes (image - mean) / std).
+        train: a ``runrecord.TrainSettings``, whose weight_decay (L2 on conv and FC weights,
+            not BN, not biases), momentum (Nesterov), lr (the ``learning_rate`` variable;
+            train.py schedules it), early_grad_scale (on the variables matching EARLY_LAYERS;
+            1.0 = off), amp (False, "bf16" or "fp16": the reduced precision of train.py's
+            session config; the model only adds a static loss scale for "fp16") and
+            data_format ("NHWC" or "NCHW" for the convolutions; the input and FEATURES stay
+            NHWC) build the training graph.  None: the inference graph only, in NHWC.
     """
 
-    def __init__(self, depth, num_classes, image_shape, *, width_mult=1.0, final_stride=4,
-                 mean_bgr, std_bgr, weight_decay=1e-4, momentum=0.9, lr=0.1,
-                 early_grad_scale=1.0, amp=False, data_format="NHWC"):
-        if depth not in DEPTHS:
-            raise ValueError(f"depth must be one of {sorted(DEPTHS)}, got {depth}")
-        if final_stride not in FINAL_STRIDES:
-            raise ValueError(f"final_stride must be one of {sorted(FINAL_STRIDES)}, got {final_stride}")
-        if amp not in AMP_MODES:
-            raise ValueError(f"amp must be one of {AMP_MODES}, got {amp!r}")
-        if data_format not in ("NHWC", "NCHW"):
-            raise ValueError(f"data_format must be NHWC or NCHW, got {data_format!r}")
-        self.depth = int(depth)
-        self.num_classes = int(num_classes)
-        self.image_shape = tuple(int(s) for s in image_shape)
-        self.width_mult = float(width_mult)
-        self.final_stride = int(final_stride)
-        self.mean_bgr = [float(x) for x in np.asarray(mean_bgr).reshape(3)]
-        self.std_bgr = [float(x) for x in np.asarray(std_bgr).reshape(3)]
-        self.weight_decay = float(weight_decay)
-        self.momentum = float(momentum)
-        self.lr = float(lr)
-        self.early_grad_scale = float(early_grad_scale)
-        self.amp = amp
-        self.data_format = data_format
-
-    def arch_settings(self):
-        """JSON-able kwargs with which ``CAMModel(**arch_settings())`` rebuilds the same graph."""
-        return {
-            "depth": self.depth,
-            "num_classes": self.num_classes,
-            "image_shape": list(self.image_shape),
-            "width_mult": self.width_mult,
-            "final_stride": self.final_stride,
-            "mean_bgr": self.mean_bgr,
-            "std_bgr": self.std_bgr,
-        }
+    def __init__(self, model, train=None):
+        if model.depth not in DEPTHS:
+            raise ValueError(f"depth must be one of {sorted(DEPTHS)}, got {model.depth}")
+        if model.final_stride not in FINAL_STRIDES:
+            raise ValueError(f"final_stride must be one of {sorted(FINAL_STRIDES)}, got {model.final_stride}")
+        if train is not None and train.amp not in AMP_MODES:
+            raise ValueError(f"amp must be one of {AMP_MODES}, got {train.amp!r}")
+        if train is not None and train.data_format not in ("NHWC", "NCHW"):
+            raise ValueError(f"data_format must be NHWC or NCHW, got {train.data_format!r}")
+        self.settings, self.train = model, train
+        self.image_shape = tuple(int(s) for s in model.image_shape)
+        self.mean_bgr = [float(x) for x in np.asarray(model.mean_bgr, dtype=np.float64).reshape(3)]
+        self.std_bgr = [float(x) for x in np.asarray(model.std_bgr, dtype=np.float64).reshape(3)]
+        self.data_format = train.data_format if train is not None else "NHWC"
 
     def inputs(self):
         h, w = self.image_shape
@@ -258,61 +212,41 @@ class CAMModel(ModelDesc):
                 tf.TensorSpec((None,), tf.int32, INPUT_LABEL)]
 
     def build_graph(self, image, label):
-        fmt = "channels_first" if self.data_format == "NCHW" else "channels_last"
+        m, fmt = self.settings, "channels_first" if self.data_format == "NCHW" else "channels_last"
         x = (tf.cast(image, tf.float32) - tf.constant(self.mean_bgr)) / tf.constant(self.std_bgr)
         if fmt == "channels_first":
             x = tf.transpose(x, [0, 3, 1, 2])
-        fmap = backbone(x, self.depth, width_mult=self.width_mult,
-                        final_stride=self.final_stride, data_format=fmt)
-        logits = cam_head(fmap, self.num_classes, fmt)
+        fmap = backbone(x, int(m.depth), width_mult=float(m.width_mult),
+                        final_stride=int(m.final_stride), data_format=fmt)
+        logits = cam_head(fmap, int(m.num_classes), fmt)
 
         xent = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
             labels=label, logits=logits), name="xentropy-loss")
         wrong1 = tf.cast(tf.logical_not(tf1.nn.in_top_k(logits, label, 1)), tf.float32, name=WRONG_TOP1)
-        tf.cast(tf.logical_not(tf1.nn.in_top_k(logits, label, min(5, self.num_classes))),
+        tf.cast(tf.logical_not(tf1.nn.in_top_k(logits, label, min(5, int(m.num_classes)))),
                 tf.float32, name=WRONG_TOP5)
         if not get_current_tower_context().is_training:
             return xent
         train_error = tf.reduce_mean(wrong1, name="train-error-top1")
-        wd_cost = weight_decay_cost(self.weight_decay)
+        wd_cost = weight_decay_cost(float(self._training("the training graph").weight_decay))
         cost = tf.add(xent, wd_cost, name="cost")
         add_moving_summary(xent, wd_cost, cost, train_error)
         return check_finite(cost)
 
     def optimizer(self):
-        lr = tf1.get_variable("learning_rate", initializer=self.lr, trainable=False)
+        t = self._training("optimizer()")
+        lr = tf1.get_variable("learning_rate", initializer=float(t.lr), trainable=False)
         tf1.summary.scalar("learning-rate", lr)  # "learning_rate" is the variable's name
-        opt = tf1.train.MomentumOptimizer(lr, self.momentum, use_nesterov=True)  # paper sec. 3: Nesterov
-        if self.amp == "fp16":
-            opt = _StaticLossScale(opt, FP16_LOSS_SCALE)
-        if self.early_grad_scale != 1.0:
+        opt = tf1.train.MomentumOptimizer(lr, float(t.momentum), use_nesterov=True)  # paper sec. 3: Nesterov
+        if t.amp == "fp16":
+            opt = StaticLossScale(opt, FP16_LOSS_SCALE)
+        if t.early_grad_scale != 1.0:
             opt = tp_optimizer.apply_grad_processors(opt, [gradproc.ScaleGradient(
-                [(EARLY_LAYERS, self.early_grad_scale)], verbose=False)])
+                [(EARLY_LAYERS, float(t.early_grad_scale))], verbose=False)])
         return opt
 
-
-def check_finite(loss):
-    """``loss`` unchanged, but its gradient waits for a check that it is finite, so a NaN/inf
-    loss stops the training step with an InvalidArgumentError naming NONFINITE_LOSS before
-    any weight changes.  A plain ``check_numerics(loss)`` would be pruned: the gradients do
-    not read the loss's value (the seed gradient's shape is folded to a constant)."""
-    @tf.custom_gradient
-    def checked(x):
-        check = tf.debugging.check_numerics(x, NONFINITE_LOSS)
-
-        def grad(dy):
-            with tf.control_dependencies([check]):
-                return tf.identity(dy)
-        return tf.identity(x), grad
-    return checked(loss)
-
-
-# conv kernels and the FC weight are named ".../W" in tensorpack; BN's gamma/beta and
-# the FC bias ("b") are not decayed (paper sec. 3: weight decay 1e-4)
-WEIGHT_DECAY_PATTERN = r"/W$"
-
-
-def weight_decay_cost(weight_decay):
-    """``weight_decay * sum(w**2) / 2`` over the weights matching WEIGHT_DECAY_PATTERN
-    (gradient ``weight_decay * w``, the usual SGD weight decay); named ``wd_cost``."""
-    return regularize_cost(WEIGHT_DECAY_PATTERN, lambda w: weight_decay * tf.nn.l2_loss(w), name="wd_cost")
+    def _training(self, what):
+        if self.train is None:
+            raise ValueError(f"CAMModel: {what} needs the training settings: CAMModel(model, train), "
+                             "not the inference-only CAMModel(model)")
+        return self.train

@@ -20,13 +20,14 @@ never on the "speed" section, the data path or the commit, so a dataset moved el
 or a run continued on other hardware is accepted.  No TensorFlow is imported except by the
 functions that read checkpoints or build a graph.
 """
-from runrecord.checkpoints import (CHECKPOINT_NAME, STATE_FILE, checkpoint_fc_classes,  # noqa: F401
-                                   checkpoint_files, checkpoint_problem, checkpoint_step,
+from runrecord.checkpoints import (CHECKPOINT_NAME, STATE_FILE, check_checkpoint,  # noqa: F401
+                                   checkpoint_fc_classes, checkpoint_files, checkpoint_problem,
+                                   checkpoint_shapes, checkpoint_step,
                                    latest_checkpoint, resolve_checkpoint, unreadable)
 from runrecord.dataset import (dataset_fingerprint, dataset_problem, pixels_sha1,  # noqa: F401
                                used_images)
 from runrecord.settings import (DERIVED, NORMALIZE, RECIPES, ModelSettings, RunSettings,  # noqa: F401
                                 SpeedSettings, TrainSettings, add_flags, field_default, resolve_recipe)
 from runrecord.state import (CONFLICT, DONE, EVAL, EVALUATED, NEW, RESUMABLE, SETTINGS,  # noqa: F401
-                             STATS, TRAINED, eval_problem, load_run_settings, load_settings, read_eval,
-                             read_json, run_state, settings_path, write_json)
+                             STATS, TRAINED, eval_problem, load_settings, read_eval, read_json,
+                             read_settings, run_state, settings_path, write_json)

@@ -1,8 +1,10 @@
-"""Checkpoints of a training run: find them, check that they restore, read their shapes.
+"""Checkpoints of a training run: find them, check that they restore, read their shapes and
+check them against the model settings.
 
 A checkpoint is ``<logdir>/model-N.index`` plus ``model-N.data-*`` (tensorpack's
 ModelSaver, N = global step); TensorFlow's ``checkpoint`` state file names the
-newest.  TensorFlow is imported only by the functions that read a checkpoint.
+newest.  TensorFlow (and ``models``, for the shape check) is imported only by the
+functions that read a checkpoint.
 """
 import os
 import re
@@ -114,17 +116,64 @@ def resolve_checkpoint(load):
                     f"or a training logdir)")
 
 
-def checkpoint_fc_classes(prefix):
-    """Number of classes K of the FC layer in a checkpoint: the network's only 2-D variable
-    ``(C, K)`` (its optimizer slots share the shape).  None when the 2-D variables disagree."""
+def checkpoint_shapes(prefix):
+    """``{variable name: shape list}`` stored in checkpoint ``prefix`` (the one reader of its shapes);
+    a UserError naming it if it cannot be read."""
     import tf_env  # noqa: F401
     import tensorflow as tf
     try:
         shapes = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
     except Exception as e:   # a truncated or foreign file: TF raises various errors
         raise unreadable(prefix, e, "cannot read the checkpoint") from None
-    classes = {int(shape[1]) for shape in shapes.values() if len(shape) == 2}
+    return {name: list(shape) for name, shape in shapes.items()}
+
+
+def checkpoint_fc_classes(prefix):
+    """Number of classes K of the FC layer in a checkpoint: the network's only 2-D variable
+    ``(C, K)`` (its optimizer slots share the shape).  None when the 2-D variables disagree."""
+    classes = {int(shape[1]) for shape in checkpoint_shapes(prefix).values() if len(shape) == 2}
     return classes.pop() if len(classes) == 1 else None
+
+
+def _graph_variables(model):
+    """``{name: shape}`` of the global variables of the inference graph of ``models.CAMModel(model)``."""
+    import tf_env  # noqa: F401
+    import tensorflow as tf
+    from tensorpack.tfutils.tower import TowerContext
+
+    from models import CAMModel
+    tf1 = tf.compat.v1
+    cam_model = CAMModel(model)
+    with tf.Graph().as_default():
+        tf1.set_random_seed(0)   # op determinism refuses unseeded random ops (the initialisers, unused)
+        inputs = [tf1.placeholder(s.dtype, s.shape, s.name) for s in cam_model.get_input_signature()]
+        with TowerContext("", is_training=False):
+            cam_model.build_graph(*inputs)
+        return {v.op.name: v.shape.as_list() for v in tf1.global_variables()}
+
+
+def check_checkpoint(model, prefix):
+    """UserError unless every variable of the graph of ``model`` (a ModelSettings) is in checkpoint
+    ``prefix`` with the same shape.
+
+    Without this, tensorpack's ``SmartInit`` only warns about a missing variable
+    and leaves it randomly initialised (a wrong ``--depth`` evaluated random blocks).
+    """
+    stored = checkpoint_shapes(prefix)
+    wanted = _graph_variables(model)
+    settings = ", ".join(f"{k} {getattr(model, k)}" for k in ("depth", "width_mult", "final_stride", "num_classes"))
+    missing = sorted(set(wanted) - set(stored))
+    if missing:
+        shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
+        raise UserError(f"{prefix}: {len(missing)} of the {len(wanted)} graph variables are not in the checkpoint "
+                        f"({shown}); the model settings ({settings}) do not match it: most likely the depth "
+                        f"(more blocks than were trained) or a checkpoint of another network")
+    wrong = [(n, wanted[n], stored[n]) for n in sorted(wanted) if stored[n] != wanted[n]]
+    if wrong:
+        name, graph, ckpt = wrong[0]
+        raise UserError(f"{prefix}: {len(wrong)} variables have other shapes than the model settings "
+                        f"({settings}) give, e.g. {name} {ckpt} in the checkpoint vs {graph}: most likely "
+                        f"the width (--width-mult) or the number of classes")
 
 
 def unreadable(prefix, error, what):

@@ -1,17 +1,17 @@
 """The files of a run folder (logdir), their one reader, and the state they add up to.
 
 ``run_state`` tells train.py and the table scripts what a folder holds (NEW,
-RESUMABLE, TRAINED, EVALUATED or CONFLICT).  :func:`read_eval` is the one reader of
-eval.json: it returns the document or the reason it cannot be used.
+RESUMABLE, TRAINED, EVALUATED or CONFLICT).  :func:`read_settings` and :func:`read_eval`
+are the one readers of settings.json and eval.json: each returns the document or the reason
+it cannot be used.
 """
-import dataclasses
 import json
 import os
 
 import fileio
 from errors import UserError
 from runrecord.checkpoints import CHECKPOINT_NAME, STATE_FILE, checkpoint_files
-from runrecord.settings import ModelSettings, RunSettings, _finite
+from runrecord.settings import RunSettings, _finite
 
 SETTINGS = "settings.json"
 DONE = "done.json"
@@ -41,32 +41,32 @@ def settings_path(logdir_or_prefix):
     return os.path.join(folder, SETTINGS)
 
 
+def read_settings(path):
+    """``(document, None)`` if ``path`` is a readable settings.json (a JSON object), else
+    ``(None, why not)``.  The one reader of settings.json (:func:`load_settings`, evaluate.py)."""
+    if not os.path.isfile(path):
+        return None, f"{path} does not exist"
+    try:
+        doc = read_json(path)
+    except UserError as e:
+        return None, str(e)
+    if not isinstance(doc, dict):
+        return None, f"{path}: not train.py's settings.json layout (not a JSON object)"
+    return doc, None
+
+
 def load_settings(logdir_or_prefix):
     """RunSettings of a logdir (or of the folder of a checkpoint prefix); None if it has none."""
     path = settings_path(logdir_or_prefix)
     if not os.path.isfile(path):
         return None
+    doc, problem = read_settings(path)
+    if problem:
+        raise UserError(problem)
     try:
-        return RunSettings.from_json(read_json(path))
+        return RunSettings.from_json(doc)
     except ValueError as e:
         raise UserError(f"{path}: {e}") from None
-
-
-def load_run_settings(prefix):
-    """``(settings dict, path)`` beside checkpoint ``prefix``, or ``(None, path)`` if absent.
-
-    For prediction only the "model" section (CAMModel's kwargs) must be there and valid.
-    """
-    path = settings_path(prefix)
-    if not os.path.isfile(path):
-        return None, path
-    settings = read_json(path)
-    try:
-        settings["model"] = dataclasses.asdict(ModelSettings(**settings["model"]))
-    except (KeyError, TypeError) as e:
-        raise UserError(f"{path}: has no valid \"model\" object (expected train.py's settings.json; "
-                        f"{type(e).__name__}: {e})") from None
-    return settings, path
 
 
 # --------------------------------------------------------------------------- state

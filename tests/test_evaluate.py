@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shutil
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -31,9 +32,10 @@ def save_random_model(logdir, num_classes, image_shape, step=3, holdout=0, width
     from tensorpack.tfutils.tower import TowerContext
 
     from models import CAMModel
+    from runrecord import ModelSettings
     tf1 = tf.compat.v1
-    model = CAMModel(depth=18, num_classes=num_classes, image_shape=image_shape, width_mult=width_mult,
-                     mean_bgr=[100.0, 110.0, 120.0], std_bgr=[60.0, 60.0, 60.0])
+    model = CAMModel(ModelSettings(depth=18, num_classes=num_classes, image_shape=list(image_shape),
+                                   width_mult=width_mult, mean_bgr=[100.0, 110.0, 120.0], std_bgr=[60.0, 60.0, 60.0]))
     with tf.Graph().as_default():
         tf1.set_random_seed(0)   # also needed once an in-process evaluate.py turned op determinism on
         inputs = [tf1.placeholder(s.dtype, s.shape, s.name) for s in model.get_input_signature()]
@@ -42,7 +44,7 @@ def save_random_model(logdir, num_classes, image_shape, step=3, holdout=0, width
         with tf1.Session() as sess:
             sess.run(tf1.global_variables_initializer())
             tf1.train.Saver().save(sess, os.path.join(logdir, "model"), global_step=step)
-    settings = {"model": model.arch_settings(), "train": {"aug": "cam", "batch": 8, "holdout": holdout}}
+    settings = {"model": asdict(model.settings), "train": {"aug": "cam", "batch": 8, "holdout": holdout}}
     with open(os.path.join(logdir, "settings.json"), "w") as f:
         json.dump(settings, f)
     return os.path.join(logdir, f"model-{step}")
@@ -287,6 +289,26 @@ def test_checkpoint_without_settings(run_checkpoint, tiny_data, tmp_path, capsys
     # issue 19 item 5: nothing in the checkpoint fixes the stride or the normalisation: said loudly
     assert "GUESSED" in err and "--final-stride 4" in err and "--normalize dataset" in err
     expect_error(["--load", run_checkpoint, "--data", tiny_data, "--depth", "34"], capsys, "--depth 34")
+
+
+@pytest.mark.parametrize("text, why", [('{"model": {"depth": 18', "cannot read JSON"),
+                                       ("[]", "not train.py's settings.json layout (not a JSON object)")])
+def test_an_unreadable_settings_json_is_named(run_checkpoint, tiny_data, tmp_path, capsys, text, why):
+    """A damaged settings.json is an error naming it, not a checkpoint without settings (guessed flags)."""
+    run = tmp_path / "run"
+    shutil.copytree(run_checkpoint, run)
+    (run / "settings.json").write_text(text)
+    expect_error(["--load", str(run), "--data", tiny_data, "--depth", "18"], capsys, f"{run / 'settings.json'}: {why}")
+
+
+def test_the_default_sweep_prefix_is_checked_by_the_parser(tiny_data, tmp_path, monkeypatch, capsys):
+    """--threshold-sweep without PREFIX: argparse passes its const (threshold_sweep) through the type too."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "threshold_sweep.json").mkdir()
+    with pytest.raises(SystemExit) as e:
+        evaluate.parse_args(["--load", "x", "--data", tiny_data, "--threshold-sweep"])
+    assert e.value.code == 2
+    assert "argument --threshold-sweep: threshold_sweep.json is a folder" in capsys.readouterr().err
 
 
 def test_data_other_than_the_runs_is_refused(run_checkpoint, tiny_data, tmp_path, capsys):

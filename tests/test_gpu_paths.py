@@ -10,6 +10,7 @@
 * ``--cluster``: two train.py processes over TensorFlow's gRPC runtime on 127.0.0.1 (a resumed
   run ends with the variables of the first, bit for bit).
 """
+import dataclasses
 import json
 import os
 import shutil
@@ -24,7 +25,7 @@ import tf_env  # noqa: F401
 import tensorflow as tf
 from tensorpack.tfutils.tower import TowerContext
 
-import models.resnet
+import models
 import runrecord
 import train
 from errors import UserError
@@ -162,8 +163,9 @@ def test_towers_flag_is_checked(tiny_data, tmp_path):
 def _variables(data_format):
     g = tf.Graph()
     with g.as_default():
-        model = CAMModel(18, 4, (32, 40), width_mult=0.0625, mean_bgr=[100, 110, 120], std_bgr=[60, 60, 60],
-                         data_format=data_format)
+        model = CAMModel(runrecord.ModelSettings(18, 4, [32, 40], width_mult=0.0625, mean_bgr=[100, 110, 120],
+                                                 std_bgr=[60, 60, 60]),
+                         runrecord.TrainSettings(aug="cam", batch=8, data_format=data_format))
         image = tf1.placeholder(tf.uint8, (None, 32, 40, 3), INPUT_IMAGE)
         label = tf1.placeholder(tf.int32, (None,), INPUT_LABEL)
         with TowerContext("", is_training=True):
@@ -196,11 +198,11 @@ def test_nchw_checkpoint_evaluates_like_nhwc(tiny_data, tmp_path):
     run_py("train.py", "--data", tiny_data, *SMALL, "--batch", "8", "--epochs", "1",
            "--data-format", "NCHW", "--logdir", logdir)
     assert_cam_identity(evaluate_cams(tiny_data, logdir, tmp_path / "cams.npz"))
-    model = runrecord.load_settings(logdir).to_json()["model"]
+    settings = runrecord.load_settings(logdir)
     prefix, _ = runrecord.latest_checkpoint(logdir)
     images = load_split(tiny_data, "val", progress=False).images[:8]
-    nhwc = build_predictor(model, prefix)(images)
-    nchw = build_predictor(dict(model, data_format="NCHW"), prefix)(images)
+    nhwc = build_predictor(settings.model, prefix)(images)
+    nchw = build_predictor(settings.model, prefix, dataclasses.replace(settings.train, data_format="NCHW"))(images)
     for a, b in zip(nhwc, nchw):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
@@ -227,7 +229,8 @@ def _one_step(amp):
         w = tf1.get_variable("w", initializer=tf.constant(rng.randn(3, 2), tf.float32))
         b = tf1.get_variable("b", initializer=tf.zeros([2]))
         loss = tf.reduce_mean(tf.square(tf.matmul(x, w) + b - y))
-        model = CAMModel(18, 2, (32, 40), mean_bgr=[0, 0, 0], std_bgr=[1, 1, 1], lr=0.1, amp=amp)
+        model = CAMModel(runrecord.ModelSettings(18, 2, [32, 40], mean_bgr=[0, 0, 0], std_bgr=[1, 1, 1]),
+                         runrecord.TrainSettings(aug="cam", batch=8, lr=0.1, amp=amp))
         opt = model.get_optimizer()
         inner = opt._opt if amp else opt
         raw, compute = [], inner.compute_gradients
@@ -246,7 +249,7 @@ def _one_step(amp):
 
 
 def test_fp16_loss_scale_changes_neither_gradients_nor_variables():
-    scale = models.resnet.FP16_LOSS_SCALE
+    scale = models.FP16_LOSS_SCALE
     raw_plain, plain, after_plain, created_plain = _one_step(False)
     raw_scaled, scaled, after_scaled, created_scaled = _one_step("fp16")
     assert scale > 1

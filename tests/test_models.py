@@ -1,4 +1,5 @@
 """models/: parameter counts, output shapes, the tensor names evaluation reads, weight decay."""
+import dataclasses
 import json
 
 import numpy as np
@@ -11,11 +12,19 @@ from tensorpack.tfutils.tower import TowerContext
 
 import models
 from models import FC_B, FC_W, FEATURES, INPUT_IMAGE, INPUT_LABEL, LOGITS, CAMModel
+from runrecord import ModelSettings, TrainSettings
 
 tf1 = tf.compat.v1
 tf1.disable_eager_execution()
 
 MEAN, STD = [104.0, 114.0, 123.0], [57.0, 57.0, 58.0]
+
+
+def cam_model(depth, num_classes, image_shape, **fields):
+    """``CAMModel(ModelSettings, TrainSettings)``; ``fields`` go to whichever settings has them."""
+    model = {k: fields.pop(k) for k in list(fields) if k in ModelSettings.__dataclass_fields__}
+    model = ModelSettings(depth, num_classes, list(image_shape), **dict(dict(mean_bgr=MEAN, std_bgr=STD), **model))
+    return CAMModel(model, TrainSettings(aug="cam", batch=8, **fields))
 
 
 def analytic_params(blocks, widths, num_classes, stem_kernel=7, in_ch=3):
@@ -51,7 +60,7 @@ def build(model, batch=None, training=False):
 
 @pytest.mark.parametrize("depth, published", [(18, 11_277_320), (34, 21_385_480)])
 def test_param_count_matches_analytic_and_published(depth, published):
-    model = CAMModel(depth, 200, (64, 64), mean_bgr=MEAN, std_bgr=STD)
+    model = cam_model(depth, 200, (64, 64))
     g, _ = build(model)
     with g.as_default():
         counted = sum(int(np.prod(v.shape)) for v in tf1.trainable_variables())
@@ -69,7 +78,7 @@ def run_forward(model, images):
 
 
 def test_full_width_gives_16x16_map_from_64x64():
-    model = CAMModel(18, 200, (64, 64), mean_bgr=MEAN, std_bgr=STD)
+    model = cam_model(18, 200, (64, 64))
     images = np.random.RandomState(0).randint(0, 256, (1, 64, 64, 3)).astype(np.uint8)
     feats, w, b, logits = run_forward(model, images)
     assert feats.shape == (1, 16, 16, 512)
@@ -81,8 +90,7 @@ def test_full_width_gives_16x16_map_from_64x64():
 def test_non_square_shapes_and_cam_head_consistency(final_stride, data_format, expect_hw):
     """32x40 input: the map is H/stride x W/stride, NHWC even for NCHW convolutions, and
     logits == GAP(features) @ fc_W + fc_b, which is what a CAM computed from these names assumes."""
-    model = CAMModel(18, 5, (32, 40), width_mult=0.125, final_stride=final_stride,
-                     mean_bgr=MEAN, std_bgr=STD, data_format=data_format)
+    model = cam_model(18, 5, (32, 40), width_mult=0.125, final_stride=final_stride, data_format=data_format)
     images = np.random.RandomState(1).randint(0, 256, (3, 32, 40, 3)).astype(np.uint8)
     feats, w, b, logits = run_forward(model, images)
     assert feats.shape == (3, *expect_hw, 64)   # 512 * 0.125
@@ -93,7 +101,7 @@ def test_non_square_shapes_and_cam_head_consistency(final_stride, data_format, e
 
 def test_predictor_takes_raw_uint8_and_returns_weights_not_handles():
     from training.session import SessionCreator, available_cores, session_config
-    model = CAMModel(18, 4, (32, 40), width_mult=0.0625, mean_bgr=MEAN, std_bgr=STD)
+    model = cam_model(18, 4, (32, 40), width_mult=0.0625)
     with tf.Graph().as_default():
         tf1.set_random_seed(0)   # its op determinism refuses unseeded random ops (the initialisers)
         # training's session creator serves prediction too (all cores, not tensorpack's 1 thread)
@@ -110,7 +118,7 @@ def test_predictor_takes_raw_uint8_and_returns_weights_not_handles():
 def test_normalisation_happens_in_the_graph():
     """An image equal to the mean is all zeros after normalisation, so with the
     stem's BN at its initial state the stem sees zeros whatever mean is passed."""
-    model = CAMModel(18, 4, (32, 40), width_mult=0.0625, mean_bgr=MEAN, std_bgr=STD)
+    model = cam_model(18, 4, (32, 40), width_mult=0.0625)
     g, _ = build(model)
     with g.as_default(), tf1.Session(graph=g) as sess:
         sess.run(tf1.global_variables_initializer())
@@ -123,7 +131,7 @@ def test_normalisation_happens_in_the_graph():
 
 
 def test_weight_decay_applies_to_conv_and_fc_weights_only():
-    model = CAMModel(18, 4, (32, 40), width_mult=0.0625, mean_bgr=MEAN, std_bgr=STD, weight_decay=1e-4)
+    model = cam_model(18, 4, (32, 40), width_mult=0.0625, weight_decay=1e-4)
     g, _ = build(model, training=True)
     with g.as_default():
         wd = g.get_tensor_by_name("wd_cost:0")
@@ -140,33 +148,40 @@ def test_weight_decay_applies_to_conv_and_fc_weights_only():
         assert value == pytest.approx(1e-4 * sum((w.astype(np.float64) ** 2).sum() for w in weights) / 2, rel=1e-5)
 
 
-def test_arch_settings_rebuild_the_same_graph():
-    model = CAMModel(34, 7, (32, 40), width_mult=0.125, final_stride=8, mean_bgr=MEAN, std_bgr=STD,
-                     weight_decay=3e-4, lr=0.05, data_format="NCHW")
-    settings = json.loads(json.dumps(model.arch_settings()))
-    again = CAMModel(**settings)
+def test_the_recorded_model_settings_rebuild_the_same_graph():
+    """The ModelSettings is the record: through JSON (settings.json) and without training settings
+    (evaluate.py's inference-only model) it rebuilds the variables of the NCHW training graph."""
+    model = cam_model(34, 7, (32, 40), width_mult=0.125, final_stride=8,
+                      weight_decay=3e-4, lr=0.05, data_format="NCHW")
+    again = CAMModel(ModelSettings(**json.loads(json.dumps(dataclasses.asdict(model.settings)))))
 
     def variables(m):
         g, _ = build(m)
         with g.as_default():
             return {(v.op.name, tuple(v.shape.as_list())) for v in tf1.global_variables()}
     assert variables(model) == variables(again)
-    assert again.mean_bgr == MEAN and again.image_shape == (32, 40)
+    assert again.mean_bgr == MEAN and again.image_shape == (32, 40) and again.data_format == "NHWC"
 
 
-@pytest.mark.parametrize("kwargs", [dict(depth=50), dict(final_stride=2), dict(amp="fp8"),
+def test_the_inference_only_model_refuses_to_train():
+    model = CAMModel(ModelSettings(18, 4, [32, 40], width_mult=0.0625, mean_bgr=MEAN, std_bgr=STD))
+    with pytest.raises(ValueError, match=r"optimizer\(\) needs the training settings"):
+        model.optimizer()
+    with pytest.raises(ValueError, match="the training graph needs the training settings"):
+        build(model, training=True)
+
+
+@pytest.mark.parametrize("fields", [dict(depth=50), dict(final_stride=2), dict(amp="fp8"),
                                     dict(data_format="CHWN")])
-def test_bad_model_arguments_are_refused(kwargs):
-    args = dict(depth=18, num_classes=4, image_shape=(32, 40), mean_bgr=MEAN, std_bgr=STD)
-    args.update(kwargs)
-    with pytest.raises(ValueError):
-        CAMModel(**args)
+def test_bad_model_arguments_are_refused(fields):
+    with pytest.raises(ValueError, match=next(iter(fields))):
+        cam_model(**dict(dict(depth=18, num_classes=4, image_shape=(32, 40)), **fields))
 
 
 def test_fp16_loss_scale_returns_unscaled_gradients():
     """amp="fp16" multiplies the loss before differentiating and divides the gradients after;
     without the GPU's fp16 rewrite (here, fp32 math) the gradients equal the plain ones."""
-    model = CAMModel(18, 4, (32, 40), width_mult=0.0625, mean_bgr=MEAN, std_bgr=STD, amp="fp16")
+    model = cam_model(18, 4, (32, 40), width_mult=0.0625, amp="fp16")
     g, cost = build(model, batch=2, training=True)
     with g.as_default():
         variables = tf1.trainable_variables()
@@ -177,7 +192,7 @@ def test_fp16_loss_scale_returns_unscaled_gradients():
         with tf1.Session(graph=g) as sess:
             sess.run(tf1.global_variables_initializer())
             a, b = sess.run([[gr for gr, _ in scaled], plain], feed)
-    assert models.resnet.FP16_LOSS_SCALE > 1
+    assert models.FP16_LOSS_SCALE > 1
     for x, y in zip(a, b):
         np.testing.assert_allclose(x, y, rtol=1e-3, atol=1e-6)
 
@@ -213,9 +228,11 @@ import tf_env
 import numpy as np, tensorflow as tf
 from tensorpack.tfutils.tower import TowerContext
 from models import CAMModel
+from runrecord import ModelSettings, TrainSettings
 tf1 = tf.compat.v1
 tf1.disable_eager_execution()
-m = CAMModel(18, 3, (64, 64), width_mult=0.125, mean_bgr={MEAN}, std_bgr={STD})
+m = CAMModel(ModelSettings(18, 3, [64, 64], width_mult=0.125, mean_bgr={MEAN}, std_bgr={STD}),
+             TrainSettings(aug="cam", batch=8))
 image = tf1.placeholder(tf.uint8, (None, 64, 64, 3))
 label = tf1.placeholder(tf.int32, (None,))
 with TowerContext("", is_training=True):
@@ -235,7 +252,7 @@ print("trained")
 
 def one_step_deltas(early_grad_scale, images, labels, lr=0.5):
     """Every trainable variable's change after one optimizer step on ``images``, from the same init."""
-    model = CAMModel(18, 3, images.shape[1:3], width_mult=0.125, mean_bgr=MEAN, std_bgr=STD, lr=lr,
+    model = cam_model(18, 3, images.shape[1:3], width_mult=0.125, lr=lr,
                      early_grad_scale=early_grad_scale)
     g = tf.Graph()
     with g.as_default():
@@ -272,7 +289,7 @@ def test_early_grad_scale_scales_exactly_conv0_and_groups_0_to_2():
 
 
 def test_a_nonfinite_loss_stops_the_step_before_any_weight_changes():
-    model = CAMModel(18, 3, (24, 20), width_mult=0.125, mean_bgr=MEAN, std_bgr=STD,
+    model = cam_model(18, 3, (24, 20), width_mult=0.125,
                      weight_decay=float("inf"))   # train.py refuses it; here it makes the loss inf
     g = tf.Graph()
     with g.as_default():

@@ -185,7 +185,7 @@ def test_a_truncated_stats_json_names_the_way_out(tmp_path):
 
 def test_a_checkpoint_removed_while_read_is_not_called_damaged(tmp_path):
     """Item 10: evaluating while train.py rotates checkpoints called the rotated one damaged."""
-    from evaluation.runner import check_checkpoint
+    from runrecord.checkpoints import check_checkpoint
     with pytest.raises(UserError, match="removed while it was being read") as e:
         check_checkpoint({}, str(tmp_path / "model-6"))
     assert "damaged" not in str(e.value)
