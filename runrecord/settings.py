@@ -53,7 +53,7 @@ def setting(default=MISSING, *, source, help=None, flag=None, flag_default=None,
 
 @dataclass
 class ModelSettings:
-    """The kwargs of ``models.CAMModel``: ``CAMModel(**asdict(model))`` rebuilds the graph."""
+    """The network: ``models.CAMModel(model)`` (inference) or ``CAMModel(model, train)`` rebuilds the graph."""
     depth: int = setting(source="paper sec. 3: 18 and 34", help="ResNet depth", type=int, choices=(18, 34),
                          flag_default=18)
     num_classes: int = setting(source="the dataset's wnids.txt", type=argtypes.positive_int)
@@ -179,7 +179,11 @@ def add_flags(parser, cls, names, *, unset=False):
             raise ValueError(f"{cls.__name__}.{name} is set from the data or the machine, not by a flag")
         options = {k: v for k, v in meta.items() if k in ("type", "choices", "action", "metavar", "required")}
         source = meta["source"].removeprefix("ours").lstrip(":; ")
-        if meta.get("required"):
+        if unset:   # evaluate.py: settings.json decides; without one, the field's own default (if any)
+            own = cls.__dataclass_fields__[name].default
+            said = ("default: the run's settings.json, needed without one" if own is MISSING
+                    else f"default: the run's settings.json, else {own}")
+        elif meta.get("required"):
             said = source
         elif meta["auto"]:
             said = f"default: {meta['auto']}"
