@@ -16,7 +16,7 @@ The block layout follows tensorpack's ``preresnet_group`` (every group ends
 with a BN+ReLU, the first block of a group has no pre-activation of its own);
 that is fb.resnet.torch's pre-activation ResNet with its "both_preact" first
 blocks, and has 11,277,320 trainable parameters for depth 18 and 21,385,480 for
-depth 34 at 200 classes (tests/test_models.py counts them by hand).
+depth 34 at 200 classes (tests/test_models_graph.py counts them by hand).
 
 Not the paper's, for tests, the demo and the common variant only:
 ``width_mult`` scales every width; ``final_stride=8`` makes the last group

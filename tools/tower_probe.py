@@ -16,7 +16,7 @@ same trainer, same logdir rules), with one extra callback that:
 * times the steps of each epoch (``epoch_seconds``): the last epoch, fetching
   nothing extra, gives the training speed.
 
-Writes the findings to ``<logdir>/towers.json``. Used by tests/test_gpu_paths.py
+Writes the findings to ``<logdir>/towers.json``. Used by tests/test_gpu_towers.py
 and tools/gpu_check.py. Example::
 
     python -m tools.tower_probe --data demo_data --aug gr --batch 8 --towers 2 \\

@@ -1,0 +1,139 @@
+"""runrecord/checkpoints.py and state.py: checkpoint lookup and damage, run state, which eval.json counts, file modes."""
+import os
+import time
+
+import numpy as np
+import pytest
+
+import tf_env  # noqa: F401
+import tensorflow as tf
+
+import runrecord
+from errors import UserError
+from tests.conftest import run_settings
+
+tf1 = tf.compat.v1
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+def save(folder, step, size=4096):
+    """A real checkpoint model-<step> (global_step + one float vector) as tensorpack writes them."""
+    with tf.Graph().as_default():
+        tf1.Variable(step, dtype=tf.int64, name="global_step")
+        tf1.Variable(np.arange(size, dtype=np.float32), name="w")
+        saver = tf1.train.Saver()
+        with tf1.Session() as sess:
+            sess.run(tf1.global_variables_initializer())
+            return saver.save(sess, os.path.join(folder, "model"), global_step=step, write_meta_graph=False)
+
+
+def data_file(prefix):
+    return prefix + ".data-00000-of-00001"
+
+
+@pytest.fixture()
+def three(tmp_path):
+    return [save(str(tmp_path), step) for step in (6, 12, 18)]
+
+
+def test_latest_checkpoint_is_the_newest_on_disk_even_without_the_state_file(tmp_path, three):
+    os.remove(tmp_path / "checkpoint")
+    assert runrecord.latest_checkpoint(str(tmp_path)) == (three[2], 18)
+    assert runrecord.resolve_checkpoint(str(tmp_path)) == three[2]
+
+
+@pytest.mark.parametrize("damage", ["no index", "no data", "truncated", "zeroed"])
+def test_a_damaged_newest_checkpoint_is_skipped_with_a_warning(tmp_path, three, damage):
+    newest = three[2]
+    if damage == "no index":
+        os.remove(newest + ".index")
+    elif damage == "no data":
+        os.remove(data_file(newest))
+    elif damage == "truncated":
+        os.truncate(data_file(newest), os.path.getsize(data_file(newest)) // 2)
+    else:   # same size, bytes overwritten: only the checksum tells
+        size = os.path.getsize(data_file(newest))
+        with open(data_file(newest), "r+b") as f:
+            f.seek(size // 2)
+            f.write(b"\0" * 64)
+    warnings = []
+    assert runrecord.latest_checkpoint(str(tmp_path), warn=warnings.append) == (three[1], 12)
+    assert len(warnings) == 1 and warnings[0].startswith(f"{newest}: skipped")
+    assert runrecord.checkpoint_problem(three[1]) is None and runrecord.checkpoint_problem(newest)
+
+
+def test_resolve_checkpoint_forms(tmp_path, three):
+    assert runrecord.resolve_checkpoint(str(tmp_path / "checkpoint")) == three[2]
+    assert runrecord.resolve_checkpoint(three[0] + ".index") == three[0]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="holds no checkpoint"):
+        runrecord.resolve_checkpoint(str(tmp_path / "empty"))
+
+
+# --------------------------------------------------------------------------- run state
+
+def test_run_state(tmp_path):
+    logdir = str(tmp_path / "run")
+    s = run_settings()
+    assert runrecord.run_state(logdir, s) == (runrecord.NEW, "not trained yet")
+    os.makedirs(logdir)
+    save(logdir, 6)
+    state, reason = runrecord.run_state(logdir, s)
+    assert state == runrecord.CONFLICT and "no settings.json" in reason
+    runrecord.write_json(os.path.join(logdir, runrecord.SETTINGS), s.to_json())
+    assert runrecord.run_state(logdir, s) == (runrecord.RESUMABLE, "resumable from model-6")
+    state, reason = runrecord.run_state(logdir, run_settings(**{"train.holdout": 2}))
+    assert state == runrecord.CONFLICT and "train.holdout: 0 -> 2" in reason
+    runrecord.write_json(os.path.join(logdir, runrecord.DONE), {"global_step": 18, "epoch": 3})
+    assert runrecord.run_state(logdir, s) == (runrecord.TRAINED, "trained, not evaluated")
+    eval_json = os.path.join(logdir, runrecord.EVAL)
+    mine = {"checkpoint": os.path.join(logdir, "model-6"), "split": "val", "limit": None}
+    runrecord.write_json(eval_json, {"summary": {"top1_loc": 1.5}, "settings": mine})
+    assert runrecord.run_state(logdir, s)[0] == runrecord.EVALUATED
+    runrecord.write_json(eval_json, {"summary": {"top1_loc": float("nan")}, "settings": mine})
+    assert runrecord.run_state(logdir, s) == (runrecord.TRAINED, "eval.json has a non-finite metric (top1_loc)")
+    os.utime(eval_json, (1, 1))
+    assert runrecord.run_state(logdir, s) == (runrecord.TRAINED, "eval.json is older than done.json")
+
+
+@pytest.mark.parametrize("change, reason", [
+    # issue 19 item 2: evaluate.py --load RUN_A --json RUN_B/eval.json, and --limit 1
+    ({"checkpoint": "OTHER/model-6"}, "a checkpoint of another folder"),
+    ({"checkpoint": "RUN/model-3"}, "not the newest model-6"),
+    ({"limit": 1, "num_images": 1}, "not the whole val split"),
+    ({"split": "train"}, "not the whole val split"),
+    ({"limit": "absent"}, "written by an older evaluate.py"),
+])
+def test_eval_json_counts_only_for_this_runs_newest_checkpoint_on_all_of_val(tmp_path, change, reason):
+    logdir = str(tmp_path / "run")
+    os.makedirs(logdir)
+    save(logdir, 6)
+    ev = {"checkpoint": os.path.join(logdir, "model-6"), "split": "val", "limit": None, "num_images": 12}
+    runrecord.write_json(os.path.join(logdir, runrecord.DONE), {"global_step": 6, "epoch": 1})
+    path = os.path.join(logdir, runrecord.EVAL)
+    runrecord.write_json(path, {"summary": {"top1_loc": 1.5}, "settings": ev})
+    os.utime(path, (time.time() + 5,) * 2)
+    assert runrecord.eval_problem(logdir) is None
+    ev.update({k: v.replace("OTHER", str(tmp_path / "other")).replace("RUN", logdir) if isinstance(v, str) else v
+               for k, v in change.items()})
+    if ev["limit"] == "absent":
+        del ev["limit"]
+    runrecord.write_json(path, {"summary": {"top1_loc": 1.5}, "settings": ev})
+    os.utime(path, (time.time() + 5,) * 2)
+    assert reason in runrecord.eval_problem(logdir)
+
+
+# --------------------------------------------------------------------------- file writes
+
+def test_file_modes_follow_the_umask(tmp_path):
+    import fileio
+    old = os.umask(0o022)
+    try:
+        fileio.write_json(str(tmp_path / "a.json"), {})
+        os.umask(0o077)
+        fileio.write_text(str(tmp_path / "b.txt"), "x")
+    finally:
+        os.umask(old)
+    assert os.stat(tmp_path / "a.json").st_mode & 0o777 == 0o644   # mkstemp gave 0600 whatever the umask
+    assert os.stat(tmp_path / "b.txt").st_mode & 0o777 == 0o600
