@@ -234,14 +234,12 @@ def read_values(path):
             x, y = _get(protos, a, "summary", m), _get(protos, b, "summary", m)
             if isinstance(x, (int, float)) and isinstance(y, (int, float)):
                 values[f"{name}.{m}"] = x - y
-    out = {}
-    for k, v in values.items():
-        if v is None:
-            continue
-        if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
-            raise ValueError(f"{path} unusable: {k} is {v!r}, not a finite number")
-        out[k] = float(v)
-    return out, protocol
+    values = {k: v for k, v in values.items() if v is not None}
+    bad = next((k for k, v in values.items()
+                if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v)), None)
+    if bad is not None:
+        raise ValueError(f"{path} unusable: {bad} is {values[bad]!r}, not a finite number")
+    return {k: float(v) for k, v in values.items()}, protocol
 
 
 def stat(by_seed):
