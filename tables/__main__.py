@@ -32,9 +32,8 @@ DEMO_DEPTHS = (18,)  # ResNet-18 only: ResNet-34 doubles the time
 
 def demo_tag():
     """Names the demo dataset (generator version and settings), so that a change makes a new one and new runs."""
-    d = DEMO_DATA
-    return (f"synthetic-g{GENERATOR_VERSION}-c{d['classes']}-t{d['train_per_class']}-v{d['val_per_class']}"
-            f"-{d['height']}x{d['width']}")
+    return "synthetic-g{}-c{classes}-t{train_per_class}-v{val_per_class}-{height}x{width}".format(
+        GENERATOR_VERSION, **DEMO_DATA)
 
 
 def build_parser(prog="python -m tables"):

@@ -1,6 +1,7 @@
 """Carry out a table's runs over slots, one subprocess at a time per slot: a slot is the GPU ids of one
 run (``CUDA_VISIBLE_DEVICES``) or None for a CPU slot.  One table script per log root (tables.__main__)."""
 import collections
+import itertools
 import os
 import queue
 import shlex
@@ -22,13 +23,9 @@ LOCK = ".tables.lock"   # in the log root: held by the one table script that run
 def detect_gpus(env=None, smi="nvidia-smi"):
     """Visible GPU ids: from ``CUDA_VISIBLE_DEVICES`` if set, else ``nvidia-smi -L``; [] for none."""
     env = os.environ if env is None else env
-    if "CUDA_VISIBLE_DEVICES" in env:
-        out = []
-        for g in (g.strip() for g in env["CUDA_VISIBLE_DEVICES"].split(",")):
-            if not g or g == "-1":  # CUDA stops at the first invalid id
-                break
-            out.append(g)
-        return out
+    if "CUDA_VISIBLE_DEVICES" in env:   # CUDA stops at the first invalid id
+        return list(itertools.takewhile(lambda g: g not in ("", "-1"),
+                                        (g.strip() for g in env["CUDA_VISIBLE_DEVICES"].split(","))))
     try:
         listing = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=30).stdout
     except (OSError, subprocess.SubprocessError):

@@ -50,11 +50,11 @@ def grid(result):
     return [headers[i] for i in keep], [[r[i] for i in keep] for r in rows if not set(r[:n]) & set(cut)]
 
 
-def _cell_rows(result):
-    """One (depth, method, batch) per cell of the table, in the paper's order."""
+def _one_per(items, key):
+    """The first item of each value of ``key``, in order: one (depth, method, batch) per cell (``"run"``)."""
     seen = {}
-    for c in result["cells"]:
-        seen.setdefault(c["run"], c)
+    for x in items:
+        seen.setdefault(x[key], x)
     return list(seen.values())
 
 
@@ -62,7 +62,7 @@ def side_table(result, columns):
     """(headers, rows): a row per cell with any of ``columns`` ((key, header)), a column each; None if none."""
     extra = _extra(result)
     rows = [[f"ResNet{c['depth']}", paper.METHOD_NAMES[c["method"]], str(c["trained_batch"])]
-            + [fmt_stat(extra(c["run"], k)) for k, _ in columns] for c in _cell_rows(result)]
+            + [fmt_stat(extra(c["run"], k)) for k, _ in columns] for c in _one_per(result["cells"], "run")]
     rows = [r for r in rows if any(v != MISSING for v in r[3:])]
     return (["Depth", "Method", "Batch"] + [h for _, h in columns], rows) if rows else None
 
@@ -170,10 +170,7 @@ def claims_block(records, tablefmt="simple"):
     if seeds and min(seeds) == 1:
         lines.append("ONE SEED in a cell: its intervals cover the sampling of the validation images only, "
                      "not the seed-to-seed spread; run more seeds (--seeds N) for that")
-    seen = {}
-    for r in records:
-        seen.setdefault(r["claim"], r)
-    lines += [f"{c}: \"{r['sentence']}\" ({r['section']})" for c, r in seen.items()]
+    lines += [f"{r['claim']}: \"{r['sentence']}\" ({r['section']})" for r in _one_per(records, "claim")]
     return head, table, lines
 
 
@@ -193,7 +190,7 @@ def csv_rows(result):
                          "status": status})
     for c in result["cells"]:
         emit(c, c["metric"], c, c["paper"], c["diff"])
-    for c in _cell_rows(result):
+    for c in _one_per(result["cells"], "run"):
         for key, st in result["extra"].get(c["run"], {}).items():
             emit(c, key, st)
     return rows
@@ -209,8 +206,7 @@ def write(result, out_dir):
     buf = io.StringIO(newline="")
     w = csv.DictWriter(buf, fieldnames=CSV_FIELDS)
     w.writeheader()
-    for row in csv_rows(result):
-        w.writerow({k: ("" if v is None else v) for k, v in row.items()})
+    w.writerows({k: ("" if v is None else v) for k, v in row.items()} for row in csv_rows(result))
     fileio.write_text(stem + ".csv", buf.getvalue())
     fileio.write_text(stem + ".md", md)
     title = f"Table {result['table']}: the paper's claims, ours and the paper's A - B"
@@ -271,7 +267,7 @@ def figure2(result, path):
     runs = {(r["cell"], r["seed"]): r for r in result["runs"].values() if r["status"] == "ok"}
     columns = [(c["depth"], f"ResNet{c['depth']} {paper.METHOD_NAMES[c['method']]} b{c['trained_batch']}",
                 panels_of(os.path.join(runs[(c["run"], first)]["logdir"], FIGURE_DIR)))
-               for c in _cell_rows(result) if (c["run"], first) in runs]
+               for c in _one_per(result["cells"], "run") if (c["run"], first) in runs]
     columns = [c for c in columns if c[2]]
     if not columns:
         return []

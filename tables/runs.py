@@ -1,6 +1,7 @@
 """The runs of a table, one per cell and seed: names, folders, train.py / evaluate.py commands, the
 settings each will train with, its state, and the table's result from their eval.json (docs/tables.md)."""
 import fnmatch
+import functools
 import math
 import os
 import shlex
@@ -15,10 +16,9 @@ import cv2
 import runrecord
 from cam import METRICS
 from errors import UserError
-from tables.paper import METRICS as PAPER_METRICS
 from runrecord import CONFLICT, EVALUATED, NEW, RESUMABLE, TRAINED  # noqa: F401 (the states)
 from runrecord.command import Machine, command_settings
-from tables.paper import LAYOUTS
+from tables.paper import LAYOUTS, METRICS as PAPER_METRICS
 
 
 @dataclass(frozen=True)
@@ -80,12 +80,9 @@ class Expectation:
         if image is None:
             raise UserError(f"{first}: cannot be decoded as an image ({self.train.lines[0]})")
         self.image_shape = list(image.shape[:2])
-        self._fingerprints = {}
-
-    def fingerprint(self, holdout):
-        if holdout not in self._fingerprints:
-            self._fingerprints[holdout] = runrecord.dataset_fingerprint(self.train, self.val, holdout)
-        return self._fingerprints[holdout]
+        # fingerprint(holdout), once per holdout
+        self.fingerprint = functools.lru_cache(None)(functools.partial(runrecord.dataset_fingerprint, self.train,
+                                                                        self.val))
 
     def settings(self, train_argv):
         """RunSettings of ``train.py <train_argv>``, from train.py's own parser, environment and settings
@@ -210,11 +207,7 @@ EFFECTS = (("authors_vs_paper", "authors", "paper"), ("paper_vs_wsol", "paper", 
 
 
 def _get(d, *keys):
-    for k in keys:
-        if not isinstance(d, dict):
-            return None
-        d = d.get(k)
-    return d
+    return functools.reduce(lambda d, k: d.get(k) if isinstance(d, dict) else None, keys, d)
 
 
 def read_values(path):
@@ -241,14 +234,12 @@ def read_values(path):
             x, y = _get(protos, a, "summary", m), _get(protos, b, "summary", m)
             if isinstance(x, (int, float)) and isinstance(y, (int, float)):
                 values[f"{name}.{m}"] = x - y
-    out = {}
-    for k, v in values.items():
-        if v is None:
-            continue
-        if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
-            raise ValueError(f"{path} unusable: {k} is {v!r}, not a finite number")
-        out[k] = float(v)
-    return out, protocol
+    values = {k: v for k, v in values.items() if v is not None}
+    bad = next((k for k, v in values.items()
+                if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v)), None)
+    if bad is not None:
+        raise ValueError(f"{path} unusable: {bad} is {values[bad]!r}, not a finite number")
+    return {k: float(v) for k, v in values.items()}, protocol
 
 
 def stat(by_seed):

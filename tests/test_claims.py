@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 
 from tables import paper, report, runs as rs
-from tests.test_tables import table_runs, write_eval
+from tests.tables_fixtures import table_runs, write_eval
 
 
 def records(gt_hits, clas_hits=None):

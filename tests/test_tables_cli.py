@@ -1,0 +1,184 @@
+"""Tests of the command line (python -m tables, run_table1.sh): refusals that write nothing,
+pass-through after --, dry runs, --report-only, and one short end-to-end run of run_table1.sh."""
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from errors import UserError
+from tables import __main__ as cli
+from tables import report
+from tables import runs as rs
+from tables.runs import Expectation
+from tests.conftest import REPO
+from tests.tables_fixtures import table_data, write_eval  # noqa: F401 (table_data: a fixture)
+
+
+def test_usage_without_data(capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["--table", "1"])
+    assert e.value.code == 2 and "usage:" in capsys.readouterr().err
+
+
+def test_unknown_option_is_refused_unless_after_dashdash(tmp_path, table_data, capsys):
+    base = ["--table", "1", "--data", table_data, "--logroot", str(tmp_path / "l"), "--gpus", "none", "--dry-run"]
+    with pytest.raises(SystemExit) as e:
+        cli.main(base + ["--onyl", "r18-cam"])
+    assert e.value.code == 2 and "--onyl" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(base + ["--epochs", "2"])      # a train.py option, but before --
+    args, extra = cli.parse_args(["--table", "1", "--data", table_data, "--only", "r18", "--", "--epochs", "2",
+                                  "--only", "x"])
+    assert args.only == "r18" and extra == ["--epochs", "2", "--only", "x"]
+
+
+@pytest.mark.parametrize("passed", [["--dep", "34", "--bat", "32"], ["--depth=34"], ["--se", "4"]])
+def test_abbreviated_reserved_flag_after_dashdash_is_refused(tmp_path, table_data, passed):
+    with pytest.raises(UserError, match="set by the table script"):
+        cli.main(["--table", "1", "--data", table_data, "--logroot", str(tmp_path / "l"), "--gpus", "none",
+                  "--results", str(tmp_path / "r"), "--", *passed])
+    assert not os.path.exists(tmp_path / "l") and not os.path.exists(tmp_path / "r")
+
+
+@pytest.mark.parametrize("which", ["--results", "--logroot"])
+def test_output_folder_that_is_a_file_is_refused_before_training(tmp_path, table_data, which, capsys):
+    (tmp_path / "file").write_text("x")
+    other = "--logroot" if which == "--results" else "--results"
+    with pytest.raises(SystemExit):   # by the parser (argtypes.writable_dir)
+        cli.main(["--table", "1", "--data", table_data, which, str(tmp_path / "file"), other, str(tmp_path / "o"),
+                  "--gpus", "none", "--only", "r18-cam", "--dry-run"])   # refused even before a dry run
+    assert re.search(f"argument {which}: .*is a file", capsys.readouterr().err)
+    assert sorted(os.listdir(tmp_path)) == ["file"]
+
+
+def test_refused_invocation_writes_nothing(tmp_path, table_data):
+    logs, res = tmp_path / "logs", tmp_path / "res"
+    run = rs.make_runs(rs.select(rs.table_configs(1), "r18-cam"), data=table_data, logroot=str(logs),
+                       train_args=["--epochs", "2"], expectation=Expectation(table_data, 0))[0]
+    write_eval(run.logdir, 50.0, 25.0, 40.0, settings=run.expected)
+    assert cli.main(["--table", "1", "--report-only", "--logroot", str(logs), "--results", str(res)]) == 0
+    before = {p: (res / p).read_bytes() for p in os.listdir(res)}
+    for other in (["--", "--epochs", "3"], ["--", "--epochs", "2", "--no-such-flag"]):
+        with pytest.raises(UserError, match="nothing was run"):   # other settings than the finished run's
+            cli.main(["--table", "1", "--data", table_data, "--logroot", str(logs), "--results", str(res),
+                      "--gpus", "none", "--only", "r18-cam", *other])
+    assert {p: (res / p).read_bytes() for p in os.listdir(res)} == before
+    assert sorted(os.listdir(logs)) == ["r18-cam-b256"]   # nothing else was started
+    assert not os.path.exists(logs / "r18-cam-b256" / "train.out")
+
+
+@pytest.mark.parametrize("bad", [["--parallel", "0"], ["--gpus-per-run", "0"], ["--holdout", "-1"],
+                                 ["--seeds", "0"], ["--recipe", "sn-resnt"], ["--metrics", "wsol"]])
+def test_bad_values_are_refused_before_anything(tmp_path, bad, capsys):
+    with pytest.raises((SystemExit, UserError)) as e:
+        cli.main(["--table", "1", "--demo", "--dry-run", *bad, "--gpus", "none", "--logroot", str(tmp_path / "logs"),
+                  "--results", str(tmp_path / "res")])
+    assert bad[0] in (str(e.value) if isinstance(e.value, UserError) else capsys.readouterr().err)
+    assert os.listdir(tmp_path) == []
+
+
+def test_not_tiny_imagenet_is_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["--table", "1", "--data", str(tmp_path / "nope"), "--dry-run"])
+    assert "argument --data: " in capsys.readouterr().err
+    (tmp_path / "wnids.txt").write_text("n0\n")
+    with pytest.raises(UserError, match="train.n0: no such directory"):
+        cli.main(["--table", "1", "--data", str(tmp_path), "--logroot", str(tmp_path / "l"), "--dry-run"])
+    assert sorted(os.listdir(tmp_path)) == ["wnids.txt"]
+
+
+def test_dry_run(tmp_path, table_data, capsys):
+    done = rs.make_runs(rs.select(rs.table_configs(1), "r18-cam"), data=table_data,
+                        logroot=str(tmp_path), train_args=["--epochs", "2", "--recipe", "sn-resnet"],
+                        gpus_per_run=2, expectation=Expectation(table_data, 2))[0]
+    assert done.expected.train.batch_per_tower == 128    # batch 256 over the run's 2 GPUs, as train.py splits it
+    write_eval(done.logdir, 1, 1, 1, settings=done.expected)
+    rc = cli.main(["--table", "1", "--data", table_data, "--logroot", str(tmp_path), "--gpus", "0,1,2,3",
+                   "--gpus-per-run", "2", "--only", "r18-cam,r18-gr", "--dry-run", "--seeds", "2",
+                   "--recipe", "sn-resnet", "--", "--epochs", "2"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "4 run(s)" in out and "1 finished" in out and "2 at a time on GPU 0,1, GPU 2,3" in out
+    assert "# r18-cam-b256: evaluated" in out and "# r18-gr-b256-s1: new" in out
+    assert "--seed 1 --logdir" in out and "--gpus 2 --recipe sn-resnet --epochs 2" in out
+    assert "--holdout" not in out and not os.path.exists(tmp_path / "r18-gr-b256")
+
+
+def test_dry_run_holdout_runs_are_other_cells(tmp_path, table_data, capsys):
+    write_eval(tmp_path / "r18-cam-b32", 1, 1, 1)   # trained without holdout: another cell, not a conflict
+    rc = cli.main(["--table", "2", "--data", table_data, "--logroot", str(tmp_path), "--gpus", "none",
+                   "--only", "r18-cam-b32", "--dry-run", "--seeds", "2", "--holdout", "5"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "2 run(s)" in out and "0 finished" in out
+    assert "# r18-cam-b32-h5: new" in out and "# r18-cam-b32-h5-s1: new" in out
+    assert "--seed 1 --logdir" in out and "--holdout 5" in out and "--threshold-from-holdout" in out
+    with pytest.raises(UserError, match="--batch 256: more than the 236 training images"):
+        cli.main(["--table", "1", "--data", table_data, "--logroot", str(tmp_path), "--gpus", "none",
+                  "--only", "r18-cam", "--dry-run", "--holdout", "5"])   # refused before anything runs
+
+
+def test_demo_dry_run(tmp_path, capsys):
+    rc = cli.main(["--table", "2", "--demo", "--logroot", str(tmp_path / "logs"), "--gpus", "none",
+                   "--parallel", "2", "--only", "r18-gr", "--dry-run"])
+    out = capsys.readouterr().out
+    seeds = cli.DEMO_SEEDS
+    assert rc == 0 and report.DEMO_BANNER in out and "2 at a time on CPU, CPU" in out
+    assert f"{3 * seeds} run(s)" in out and "# r18-gr-b4: new" in out and "# r18-gr-b16-s1: new" in out
+    assert "--width-mult" in out and "--threads" in out   # demo's net, cores shared by 2 runs
+    assert not os.path.exists(tmp_path / "logs")
+
+
+def test_demo_depths_and_seeds_from_demo_module(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(cli, "DEMO_DEPTHS", (18,))
+    monkeypatch.setattr(cli, "DEMO_SEEDS", 3)
+    rc = cli.main(["--table", "1", "--demo", "--logroot", str(tmp_path / "logs"), "--gpus", "none", "--dry-run"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "15 run(s)" in out and "# r18-gr-b32-s2: new" in out and "# r34" not in out
+    rc = cli.main(["--table", "1", "--demo", "--report-only", "--logroot", str(tmp_path / "logs"),
+                   "--results", str(tmp_path / "res"), "--seeds", "1"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "ResNet34" not in out.split("seeds:")[0] and "not run here: ResNet34" in out
+
+
+def test_report_only(tmp_path, capsys):
+    write_eval(tmp_path / "logs" / "r34-gr-b256", 58.0, 36.5, 54.0)
+    rc = cli.main(["--table", "1", "--report-only", "--logroot", str(tmp_path / "logs"),
+                   "--results", str(tmp_path / "res")])
+    out = capsys.readouterr().out
+    assert rc == 0 and "36.50" in out and "+0.50" in out
+    assert json.loads((tmp_path / "res" / "table1.json").read_text())["runs"]["r34-gr-b256"]["status"] == "ok"
+
+
+# ---- end to end: run_table1.sh trains and evaluates two runs on generated data --------------
+
+@pytest.mark.slow
+def test_run_table1_end_to_end(tmp_path, table_data):
+    data = table_data
+    logs, res = tmp_path / "logs", tmp_path / "res"
+    cmd = [os.path.join(REPO, "run_table1.sh"), "--data", str(data), "--logroot", str(logs),
+           "--results", str(res), "--gpus", "none", "--only", "r18-cam,r18-gr",
+           "--", "--epochs", "1", "--lr-step-epochs", "1", "--width-mult", "0.0625"]
+    env = dict(os.environ, PYTHON=sys.executable)
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert p.returncode == 0, p.stdout + p.stderr
+    for name in ("r18-cam-b256", "r18-gr-b256"):
+        assert os.path.exists(logs / name / "done.json") and os.path.exists(logs / name / "train.out")
+    summary = json.loads((logs / "r18-gr-b256" / "eval.json").read_text())["summary"]
+    saved = json.loads((res / "table1.json").read_text())
+    cell = next(c for c in saved["cells"] if c["run"] == "r18-gr-b256" and c["metric"] == "top1_clas")
+    assert cell["mean"] == round(summary["top1_clas"], 2) and cell["paper"] == 52.23
+    assert saved["runs"]["r34-cam-b256"]["status"] == "missing"
+    assert os.path.exists(res / "table1.csv") and os.path.exists(res / "table1.md")
+    assert os.path.exists(res / "table1-figure2.png") and "table1-figure2.png" in p.stdout
+    assert "evaluation protocol: authors" in p.stdout and "protocol quirk" in p.stdout
+    whole = [l for l in p.stdout.splitlines() if "whole image box" in l][-1].split()   # ResNet18's row
+    assert whole[-5] != report.MISSING and whole[-3] != report.MISSING, p.stdout   # its CAM and GR columns
+    assert "Table 1" in p.stdout and "ResNet18" in p.stdout and f"{summary['top1_clas']:.2f}" in p.stdout
+
+    again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "2 finished, 0 to evaluate, 0 to train" in again.stdout
+    assert again.stdout.count("skip     r18-") == 2 and "train    r18" not in again.stdout
