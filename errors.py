@@ -19,3 +19,9 @@ def run_main(main, argv=None):
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+
+
+def raise_interrupt(signum, frame):
+    """A signal handler: SIGTERM (the table scripts' stop, a scheduler's kill) ends an entry point
+    as Ctrl-C does, so that it says what is kept and what is lost."""
+    raise KeyboardInterrupt

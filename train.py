@@ -45,7 +45,7 @@ from tensorpack.utils import logger
 import dataflow
 import fileio
 import runrecord
-from errors import UserError, run_main
+from errors import UserError, raise_interrupt, run_main
 from runrecord.command import parse_cluster
 from models import NONFINITE_LOSS, WRONG_TOP1, WRONG_TOP5, CAMModel
 from training import callbacks as cbs
@@ -237,9 +237,6 @@ def interrupted(logdir):
     return f"interrupted: the steps since the last epoch end are lost (checkpoints are written at epoch ends); {kept}"
 
 
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt
-
 
 def main(argv=None):
     args = parse_args(argv)
@@ -248,7 +245,7 @@ def main(argv=None):
             tf.config.experimental.enable_op_determinism()
         return cluster.serve(parse_cluster(args.cluster), args.task, session.session_config(threads=args.threads))
     env = validate(args)
-    signal.signal(signal.SIGTERM, _raise_interrupt)   # a kill (the table scripts' stop) ends as Ctrl-C does
+    signal.signal(signal.SIGTERM, raise_interrupt)   # a kill (the table scripts' stop) ends as Ctrl-C does
     try:
         run(args, env)
     except KeyboardInterrupt:

@@ -17,8 +17,6 @@ import json
 from dataclasses import MISSING, dataclass, field
 from typing import Optional
 
-import numpy as np
-
 import argtypes
 
 NORMALIZE = ("dataset", "imagenet")
@@ -200,10 +198,6 @@ def add_flags(parser, cls, names, *, unset=False):
 def _check(ok, what):
     if not ok:
         raise ValueError(f"settings: {what}")
-
-
-def _finite(x):   # runrecord.state's
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and np.isfinite(x)
 
 
 @dataclass

@@ -6,12 +6,13 @@ are the one readers of settings.json and eval.json: each returns the document or
 it cannot be used.
 """
 import json
+import math
 import os
 
 import fileio
 from errors import UserError
 from runrecord.checkpoints import CHECKPOINT_NAME, STATE_FILE, checkpoint_files
-from runrecord.settings import RunSettings, _finite
+from runrecord.settings import RunSettings
 
 SETTINGS = "settings.json"
 DONE = "done.json"
@@ -21,6 +22,11 @@ EVAL = "eval.json"
 NEW, RESUMABLE, TRAINED, EVALUATED, CONFLICT = "new", "resumable", "trained", "evaluated", "conflict"
 
 # --------------------------------------------------------------------------- files
+
+def is_finite(x):
+    """True for a finite int or float (not a bool): a usable number in eval.json."""
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
 
 def read_json(path):
     try:
@@ -91,7 +97,7 @@ def read_eval(path):
     summary = doc.get("summary") if isinstance(doc, dict) else None
     if not isinstance(summary, dict) or not summary:
         return None, f"{path} has no summary"
-    bad = sorted(k for k, v in summary.items() if not _finite(v))
+    bad = sorted(k for k, v in summary.items() if not is_finite(v))
     if bad:
         return None, f"{path} has a non-finite metric ({bad[0]})"
     return doc, None

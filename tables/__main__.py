@@ -10,7 +10,7 @@ import argtypes
 import fileio
 import runrecord
 from dataflow.synthetic import GENERATOR_VERSION, generate
-from errors import UserError, run_main
+from errors import UserError, raise_interrupt, run_main
 from tables import executor as ex, report, runs as rs
 from tables.executor import Executor, show
 from tables.runs import Expectation
@@ -190,7 +190,7 @@ def execute(args, p, todo, states, slots, make):
             for line in rs.describe(r, state, ex.env_prefix(slots[i % len(slots)])):
                 print(line)
         return 0
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    previous = signal.signal(signal.SIGTERM, raise_interrupt)
     try:
         outcomes = Executor(slots, log=lambda m: print(m, flush=True)).run_all(todo)
     except KeyboardInterrupt:
@@ -203,9 +203,6 @@ def execute(args, p, todo, states, slots, make):
     every = {r.name: r for r in todo + others}
     return finish(args, p, [every[c.name] for c in p["configs"]], outcomes)
 
-
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt
 
 
 def finish(args, p, every, outcomes):

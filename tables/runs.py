@@ -2,7 +2,6 @@
 settings each will train with, its state, and the table's result from their eval.json (docs/tables.md)."""
 import fnmatch
 import functools
-import math
 import os
 import shlex
 import statistics
@@ -73,7 +72,9 @@ class Expectation:
 
     def __init__(self, data, gpus_per_run):
         from dataflow import read_annotations
-        self.data, self.gpus = os.path.abspath(data), gpus_per_run
+        self.data = os.path.abspath(data)
+        # the machine assumed: this one, with the run's GPUs, TensorFlow's oneDNN on (tf_env.py)
+        self.machine = Machine(gpus=gpus_per_run)
         self.train, self.val = read_annotations(self.data, "train"), read_annotations(self.data, "val")
         first = os.path.join(self.data, self.train.files[0])
         image = cv2.imread(first, cv2.IMREAD_UNCHANGED)
@@ -88,8 +89,8 @@ class Expectation:
         """RunSettings of ``train.py <train_argv>``, from train.py's own parser, environment and settings
         (``runrecord.command``: they refuse unknown and abbreviated flags), with the dataset fingerprint
         of the annotations."""
-        try:   # the machine assumed: this one, with the run's GPUs, TensorFlow's oneDNN on (tf_env.py)
-            return command_settings(train_argv, Machine(gpus=self.gpus), self.fingerprint, len(self.train.wnids),
+        try:
+            return command_settings(train_argv, self.machine, self.fingerprint, len(self.train.wnids),
                                     self.image_shape)
         except SystemExit as e:
             if e.code:
@@ -235,8 +236,7 @@ def read_values(path):
             if isinstance(x, (int, float)) and isinstance(y, (int, float)):
                 values[f"{name}.{m}"] = x - y
     values = {k: v for k, v in values.items() if v is not None}
-    bad = next((k for k, v in values.items()
-                if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v)), None)
+    bad = next((k for k, v in values.items() if not runrecord.is_finite(v)), None)
     if bad is not None:
         raise ValueError(f"{path} unusable: {bad} is {values[bad]!r}, not a finite number")
     return {k: float(v) for k, v in values.items()}, protocol
