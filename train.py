@@ -131,6 +131,7 @@ def prepare_logdir(settings, env, logdir, *, restart=False, adopt_settings=False
 def build_config(settings, env, used, val, prefix, start_epoch, extra_callbacks):
     t = settings.train
     tf1.disable_eager_execution()   # before seeding: the seed belongs to the graph
+    session.use_op_determinism(t.deterministic)   # before the graph: ops pick kernels when built
     tf1.set_random_seed(t.seed)
     # the data stream is a function of --seed and the batch index alone (dataflow.builders): a resumed
     # run continues it where the checkpoint's steps ended; one whole minibatch a step, split over the towers
@@ -241,8 +242,7 @@ def interrupted(logdir):
 def main(argv=None):
     args = parse_args(argv)
     if args.cluster and args.task:   # not the chief: serve its towers, no data, no logdir
-        if not args.nondeterministic:   # the kernels of the chief's towers placed here
-            tf.config.experimental.enable_op_determinism()
+        session.use_op_determinism(not args.nondeterministic)   # the kernels of the chief's towers placed here
         return cluster.serve(parse_cluster(args.cluster), args.task, session.session_config(threads=args.threads))
     env = validate(args)
     signal.signal(signal.SIGTERM, raise_interrupt)   # a kill (the table scripts' stop) ends as Ctrl-C does

@@ -106,6 +106,7 @@ def worker_graph(args):
     tf1.disable_eager_execution()
     depth, batch = args.depth[0], args.batch[0]
     targs = train.parse_args(train_argv(args, depth, batch, args.data, "unused"))
+    session.use_op_determinism(not targs.nondeterministic)   # before the graph (training.session)
     env = {"amp": False}
     if args.amp:   # the same resolution as train.validate, without its data/logdir checks
         from training import devices

@@ -13,11 +13,23 @@ import tf_env  # noqa: F401
 
 import tensorflow as tf
 from tensorflow.core.protobuf import rewriter_config_pb2
+from tensorflow.python.framework import config as tf_config
 from tensorpack.tfutils.sesscreate import NewSessionCreator
 
 from runrecord.command import available_cores, cpu_supports_bf16  # noqa: F401 (machine facts; the tests and tools)
 
 tf1 = tf.compat.v1
+
+
+def use_op_determinism(on=True):
+    """Turn TensorFlow's op determinism on for this process (``on=False`` leaves it as it is:
+    off in a fresh process).  Call it before any graph is built: some ops choose their kernel
+    when the graph is built, not when it runs.  ``tf.nn.sparse_softmax_cross_entropy_with_logits``
+    emits a deterministic composite only when determinism is already on, and otherwise the fused
+    op, whose GPU kernel then refuses to run (TF 2.21 tensorflow/python/ops/nn_ops.py,
+    ``_sparse_softmax_cross_entropy_with_rank_2_logits``; docs/reproducibility.md)."""
+    if on:
+        tf.config.experimental.enable_op_determinism()
 
 
 def session_config(*, threads=None, amp=False, xla=False):
@@ -67,11 +79,11 @@ class SessionCreator(NewSessionCreator):
     sets ``target`` before the session is created).
     All initializer ops are built before the first ``sess.run``.
 
-    ``deterministic``: TensorFlow's op determinism is turned on for this process
-    (``tf.config.experimental.enable_op_determinism``: deterministic kernels, e.g. cuDNN's, or
-    an error naming an op that has none) when the session is created, after the graph is
-    built: once on, it refuses random ops built without a seed, and stays on (False leaves it
-    as it is: off in a fresh process).
+    ``deterministic``: the session is for a graph built under op determinism
+    (:func:`use_op_determinism`: deterministic kernels, e.g. cuDNN's, or an error naming an
+    op that has none; random ops built without a seed are refused).  A deterministic
+    session whose graph was built before determinism was turned on is refused: such a graph
+    may hold ops whose GPU kernels refuse to run under it.
     """
 
     def __init__(self, config, target="", deterministic=True):
@@ -83,8 +95,9 @@ class SessionCreator(NewSessionCreator):
         self.deterministic = deterministic
 
     def create_session(self):
-        if self.deterministic:
-            tf.config.experimental.enable_op_determinism()
+        if self.deterministic and not tf_config.is_op_determinism_enabled():
+            raise RuntimeError("op determinism must be on before the graph is built "
+                               "(training.session.use_op_determinism); it is off")
         init_ops = [tf1.global_variables_initializer(),
                     tf1.local_variables_initializer(),
                     tf1.tables_initializer()]
