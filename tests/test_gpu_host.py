@@ -44,7 +44,8 @@ def test_an_nvidia_device_that_tensorflow_cannot_use_is_refused(tiny_data, tmp_p
     assert train.validate(train.parse_args(argv)).gpus == 1
 
 
-@pytest.mark.parametrize("visible, found", [(None, "/dev/nvidiactl"), ("", None), ("-1", None), ("0", "/dev/nvidiactl")])
+@pytest.mark.parametrize("visible, found", [(None, "/dev/nvidiactl"), ("", None), ("-1", None),
+                                            ("0", "/dev/nvidiactl")])
 def test_the_nvidia_probe_respects_hidden_devices(visible, found, monkeypatch):
     """CUDA_VISIBLE_DEVICES "" or "-1" hides the GPUs on purpose (the table scripts' CPU runs, gpu-check)."""
     real = devices.os.path.exists
@@ -125,3 +126,44 @@ def test_an_overflowed_fp16_gradient_stops_the_step_before_any_weight_changes():
     assert w == 1.0
     error, w = _fp16_step(2.0)
     assert error is None and w != 1.0
+
+
+# --------------------------------------------------------------------------- gpu-check's host lines
+
+BUILD = {"cuda_compute_capabilities": ["sm_60", "sm_70", "sm_80", "sm_89", "compute_90"], "cuda_version": "12.5.1",
+         "cudnn_version": "9", "is_cuda_build": True}   # TF 2.21.0's tf.sysconfig.get_build_info()
+
+
+@pytest.mark.parametrize("capability, driver, problem", [
+    ((9, 0), "550.54.15", "older than R555"),   # H100/H200: PTX only, JIT-compiled by the driver
+    ((9, 0), "555.42.02", None),
+    ((8, 0), "535.104.05", None),   # A100: machine code
+    ((8, 6), "535.104.05", None),   # sm_80's machine code runs on sm_86
+    ((7, 5), "470.57.02", None),    # sm_70's on sm_75
+    ((5, 2), "560.35.03", "has no kernel for sm_52"),
+])
+def test_the_driver_must_run_tensorflows_kernels(capability, driver, problem):
+    from tools.gpu_host import driver_problem
+    found = driver_problem(driver, capability, BUILD)
+    assert (found is None) if problem is None else (problem in found)
+
+
+def test_gpu_check_fails_where_tensorflow_sees_no_gpu_of_an_nvidia_host(monkeypatch, tmp_path, capsys):
+    from tools import gpu_check, gpu_host
+    monkeypatch.setattr(devices, "nvidia_device", lambda: "/dev/nvidiactl")
+    smi = [{"name": "NVIDIA H100 80GB HBM3", "driver": "550.54.15", "capability": (9, 0)}]
+    lines, problems = gpu_host.report(smi=smi, build=BUILD, visible=0)
+    assert "GPU 0: NVIDIA H100 80GB HBM3, compute capability 9.0, driver 550.54.15" in lines
+    assert problems[0].startswith("an NVIDIA device is present (/dev/nvidiactl) but TensorFlow sees no GPU")
+    assert any("older than R555" in p for p in problems)
+    # gpu-check: the FAIL lines make it exit 1, even when every path it can run passes (stubbed here)
+    monkeypatch.setattr(gpu_check.gpu_host, "report", lambda visible: (lines, problems))
+    monkeypatch.setattr(gpu_check, "generate", lambda *a, **k: str(tmp_path))
+    monkeypatch.setattr(gpu_check, "train", lambda *a, **k: (None, None))
+    for name in ("identical", "determinism_cost", "evaluate", "data_feed"):
+        monkeypatch.setattr(gpu_check, name, lambda *a, **k: None)
+    assert gpu_check.check(str(tmp_path)) == 1
+    assert "FAIL  GPU host" in capsys.readouterr().out
+    monkeypatch.setattr(gpu_check.devices, "visible_gpus", lambda: 1)   # the driver alone: stop before any GPU run
+    monkeypatch.setattr(gpu_check, "gpu_part", lambda *a: pytest.fail("GPU paths run with a driver too old"))
+    assert gpu_check.check(str(tmp_path)) == 1
