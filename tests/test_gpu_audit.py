@@ -84,6 +84,18 @@ def refused_nodes(graph):
     return out
 
 
+# ops of the graph that run on the CPU even with GPUs (no GPU or device-independent kernel): they write
+# files and summaries; no arithmetic of the training step is among them (docs/reproducibility.md, --threads)
+CPU_ONLY = {"SaveV2", "RestoreV2", "ScalarSummary", "MergeSummary"}
+
+
+def cpu_only_types(graph):
+    """The op types of ``graph`` that TensorFlow 2.21 (a CUDA build) has no GPU kernel for."""
+    from tensorflow.python.framework import kernels
+    return {t for t in {op.type for op in graph.get_operations()}
+            if not any(k.device_type in ("GPU", "DEFAULT") for k in kernels.get_registered_kernels_for_op(t).kernel)}
+
+
 class Built(Exception):
     """Raised where tensorpack would create the session: the graph is complete."""
 
@@ -129,6 +141,7 @@ def test_training_graph_holds_no_op_a_gpu_refuses(case, tiny_data, tmp_path, mon
     if case == "fp16 --amp":
         assert settings.train.amp == "fp16"
     assert refused_nodes(graph) == []
+    assert tf.sysconfig.get_build_info()["is_cuda_build"] and cpu_only_types(graph) <= CPU_ONLY
 
 
 @pytest.mark.parametrize("data_format", ["NHWC", "NCHW"])
