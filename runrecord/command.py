@@ -34,7 +34,7 @@ def parser():
     p = argparse.ArgumentParser(prog="train.py", description=TITLE, allow_abbrev=False)
     # --data and --logdir are checked in parse_args: a --cluster task other than 0 needs neither
     p.add_argument("--data", help="Tiny ImageNet root (holds wnids.txt, train/, val/); "
-                                  "required but on a --cluster task other than 0")
+                                  "required, except on a --cluster task other than 0")
     add_flags(p, TrainSettings, ["aug"])
     add_flags(p, ModelSettings, ["depth"])
     add_flags(p, TrainSettings, ["batch"])
