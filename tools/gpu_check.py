@@ -142,6 +142,7 @@ def evaluate(report, name, work, data, logdir):
         return
     cams = np.load(out)
     n, labels = np.arange(len(cams["labels"])), cams["labels"]
+    # evaluate.py computes in float32 whatever --tf32 trained with (evaluation.runner): float32 rounding's tolerance
     gap = np.abs(cams["cams"].mean(axis=(1, 2)) + cams["fc_bias"][labels] - cams["logits"][n, labels]).max()
     status = "PASS" if gap < 1e-3 * max(1.0, np.abs(cams["logits"]).max()) else "FAIL"
     report.line(status, name, detail=f"{len(labels)} images; cams.mean() + bias == logit within {gap:.1e}")
@@ -244,6 +245,7 @@ def check(work):
 
 
 def gpu_part(report, work, data, gpus):
+    """The GPU lines (module docstring), on ``gpus`` visible GPUs."""
     one = GPU_RUN + ["--gpus", "1"]
     first, rate1 = twice(report, "1 GPU", work, data, one)
     determinism_cost(report, "1 GPU", work, data, one, rate1)
@@ -268,7 +270,7 @@ def gpu_part(report, work, data, gpus):
     determinism_cost(report, "1 GPU --xla", work, data, one + ["--xla"], rate_xla)
     if rate_xla and rate1:
         print(f"      --xla / plain speed (both deterministic): {rate_xla / rate1:.2f}", flush=True)
-    device = gpu_host.nvidia_smi()[0]["name"] if gpu_host.nvidia_smi() else "GPU"
+    device = next((g["name"] for g in gpu_host.nvidia_smi()), "GPU")
     fastest = max(r for r in (speeds(report, work, data, device), rate_all, rate1, 0.0) if r is not None)
     data_feed(report, data, min(8, session.available_cores() // 2), fastest or None)   # train.py's default workers
 
