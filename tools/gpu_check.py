@@ -1,4 +1,4 @@
-"""Self-check of every trainer path on this host, in about ten minutes: run it before long runs.
+"""Self-check of every trainer path on this host (meant for ten minutes; not yet run on a GPU): run it first.
 
     make gpu-check                                  # same as: python -m tools.gpu_check
     python -m tools.gpu_check --keep /tmp/gpu-check # keep the generated data and logdirs
