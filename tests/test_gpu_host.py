@@ -167,3 +167,18 @@ def test_gpu_check_fails_where_tensorflow_sees_no_gpu_of_an_nvidia_host(monkeypa
     monkeypatch.setattr(gpu_check.devices, "visible_gpus", lambda: 1)   # the driver alone: stop before any GPU run
     monkeypatch.setattr(gpu_check, "gpu_part", lambda *a: pytest.fail("GPU paths run with a driver too old"))
     assert gpu_check.check(str(tmp_path)) == 1
+
+
+def test_train_py_names_an_fp16_overflow_and_keeps_the_checkpoint(tmp_path, monkeypatch):
+    """train.py's handling of the check's error (the step itself: the test above)."""
+    from types import SimpleNamespace
+
+    from errors import UserError
+
+    def overflow(config, trainer):
+        raise tf.errors.InvalidArgumentError(None, None, f"assertion failed: [{models.NONFINITE_GRADIENT}]")
+    monkeypatch.setattr(train, "launch_train_with_config", overflow)
+    env = command.Env(gpus=1, towers=1, batch_per_tower=8, amp="fp16", workers=0, threads=2)
+    with pytest.raises(UserError, match=r"an fp16 gradient overflowed .*static loss scale 128.*no checkpoint had "
+                                        r"been written.*train without --amp"):
+        train.train_steps(env, SimpleNamespace(data=None, session_creator=None), str(tmp_path))
