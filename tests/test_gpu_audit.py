@@ -6,9 +6,10 @@ graphs are built here exactly as train.py builds them (its own parse_args, valid
 prepare_logdir and build_config, then tensorpack's ``launch_train_with_config`` up to the session:
 the trainer's graph, the validation tower and every callback's ops) and every node is checked
 against :data:`REFUSED`.  The fp16 graph is built with the fp16 settings (StaticLossScale) on a
-machine that claims one GPU: TensorFlow's fp16 rewrite itself is a grappler pass run when a GPU
-session starts, which the CPU cannot run; its casts add no op of the list.  What grappler rewrites
-at session time is not seen here (docs/reproducibility.md, "What the CPU checks for the GPU").
+machine that claims one GPU, then put through grappler's fp16 pass alone, which a GPU session runs
+when it starts and which TensorFlow can run on the CPU as if on a GPU.  The other session-time
+rewrites (layout, remapper fusions, XLA) are not seen here (docs/reproducibility.md, "What the CPU
+checks for the GPU").
 """
 import os
 
@@ -68,10 +69,10 @@ BN_GRADS = {"FusedBatchNormGrad", "FusedBatchNormGradV2", "FusedBatchNormGradV3"
 
 
 def refused_nodes(graph):
-    """``["node (type): why", ...]`` for each node of ``graph`` (and of its function library) that op
-    determinism refuses on a GPU; empty when there is none."""
+    """``["node (type): why", ...]`` for each node of ``graph`` (a Graph or GraphDef, and its function
+    library) that op determinism refuses on a GPU; empty when there is none."""
     out = []
-    graph_def = graph.as_graph_def()
+    graph_def = graph if isinstance(graph, tf1.GraphDef) else graph.as_graph_def()
     nodes = list(graph_def.node) + [n for f in graph_def.library.function for n in f.node_def]
     for node in nodes:
         attr = node.attr
@@ -94,6 +95,23 @@ def cpu_only_types(graph):
     from tensorflow.python.framework import kernels
     return {t for t in {op.type for op in graph.get_operations()}
             if not any(k.device_type in ("GPU", "DEFAULT") for k in kernels.get_registered_kernels_for_op(t).kernel)}
+
+
+def fp16_rewritten(graph, monkeypatch):
+    """``graph`` after grappler's fp16 pass (``--amp``'s ``auto_mixed_precision``), run on the CPU as on a
+    GPU (TF_AUTO_MIXED_PRECISION_GRAPH_REWRITE_SIMULATE_GPU, tensorflow/core/grappler/optimizers/
+    auto_mixed_precision.cc), with the other passes off: a GraphDef."""
+    from tensorflow.core.protobuf import rewriter_config_pb2
+    from tensorflow.python.grappler import tf_optimizer
+    monkeypatch.setenv("TF_AUTO_MIXED_PRECISION_GRAPH_REWRITE_SIMULATE_GPU", "1")
+    with graph.as_default():
+        meta = tf1.train.export_meta_graph(graph=graph)
+    meta.collection_def["train_op"].node_list.value.extend(
+        op.name for op in graph.get_operations() if op.type == "NoOp" and "train_op" in op.name)
+    config = tf1.ConfigProto()
+    config.graph_options.rewrite_options.optimizers.append("auto_mixed_precision")
+    config.graph_options.rewrite_options.min_graph_nodes = -1
+    return tf_optimizer.OptimizeGraph(config, meta)
 
 
 class Built(Exception):
@@ -138,9 +156,13 @@ def test_training_graph_holds_no_op_a_gpu_refuses(case, tiny_data, tmp_path, mon
     graph, settings = training_graph(tiny_data, tmp_path / "run", SMALL + flags, monkeypatch, machine)
     types = {op.type for op in graph.get_operations()}
     assert "Conv2DBackpropFilter" in types and "FusedBatchNormGradV3" in types   # the whole training graph
+    assert refused_nodes(graph) == []
     if case == "fp16 --amp":
         assert settings.train.amp == "fp16"
-    assert refused_nodes(graph) == []
+        rewritten = fp16_rewritten(graph, monkeypatch)
+        half = {n.op for n in rewritten.node if n.attr["T"].type == tf.float16.as_datatype_enum}
+        assert {"Conv2D", "Conv2DBackpropFilter", "FusedBatchNormGradV3", "IsFinite"} <= half   # rewritten
+        assert refused_nodes(rewritten) == []
     assert tf.sysconfig.get_build_info()["is_cuda_build"] and cpu_only_types(graph) <= CPU_ONLY
 
 
