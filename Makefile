@@ -1,18 +1,29 @@
 # The two commands of the README: `make demo` and `make test`.
 # `make bench` prints the speed figures (dataflow, training, evaluation).
+# On a GPU host: `make gpu-venv` (or GPU=1 before any target that installs) adds TensorFlow's CUDA extra.
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
+# the CUDA libraries as pip wheels, for the tensorflow of requirements.txt (README, "GPU hosts")
+TF_CUDA := tensorflow[and-cuda]==2.21.*
+GPU ?=
 # test modules spread over this many processes (pytest-xdist; a module's fixtures stay in one process)
 TEST_WORKERS ?= 2
 
-.PHONY: demo test bench gpu-check
+.PHONY: demo test bench gpu-check gpu-venv
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q -r requirements.txt $(if $(GPU),"$(TF_CUDA)")
 	touch $@
+
+# A GPU host's environment, also over an existing CPU-only .venv: requirements.txt + the CUDA wheels.
+gpu-venv:
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt "$(TF_CUDA)"
+	touch $(VENV)/.installed
 
 # All of Table 1 on a generated dataset with a narrow net (see README, "Demo").
 demo: $(VENV)/.installed
@@ -26,6 +37,7 @@ bench: $(VENV)/.installed
 	$(PY) -m benchmarks.bench_train
 	$(PY) -m benchmarks.bench_eval
 
-# Every trainer path on this host in ~5 minutes, one PASS/FAIL line each (README, "Several GPUs").
+# Every trainer path on this host, one PASS/FAIL line each; exits 1 on any FAIL (docs/training.md,
+# "The first hour on a GPU host").
 gpu-check: $(VENV)/.installed
 	$(PY) -m tools.gpu_check

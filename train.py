@@ -12,9 +12,9 @@ Examples::
     python train.py --data demo_data --depth 18 --aug gr --batch 32 --epochs 2 --lr-step-epochs 1 \\
         --width-mult 0.125 --val-every 1 --logdir train_log/smoke
 
-    # several machines, 4 GPUs each (the whole minibatch 256 is split over the 8 towers):
-    # the same command on each, --task 1 on host2 (training/cluster.py)
-    python train.py --data tiny-imagenet-200 --depth 34 --aug gr --batch 256 \\
+    # several machines, 4 GPUs each (the whole minibatch 256 is split over the 8 towers): the same
+    # command on each, --task 1 on host2, which needs neither --data nor --logdir (training/cluster.py)
+    python train.py --data tiny-imagenet-200 --depth 34 --aug gr --batch 256 --gpus 4 \\
         --logdir train_log/r34-gr-b256 --cluster host1:2222,host2:2222 --task 0
 
     # the multi-GPU trainer's code path on a machine without GPUs (a test aid, slower)
@@ -47,7 +47,7 @@ import fileio
 import runrecord
 from errors import UserError, raise_interrupt, run_main
 from runrecord.command import parse_cluster
-from models import NONFINITE_LOSS, WRONG_TOP1, WRONG_TOP5, CAMModel
+from models import FP16_LOSS_SCALE, NONFINITE_GRADIENT, NONFINITE_LOSS, WRONG_TOP1, WRONG_TOP5, CAMModel
 from training import callbacks as cbs
 from training import cluster, devices, resume, session
 from training.options import make_settings, normalization, parse_args, validate  # noqa: F401 (API)
@@ -132,6 +132,7 @@ def build_config(settings, env, used, val, prefix, start_epoch, extra_callbacks)
     t = settings.train
     tf1.disable_eager_execution()   # before seeding: the seed belongs to the graph
     session.use_op_determinism(t.deterministic)   # before the graph: ops pick kernels when built
+    session.use_tf32(t.tf32)
     tf1.set_random_seed(t.seed)
     # the data stream is a function of --seed and the batch index alone (dataflow.builders): a resumed
     # run continues it where the checkpoint's steps ended; one whole minibatch a step, split over the towers
@@ -150,7 +151,7 @@ def build_config(settings, env, used, val, prefix, start_epoch, extra_callbacks)
         starting_epoch=start_epoch, model=model, data=devices.train_input(flow, env.towers),
         callbacks=[cbs.ResumeCheck(t.steps_per_epoch)] + make_callbacks(settings, val) + list(extra_callbacks),
         extra_callbacks=[],
-        session_creator=session.SessionCreator(session.session_config(threads=t.threads, amp=t.amp, xla=t.xla),
+        session_creator=session.SessionCreator(session.session_config(threads=env.threads, amp=t.amp, xla=t.xla),
                                                deterministic=t.deterministic),
         steps_per_epoch=t.steps_per_epoch, max_epoch=t.epochs)
 
@@ -161,22 +162,25 @@ def train_steps(env, config, logdir):
     logging.getLogger("tensorpack").addFilter(cbs.FixFailureLog())
     hosts, place = env.cluster, contextlib.nullcontext()
     if hosts:   # the chief of --cluster: its towers on the other tasks too (training/cluster.py)
-        config.session_creator.target = cluster.server(hosts, 0, config.session_creator.config).target
+        config.session_creator.target = cluster.chief(hosts, env, config.session_creator.config).target
         place = tf1.device(cluster.placement(env.towers // len(hosts)))
     try:
         with place:
             launch_train_with_config(config, trainer)
     except tf.errors.InvalidArgumentError as e:
-        if NONFINITE_LOSS not in str(e):
+        if NONFINITE_LOSS not in str(e) and NONFINITE_GRADIENT not in str(e):
             raise
         kept = runrecord.latest_checkpoint(logdir, warn=logger.warn)
         kept = f"the last good checkpoint {kept[0]} is kept" if kept else "no checkpoint had been written"
-        raise UserError(f"the training loss became NaN or infinite after global step "
-                        f"{trainer.loop.global_step}; training stopped, {kept}, done.json is not written "
-                        "(a lower --lr may help)") from None
+        what, hint = (("the training loss became NaN or infinite", "a lower --lr may help")
+                      if NONFINITE_LOSS in str(e) else
+                      ("an fp16 gradient overflowed (NaN or infinite under --amp's static loss scale "
+                       f"{FP16_LOSS_SCALE:g})", "train without --amp, or with a lower --lr"))
+        raise UserError(f"{what} after global step {trainer.loop.global_step}; training stopped, {kept}, "
+                        f"done.json is not written ({hint})") from None
     finally:
         if hosts:
-            cluster.release(config.session_creator.target, len(hosts))
+            cluster.release(config.session_creator.target, hosts, env.peer_timeout)
         # QueueInput's feeding thread is a daemon that may be inside an augmentor (OpenCV) when the
         # loop ends; left running into interpreter shutdown, Python ends it with pthread_exit inside
         # C++ code, and the process aborts ("terminate called without an active exception") after
@@ -243,7 +247,9 @@ def main(argv=None):
     args = parse_args(argv)
     if args.cluster and args.task:   # not the chief: serve its towers, no data, no logdir
         session.use_op_determinism(not args.nondeterministic)   # the kernels of the chief's towers placed here
-        return cluster.serve(parse_cluster(args.cluster), args.task, session.session_config(threads=args.threads))
+        session.use_tf32(args.tf32)
+        return cluster.serve(parse_cluster(args.cluster), args.task, session.session_config(threads=args.threads),
+                             args.peer_timeout)
     env = validate(args)
     signal.signal(signal.SIGTERM, raise_interrupt)   # a kill (the table scripts' stop) ends as Ctrl-C does
     try:

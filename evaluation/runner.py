@@ -37,11 +37,12 @@ def build_predictor(model_settings, checkpoint_prefix, train=None):
     from tensorpack.tfutils.sessinit import SmartInit
 
     from models import FC_B, FC_W, FEATURES, INPUT_IMAGE, LOGITS, CAMModel
-    from training.session import SessionCreator, session_config, use_op_determinism
+    from training.session import SessionCreator, session_config, use_op_determinism, use_tf32
 
     if checkpoint_prefix:
         check_checkpoint(model_settings, checkpoint_prefix)
     use_op_determinism()   # before the graph (training.session)
+    use_tf32(False)   # full float32 on GPUs whatever the training used: the CAMs and logits agree to fp32 rounding
     config = PredictConfig(
         model=CAMModel(model_settings, train),
         session_creator=SessionCreator(session_config(threads=0)),   # 0: TensorFlow uses every core

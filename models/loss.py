@@ -7,6 +7,7 @@ from tensorpack.models import regularize_cost
 from tensorpack.tfutils import optimizer as tp_optimizer
 
 NONFINITE_LOSS = "non-finite training loss"   # the check_numerics message train.py recognises
+NONFINITE_GRADIENT = "non-finite fp16 gradient"   # the same for a gradient that overflowed the loss scale
 FP16_LOSS_SCALE = 128.0   # static loss scale for fp16 (NVIDIA's mixed-precision guide uses 128 for ResNets)
 # conv kernels and the FC weight are named ".../W" in tensorpack; BN's gamma/beta and
 # the FC bias ("b") are not decayed (paper sec. 3: weight decay 1e-4)
@@ -48,5 +49,15 @@ class StaticLossScale(tp_optimizer.ProxyOptimizer):
         self._scale = float(scale)
 
     def compute_gradients(self, loss, *args, **kwargs):
-        grads = self._opt.compute_gradients(loss * self._scale, *args, **kwargs)
-        return [(None if g is None else g / self._scale, v) for g, v in grads]
+        """The unscaled gradients, each released only after a check that all of them are finite: an
+        fp16 gradient that overflowed stops the step with an InvalidArgumentError naming
+        NONFINITE_GRADIENT before any weight changes (a finite loss can have an infinite gradient)."""
+        grads = [(None if g is None else g / self._scale, v)
+                 for g, v in self._opt.compute_gradients(loss * self._scale, *args, **kwargs)]
+        present = [g for g, _ in grads if g is not None]
+        if not present:
+            return grads
+        finite = tf.reduce_all(tf.stack([tf.reduce_all(tf.math.is_finite(g)) for g in present]))
+        check = tf.debugging.Assert(finite, [NONFINITE_GRADIENT], name="check_gradients")
+        with tf.control_dependencies([check]):
+            return [(None if g is None else tf.identity(g), v) for g, v in grads]

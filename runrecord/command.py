@@ -25,18 +25,20 @@ from runrecord.state import DONE
 TITLE = "Train a pre-activation ResNet with a CAM head on Tiny ImageNet (paper sec. 3)."
 # a finished run's logdir is accepted as it is (nothing is written there; it may be read-only)
 LOGDIR = argtypes.writable_dir(create=False, unless_holds=DONE)
+PEER_TIMEOUT = 600.0   # ours: seconds; long enough to start the other hosts' commands by hand
 
 
 def parser():
     """train.py's parser: the settings' flags from their fields (:func:`runrecord.add_flags`),
     the rest (data, logdir, resume, devices) here."""
     p = argparse.ArgumentParser(prog="train.py", description=TITLE, allow_abbrev=False)
-    p.add_argument("--data", required=True, type=argtypes.data_root,
-                   help="Tiny ImageNet root (holds wnids.txt, train/, val/)")
+    # --data and --logdir are checked in parse_args: a --cluster task other than 0 needs neither
+    p.add_argument("--data", help="Tiny ImageNet root (holds wnids.txt, train/, val/); "
+                                  "required, except on a --cluster task other than 0")
     add_flags(p, TrainSettings, ["aug"])
     add_flags(p, ModelSettings, ["depth"])
     add_flags(p, TrainSettings, ["batch"])
-    p.add_argument("--logdir", type=LOGDIR, help="default train_log/r{depth}-{aug}-b{batch}")
+    p.add_argument("--logdir", help="default train_log/r{depth}-{aug}-b{batch}")
     add_flags(p, TrainSettings, ["epochs", "lr", "lr_step_epochs", "lr_decay", "momentum", "weight_decay",
                                  "seed", "holdout"])
     add_flags(p.add_argument_group("recipe", "--recipe sets the four parts below; each flag overrides its part "
@@ -59,8 +61,11 @@ def parser():
                         "(task 0) first; run the same command on each with its --task (training/cluster.py)")
     p.add_argument("--task", type=argtypes.nonnegative_int, default=0,
                    help="this machine's index in --cluster (default 0, the chief)")
+    p.add_argument("--peer-timeout", type=argtypes.positive_float, default=PEER_TIMEOUT, metavar="SECONDS",
+                   help="--cluster: how long a task waits for another to answer before it stops with a message "
+                        f"(default {PEER_TIMEOUT:g}; ours)")
     add_flags(p, SpeedSettings, ["workers"])
-    add_flags(p, TrainSettings, ["threads", "deterministic", "amp", "xla", "data_format"])
+    add_flags(p, TrainSettings, ["threads", "deterministic", "amp", "tf32", "xla", "data_format"])
     p.add_argument("--verbose", action="store_true",
                    help="also print TensorFlow's and tensorpack's start-up lines (tf_env.py)")
     return p
@@ -68,16 +73,24 @@ def parser():
 
 def parse_args(argv=None):
     """train.py's flags, the recipe's parts resolved (each given flag overrides its part) and
-    the default logdir named; unknown and abbreviated flags exit 2 with argparse's message."""
+    the default logdir named; unknown and abbreviated flags exit 2 with argparse's message.
+    A ``--cluster`` task other than 0 reads no data and writes no logdir: neither is checked there."""
     p = parser()
     args = p.parse_args(argv)
     vars(args).update(resolve_recipe(args.recipe, flip=args.flip, jitter=args.jitter,
                                      normalize=args.normalize, early_grad_scale=args.early_grad_scale))
-    if args.logdir is None:
+    if args.cluster and args.task:
+        return args
+    if args.data is None:
+        p.error("the following arguments are required: --data")
+    default = args.logdir is None
+    if default:
+        args.logdir = os.path.join("train_log", f"r{args.depth}-{args.aug}-b{args.batch}")
+    for name, check in (("data", argtypes.data_root), ("logdir", LOGDIR)):
         try:
-            args.logdir = LOGDIR(os.path.join("train_log", f"r{args.depth}-{args.aug}-b{args.batch}"))
+            setattr(args, name, check(getattr(args, name)))
         except argparse.ArgumentTypeError as e:
-            p.error(f"argument --logdir (default): {e}")
+            p.error(f"argument --{name}{' (default)' if name == 'logdir' and default else ''}: {e}")
     return args
 
 
@@ -106,6 +119,7 @@ def cpu_supports_bf16(cpuinfo="/proc/cpuinfo"):
 class Machine:
     """The facts train.py's flags resolve against."""
     gpus: int                                              # GPUs TensorFlow sees (training.devices)
+    nvidia: Optional[str] = None   # an NVIDIA device that CUDA_VISIBLE_DEVICES does not hide, e.g. "/dev/nvidiactl"
     cores: int = field(default_factory=available_cores)    # --threads' default
     bf16: bool = field(default_factory=cpu_supports_bf16)  # --amp on the CPU needs it
     onednn: bool = True                                    # TensorFlow's oneDNN CPU kernels (tf_env.py)
@@ -124,6 +138,7 @@ class Env:
     cluster: Optional[tuple] = None  # every task's host:port, the chief first
     rank: int = 0                   # this process's task: the chief (the other tasks only serve)
     is_chief: bool = True
+    peer_timeout: float = 0         # --cluster: seconds to wait for another task (0: no cluster)
 
 
 def parse_cluster(text):
@@ -177,8 +192,16 @@ def amp_mode(amp, gpus, bf16):
 
 
 def make_env(flags, machine):
-    """The :class:`Env` of train.py's parsed ``flags`` on ``machine``, or a UserError naming the flag."""
-    gpus = machine.gpus if flags.gpus is None else flags.gpus
+    """The :class:`Env` of train.py's parsed ``flags`` on ``machine``, or a UserError naming the flag.
+
+    One GPU unless ``--gpus`` says otherwise: the per-tower batch (BatchNorm's batch) never changes
+    with the number of GPUs a machine happens to have (docs/training.md, "GPUs")."""
+    if machine.nvidia and not machine.gpus and flags.gpus is None:
+        raise UserError(f"an NVIDIA device is present ({machine.nvidia}) but TensorFlow sees no GPU: its CUDA "
+                        "libraries are missing (install with `make gpu-venv`), the driver is too old, or "
+                        "CUDA_VISIBLE_DEVICES names no usable GPU; `make gpu-check` prints the reason. "
+                        "To train on the CPU anyway, pass --gpus 0")
+    gpus = min(machine.gpus, 1) if flags.gpus is None else flags.gpus
     if gpus > machine.gpus:
         raise UserError(f"--gpus {gpus}: only {machine.gpus} GPU(s) visible")
     count, hosts = towers(gpus, flags.towers), None
@@ -199,7 +222,7 @@ def make_env(flags, machine):
     workers = flags.workers if flags.workers is not None else min(8, machine.cores // 2) if gpus else 0
     return Env(gpus=gpus, towers=count, batch_per_tower=batch_per_tower, amp=amp, workers=workers,
                threads=machine.cores if flags.threads is None else flags.threads,
-               size=len(hosts) if hosts else 1, cluster=hosts)
+               size=len(hosts) if hosts else 1, cluster=hosts, peer_timeout=flags.peer_timeout if hosts else 0)
 
 
 # --------------------------------------------------------------------------- the settings
@@ -228,8 +251,9 @@ def make_settings(flags, env, fingerprint, num_classes, image_shape, mean_std=(N
                         "would lose the whole epoch")
     model = _section(ModelSettings, flags, num_classes=num_classes, image_shape=list(image_shape),
                      mean_bgr=mean_std[0], std_bgr=mean_std[1])
+    # the CPU's thread count changes CPU kernels' sums only: with GPUs it is not compared (docs/reproducibility.md)
     train = _section(TrainSettings, flags, steps_per_epoch=spe, final_step=spe * flags.epochs, amp=env.amp,
-                     batch_per_tower=env.batch_per_tower, threads=env.threads)
+                     batch_per_tower=env.batch_per_tower, threads=0 if env.gpus else env.threads)
     speed = _section(SpeedSettings, flags, workers=env.workers, gpus=env.gpus, machines=env.size)
     return RunSettings(model, train, speed, data=os.path.abspath(flags.data), dataset=fingerprint,
                        git_commit=git_commit, versions=dict(versions or {}))

@@ -112,6 +112,10 @@ class TrainSettings:
     final_step: int = setting(0, source="ours: steps_per_epoch * epochs", type=argtypes.nonnegative_int)
     amp: object = setting(False, source="ours", action="store_true",   # False, "bf16" (CPU) or "fp16" (GPU)
                           help="mixed precision: bf16 on a CPU with AVX512_BF16/AMX, fp16 on GPUs; changes numerics")
+    tf32: bool = setting(False, source="ours: off, as on the paper's 2018 GPUs (docs/sources.md, TF32)",
+                         action="store_true",
+                         help="TensorFloat-32 in float32 convolutions and matmuls on Ampere and newer GPUs "
+                              "(TensorFlow's own default): faster, changes numerics; no effect on CPUs")
     batch_per_tower: int = setting(0, source="docs/sources.md: batch // towers, BatchNorm per tower",
                                    type=argtypes.nonnegative_int)
     # the rest change results only in the last bits (docs/reproducibility.md)
@@ -140,7 +144,7 @@ class SpeedSettings:
     val_batch: int = setting(128, source="ours", help="batch size for validation", type=argtypes.positive_int)
     keep_checkpoints: int = setting(10, source="ours", help="how many of the newest checkpoints to keep",
                                     type=argtypes.positive_int)
-    gpus: int = setting(0, source="ours", auto="all visible; 0 = the CPU",   # towers in this process
+    gpus: int = setting(0, source="ours", auto="1 if a GPU is visible; 0 = the CPU",   # towers in this process
                         type=argtypes.nonnegative_int, help="GPUs to train on in this process")
     machines: int = setting(1, source="ours: tasks of --cluster (training/cluster.py)", type=argtypes.positive_int)
 

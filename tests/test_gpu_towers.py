@@ -140,11 +140,12 @@ def free_ports(n):
 def run_cluster(tiny_data, logdir, worker_logdir):
     """Task 1 (train.py) and the chief (tools/tower_probe.py, train.py's path) on loopback."""
     hosts = ",".join(f"127.0.0.1:{p}" for p in free_ports(2))
-    args = ["--data", tiny_data, *SMALL_3STEPS, "--batch", "8", "--epochs", "2", "--cluster", hosts]
-    worker = subprocess.Popen([sys.executable, "train.py", *args, "--task", "1", "--logdir", worker_logdir],
+    args = [*SMALL_3STEPS, "--batch", "8", "--epochs", "2", "--cluster", hosts]
+    # task 1 reads no data and writes no logdir: it is given neither (issue 23)
+    worker = subprocess.Popen([sys.executable, "train.py", *args, "--task", "1"],
                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        chief = run_py("-m", "tools.tower_probe", *args, "--task", "0", "--logdir", logdir)
+        chief = run_py("-m", "tools.tower_probe", "--data", tiny_data, *args, "--task", "0", "--logdir", logdir)
         out, _ = worker.communicate(timeout=60)   # the chief's end releases it
     finally:
         worker.kill()
@@ -175,6 +176,28 @@ def test_two_processes_over_tensorflows_runtime(tiny_data, tmp_path):
     again = checkpoint_values(os.path.join(logdir, "model-6"))
     assert again.keys() == first.keys() and again["global_step"] == 6
     assert [n for n in first if not np.array_equal(first[n], again[n])] == []   # issue 17
+
+
+@pytest.mark.slow
+def test_a_dead_peer_ends_the_chief_and_a_dead_chief_ends_a_task(tiny_data, tmp_path):
+    """Neither waits forever (TensorFlow's runtime would): each stops within --peer-timeout with an
+    error line naming the other; here the other was never started."""
+    ports = free_ports(4)
+    chief_hosts, task_hosts = (",".join(f"127.0.0.1:{p}" for p in pair) for pair in (ports[:2], ports[2:]))
+    flags = [*SMALL_3STEPS, "--batch", "8", "--peer-timeout", "3"]
+    procs = [subprocess.Popen([sys.executable, "train.py", *argv], cwd=REPO, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+             for argv in (["--data", tiny_data, *flags, "--logdir", str(tmp_path / "c"), "--cluster", chief_hosts],
+                          [*flags, "--cluster", task_hosts, "--task", "1"])]
+    try:
+        outs = [p.communicate(timeout=120) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    peers = [f"task 1 ({chief_hosts.split(',')[1]})", f"the chief ({task_hosts.split(',')[0]})"]
+    for proc, (_, err), peer in zip(procs, outs, peers):
+        assert proc.returncode == 2, err[-2000:]
+        assert f"error: --cluster: {peer} did not answer within 3 s (--peer-timeout)" in err, err[-2000:]
 
 
 def test_cluster_flags_are_checked(tiny_data, tmp_path):

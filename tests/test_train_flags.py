@@ -99,11 +99,11 @@ def test_the_environment_from_the_flags_and_the_machines_facts(tiny_data):
     assert env() == command.Env(gpus=0, towers=1, batch_per_tower=256, amp=False, workers=0, threads=6)
     assert env("--amp", "--batch", "32", "--threads", "2", "--towers", "2", bf16=True) == command.Env(
         gpus=0, towers=2, batch_per_tower=16, amp="bf16", workers=0, threads=2)
-    assert env("--amp", gpus=4, cores=20) == command.Env(gpus=4, towers=4, batch_per_tower=64, amp="fp16",
-                                                         workers=8, threads=20)
+    assert env("--amp", "--gpus", "4", gpus=4, cores=20) == command.Env(gpus=4, towers=4, batch_per_tower=64,
+                                                                        amp="fp16", workers=8, threads=20)
     assert env("--gpus", "2", "--workers", "1", gpus=4, cores=6).workers == 1
     assert env(gpus=2, cores=6).workers == 3   # about half the cores feed the GPUs
-    two = env("--cluster", "a:1,b:2", gpus=2)
+    two = env("--cluster", "a:1,b:2", "--gpus", "2", gpus=2)
     assert (two.towers, two.size, two.cluster, two.batch_per_tower) == (4, 2, ("a:1", "b:2"), 64)
     env("--data-format", "NCHW")   # oneDNN's CPU kernels take NCHW
     for argv, facts, message in [(["--amp"], {}, "AVX512_BF16"), (["--xla"], {}, "GPU kernels only"),

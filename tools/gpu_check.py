@@ -1,21 +1,25 @@
-"""Self-check of every trainer path on this host, in about five minutes: run it before long runs.
+"""Self-check of every trainer path on this host (meant for ten minutes; not yet run on a GPU): run it first.
 
     make gpu-check                                  # same as: python -m tools.gpu_check
     python -m tools.gpu_check --keep /tmp/gpu-check # keep the generated data and logdirs
 
-Trains train.py for a few steps on a generated 64x64 dataset (dataflow.synthetic) in a
-temporary folder and prints one line per path: PASS/FAIL/SKIP, images per second, detail.
-Exits 1 if any path fails.
+First the host (tools/gpu_host.py): TensorFlow's CUDA build, each GPU's compute capability and
+driver, and a FAIL where an NVIDIA device exists but TensorFlow sees no GPU, or where the driver
+cannot run TensorFlow's kernels on the GPU (then it stops there). Then it trains train.py for a
+few steps on a generated 64x64 dataset (dataflow.synthetic) in a temporary folder and prints one
+line per path: PASS/FAIL/SKIP, images per second, detail. Exits 1 if any line is a FAIL.
 
-With GPUs: 1 GPU; all visible GPUs replicated (per-tower batch, per-tower BatchNorm,
-every tower's variables identical, via tools/tower_probe.py); each run twice, and
-whether the two ended with bit-identical variables (docs/reproducibility.md); the speed
-of op determinism (the default) against ``--nondeterministic`` as a ratio; NCHW against
-NHWC; fp16 ``--amp``; ``--xla``; whether the training DataFlow with the default workers
-feeds the measured rate of all GPUs; evaluate.py on the 1-GPU and the NCHW checkpoints.
-Without a GPU it says so, runs the CPU part (two replicated towers on the CPU, twice, with
-the same checks and ratio; the DataFlow rate; evaluate.py), prints SKIP for the GPU lines
-and exits 0 if the CPU part passes.
+With GPUs: 1 GPU; all visible GPUs replicated (a whole minibatch the GPU count divides; 8 GPUs
+take tensorpack's hierarchical all-reduce), with per-tower batch, per-tower BatchNorm and every
+tower's variables identical checked via tools/tower_probe.py; 1 GPU, fp16 ``--amp`` and ``--xla``
+each run twice, and whether the two ended with bit-identical variables (docs/reproducibility.md);
+the speed of op determinism against ``--nondeterministic`` (plain and ``--xla``); NCHW against NHWC;
+ResNet-18 and -34 at batch 32 and 256, plain and ``--amp`` (the rates go to runrecord.cost, which
+prints the GPU-hours of Tables 1 and 2 at the paper's schedule); whether the training DataFlow of
+the sn-resnet recipe (jitter, flip) with the default workers feeds the fastest measured rate;
+evaluate.py on the 1-GPU and the NCHW checkpoints. Without a GPU it says so, runs the CPU part (two
+replicated towers on the CPU, twice, with the same checks and ratio; the DataFlow rate;
+evaluate.py) and prints SKIP for the GPU lines.
 """
 import tf_env  # noqa: F401  (first: sets TF_USE_LEGACY_KERAS)
 
@@ -34,6 +38,8 @@ import tensorflow as tf
 import runrecord
 from dataflow import build_train_dataflow, load_split
 from dataflow.synthetic import generate
+from runrecord import resolve_recipe
+from tools import gpu_host
 from tools.tower_probe import PROBE
 from training import devices, session
 
@@ -41,6 +47,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = dict(classes=10, train_per_class=60, val_per_class=10, seed=0, height=64, width=64)
 GPU_RUN = ["--depth", "18", "--aug", "gr", "--batch", "256", "--epochs", "2", "--steps-per-epoch", "15",
            "--val-every", "2"]   # the paper's net and whole batch; epoch 2 is timed
+PAPER_BATCHES = (32, 256)   # paper Table 2's smallest and largest batch
+PAPER_DEPTHS = (18, 34)     # paper sec. 3
 CPU_RUN = ["--depth", "18", "--aug", "gr", "--batch", "16", "--width-mult", "0.125", "--epochs", "2",
            "--steps-per-epoch", "4", "--val-every", "2"]   # narrow: the code path, not the speed
 FEED_SECONDS = 10
@@ -134,17 +142,19 @@ def evaluate(report, name, work, data, logdir):
         return
     cams = np.load(out)
     n, labels = np.arange(len(cams["labels"])), cams["labels"]
+    # evaluate.py computes in float32 whatever --tf32 trained with (evaluation.runner): float32 rounding's tolerance
     gap = np.abs(cams["cams"].mean(axis=(1, 2)) + cams["fc_bias"][labels] - cams["logits"][n, labels]).max()
     status = "PASS" if gap < 1e-3 * max(1.0, np.abs(cams["logits"]).max()) else "FAIL"
     report.line(status, name, detail=f"{len(labels)} images; cams.mean() + bias == logit within {gap:.1e}")
 
 
 def data_feed(report, data, workers, need):
-    """The training DataFlow ("hns_after_gr", the costliest) with ``workers`` processes, for
-    ``FEED_SECONDS``; PASS if it yields at least ``need`` img/s."""
+    """The training DataFlow of the costliest augmentation ("hns_after_gr") with the sn-resnet recipe's
+    jitter and flip, ``workers`` processes, for ``FEED_SECONDS``; PASS if it yields ``need`` img/s."""
     split = load_split(data, "train")
-    flow = build_train_dataflow(split, "hns_after_gr", 256, seed=0,
-                                num_workers=workers)
+    recipe = resolve_recipe("sn-resnet")
+    flow = build_train_dataflow(split, "hns_after_gr", 256, seed=0, num_workers=workers, flip=recipe["flip"],
+                                jitter=recipe["jitter"])
     flow.reset_state()
     images, start, batches = 0, None, 0
     while start is None or time.perf_counter() - start < FEED_SECONDS:
@@ -157,8 +167,35 @@ def data_feed(report, data, workers, need):
                 break
     rate = images / (time.perf_counter() - start)
     ok = need is None or rate >= need
-    detail = f"{workers} workers" + (f", need {need:.0f} img/s (all GPUs)" if need else "")
+    detail = f"sn-resnet recipe, {workers} workers" + (f", need {need:.0f} img/s (fastest run)" if need else "")
     report.line("PASS" if ok else "FAIL", "data feed", rate, detail + ("" if ok else ": raise --workers"))
+
+
+def twice(report, name, work, data, flags):
+    """Train ``flags`` twice; PASS if both end with bit-identical variables.  Returns (logdir, img/s)."""
+    first, rate = train(report, name, work, data, flags)
+    again, _ = train(report, name + ", again", work, data, flags)
+    identical(report, f"rerun identical ({name})", first, again)
+    return first, rate
+
+
+def speeds(report, work, data, device):
+    """ResNet-18/34 at the paper's smallest and largest batch, plain and --amp, on 1 GPU; each rate
+    recorded (runrecord.cost), then the GPU-hours of the tables.  Returns the fastest rate."""
+    from runrecord import cost
+    rates = []
+    for depth in PAPER_DEPTHS:
+        for batch in PAPER_BATCHES:
+            for precision, extra in (("fp32", []), ("fp16", ["--amp"])):
+                name = f"speed R{depth} b{batch} {precision}"
+                flags = GPU_RUN + ["--gpus", "1", "--depth", str(depth), "--batch", str(batch), *extra]
+                _, rate = train(report, name, work, data, flags)
+                if rate:
+                    cost.record_rate(device, depth, batch, precision, rate, "python train.py " + " ".join(flags))
+                    rates.append(rate)
+    for line in cost.cost_lines(device):
+        print(f"      {line}", flush=True)
+    return max(rates, default=None)
 
 
 def main(argv=None):
@@ -177,10 +214,16 @@ def main(argv=None):
 def check(work):
     """Run every path in ``work``; 0 if all passed, else 1."""
     os.makedirs(work, exist_ok=True)
-    data = generate(os.path.join(work, "data"), **DATA)
     report, gpus = Report(), devices.visible_gpus()
+    lines, problems = gpu_host.report(visible=gpus)
+    print(f"gpu-check in {work}: {session.available_cores()} CPU cores", *lines, sep="\n", flush=True)
+    for problem in problems:
+        report.line("FAIL", "GPU host", detail=problem)
+    if gpus and problems:   # the driver cannot run TensorFlow's kernels: every GPU line would fail
+        print("the GPU paths were not run: fix the FAIL above first", flush=True)
+        return 1
+    data = generate(os.path.join(work, "data"), **DATA)
     threads = ["--threads", str(session.available_cores())]
-    print(f"gpu-check in {work}: {gpus} GPU(s) visible, {session.available_cores()} CPU cores", flush=True)
 
     # the CPU part: the replicated trainer's towers on the CPU, and evaluation
     cpu = CPU_RUN + ["--gpus", "0", "--towers", "2", *threads]
@@ -192,39 +235,44 @@ def check(work):
     evaluate(report, "evaluate (2-tower checkpoint)", work, data, logdir)
     if not gpus:
         data_feed(report, data, 0, None)
-        for name in ("rerun identical (1 GPU)", "rerun identical (GPUs replicated)"):
-            report.line("SKIP", name, detail="no GPU visible")
-        print("      deterministic / --nondeterministic speed (GPU): not measured, no GPU visible", flush=True)
-        print("no GPU visible (no NVIDIA driver, or CUDA_VISIBLE_DEVICES empty): the GPU paths were not "
-              "run; run `make gpu-check` on the GPU host", flush=True)
+        report.line("SKIP", "GPU paths", detail="no GPU visible")
+        print("no GPU visible: the GPU paths were not run; on a GPU host see docs/training.md, "
+              "\"The first hour on a GPU host\"", flush=True)
         return 1 if report.failed else 0
+    gpu_part(report, work, data, gpus)
+    print(f"{len(report.failed)} failed: {', '.join(report.failed)}" if report.failed else "all passed", flush=True)
+    return 1 if report.failed else 0
 
-    one, rate1 = train(report, "1 GPU NHWC", work, data, GPU_RUN + ["--gpus", "1"])
-    again, _ = train(report, "1 GPU NHWC, again", work, data, GPU_RUN + ["--gpus", "1"])
-    identical(report, "rerun identical (1 GPU)", one, again)
-    determinism_cost(report, "1 GPU", work, data, GPU_RUN + ["--gpus", "1"], rate1)
-    evaluate(report, "evaluate (1 GPU)", work, data, one)
+
+def gpu_part(report, work, data, gpus):
+    """The GPU lines (module docstring), on ``gpus`` visible GPUs."""
+    one = GPU_RUN + ["--gpus", "1"]
+    first, rate1 = twice(report, "1 GPU", work, data, one)
+    determinism_cost(report, "1 GPU", work, data, one, rate1)
+    evaluate(report, "evaluate (1 GPU)", work, data, first)
     if gpus > 1:
-        replicated = GPU_RUN + ["--gpus", str(gpus)]
-        many, rate_all = train(report, f"{gpus} GPUs replicated", work, data, replicated,
+        # a whole minibatch the GPU count divides (256 does not divide by 3, 5, 6 or 7)
+        replicated = GPU_RUN + ["--gpus", str(gpus), "--batch", str(256 // gpus * gpus)]
+        mode = "hierarchical" if gpus == 8 else "gpu"   # tensorpack 0.11 SyncMultiGPUTrainerReplicated's choice
+        many, rate_all = train(report, f"{gpus} GPUs replicated ({mode})", work, data, replicated,
                                "batch split, BN, sync checked")
         again, _ = train(report, f"{gpus} GPUs replicated, again", work, data, replicated)
-        identical(report, "rerun identical (GPUs replicated)", many, again)
+        identical(report, f"rerun identical ({gpus} GPUs)", many, again)
     else:
-        rate_all = rate1
+        rate_all = None
         report.line("SKIP", "GPUs replicated", detail="one GPU visible")
-        report.line("SKIP", "rerun identical (GPUs replicated)", detail="one GPU visible")
-    nchw, rate_nchw = train(report, "1 GPU NCHW", work, data, GPU_RUN + ["--gpus", "1", "--data-format", "NCHW"])
+    nchw, rate_nchw = train(report, "1 GPU NCHW", work, data, one + ["--data-format", "NCHW"])
     if rate_nchw and rate1:
         print(f"      NCHW / NHWC speed: {rate_nchw / rate1:.2f}", flush=True)
     evaluate(report, "evaluate (NCHW checkpoint)", work, data, nchw)
-    train(report, "1 GPU fp16 --amp", work, data, GPU_RUN + ["--gpus", "1", "--amp"])
-    train(report, "1 GPU --xla", work, data, GPU_RUN + ["--gpus", "1", "--xla"])
-    workers = min(8, session.available_cores() // 2)   # train.py's default with GPUs
-    data_feed(report, data, workers, rate_all or rate1)
-    print(f"{len(report.failed)} failed: {', '.join(report.failed)}" if report.failed else "all passed",
-          flush=True)
-    return 1 if report.failed else 0
+    twice(report, "1 GPU fp16 --amp", work, data, one + ["--amp"])
+    _, rate_xla = twice(report, "1 GPU --xla", work, data, one + ["--xla"])
+    determinism_cost(report, "1 GPU --xla", work, data, one + ["--xla"], rate_xla)
+    if rate_xla and rate1:
+        print(f"      --xla / plain speed (both deterministic): {rate_xla / rate1:.2f}", flush=True)
+    device = next((g["name"] for g in gpu_host.nvidia_smi()), "GPU")
+    fastest = max(r for r in (speeds(report, work, data, device), rate_all, rate1, 0.0) if r is not None)
+    data_feed(report, data, min(8, session.available_cores() // 2), fastest or None)   # train.py's default workers
 
 
 if __name__ == "__main__":

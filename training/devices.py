@@ -8,6 +8,7 @@ and the per-tower batch follow from the flags (``runrecord.command.towers``, ``s
 import tf_env  # noqa: F401
 
 import os
+import shutil
 import sys
 
 import tensorflow as tf
@@ -30,6 +31,18 @@ def visible_gpus():
     if sys.platform.startswith("linux") and not os.path.exists("/dev/nvidiactl"):
         return 0
     return len(tf.config.list_physical_devices("GPU"))
+
+
+def nvidia_device():
+    """Evidence of an NVIDIA device that ``CUDA_VISIBLE_DEVICES`` does not hide ("/dev/nvidiactl",
+    "nvidia-smi on PATH"), or None.  Where TensorFlow then sees no GPU, its CUDA install is
+    broken: train.py refuses to fall back to the CPU silently (``runrecord.command.make_env``)."""
+    hidden = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if hidden is not None and (not hidden.strip() or hidden.strip().startswith("-")):
+        return None   # hidden on purpose ("" or "-1": the table scripts' CPU runs, tools/gpu_check.py)
+    if os.path.exists("/dev/nvidiactl"):
+        return "/dev/nvidiactl"
+    return "nvidia-smi on PATH" if shutil.which("nvidia-smi") else None
 
 
 def make_trainer(num_towers):

@@ -37,7 +37,7 @@ def physical_memory():
 
 def machine():
     """This machine's facts, as TensorFlow sees them."""
-    return command.Machine(gpus=devices.visible_gpus(), cores=session.available_cores(),
+    return command.Machine(gpus=devices.visible_gpus(), nvidia=devices.nvidia_device(), cores=session.available_cores(),
                            bf16=session.cpu_supports_bf16(), onednn=tf_env.onednn_enabled())
 
 
