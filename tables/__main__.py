@@ -28,6 +28,10 @@ DEMO_PARALLEL = 2  # runs at once on a CPU-only machine, 1 thread each: a width-
 DEMO_SEEDS = 3  # runs per cell by default (train.py --seed 0, 1, 2): a seed spread for the claims, within 15 minutes
 DEMO_EVAL_ARGS = ["--protocol", "paper"]   # sound IoU arithmetic: a corner box hits nothing (docs/claims.md)
 DEMO_DEPTHS = (18,)  # ResNet-18 only: ResNet-34 doubles the time
+# Ours, like train.py's --epochs bound: the paper reports one run per cell; 100 seeds already plan 1800 runs
+# of Table 2, and a count of 10**9 grew the plan to 23 GB (issue 27 item 2).
+MAX_SEEDS = 100
+MAX_PARALLEL = 1024  # ours: runs at once on a machine without GPUs; 10**12 was a MemoryError in the slot list
 
 
 def demo_tag():
@@ -56,7 +60,7 @@ def build_parser(prog="python -m tables"):
                    help="where tableN.json/.csv/.md and tableN-figure2.png go (default results, or results/demo)")
     p.add_argument("--seeds", metavar="N|LIST",
                    help=f"N seeds per cell (0..N-1) or a comma list (0,4,7); train.py --seed; "
-                        f"default 1 (the paper's single run), demo {DEMO_SEEDS}")
+                        f"default 1 (the paper's single run), demo {DEMO_SEEDS}; at most {MAX_SEEDS} seeds")
     p.add_argument("--metrics", choices=report.METRIC_CHOICES, default="paper",
                    help="paper: the paper's three metrics at CAM threshold 0.2 (default); wsol2020: "
                         "MaxBoxAccV2 and Top-1 Loc at a held-out threshold; all: both")
@@ -71,7 +75,8 @@ def build_parser(prog="python -m tables"):
                         "(default: CUDA_VISIBLE_DEVICES, else all of nvidia-smi -L)")
     p.add_argument("--gpus-per-run", type=argtypes.positive_int, default=1, metavar="N",
                    help="GPUs given to each run (train.py --gpus N); default 1")
-    p.add_argument("--parallel", type=argtypes.positive_int, metavar="N", help="runs at once on a machine without GPUs (default 1)")
+    p.add_argument("--parallel", type=argtypes.int_in(1, MAX_PARALLEL), metavar="N",
+                   help=f"runs at once on a machine without GPUs (default 1, at most {MAX_PARALLEL})")
     p.add_argument("--only", metavar="PATTERNS",
                    help="comma-separated run names, prefixes or globs: r18-cam,r34-gr-b32,'r34-*'")
     p.add_argument("--dry-run", action="store_true", help="print each run's state and commands; run nothing")
@@ -98,19 +103,21 @@ def parse_args(argv):
 
 
 def parse_seeds(text):
-    """``--seeds``: ``"3"`` -> [0, 1, 2] (a count); ``"0,4,7"`` -> those seeds (a list: ``"5,"`` is seed 5)."""
+    """``--seeds``: ``"3"`` -> [0, 1, 2] (a count); ``"0,4,7"`` -> those seeds (a list: ``"5,"`` is seed 5);
+    at most MAX_SEEDS of them, each one train.py takes (argtypes.seed)."""
     text = str(text).strip()
     try:
         if "," not in text:
             n = int(text)
-            if n < 1:
-                raise UserError(f"--seeds {text}: the number of seeds must be at least 1")
+            if not 1 <= n <= MAX_SEEDS:
+                raise UserError(f"--seeds {text}: the number of seeds must be in [1, {MAX_SEEDS}]")
             return list(range(n))
-        seeds = [int(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        raise UserError(f"--seeds {text!r}: expected a count (3) or a comma list of seeds (0,4,7)") from None
-    if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
-        raise UserError(f"--seeds {text!r}: seeds must be distinct non-negative integers")
+        seeds = [argtypes.seed(s) for s in text.split(",") if s.strip()]
+    except (ValueError, argparse.ArgumentTypeError) as e:
+        raise UserError(f"--seeds {text!r}: expected a count (3) or a comma list of seeds (0,4,7) "
+                        f"({e})") from None
+    if not seeds or len(set(seeds)) != len(seeds) or len(seeds) > MAX_SEEDS:
+        raise UserError(f"--seeds {text!r}: seeds must be distinct, at most {MAX_SEEDS} of them")
     return seeds
 
 
