@@ -149,6 +149,13 @@ def writable_dir(create=False, unless_holds=None):
     return parse
 
 
+def folder_path(text):
+    """A folder that is only read, or may not exist yet (a read-only one is accepted): not a file."""
+    if os.path.exists(text) and not os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{text}: is a file, not a folder")
+    return text
+
+
 def data_root(text):
     """A dataset root in the Tiny ImageNet layout: a folder holding wnids.txt (read later, in full)."""
     if not os.path.isdir(text):

@@ -9,8 +9,8 @@ import sys
 import argtypes
 import fileio
 import runrecord
-from dataflow.synthetic import GENERATOR_VERSION, generate
-from errors import UserError, raise_interrupt, run_main
+from dataflow.synthetic import GENERATOR_VERSION, MARKER, generate
+from errors import UserError, quiet_closed_stdout, raise_interrupt, run_main
 from tables import executor as ex, report, runs as rs
 from tables.executor import Executor, show
 from tables.runs import Expectation
@@ -54,9 +54,9 @@ def build_parser(prog="python -m tables"):
     src.add_argument("--demo", action="store_true",
                      help="synthetic data (generated in demo_data/), narrow net, short schedule; "
                           "numbers do not compare with the paper's")
-    p.add_argument("--logroot", metavar="DIR", type=argtypes.writable_dir(),
+    p.add_argument("--logroot", metavar="DIR", type=argtypes.folder_path,   # writable: checked by plan()
                    help="one folder per run under it (default train_log; demo: train_log/demo/<data tag>)")
-    p.add_argument("--results", metavar="DIR", type=argtypes.writable_dir(),
+    p.add_argument("--results", metavar="DIR", type=argtypes.folder_path,
                    help="where tableN.json/.csv/.md and tableN-figure2.png go (default results, or results/demo)")
     p.add_argument("--seeds", metavar="N|LIST",
                    help=f"N seeds per cell (0..N-1) or a comma list (0,4,7); train.py --seed; "
@@ -137,9 +137,14 @@ def plan(args, extra):
     p["parallel"] = p["parallel"] if args.parallel is None else args.parallel
     p["seeds"] = parse_seeds(p["seeds"])
     p["logroot"], p["results"] = os.path.abspath(p["logroot"]), os.path.abspath(p["results"])
-    for flag in ("--logroot", "--results"):   # the defaults: given ones were checked by the parser
+    # written to unless --dry-run (neither) or --report-only (only --results): a read-only one serves those
+    checks = [("--logroot", p["logroot"], not (args.dry_run or args.report_only)),
+              ("--results", p["results"], not args.dry_run)]
+    if args.demo and not (args.dry_run or args.report_only) and not os.path.isfile(os.path.join(p["data"], MARKER)):
+        checks.append(("--demo: the demo dataset", p["data"], True))   # in the checkout: a read-only one was a traceback
+    for flag, path, written in checks:
         try:
-            argtypes.writable_dir()(p[flag[2:]])
+            (argtypes.writable_dir() if written else argtypes.folder_path)(path)
         except argparse.ArgumentTypeError as e:
             raise UserError(f"{flag} {e}") from None
     p["configs"] = rs.table_configs(args.table, p["batch_map"], p["depths"], p["seeds"], args.holdout)
@@ -150,6 +155,17 @@ def plan(args, extra):
     return p
 
 
+def visible_gpus():
+    """executor.detect_gpus(), with CUDA_VISIBLE_DEVICES held to what --gpus takes (ids; CUDA's GPU-/MIG-
+    UUIDs too): a typo there would plan every run on a GPU that does not exist."""
+    gpus = ex.detect_gpus()
+    bad = [g for g in gpus if not (g.isdigit() or g.startswith(("GPU-", "MIG-")))]
+    if bad:
+        raise UserError(f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r}: {bad[0]!r} is not a GPU "
+                        "id (expected ids like 0,1,3, or empty or -1 for none); correct it, or give --gpus")
+    return gpus
+
+
 def main(argv=None):
     args, extra = parse_args(argv)
     p = plan(args, extra)
@@ -157,16 +173,24 @@ def main(argv=None):
         return finish(args, p, rs.make_runs(p["configs"], data=None, logroot=p["logroot"]), {})
     if args.demo:
         print("=" * 78 + f"\n{report.DEMO_BANNER}\n" + "=" * 78)
-    gpus = args.gpus if args.gpus is not None else ex.detect_gpus()
+    gpus = args.gpus if args.gpus is not None else visible_gpus()
     slots = ex.make_slots(gpus, args.gpus_per_run, p["parallel"])
     train_args = p["train_args"]
     if not gpus and p["parallel"] > 1 and not any(a == "--threads" or a.startswith("--threads=") for a in train_args):
         # share the cores between the concurrent CPU runs (recorded and compared: CPU results depend on it)
         train_args = train_args + ["--threads", str(max(1, (os.cpu_count() or 1) // p["parallel"]))]
     if args.demo and not args.dry_run:   # generate checks the settings of a dataset already there
-        if not os.path.exists(os.path.join(p["data"], "synthetic.json")):
+        if not os.path.exists(os.path.join(p["data"], MARKER)):
             print(f"generating the demo dataset in {p['data']} ...")
-        generate(p["data"], **DEMO_DATA)
+        previous = signal.signal(signal.SIGTERM, raise_interrupt)
+        try:
+            generate(p["data"], **DEMO_DATA)   # atomic: an interrupt leaves no half dataset to block the next demo
+        except KeyboardInterrupt:
+            print("\ninterrupted while generating the demo dataset (nothing of it is kept); run the same "
+                  "command again", file=sys.stderr)
+            return 130
+        finally:
+            signal.signal(signal.SIGTERM, previous)
     gpus_per_run = args.gpus_per_run if gpus else 0
     # the dataset is checked here, annotations and all (dataflow.read_annotations), before any
     # training; a demo dry run before the demo data exists has nothing to check or compare with
@@ -216,8 +240,9 @@ def finish(args, p, every, outcomes):
     """Print and save the table and its figures; exit status 1 if a run failed in this invocation, else 0."""
     result = rs.collect(args.table, every, batch_map=p["batch_map"], outcomes=outcomes,
                         depths=p["depths"], holdout=args.holdout, demo=args.demo, info=p["info"])
+    written = report.write(result, p["results"])   # first: a closed stdout (| head) must not lose them
     print("\n" + report.render(result) + "\n")
-    print("results: " + ", ".join(show(x) for x in report.write(result, p["results"])))
+    print("results: " + ", ".join(show(x) for x in written))
     failed = [n for n, o in outcomes.items() if o.status == "failed"]
     if failed:
         print(f"{len(failed)} run(s) failed: {', '.join(failed)} (logs above)", file=sys.stderr)
@@ -226,4 +251,5 @@ def finish(args, p, every, outcomes):
 
 
 if __name__ == "__main__":
+    quiet_closed_stdout()
     sys.exit(run_main(main))
