@@ -3,7 +3,7 @@
 Entry name: ``tinyimagenet-<split>-<root hash>-<key>-<checksum>.npy``.
 
 * ``key`` hashes everything the pixels depend on (split name, every image file
-  with its size and mtime, the annotation files, wnids.txt): a changed dataset
+  with its size, mtime, ctime and inode, the annotation files, wnids.txt): a changed dataset
   gets a new key and is decoded again, never served stale.
 * ``checksum`` (:func:`checksum`) hashes the array itself, shape and dtype
   included; it is checked at every load, so a damaged entry (bytes zeroed or
@@ -47,7 +47,8 @@ def cache_stem(root, split, ann):
     h = hashlib.sha256(f"tinyimagenet-cache v{CACHE_VERSION} {split}\n".encode())
     for rel, where in sorted(zip(ann.files, ann.lines)):
         st = stat_image(os.path.join(root, rel), where)
-        h.update(f"{rel}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+        # ctime and inode too: `cp -p` / `rsync -a` keep size and mtime but not these
+        h.update(f"{rel}\t{st.st_size}\t{st.st_mtime_ns}\t{st.st_ctime_ns}\t{st.st_ino}\n".encode())
     files = ([os.path.join("train", w, f"{w}_boxes.txt") for w in ann.wnids] if split == "train"
              else [os.path.join("val", "val_annotations.txt")])
     for rel in ["wnids.txt"] + files:  # labels and boxes are parsed anew each time; hashed for safety
@@ -124,6 +125,7 @@ def save_cache(dirs, stem, images):
             logger.warn(f"{folder}: cannot write the cache there ({e})")
             continue
         prefix = _prefix(stem)
+        fileio.remove_stale(folder, prefix)   # temporaries of a write killed midway: up to a whole split
         for old in os.listdir(folder):
             if old.startswith(prefix) and old.endswith(".npy") and old != name:
                 try:
