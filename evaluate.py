@@ -36,7 +36,7 @@ import tf_env  # noqa: F401  (before anything imports tensorflow)
 import argtypes
 import fileio
 from cam import CAM_THRESHOLD, NAMES, PROTOCOLS, threshold_grid
-from errors import UserError, run_main
+from errors import UserError, quiet_closed_stdout, run_main
 from evaluation import network, report
 from evaluation.runner import build_predictor, evaluate_split, evaluators
 from runrecord import (CHECKPOINT_NAME, DONE, SETTINGS, STATE_FILE, STATS, RunSettings, dataset_problem,
@@ -52,7 +52,7 @@ def parse_args(argv=None):
     head, _, examples = __doc__.partition("\n\n")
     p = argparse.ArgumentParser(description=head, epilog=examples, allow_abbrev=False,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--load", required=True,
+    p.add_argument("--load", required=True, type=argtypes.utf8_path,
                    help="checkpoint prefix (model-STEP), the 'checkpoint' file, or the training logdir")
     p.add_argument("--data", required=True, type=argtypes.data_root, help="Tiny ImageNet folder (with wnids.txt)")
     p.add_argument("--protocol", choices=NAMES, default="authors",
@@ -259,4 +259,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    quiet_closed_stdout()   # | head: the outputs are still written
     run_main(main)

@@ -58,3 +58,17 @@ def test_too_many_open_files_is_named(tiny_data, tmp_path, monkeypatch):
     monkeypatch.setattr(train, "run", out_of_files)
     with pytest.raises(UserError, match="too many open files .*lower --workers"):
         train.main(["--data", tiny_data, *SMALL, "--logdir", str(tmp_path / "run")])
+
+
+def test_a_path_tensorflow_cannot_encode_is_refused_by_the_parser(tiny_data, tmp_path, capsys):
+    """Item 22: a unicode --logdir under LC_ALL=C PYTHONUTF8=0 (argv decoded to lone surrogates) was a
+    UnicodeEncodeError traceback from TensorFlow's file functions."""
+    import evaluate
+    bad = str(tmp_path / "run\udcc3\udca9")   # "runé" as Python decodes it in the C locale
+    for parse, argv in ((train.parse_args, ["--data", tiny_data, *SMALL, "--logdir", bad]),
+                        (evaluate.parse_args, ["--data", tiny_data, "--load", bad])):
+        with pytest.raises(SystemExit):
+            parse(argv)
+        assert "PYTHONUTF8=1" in capsys.readouterr().err
+    good = str(tmp_path / "runé")   # the same name in a UTF-8 locale
+    assert train.parse_args(["--data", tiny_data, *SMALL, "--logdir", good]).logdir == good
