@@ -70,7 +70,7 @@ def parse_args(argv=None):
     p.add_argument("--json", metavar="FILE", type=argtypes.writable_file, help="write every protocol, baselines, MaxBoxAccV2, records")
     p.add_argument("--save-cams", metavar="FILE.npz", type=argtypes.writable_file,
                    help="write raw ground-truth class CAMs, logits, labels, FC bias, file names")
-    p.add_argument("--vis", metavar="DIR", type=argtypes.writable_dir(create=True), help="write the paper's Figure 2 for --vis-count images")
+    p.add_argument("--vis", metavar="DIR", type=argtypes.writable_dir(), help="write the paper's Figure 2 for --vis-count images")
     p.add_argument("--vis-count", type=argtypes.positive_int, default=8, help="images for --vis (default 8)")
     p.add_argument("--vis-scale", type=argtypes.int_in(1, MAX_VIS_SCALE), default=4,
                    help=f"pixel upscale of the pictures (default 4, at most {MAX_VIS_SCALE})")
@@ -235,7 +235,7 @@ def write(args, inp, doc, result, vis_at):
                 labels=split.labels[idx].astype(np.int32), fc_bias=result["fc_bias"],
                 files=np.array([split.files[i] for i in idx]), gt_boxes=split.boxes[idx].astype(np.int32)))),
             ("--threshold-sweep", args.threshold_sweep and (lambda: report.write_sweep(args.threshold_sweep, doc))),
-            ("--vis", args.vis and (lambda: report.write_vis(args.vis, split, idx, vis_at, result, args.vis_scale)))]
+            ("--vis", args.vis and (lambda: report.write_vis(made(args.vis), split, idx, vis_at, result, args.vis_scale)))]
     failed, written = [], []
     for flag, job in jobs:
         if job:
@@ -247,6 +247,15 @@ def write(args, inp, doc, result, vis_at):
     if failed:
         raise UserError("; ".join(failed) + ". The evaluation finished (the numbers above); "
                         + (f"written: {', '.join(written)}" if written else "nothing was written"))
+
+
+def made(folder):
+    """``folder``, created now (not by the parser: a refused command creates nothing, in a dataset neither)."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as e:
+        raise fileio.WriteError(folder, e) from None
+    return folder
 
 
 def main(argv=None):

@@ -43,6 +43,9 @@ def test_an_output_through_a_link_or_into_the_dataset_is_refused(run, data, tmp_
     expect_error(["--load", str(run), "--data", str(data), "--threshold-sweep",
                   os.path.join(data, "val", "images", "x")], capsys, "--threshold-sweep", "inside the dataset")
     assert not os.path.exists(os.path.join(data, "val", "images", "x.json"))
+    vis = os.path.join(data, "val", "images", "vis")   # a folder there would be an unannotated image
+    expect_error(["--load", str(run), "--data", str(data), "--vis", vis], capsys, "--vis", "inside the dataset")
+    assert not os.path.exists(vis)
 
 
 @pytest.mark.parametrize("train", ["absent", [1, 2], {"aug": "cam", "batch": 8, "holdout": "x"}])
