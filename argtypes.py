@@ -114,7 +114,8 @@ def utf8_path(text):
     except UnicodeEncodeError:
         raise argparse.ArgumentTypeError(
             f"{ascii(text)}: not text in this locale's encoding ({sys.getfilesystemencoding()}), so TensorFlow "
-            "cannot open it; run in a UTF-8 locale (LC_ALL=C.UTF-8) or with PYTHONUTF8=1, or use an ASCII path") from None
+            "cannot open it; run in a UTF-8 locale (LC_ALL=C.UTF-8) or with PYTHONUTF8=1, or use an ASCII path"
+        ) from None
     return text
 
 

@@ -235,7 +235,8 @@ def write(args, inp, doc, result, vis_at):
                 labels=split.labels[idx].astype(np.int32), fc_bias=result["fc_bias"],
                 files=np.array([split.files[i] for i in idx]), gt_boxes=split.boxes[idx].astype(np.int32)))),
             ("--threshold-sweep", args.threshold_sweep and (lambda: report.write_sweep(args.threshold_sweep, doc))),
-            ("--vis", args.vis and (lambda: report.write_vis(made(args.vis), split, idx, vis_at, result, args.vis_scale)))]
+            ("--vis", args.vis and (lambda: report.write_vis(made(args.vis), split, idx, vis_at, result,
+                                                             args.vis_scale)))]
     failed, written = [], []
     for flag, job in jobs:
         if job:

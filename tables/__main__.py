@@ -141,7 +141,7 @@ def plan(args, extra):
     checks = [("--logroot", p["logroot"], not (args.dry_run or args.report_only)),
               ("--results", p["results"], not args.dry_run)]
     if args.demo and not (args.dry_run or args.report_only) and not os.path.isfile(os.path.join(p["data"], MARKER)):
-        checks.append(("--demo: the demo dataset", p["data"], True))   # in the checkout: a read-only one was a traceback
+        checks.append(("--demo: the demo dataset", p["data"], True))   # in the checkout (read-only: a traceback)
     for flag, path, written in checks:
         try:
             (argtypes.writable_dir() if written else argtypes.folder_path)(path)

@@ -289,4 +289,5 @@ def collect(table, runs, *, batch_map=None, outcomes=None, depths=None, holdout=
             "depths": sorted({r.config.depth for r in runs}, reverse=True),
             "protocols": sorted({e["protocol"] for e in entries.values() if e["protocol"]}),
             "cells": cells, "extra": extra, "runs": entries,
-            "schedule": sorted({x for r in runs if entries[r.name]["status"] == "ok" for x in schedule.changes(r.logdir)})}
+            "schedule": sorted({x for r in runs if entries[r.name]["status"] == "ok"
+                                for x in schedule.changes(r.logdir)})}
