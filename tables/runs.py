@@ -95,8 +95,8 @@ class Expectation:
                                     self.image_shape)
         except SystemExit as e:
             if e.code:
-                raise UserError("train.py refuses the options after -- (its message is above); "
-                                "nothing was run") from None
+                raise UserError("train.py refuses a run's command (its message is above: an option after --, "
+                                "or a --logdir it cannot create); nothing was run") from None
             raise
 
 
