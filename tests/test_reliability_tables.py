@@ -136,3 +136,17 @@ def test_the_scripts_without_venv_say_how_to_set_up(tmp_path):
                               timeout=60)
         assert proc.returncode == 2 and proc.stderr.startswith("error: no ") and "make .venv/.installed" in proc.stderr
         assert "ModuleNotFoundError" not in proc.stderr
+
+
+def test_an_interrupted_demo_generation_is_one_line(tmp_path, monkeypatch, capsys):
+    """Item 5: Ctrl-C while the demo generated its dataset printed a KeyboardInterrupt traceback."""
+    def interrupted(out, **settings):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(cli, "REPO", str(tmp_path))
+    monkeypatch.setattr(cli, "generate", interrupted)
+    try:
+        code = cli.main(["--table", "1", "--demo", "--gpus", "none", "--logroot", str(tmp_path / "l"),
+                         "--results", str(tmp_path / "r")])
+    except KeyboardInterrupt:
+        pytest.fail("the interrupt escaped main(): a traceback")
+    assert code == 130 and "interrupted while generating the demo dataset" in capsys.readouterr().err
