@@ -13,8 +13,8 @@ OS's reason ("No space left on device"); it is an OSError too, for callers that 
 
 Temporaries are named after their writer, ``.NAME.HOST-PID.XXXXXXXX.tmp`` (a folder:
 ``.NAME.HOST-PID.partial``), so that those of a writer that died (``kill -9``, a power cut)
-are recognised and removed by :func:`remove_stale`, which every later write into the folder
-runs; a temporary of a live process, or of another host, is left alone.
+are recognised and removed by :func:`remove_stale`, which a later process runs at its first
+write into the folder; a temporary of a live process, or of another host, is left alone.
 """
 import fcntl
 import io
@@ -79,7 +79,12 @@ def write_bytes(path, data):
         if isinstance(e, OSError):
             raise WriteError(path, e) from None
         raise
-    remove_stale(folder, base)
+    if folder not in _SWEPT:   # once per folder and process: a --vis folder gets thousands of writes
+        _SWEPT.add(folder)
+        remove_stale(folder, "")
+
+
+_SWEPT = set()   # folders whose stale temporaries this process removed (write_bytes)
 
 
 def _owner():

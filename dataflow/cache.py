@@ -11,7 +11,8 @@ Entry name: ``tinyimagenet-<split>-<root hash>-<key>-<checksum>.npy``.
   replaced.  The shape is also checked against the annotations (image count)
   and the first image's size.
 
-Entries are written atomically (``fileio.write_npy``).  Stale entries of the
+Entries are written atomically (``fileio.write_npy``; the temporaries of a write killed midway,
+up to a whole split, are removed by the next process that writes there).  Stale entries of the
 same split and root are removed after a write; another process removing them
 at the same time is harmless.
 """
@@ -125,7 +126,6 @@ def save_cache(dirs, stem, images):
             logger.warn(f"{folder}: cannot write the cache there ({e})")
             continue
         prefix = _prefix(stem)
-        fileio.remove_stale(folder, prefix)   # temporaries of a write killed midway: up to a whole split
         for old in os.listdir(folder):
             if old.startswith(prefix) and old.endswith(".npy") and old != name:
                 try:

@@ -114,8 +114,12 @@ def test_stale_temporaries_of_dead_writers_are_removed(tmp_path):
     left = sorted(os.listdir(tmp_path))
     assert f".eval.json.{dead}.ab_12cd3.tmp" not in left and f".eval.json.{alive}.zz9.tmp" in left
     assert ".eval.json.otherhost-1.x.tmp" in left   # another host's writer may be alive
-    save_cache([str(tmp_path)], "tinyimagenet-val-0123abcd-newkey-", np.zeros((1, 2, 2, 3), np.uint8))
-    assert not any(n.startswith(".tinyimagenet") for n in os.listdir(tmp_path))
+    assert not any(n.startswith(".tinyimagenet") for n in os.listdir(tmp_path))   # any name, once per folder
+    cache = tmp_path / "cache"   # the decode cache's: a whole split
+    cache.mkdir()
+    (cache / f".tinyimagenet-val-0123abcd-oldkey-sum.npy.{dead}.q1.tmp").write_text("partial")
+    save_cache([str(cache)], "tinyimagenet-val-0123abcd-newkey-", np.zeros((1, 2, 2, 3), np.uint8))
+    assert [n for n in os.listdir(cache) if n.endswith(".tmp")] == []
 
 
 def test_a_killed_generation_blocks_nothing(tmp_path):
