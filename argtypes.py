@@ -16,6 +16,7 @@ refused by the parser, before any work.
 import argparse
 import math
 import os
+import sys
 
 
 def _parse(text, kind, expected):
@@ -105,6 +106,19 @@ def _nearest_existing(path):
     return parent
 
 
+def utf8_path(text):
+    """A path TensorFlow can open: valid UTF-8.  In a non-UTF-8 locale (``LC_ALL=C PYTHONUTF8=0``) Python
+    decodes a non-ASCII argument to lone surrogates, which TensorFlow's file functions cannot encode."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise argparse.ArgumentTypeError(
+            f"{ascii(text)}: not text in this locale's encoding ({sys.getfilesystemencoding()}), so TensorFlow "
+            "cannot open it; run in a UTF-8 locale (LC_ALL=C.UTF-8) or with PYTHONUTF8=1, or use an ASCII path"
+        ) from None
+    return text
+
+
 def writable_file(text):
     """A file that can be written: not a folder, its folder exists and is writable.  Creates nothing."""
     folder = os.path.dirname(os.path.abspath(text))
@@ -127,6 +141,7 @@ def writable_dir(create=False, unless_holds=None):
     accepted as it is, since nothing will be written there (it may be read-only).
     """
     def parse(text):
+        utf8_path(text)   # run folders hold TensorFlow's checkpoints and events
         if os.path.exists(text) and not os.path.isdir(text):
             raise argparse.ArgumentTypeError(f"{text}: is a file, not a folder")
         if unless_holds and os.path.isfile(os.path.join(text, unless_holds)):
@@ -147,6 +162,13 @@ def writable_dir(create=False, unless_holds=None):
         return text
     parse.__name__ = "folder"
     return parse
+
+
+def folder_path(text):
+    """A folder that is only read, or may not exist yet (a read-only one is accepted): not a file."""
+    if os.path.exists(text) and not os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{text}: is a file, not a folder")
+    return text
 
 
 def data_root(text):

@@ -36,21 +36,23 @@ import tf_env  # noqa: F401  (before anything imports tensorflow)
 import argtypes
 import fileio
 from cam import CAM_THRESHOLD, NAMES, PROTOCOLS, threshold_grid
-from errors import UserError, run_main
+from errors import UserError, quiet_closed_stdout, run_main
 from evaluation import network, report
 from evaluation.runner import build_predictor, evaluate_split, evaluators
-from runrecord import dataset_problem, read_settings, resolve_checkpoint, settings_path
+from runrecord import (CHECKPOINT_NAME, DONE, SETTINGS, STATE_FILE, STATS, RunSettings, dataset_problem,
+                       read_settings, resolve_checkpoint, settings_path)
 
 MAX_VIS_SCALE = 32      # a 64x64 image becomes 2048x2048 per panel; larger ran out of memory
 VIS_FILE = re.compile(r"^\d{5}_.*\.png$")   # report.write_vis's picture names
 SWEEP_STEP = 0.01       # threshold grid of the sweep and of --threshold-from-holdout (wsolevaluation's default step)
+RUN_RECORD = (STATE_FILE, SETTINGS, DONE, STATS)   # a run folder's record beside its checkpoints (runrecord/)
 
 
 def parse_args(argv=None):
     head, _, examples = __doc__.partition("\n\n")
     p = argparse.ArgumentParser(description=head, epilog=examples, allow_abbrev=False,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--load", required=True,
+    p.add_argument("--load", required=True, type=argtypes.utf8_path,
                    help="checkpoint prefix (model-STEP), the 'checkpoint' file, or the training logdir")
     p.add_argument("--data", required=True, type=argtypes.data_root, help="Tiny ImageNet folder (with wnids.txt)")
     p.add_argument("--protocol", choices=NAMES, default="authors",
@@ -68,7 +70,7 @@ def parse_args(argv=None):
     p.add_argument("--json", metavar="FILE", type=argtypes.writable_file, help="write every protocol, baselines, MaxBoxAccV2, records")
     p.add_argument("--save-cams", metavar="FILE.npz", type=argtypes.writable_file,
                    help="write raw ground-truth class CAMs, logits, labels, FC bias, file names")
-    p.add_argument("--vis", metavar="DIR", type=argtypes.writable_dir(create=True), help="write the paper's Figure 2 for --vis-count images")
+    p.add_argument("--vis", metavar="DIR", type=argtypes.writable_dir(), help="write the paper's Figure 2 for --vis-count images")
     p.add_argument("--vis-count", type=argtypes.positive_int, default=8, help="images for --vis (default 8)")
     p.add_argument("--vis-scale", type=argtypes.int_in(1, MAX_VIS_SCALE), default=4,
                    help=f"pixel upscale of the pictures (default 4, at most {MAX_VIS_SCALE})")
@@ -116,6 +118,24 @@ def output_files(args):
     return [(flag, path) for flag, path in out if path]
 
 
+def refuse_inputs_as_outputs(args, prefix):
+    """UserError if an output (or the --vis folder) resolves to an input: a checkpoint file of the
+    run folder, its record (``checkpoint``, settings.json, done.json, stats.json), the --load file,
+    or anything inside the --data folder.  Symbolic links and ``..`` are resolved first."""
+    folder = os.path.dirname(prefix)
+    names = [n for n in os.listdir(folder) if n.startswith(f"{CHECKPOINT_NAME}-")] + list(RUN_RECORD)
+    inputs = {os.path.realpath(os.path.join(folder, n)): f"a file of the run {folder}" for n in names}
+    inputs[os.path.realpath(args.load)] = "the --load file"
+    data = os.path.realpath(args.data)
+    for flag, path in output_files(args) + ([("--vis", args.vis)] if args.vis else []):
+        real = os.path.realpath(path)
+        if real in inputs:
+            raise UserError(f"{flag} {path}: would overwrite {inputs[real]} that this evaluation reads; "
+                            "give another path")
+        if real == data or real.startswith(data + os.sep):
+            raise UserError(f"{flag} {path}: is inside the dataset --data {args.data}; write outputs elsewhere")
+
+
 def load(args):
     """Checkpoint, model settings, the data and the image sets, all checked before any graph is built.
 
@@ -123,6 +143,7 @@ def load(args):
     decoded only for --threshold-from-holdout; the fixed-box baseline reads the training boxes alone.
     """
     prefix = resolve_checkpoint(args.load)
+    refuse_inputs_as_outputs(args, prefix)
     from dataflow import holdout_indices, load_split, read_annotations, split_holdout
     cache = {}
 
@@ -136,13 +157,17 @@ def load(args):
     doc, problem = read_settings(path) if os.path.isfile(path) else (None, None)   # None without settings.json
     if problem:
         raise UserError(problem)
+    try:   # the run's settings through their one validated reader (train.holdout, below)
+        recorded = RunSettings.from_json(doc) if doc else None
+    except ValueError as e:
+        raise UserError(f"{path}: {e}") from None
     from training.options import normalization
     flags = {name: getattr(args, name) for name in network.FLAGS}
     model, model_source = network.model_settings(flags, doc, path, split,
                                                  lambda normalize: normalization(normalize, split_of("train")))
     network.check_compatible(model, prefix, split, args.data)
     # the images per class the run held out from training (0 without settings.json, the paper's setting)
-    holdout = doc["train"]["holdout"] if doc else 0
+    holdout = recorded.train.holdout if recorded else 0
     if args.threshold_from_holdout and holdout == 0:
         raise UserError(f"--threshold-from-holdout: {path} names no held-out images (train.holdout "
                         f"is 0 or absent); train the run with train.py --holdout N")
@@ -210,7 +235,8 @@ def write(args, inp, doc, result, vis_at):
                 labels=split.labels[idx].astype(np.int32), fc_bias=result["fc_bias"],
                 files=np.array([split.files[i] for i in idx]), gt_boxes=split.boxes[idx].astype(np.int32)))),
             ("--threshold-sweep", args.threshold_sweep and (lambda: report.write_sweep(args.threshold_sweep, doc))),
-            ("--vis", args.vis and (lambda: report.write_vis(args.vis, split, idx, vis_at, result, args.vis_scale)))]
+            ("--vis", args.vis and (lambda: report.write_vis(made(args.vis), split, idx, vis_at, result,
+                                                             args.vis_scale)))]
     failed, written = [], []
     for flag, job in jobs:
         if job:
@@ -224,6 +250,15 @@ def write(args, inp, doc, result, vis_at):
                         + (f"written: {', '.join(written)}" if written else "nothing was written"))
 
 
+def made(folder):
+    """``folder``, created now (not by the parser: a refused command creates nothing, in a dataset neither)."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as e:
+        raise fileio.WriteError(folder, e) from None
+    return folder
+
+
 def main(argv=None):
     args = parse_args(argv)
     validate(args)
@@ -234,4 +269,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    quiet_closed_stdout()   # | head: the outputs are still written
     run_main(main)

@@ -8,12 +8,21 @@ and tables/ (results and run records).
 Every output goes through :func:`write_bytes`: a failed write (full disk, file size
 limit, read-only folder) raises :class:`WriteError`, one message naming the path and the
 OS's reason ("No space left on device"); it is an OSError too, for callers that fall back.
+:func:`write_folder` does the same for a whole folder (the synthetic dataset).
 :func:`hold_lock` is the lock that lets one train.py at a time use a logdir.
+
+Temporaries are named after their writer, ``.NAME.HOST-PID.XXXXXXXX.tmp`` (a folder:
+``.NAME.HOST-PID.partial``), so that those of a writer that died (``kill -9``, a power cut)
+are recognised and removed by :func:`remove_stale`, which a later process runs at its first
+write into the folder; a temporary of a live process, or of another host, is left alone.
 """
 import fcntl
 import io
 import json
 import os
+import re
+import shutil
+import socket
 import tempfile
 
 import cv2
@@ -52,9 +61,9 @@ def write_bytes(path, data):
     The file gets the mode a plain ``open(path, "w")`` would give (0666 less the umask),
     not ``mkstemp``'s 0600, so that others on a shared filesystem can read the results.
     """
-    folder = os.path.dirname(os.path.abspath(path))
+    folder, base = os.path.split(os.path.abspath(path))
     try:
-        fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+        fd, tmp = tempfile.mkstemp(prefix=f".{base}.{_owner()}.", suffix=".tmp", dir=folder)
     except OSError as e:
         raise WriteError(path, e) from None
     try:
@@ -70,6 +79,71 @@ def write_bytes(path, data):
         if isinstance(e, OSError):
             raise WriteError(path, e) from None
         raise
+    if folder not in _SWEPT:   # once per folder and process: a --vis folder gets thousands of writes
+        _SWEPT.add(folder)
+        remove_stale(folder, "")
+
+
+_SWEPT = set()   # folders whose stale temporaries this process removed (write_bytes)
+
+
+def _owner():
+    """``HOST-PID`` of this process, as temporaries name their writer."""
+    return re.sub(r"[^\w-]", "_", socket.gethostname().split(".")[0]) + f"-{os.getpid()}"
+
+
+def is_running(pid):
+    """True if process ``pid`` exists on this machine (another user's included)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale(folder, startswith):
+    """Remove the temporaries in ``folder`` whose name (after the dot) starts with ``startswith`` and
+    whose writer, a process of this host, no longer runs; a file or folder removed meanwhile is skipped."""
+    host = _owner().rsplit("-", 1)[0]
+    stale = re.compile(rf"^\.{re.escape(startswith)}.*\.{re.escape(host)}-(\d+)\.(\w+\.tmp|partial)$")
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        match = stale.match(name)
+        if match and not is_running(int(match.group(1))):
+            path = os.path.join(folder, name)
+            try:
+                shutil.rmtree(path) if match.group(2) == "partial" else os.remove(path)
+            except FileNotFoundError:
+                pass
+
+
+def write_folder(out, fill, done, last=None):
+    """Make the folder ``out`` atomically: ``fill(tmp)`` writes it into ``.NAME.HOST-PID.partial``
+    beside it, which is then renamed to ``out`` (at once if ``out`` is absent or empty; else entry
+    by entry, ``last`` last).  ``done()``: True if another process completed ``out`` meanwhile
+    (its folder is kept).  An interrupted or failed ``fill`` leaves no ``out`` and no temporary
+    (after ``kill -9``, the next call removes it)."""
+    parent, base = os.path.split(os.path.abspath(out))
+    remove_stale(parent, base)
+    tmp = os.path.join(parent, f".{base}.{_owner()}.partial")
+    shutil.rmtree(tmp, ignore_errors=True)   # this process's own, from an earlier failed call
+    os.makedirs(tmp)
+    try:
+        fill(tmp)
+        try:
+            os.rename(tmp, out)
+        except OSError:
+            if done():
+                return
+            for name in sorted(os.listdir(tmp), key=lambda n: n == last):
+                os.rename(os.path.join(tmp, name), os.path.join(out, name))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def write_json(path, obj, sort_keys=False):

@@ -2,5 +2,11 @@
 # Train, evaluate and print paper Table 2 (18 runs; reuses the batch-256 runs of Table 1). Usage: ./run_table2.sh --data DIR | --demo [options]
 # All logic is in tables/ (python -m tables --help); train.py options go after --.
 REPO=$(cd "$(dirname "$0")" && pwd)
-if [ -n "$PYTHON" ]; then PY=$PYTHON; elif [ -x "$REPO/.venv/bin/python" ]; then PY=$REPO/.venv/bin/python; else PY=python3; fi
+if [ -n "$PYTHON" ]; then PY=$PYTHON; elif [ -x "$REPO/.venv/bin/python" ]; then PY=$REPO/.venv/bin/python; else
+  PY=python3   # without .venv: only if it has the requirements (else a ModuleNotFoundError from deep inside)
+  if ! "$PY" -c "import importlib.util as u, sys; sys.exit(any(u.find_spec(m) is None for m in ('cv2', 'tensorflow', 'tensorpack')))" 2>/dev/null; then
+    echo "error: no $REPO/.venv and $PY lacks the requirements (cv2, tensorflow, tensorpack): run 'make .venv/.installed' in $REPO (creates .venv from requirements.txt), or set PYTHON to a Python that has them" >&2
+    exit 2
+  fi
+fi
 PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" exec "$PY" -m tables --table 2 "$@"

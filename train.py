@@ -29,8 +29,10 @@ the git commit) and, after a run that ended well, done.json (runrecord/).
 import tf_env  # noqa: F401  (first: sets TF_USE_LEGACY_KERAS)
 
 import contextlib
+import errno
 import logging
 import os
+import resource
 import signal
 import sys
 
@@ -62,7 +64,24 @@ def load_data(args):
     used = dataflow.split_holdout(train, args.holdout)[0] if args.holdout else train
     if not len(used):
         raise UserError(f"--holdout {args.holdout}: leaves no training image in {args.data}")
-    return train, used, dataflow.load_split(args.data, "val")
+    val = dataflow.load_split(args.data, "val")
+    if val.image_shape != train.image_shape:   # else the first validation dies, every rerun at the same point
+        (vh, vw), (th, tw) = val.image_shape, train.image_shape
+        raise UserError(f"--data {args.data}: the val images are {vh}x{vw} (HxW) but the train images are "
+                        f"{th}x{tw}; the network validates on the size it trains on")
+    return train, used, val
+
+
+def checked_normalization(args, train):
+    """``normalization(--normalize, train)``; a UserError for a channel whose training pixels are all
+    equal (std 0): dividing by it makes the first loss NaN, which no --lr cures."""
+    mean, std = normalization(args.normalize, train)
+    flat = [c for c, s in zip("BGR", std) if s == 0]
+    if flat:
+        raise UserError(f"--data {args.data}: every training pixel has the same {'/'.join(flat)} value "
+                        f"(standard deviation 0), so --normalize dataset would divide by zero; use images "
+                        "that vary, or --normalize imagenet")
+    return mean, std
 
 
 def make_callbacks(settings, val):
@@ -185,8 +204,10 @@ def train_steps(env, config, logdir):
         # loop ends; left running into interpreter shutdown, Python ends it with pthread_exit inside
         # C++ code, and the process aborts ("terminate called without an active exception") after
         # training finished. The session is closed now, so the thread stops at its next enqueue.
+        # Not started (an interrupt or an error during the setup): nothing to join, and join() would
+        # raise "cannot join thread before it is started" in place of the interrupt or the error.
         feeder = getattr(config.data, "thread", None)
-        if feeder is not None:
+        if feeder is not None and feeder.ident is not None:
             feeder.join(timeout=60)
     return trainer
 
@@ -213,7 +234,7 @@ def run(args, env, extra_callbacks=()):
     lock = lock_logdir(logdir)  # noqa: F841  (held until training ends, or the process dies)
     train, used, val = load_data(args)
     settings = make_settings(args, env, runrecord.dataset_fingerprint(train, val, args.holdout),
-                             train.num_classes, train.image_shape, normalization(args.normalize, train))
+                             train.num_classes, train.image_shape, checked_normalization(args, train))
     start = prepare_logdir(settings, env, logdir, restart=args.restart, adopt_settings=args.adopt_settings)
     if start is not None:
         prefix, _, start_epoch = start
@@ -257,6 +278,11 @@ def main(argv=None):
     except KeyboardInterrupt:
         print(interrupted(args.logdir), file=sys.stderr)
         return 130
+    except Exception as e:   # OSError, ZMQError: the data workers' pipes and sockets are files too
+        if getattr(e, "errno", None) != errno.EMFILE:
+            raise
+        raise UserError(f"too many open files ({e}; ulimit -n is {resource.getrlimit(resource.RLIMIT_NOFILE)[0]}): "
+                        f"raise it (ulimit -n) or lower --workers") from None
     return 0
 
 

@@ -24,6 +24,7 @@ import numpy as np
 from dataflow import DataError
 
 SPLITS = ("train", "val")
+MAX_COORD = 2 ** 31 - 1   # boxes are int32
 
 
 @dataclass
@@ -82,6 +83,8 @@ def _parse_box(fields, where):
         raise DataError(f"{where}: box {' '.join(fields)!r} is not four integers") from None
     if not (0 <= box[0] <= box[2] and 0 <= box[1] <= box[3]):
         raise DataError(f"{where}: box {box} is not [x0, y0, x1, y1] with 0 <= x0 <= x1 and 0 <= y0 <= y1")
+    if max(box) > MAX_COORD:   # the boxes are int32 arrays
+        raise DataError(f"{where}: box {box} has a coordinate beyond {MAX_COORD}, no image is that large")
     return box
 
 
@@ -89,7 +92,7 @@ def _check_against_disk(folder, ann, group):
     """Every annotated image of ``group`` [(name, "file:line")] exists in ``folder``, every image there is annotated."""
     if not os.path.isdir(folder):
         raise DataError(f"{folder}: no such directory")
-    on_disk = {f for f in os.listdir(folder) if not f.startswith(".")}  # hidden files are not images
+    on_disk = set(os.listdir(folder))
     seen = {}
     for name, where in group:
         if name in seen:
@@ -97,7 +100,8 @@ def _check_against_disk(folder, ann, group):
         seen[name] = where
         if name not in on_disk:
             raise DataError(f"{where}: image {os.path.join(folder, name)} does not exist")
-    unannotated = sorted(on_disk - set(seen))
+    # a hidden file nobody annotated is not an image (.DS_Store); an annotated one is
+    unannotated = sorted(n for n in on_disk - set(seen) if not n.startswith("."))
     if unannotated:
         more = f" (nor do {len(unannotated) - 1} more)" if len(unannotated) > 1 else ""
         raise DataError(f"{os.path.join(folder, unannotated[0])}: image has no line in {ann}{more}")

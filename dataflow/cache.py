@@ -3,7 +3,7 @@
 Entry name: ``tinyimagenet-<split>-<root hash>-<key>-<checksum>.npy``.
 
 * ``key`` hashes everything the pixels depend on (split name, every image file
-  with its size and mtime, the annotation files, wnids.txt): a changed dataset
+  with its size, mtime, ctime and inode, the annotation files, wnids.txt): a changed dataset
   gets a new key and is decoded again, never served stale.
 * ``checksum`` (:func:`checksum`) hashes the array itself, shape and dtype
   included; it is checked at every load, so a damaged entry (bytes zeroed or
@@ -11,7 +11,8 @@ Entry name: ``tinyimagenet-<split>-<root hash>-<key>-<checksum>.npy``.
   replaced.  The shape is also checked against the annotations (image count)
   and the first image's size.
 
-Entries are written atomically (``fileio.write_npy``).  Stale entries of the
+Entries are written atomically (``fileio.write_npy``; the temporaries of a write killed midway,
+up to a whole split, are removed by the next process that writes there).  Stale entries of the
 same split and root are removed after a write; another process removing them
 at the same time is harmless.
 """
@@ -47,7 +48,8 @@ def cache_stem(root, split, ann):
     h = hashlib.sha256(f"tinyimagenet-cache v{CACHE_VERSION} {split}\n".encode())
     for rel, where in sorted(zip(ann.files, ann.lines)):
         st = stat_image(os.path.join(root, rel), where)
-        h.update(f"{rel}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+        # ctime and inode too: `cp -p` / `rsync -a` keep size and mtime but not these
+        h.update(f"{rel}\t{st.st_size}\t{st.st_mtime_ns}\t{st.st_ctime_ns}\t{st.st_ino}\n".encode())
     files = ([os.path.join("train", w, f"{w}_boxes.txt") for w in ann.wnids] if split == "train"
              else [os.path.join("val", "val_annotations.txt")])
     for rel in ["wnids.txt"] + files:  # labels and boxes are parsed anew each time; hashed for safety

@@ -42,13 +42,16 @@ function of the arguments only (one seeded ``numpy.random.Generator``).
 import argparse
 import json
 import os
+import signal
+import sys
 
 import cv2
 import numpy as np
 
 import argtypes
+import fileio
 from dataflow import DataError
-from errors import run_main
+from errors import raise_interrupt, run_main
 
 GENERATOR_VERSION = 4  # bump when the images change, so an old output is not taken as current
 HEAD_SHAPES = ("disc", "ring", "square", "triangle", "plus", "diamond")
@@ -64,6 +67,8 @@ BODY_HUE_JITTER = 0.6  # body hue = class hue +- this many hue steps between cla
 OUTSIDE = 0.3  # fraction of the object box that may lie outside the image, each side
 HEAD_OFFSET = 0.25  # head centre sits at a + HEAD_OFFSET * r from the body centre
 MIN_SIZE = 16  # smallest image side on which body and head stay visible
+MAX_SIZE = 4096  # ours: 64 times Tiny ImageNet's 64; --height 100000 failed inside OpenCV
+MARKER = "synthetic.json"  # the settings, written last: marks a complete dataset
 UNRELATED_WORDS = (  # words.txt covers all of WordNet in the real dataset, not only the classes
     ("n90000001", "entity"),
     ("n90000002", "physical entity"),
@@ -180,14 +185,11 @@ def _write_lines(path, lines):
 
 def _check_settings(out, settings):
     """Return True if ``out`` already holds this exact dataset; raise if it holds anything else."""
-    if not os.path.exists(out):
-        return False
-    if not os.path.isdir(out):
+    if os.path.exists(out) and not os.path.isdir(out):
         raise DataError(f"{out}: exists and is not a directory")
-    entries = set(os.listdir(out)) - {".cache"}
-    if not entries:
+    if not os.path.exists(out) or not set(os.listdir(out)) - {".cache"}:
         return False
-    marker = os.path.join(out, "synthetic.json")
+    marker = os.path.join(out, MARKER)
     if os.path.isfile(marker):
         with open(marker) as f:
             try:
@@ -195,8 +197,8 @@ def _check_settings(out, settings):
                     return True
             except json.JSONDecodeError:
                 pass
-    raise DataError(f"{out}: not empty and not a synthetic dataset with these settings; "
-                    "give a new or empty directory")
+    raise DataError(f"{out}: not empty and not a synthetic dataset with these settings (no {MARKER} with them: "
+                    "if an interrupted generation of an older version left it, remove it); give a new or empty directory")
 
 
 def generate(out, classes=4, train_per_class=20, val_per_class=5, seed=0, height=64, width=64):
@@ -205,21 +207,32 @@ def generate(out, classes=4, train_per_class=20, val_per_class=5, seed=0, height
     ``classes`` classes, ``train_per_class`` training and ``val_per_class``
     validation images per class (and as many unlabelled test images as
     validation ones), each ``height`` x ``width``.  If ``out`` already holds
-    the output of the same settings, nothing is written.
+    the output of the same settings, nothing is written.  Written into a hidden folder beside
+    ``out`` and renamed when complete (``fileio.write_folder``): an interrupted generation
+    leaves no half dataset, and two at once both succeed.
     """
-    for name, value, least in (("classes", classes, 1), ("train_per_class", train_per_class, 1),
-                               ("val_per_class", val_per_class, 1), ("height", height, MIN_SIZE),
-                               ("width", width, MIN_SIZE)):
-        if int(value) != value or value < least:
-            raise DataError(f"synthetic dataset: {name} must be an integer >= {least}, got {value}")
+    for name, value, least, most in (("classes", classes, 1, np.inf), ("train_per_class", train_per_class, 1, np.inf),
+                                     ("val_per_class", val_per_class, 1, np.inf), ("height", height, MIN_SIZE, MAX_SIZE),
+                                     ("width", width, MIN_SIZE, MAX_SIZE)):
+        if int(value) != value or not least <= value <= most:
+            raise DataError(f"synthetic dataset: {name} must be an integer >= {least}"
+                            + ("" if most == np.inf else f" and <= {most}") + f", got {value}")
     settings = dict(generator_version=GENERATOR_VERSION, classes=classes, train_per_class=train_per_class,
                     val_per_class=val_per_class, seed=seed, height=height, width=width)
     out = os.fspath(out)
     if _check_settings(out, settings):
         return out
+    fileio.write_folder(out, lambda tmp: _write_all(tmp, settings), lambda: _check_settings(out, settings),
+                        last=MARKER)
+    return out
+
+
+def _write_all(out, settings):
+    """Write the dataset of ``settings`` (generate's arguments) into the new folder ``out``."""
+    classes, train_per_class, val_per_class, seed, height, width = (settings[k] for k in (
+        "classes", "train_per_class", "val_per_class", "seed", "height", "width"))
     rng = np.random.default_rng(seed)
     wnids = [wnid_of(k) for k in range(classes)]
-    os.makedirs(out, exist_ok=True)
     _write_lines(os.path.join(out, "wnids.txt"), wnids)
     words = [f"{w}\tsynthetic {head_look(k, classes)[1]} head, hue {k}/{classes}" for k, w in enumerate(wnids)]
     _write_lines(os.path.join(out, "words.txt"), words + [f"{w}\t{d}" for w, d in UNRELATED_WORDS])
@@ -250,9 +263,8 @@ def generate(out, classes=4, train_per_class=20, val_per_class=5, seed=0, height
         _write_jpeg(os.path.join(out, "test", "images", f"test_{i}.JPEG"), img, i % GRAY_EVERY == GRAY_EVERY - 1)
     _write_lines(os.path.join(out, "val", "val_annotations.txt"), lines)
 
-    with open(os.path.join(out, "synthetic.json"), "w") as f:  # last: marks a complete dataset
+    with open(os.path.join(out, MARKER), "w") as f:  # last: marks a complete dataset
         json.dump(settings, f, indent=1)
-    return out
 
 
 def parse_args(argv=None):
@@ -263,18 +275,25 @@ def parse_args(argv=None):
                    help="training images per class (default 20)")
     p.add_argument("--val-per-class", type=argtypes.positive_int, default=5, help="validation images per class (default 5)")
     p.add_argument("--seed", type=argtypes.nonnegative_int, default=0, help="random seed (default 0)")
-    p.add_argument("--height", type=argtypes.positive_int, default=64, help="image height (default 64, as Tiny ImageNet)")
-    p.add_argument("--width", type=argtypes.positive_int, default=64, help="image width (default 64, as Tiny ImageNet)")
+    p.add_argument("--height", type=argtypes.int_in(MIN_SIZE, MAX_SIZE), default=64,
+                   help="image height (default 64, as Tiny ImageNet)")
+    p.add_argument("--width", type=argtypes.int_in(MIN_SIZE, MAX_SIZE), default=64,
+                   help="image width (default 64, as Tiny ImageNet)")
     return p.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    generate(args.out, classes=args.classes, train_per_class=args.train_per_class,
-             val_per_class=args.val_per_class, seed=args.seed, height=args.height, width=args.width)
+    signal.signal(signal.SIGTERM, raise_interrupt)   # a kill ends as Ctrl-C does: the partial folder is removed
+    try:
+        generate(args.out, classes=args.classes, train_per_class=args.train_per_class,
+                 val_per_class=args.val_per_class, seed=args.seed, height=args.height, width=args.width)
+    except KeyboardInterrupt:
+        print(f"interrupted: nothing was written to {args.out}; run the same command again", file=sys.stderr)
+        return 130
     print(f"{args.out}: {args.classes} classes, {args.classes * args.train_per_class} train and "
           f"{args.classes * args.val_per_class} val images of {args.height}x{args.width}")
 
 
 if __name__ == "__main__":
-    run_main(main)
+    sys.exit(run_main(main))

@@ -106,7 +106,8 @@ def _decode(path):
         kind = next((name for magic, name in _OTHER_FORMATS.items() if data.startswith(magic)), None)
         what = f"the file is a {kind}" if kind else "it does not start with the JPEG marker FF D8 FF"
         raise DataError(f"{path}: not a readable JPEG ({what}); the dataset's images must be JPEG files")
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    # the stored pixel grid, the one the boxes are on: an EXIF orientation tag would rotate the image alone
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     if img is None:
         raise DataError(f"{path}: not a readable JPEG (corrupt or truncated)")
     return img
@@ -168,6 +169,16 @@ def load_split(root, split, cache_dir=None, progress=True):
 
     height, width = images.shape[1:3]
     boxes = ann.boxes.copy()
+    beyond = np.flatnonzero((boxes[:, 0] >= width) | (boxes[:, 1] >= height))
+    if len(beyond):   # it would be clipped to a 1-pixel corner box and scored
+        i = beyond[0]
+        raise DataError(f"{ann.lines[i]}: box {boxes[i].tolist()} lies wholly outside the {width}x{height} (WxH) "
+                        f"image {paths[i]}" + (f" (and {len(beyond) - 1} more boxes)" if len(beyond) > 1 else ""))
+    if split == "train":
+        empty = [w for k, w in enumerate(ann.wnids) if not np.any(ann.labels == k)]
+        if empty:
+            logger.warn(f"{len(empty)} class(es) of wnids.txt have no training image and will never be "
+                        f"predicted well: {', '.join(empty[:5])}{' ...' if len(empty) > 5 else ''}")
     # Tiny ImageNet boxes are pixel indices in 0..63 (docs/sources.md).  A box that
     # reaches past the far edge (e.g. x1 == W) cannot be checked against the
     # real files here, so it is clipped to the image and reported, never

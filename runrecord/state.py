@@ -58,6 +58,9 @@ def read_settings(path):
         return None, str(e)
     if not isinstance(doc, dict):
         return None, f"{path}: not train.py's settings.json layout (not a JSON object)"
+    for section in ("model", "train"):   # every reader looks into these two
+        if not isinstance(doc.get(section), dict):
+            return None, f"{path}: not train.py's settings.json layout (no \"{section}\" object)"
     return doc, None
 
 

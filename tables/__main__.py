@@ -9,8 +9,8 @@ import sys
 import argtypes
 import fileio
 import runrecord
-from dataflow.synthetic import GENERATOR_VERSION, generate
-from errors import UserError, raise_interrupt, run_main
+from dataflow.synthetic import GENERATOR_VERSION, MARKER, generate
+from errors import UserError, quiet_closed_stdout, raise_interrupt, run_main
 from tables import executor as ex, report, runs as rs
 from tables.executor import Executor, show
 from tables.runs import Expectation
@@ -28,6 +28,10 @@ DEMO_PARALLEL = 2  # runs at once on a CPU-only machine, 1 thread each: a width-
 DEMO_SEEDS = 3  # runs per cell by default (train.py --seed 0, 1, 2): a seed spread for the claims, within 15 minutes
 DEMO_EVAL_ARGS = ["--protocol", "paper"]   # sound IoU arithmetic: a corner box hits nothing (docs/claims.md)
 DEMO_DEPTHS = (18,)  # ResNet-18 only: ResNet-34 doubles the time
+# Ours, like train.py's --epochs bound: the paper reports one run per cell; 100 seeds already plan 1800 runs
+# of Table 2, and a count of 10**9 grew the plan to 23 GB (issue 27 item 2).
+MAX_SEEDS = 100
+MAX_PARALLEL = 1024  # ours: runs at once on a machine without GPUs; 10**12 was a MemoryError in the slot list
 
 
 def demo_tag():
@@ -50,13 +54,13 @@ def build_parser(prog="python -m tables"):
     src.add_argument("--demo", action="store_true",
                      help="synthetic data (generated in demo_data/), narrow net, short schedule; "
                           "numbers do not compare with the paper's")
-    p.add_argument("--logroot", metavar="DIR", type=argtypes.writable_dir(),
+    p.add_argument("--logroot", metavar="DIR", type=argtypes.folder_path,   # writable: checked by plan()
                    help="one folder per run under it (default train_log; demo: train_log/demo/<data tag>)")
-    p.add_argument("--results", metavar="DIR", type=argtypes.writable_dir(),
+    p.add_argument("--results", metavar="DIR", type=argtypes.folder_path,
                    help="where tableN.json/.csv/.md and tableN-figure2.png go (default results, or results/demo)")
     p.add_argument("--seeds", metavar="N|LIST",
                    help=f"N seeds per cell (0..N-1) or a comma list (0,4,7); train.py --seed; "
-                        f"default 1 (the paper's single run), demo {DEMO_SEEDS}")
+                        f"default 1 (the paper's single run), demo {DEMO_SEEDS}; at most {MAX_SEEDS} seeds")
     p.add_argument("--metrics", choices=report.METRIC_CHOICES, default="paper",
                    help="paper: the paper's three metrics at CAM threshold 0.2 (default); wsol2020: "
                         "MaxBoxAccV2 and Top-1 Loc at a held-out threshold; all: both")
@@ -71,7 +75,8 @@ def build_parser(prog="python -m tables"):
                         "(default: CUDA_VISIBLE_DEVICES, else all of nvidia-smi -L)")
     p.add_argument("--gpus-per-run", type=argtypes.positive_int, default=1, metavar="N",
                    help="GPUs given to each run (train.py --gpus N); default 1")
-    p.add_argument("--parallel", type=argtypes.positive_int, metavar="N", help="runs at once on a machine without GPUs (default 1)")
+    p.add_argument("--parallel", type=argtypes.int_in(1, MAX_PARALLEL), metavar="N",
+                   help=f"runs at once on a machine without GPUs (default 1, at most {MAX_PARALLEL})")
     p.add_argument("--only", metavar="PATTERNS",
                    help="comma-separated run names, prefixes or globs: r18-cam,r34-gr-b32,'r34-*'")
     p.add_argument("--dry-run", action="store_true", help="print each run's state and commands; run nothing")
@@ -98,19 +103,21 @@ def parse_args(argv):
 
 
 def parse_seeds(text):
-    """``--seeds``: ``"3"`` -> [0, 1, 2] (a count); ``"0,4,7"`` -> those seeds (a list: ``"5,"`` is seed 5)."""
+    """``--seeds``: ``"3"`` -> [0, 1, 2] (a count); ``"0,4,7"`` -> those seeds (a list: ``"5,"`` is seed 5);
+    at most MAX_SEEDS of them, each one train.py takes (argtypes.seed)."""
     text = str(text).strip()
     try:
         if "," not in text:
             n = int(text)
-            if n < 1:
-                raise UserError(f"--seeds {text}: the number of seeds must be at least 1")
+            if not 1 <= n <= MAX_SEEDS:
+                raise UserError(f"--seeds {text}: the number of seeds must be in [1, {MAX_SEEDS}]")
             return list(range(n))
-        seeds = [int(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        raise UserError(f"--seeds {text!r}: expected a count (3) or a comma list of seeds (0,4,7)") from None
-    if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
-        raise UserError(f"--seeds {text!r}: seeds must be distinct non-negative integers")
+        seeds = [argtypes.seed(s) for s in text.split(",") if s.strip()]
+    except (ValueError, argparse.ArgumentTypeError) as e:
+        raise UserError(f"--seeds {text!r}: expected a count (3) or a comma list of seeds (0,4,7) "
+                        f"({e})") from None
+    if not seeds or len(set(seeds)) != len(seeds) or len(seeds) > MAX_SEEDS:
+        raise UserError(f"--seeds {text!r}: seeds must be distinct, at most {MAX_SEEDS} of them")
     return seeds
 
 
@@ -130,9 +137,14 @@ def plan(args, extra):
     p["parallel"] = p["parallel"] if args.parallel is None else args.parallel
     p["seeds"] = parse_seeds(p["seeds"])
     p["logroot"], p["results"] = os.path.abspath(p["logroot"]), os.path.abspath(p["results"])
-    for flag in ("--logroot", "--results"):   # the defaults: given ones were checked by the parser
+    # written to unless --dry-run (neither) or --report-only (only --results): a read-only one serves those
+    checks = [("--logroot", p["logroot"], not (args.dry_run or args.report_only)),
+              ("--results", p["results"], not args.dry_run)]
+    if args.demo and not (args.dry_run or args.report_only) and not os.path.isfile(os.path.join(p["data"], MARKER)):
+        checks.append(("--demo: the demo dataset", p["data"], True))   # in the checkout (read-only: a traceback)
+    for flag, path, written in checks:
         try:
-            argtypes.writable_dir()(p[flag[2:]])
+            (argtypes.writable_dir() if written else argtypes.folder_path)(path)
         except argparse.ArgumentTypeError as e:
             raise UserError(f"{flag} {e}") from None
     p["configs"] = rs.table_configs(args.table, p["batch_map"], p["depths"], p["seeds"], args.holdout)
@@ -143,6 +155,17 @@ def plan(args, extra):
     return p
 
 
+def visible_gpus():
+    """executor.detect_gpus(), with CUDA_VISIBLE_DEVICES held to what --gpus takes (ids; CUDA's GPU-/MIG-
+    UUIDs too): a typo there would plan every run on a GPU that does not exist."""
+    gpus = ex.detect_gpus()
+    bad = [g for g in gpus if not (g.isdigit() or g.startswith(("GPU-", "MIG-")))]
+    if bad:
+        raise UserError(f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r}: {bad[0]!r} is not a GPU "
+                        "id (expected ids like 0,1,3, or empty or -1 for none); correct it, or give --gpus")
+    return gpus
+
+
 def main(argv=None):
     args, extra = parse_args(argv)
     p = plan(args, extra)
@@ -150,16 +173,24 @@ def main(argv=None):
         return finish(args, p, rs.make_runs(p["configs"], data=None, logroot=p["logroot"]), {})
     if args.demo:
         print("=" * 78 + f"\n{report.DEMO_BANNER}\n" + "=" * 78)
-    gpus = args.gpus if args.gpus is not None else ex.detect_gpus()
+    gpus = args.gpus if args.gpus is not None else visible_gpus()
     slots = ex.make_slots(gpus, args.gpus_per_run, p["parallel"])
     train_args = p["train_args"]
     if not gpus and p["parallel"] > 1 and not any(a == "--threads" or a.startswith("--threads=") for a in train_args):
         # share the cores between the concurrent CPU runs (recorded and compared: CPU results depend on it)
         train_args = train_args + ["--threads", str(max(1, (os.cpu_count() or 1) // p["parallel"]))]
     if args.demo and not args.dry_run:   # generate checks the settings of a dataset already there
-        if not os.path.exists(os.path.join(p["data"], "synthetic.json")):
+        if not os.path.exists(os.path.join(p["data"], MARKER)):
             print(f"generating the demo dataset in {p['data']} ...")
-        generate(p["data"], **DEMO_DATA)
+        previous = signal.signal(signal.SIGTERM, raise_interrupt)
+        try:
+            generate(p["data"], **DEMO_DATA)   # atomic: an interrupt leaves no half dataset to block the next demo
+        except KeyboardInterrupt:
+            print("\ninterrupted while generating the demo dataset (nothing of it is kept); run the same "
+                  "command again", file=sys.stderr)
+            return 130
+        finally:
+            signal.signal(signal.SIGTERM, previous)
     gpus_per_run = args.gpus_per_run if gpus else 0
     # the dataset is checked here, annotations and all (dataflow.read_annotations), before any
     # training; a demo dry run before the demo data exists has nothing to check or compare with
@@ -209,8 +240,9 @@ def finish(args, p, every, outcomes):
     """Print and save the table and its figures; exit status 1 if a run failed in this invocation, else 0."""
     result = rs.collect(args.table, every, batch_map=p["batch_map"], outcomes=outcomes,
                         depths=p["depths"], holdout=args.holdout, demo=args.demo, info=p["info"])
+    written = report.write(result, p["results"])   # first: a closed stdout (| head) must not lose them
     print("\n" + report.render(result) + "\n")
-    print("results: " + ", ".join(show(x) for x in report.write(result, p["results"])))
+    print("results: " + ", ".join(show(x) for x in written))
     failed = [n for n, o in outcomes.items() if o.status == "failed"]
     if failed:
         print(f"{len(failed)} run(s) failed: {', '.join(failed)} (logs above)", file=sys.stderr)
@@ -219,4 +251,5 @@ def finish(args, p, every, outcomes):
 
 
 if __name__ == "__main__":
+    quiet_closed_stdout()
     sys.exit(run_main(main))

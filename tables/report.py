@@ -114,6 +114,7 @@ def sections(result, tablefmt):
         title = layout.title({c["trained_batch"] for c in result["cells"]})
         if result["demo"]:
             title = "[DEMO] " + title.split(";")[0] + "; ours only (the paper's differences: the claims below)"
+        title = not_the_papers(result) + title
         out.append((title, _fmt(grid(result), tablefmt, layout.label_columns)))
     if metrics in ("wsol2020", "all"):
         t = side_table(result, WSOL2020)
@@ -125,6 +126,12 @@ def sections(result, tablefmt):
         out.append(("How much each protocol quirk moves each cell, in points (eval.json 'protocols')",
                     _fmt(t, tablefmt)))
     return out
+
+
+def not_the_papers(result):
+    """The title's warning when the runs differ from the paper's schedule (tables/schedule.py), else ""."""
+    changed = result.get("schedule") if not result["demo"] else None
+    return f"[NOT THE PAPER'S SCHEDULE: {'; '.join(changed)}] " if changed else ""
 
 
 def render(result, markdown=False):
@@ -210,7 +217,7 @@ def write(result, out_dir):
     fileio.write_text(stem + ".csv", buf.getvalue())
     fileio.write_text(stem + ".md", md)
     title = f"Table {result['table']}: the paper's claims, ours and the paper's A - B"
-    title = "[DEMO] " + title if result["demo"] else title
+    title = "[DEMO] " + title if result["demo"] else not_the_papers(result) + title
     fileio.write_png(stem + "-claims.png", claims_plot(result["claims"], title))
     return [stem + ".json", stem + ".csv", stem + ".md", stem + "-claims.png"] + figure2(result, stem + "-figure2.png")
 

@@ -17,6 +17,7 @@ from cam import METRICS
 from errors import UserError
 from runrecord import CONFLICT, EVALUATED, NEW, RESUMABLE, TRAINED  # noqa: F401 (the states)
 from runrecord.command import Machine, command_settings
+from tables import schedule
 from tables.paper import LAYOUTS, METRICS as PAPER_METRICS
 
 
@@ -94,8 +95,8 @@ class Expectation:
                                     self.image_shape)
         except SystemExit as e:
             if e.code:
-                raise UserError("train.py refuses the options after -- (its message is above); "
-                                "nothing was run") from None
+                raise UserError("train.py refuses a run's command (its message is above: an option after --, "
+                                "or a --logdir it cannot create); nothing was run") from None
             raise
 
 
@@ -195,9 +196,9 @@ def describe(run, state, env):
     """Shell lines that would carry out ``run`` with ``env`` (``CUDA_VISIBLE_DEVICES=0``), for --dry-run."""
     lines = []
     if state in TO_TRAIN:
-        lines.append(f"{env} {shlex.join(run.train_cmd)} >> {run.train_log} 2>&1")
+        lines.append(f"{env} {shlex.join(run.train_cmd)} >> {shlex.quote(run.train_log)} 2>&1")
     if state in TO_TRAIN + (TRAINED,):
-        lines.append(f"{env} {shlex.join(run.eval_cmd)} >> {run.eval_log} 2>&1")
+        lines.append(f"{env} {shlex.join(run.eval_cmd)} >> {shlex.quote(run.eval_log)} 2>&1")
     return lines
 
 
@@ -287,4 +288,6 @@ def collect(table, runs, *, batch_map=None, outcomes=None, depths=None, holdout=
             "info": info or {}, "seeds": sorted({r.config.seed for r in runs}),
             "depths": sorted({r.config.depth for r in runs}, reverse=True),
             "protocols": sorted({e["protocol"] for e in entries.values() if e["protocol"]}),
-            "cells": cells, "extra": extra, "runs": entries}
+            "cells": cells, "extra": extra, "runs": entries,
+            "schedule": sorted({x for r in runs if entries[r.name]["status"] == "ok"
+                                for x in schedule.changes(r.logdir)})}

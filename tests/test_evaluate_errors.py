@@ -132,6 +132,7 @@ def test_data_other_than_the_runs_is_refused(run_checkpoint, tiny_data, tmp_path
 def test_outputs_resolving_to_one_path_are_refused(tiny_data, tmp_path, capsys):
     """Issue 19 item 4: the sweep overwrote eval.json (exit 0); --json F --save-cams F likewise."""
     d = str(tmp_path)
+    (tmp_path / "vis").mkdir()   # --vis is created when its pictures are written, not by the parser
     for outputs in (["--json", f"{d}/eval.json", "--threshold-sweep", f"{d}/eval"],
                     ["--json", f"{d}/f", "--save-cams", f"{d}/./f"],
                     ["--vis", f"{d}/vis", "--save-cams", f"{d}/vis/grid.png"]):
