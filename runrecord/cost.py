@@ -224,3 +224,42 @@ def cost_lines(device, precisions=None, rates=None):
             lines.append(f"Table {table}, one seed ({len(runs)} runs, {flops:.3g} FLOP), {prec} on {device}: "
                          f"{fmt_hours(total, unit)} ({label})")
     return lines
+
+
+# ---- a run's measured epoch times: <logdir>/progress.json, written by training.callbacks.ProgressRecord
+
+PROGRESS = "progress.json"   # {"epochs", "steps_per_epoch", "batch", "start_epoch", "started", "ends": [[e, t]]}
+RECENT_EPOCHS = 10           # ours: the epoch time is the median of this many newest epoch ends
+
+
+def read_progress(logdir):
+    """The progress.json of a run being trained (a dict), or None when absent or unreadable (a
+    reader racing the atomic writer still sees a whole file, fileio)."""
+    try:
+        doc = read_json(os.path.join(logdir, PROGRESS))
+    except Exception:   # noqa: BLE001 (absent, unreadable, half-copied: no progress to show)
+        return None
+    return doc if isinstance(doc, dict) and isinstance(doc.get("ends"), list) else None
+
+
+def epoch_seconds(progress):
+    """Measured seconds of one epoch (training, validation and checkpoint) in this process: the median
+    over the newest epoch ends (from the loop's start while only one has ended); None before that."""
+    ends = progress["ends"]
+    if len(ends) == 1:
+        return (ends[0][1] - progress["started"]) / max(1, ends[0][0] - progress["start_epoch"] + 1)
+    gaps = sorted([(tb - ta) / max(1, eb - ea) for (ea, ta), (eb, tb) in zip(ends, ends[1:])][-RECENT_EPOCHS:])
+    return gaps[len(gaps) // 2] if gaps else None
+
+
+def run_eta(progress, now=None):
+    """``(epoch done, epochs, seconds left)`` of a run from its progress.json; seconds None before the
+    first epoch ends."""
+    now = time.time() if now is None else now
+    ends = progress["ends"]
+    done = ends[-1][0] if ends else progress["start_epoch"] - 1
+    per = epoch_seconds(progress)
+    if per is None:
+        return done, progress["epochs"], None
+    since = now - (ends[-1][1] if ends else progress["started"])
+    return done, progress["epochs"], max(0.0, (progress["epochs"] - done) * per - since)

@@ -140,6 +140,10 @@ class SpeedSettings:
     val_batch: int = setting(128, source="ours", help="batch size for validation", type=argtypes.positive_int)
     keep_checkpoints: int = setting(10, source="ours", help="how many of the newest checkpoints to keep",
                                     type=argtypes.positive_int)
+    # resume is bit-identical from any epoch end (docs/reproducibility.md), so the interval changes no result
+    checkpoint_every: int = setting(1, source="ours", type=argtypes.positive_int, metavar="N",
+                                    help="write a checkpoint every N epochs and after the last; an interrupt "
+                                         "loses the epochs since the newest checkpoint")
     gpus: int = setting(0, source="ours", auto="all visible; 0 = the CPU",   # towers in this process
                         type=argtypes.nonnegative_int, help="GPUs to train on in this process")
     machines: int = setting(1, source="ours: tasks of --cluster (training/cluster.py)", type=argtypes.positive_int)
