@@ -73,23 +73,25 @@ def make_callbacks(settings, val):
                        lambda dp: dp[:2])   # [images, labels]; the boxes come from ``val`` in the same order
     # one forward pass: the validation error and the CAMs' GT-known / Top-1 Loc (training/watch.py)
     validation = InferenceRunner(val_flow, [ClassificationError(WRONG_TOP1, "val-error-top1"),
-                                            ClassificationError(WRONG_TOP5, "val-error-top5"),
-                                            watch.LocalizationInferencer(val)])
+                                            ClassificationError(WRONG_TOP5, "val-error-top5")]
+                                 + ([watch.LocalizationInferencer(val, speed.loc_images)] if speed.loc_images else []))
     schedule = cbs.lr_schedule(t.lr, t.lr_step_epochs, t.lr_decay, t.epochs)
     # Order matters at each epoch end: summaries (the lr of the epoch just trained) are
     # taken before the lr setter runs, and the checkpoint after it, so that a resumed run
-    # starts from the rate its next epoch uses; progress.json last, so an epoch's time includes the rest.
+    # starts from the rate its next epoch uses. progress.json before the checkpoint, whose write stays
+    # next to stats.json's (tensorpack's monitors come last); its epoch times include every callback.
+    progress = ([watch.ProgressRecord(logger.get_logger_dir(), t.epochs, t.steps_per_epoch, t.batch)]
+                if logger.get_logger_dir() else [])   # the chief's logdir
     return [
         MovingAverageSummary(), ProgressBar([LOSS]), MergeAllSummaries(), RunUpdateOps(),
         cbs.EveryKEpochsAndLast(validation, speed.val_every),
-        EstimatedTimeLeft(),
+        EstimatedTimeLeft(), *progress,
         ScheduledHyperParamSetter("learning_rate", schedule),
         # every --checkpoint-every epochs and after the last; keep_checkpoint_every_n_hours off,
         # or a 1500-epoch run keeps hundreds
         cbs.EveryKEpochsAndLast(cbs.CheckedModelSaver(max_to_keep=speed.keep_checkpoints,
                                                       keep_checkpoint_every_n_hours=1e9), speed.checkpoint_every),
-    ] + ([watch.ProgressRecord(logger.get_logger_dir(), t.epochs, t.steps_per_epoch, t.batch)]
-         if logger.get_logger_dir() else [])   # the chief's logdir
+    ]
 
 
 def prepare_logdir(settings, env, logdir, *, restart=False, adopt_settings=False):

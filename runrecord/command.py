@@ -48,7 +48,7 @@ def parser():
     p.add_argument("--restart", action="store_true",
                    help="train from step 0 when the logdir holds checkpoints but none restores "
                         "(they are moved to <logdir>/discarded-<time>/)")
-    add_flags(p, SpeedSettings, ["val_every", "val_batch", "keep_checkpoints", "checkpoint_every"])
+    add_flags(p, SpeedSettings, ["val_every", "val_batch", "loc_images", "keep_checkpoints", "checkpoint_every"])
     add_flags(p, TrainSettings, ["steps_per_epoch"])
     add_flags(p, SpeedSettings, ["gpus"])
     p.add_argument("--towers", type=argtypes.positive_int,

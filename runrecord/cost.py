@@ -192,20 +192,22 @@ def fmt_hours(hours, unit="h"):
 
 
 def paper_runs(table):
-    """``[(depth, batch)]`` of one seed of paper Table ``table`` (tables.paper's layout)."""
-    if table == 1:
-        return [(d, 256) for d in (34, 18) for _ in range(5)]   # paper Table 1: 5 methods, batch 256
-    return [(d, b) for d in (34, 18) for _ in range(3) for b in (32, 128, 256)]   # Table 2: CAM/HnS/GR
+    """``[(depth, batch)]`` of one seed of paper Table ``table`` (tables.paper's layouts); ``"both"``: the
+    distinct runs of the two (Table 2 reuses Table 1's batch-256 CAM, HnS and GR runs)."""
+    one = [(d, 256) for d in (34, 18) for _ in range(5)]   # paper Table 1: 5 methods at batch 256
+    two = [(d, b) for d in (34, 18) for _ in range(3) for b in (32, 128, 256)]   # Table 2: CAM/HnS/GR x 3
+    return {1: one, 2: two, "both": one + [r for r in two if r[1] != 256]}[table]
 
 
 def cost_lines(device, precisions=None, rates=None):
     """Per seed, the device-hours of paper Tables 1 and 2 at the paper's schedule (1500 epochs of
     100,000 images), per precision; each line says whether its rates were measured or estimated."""
     unit = "CPU-hours" if device.startswith("CPU ") else "GPU-hours"
-    precisions = precisions or ([p for p in PRECISIONS if p in peak(device)] or ["fp32"])
+    # train.py's precisions: float32 (TF32 where the GPU has it), --amp = fp16 on GPUs, bf16 on CPUs
+    precisions = precisions or [p for p in ("fp32", "tf32", "fp16") if p in peak(device)] or ["fp32"]
     images = PAPER_EPOCHS * PAPER_TRAIN_IMAGES
     lines = []
-    for table in (1, 2):
+    for table in (1, 2, "both"):
         runs = paper_runs(table)
         for prec in precisions:
             total, measured, estimated = 0.0, [], 0
@@ -221,7 +223,7 @@ def cost_lines(device, precisions=None, rates=None):
                               + ([f"{estimated} run(s) estimated: FLOPs at the peak"
                                  + ("" if device.startswith("CPU ") else ", a lower bound")] if estimated else []))
             flops = sum(images * train_flops(d) for d, _ in runs)
-            lines.append(f"Table {table}, one seed ({len(runs)} runs, {flops:.3g} FLOP), {prec} on {device}: "
+            lines.append(f"{'Tables 1 and 2' if table == 'both' else f'Table {table}'}, one seed ({len(runs)} runs, {flops:.3g} FLOP), {prec} on {device}: "
                          f"{fmt_hours(total, unit)} ({label})")
     return lines
 

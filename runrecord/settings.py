@@ -138,6 +138,11 @@ class SpeedSettings:
     val_every: int = setting(10, source="ours", type=argtypes.positive_int,
                              help="validation Top-1/Top-5 error every this many epochs and after the last")
     val_batch: int = setting(128, source="ours", help="batch size for validation", type=argtypes.positive_int)
+    # ours: the authors protocol costs up to ~3 ms an image on one CPU core (docs/measurements.md); 1000 of the
+    # 10,000 validation images keep it within a few percent of a GPU's training time at the paper's settings
+    loc_images: int = setting(1000, source="ours", type=argtypes.nonnegative_int, metavar="N",
+                              help="GT-known and Top-1 Loc (evaluate.py's default protocol) of the first N validation "
+                                   "images at each validation, in stats.json and TensorBoard; 0: off")
     keep_checkpoints: int = setting(10, source="ours", help="how many of the newest checkpoints to keep",
                                     type=argtypes.positive_int)
     # resume is bit-identical from any epoch end (docs/reproducibility.md), so the interval changes no result

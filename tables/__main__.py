@@ -179,7 +179,7 @@ def main(argv=None):
     todo = rs.make_runs(p["selected"], **make)
     states = {r.name: rs.run_state(r) for r in todo}
     rs.refuse_conflicts(todo, states)
-    device = cost.device_name(slots[0])
+    device = p["device"] = cost.device_name(slots[0])
     works = {r.name: w for r in todo if (w := progress.work_of(r, states[r.name][0], device, gpus_per_run))}
     p["cost"] = progress.cost_lines(list(works.values()), device, len(slots), gpus_per_run, args.runs_per_gpu)
     unknown = [r.name for r in todo if r.expected is None and states[r.name][0] in rs.TO_TRAIN]
@@ -209,7 +209,9 @@ def execute(args, p, todo, states, slots, make):
           f"{count[rs.TRAINED]} to evaluate, {len(todo) - sum(count.values())} to train; "
           f"{len(slots)} at a time on {', '.join(ex.slot_name(s) for s in slots)}", flush=True)
     print("\n".join(p["cost"]), flush=True)
-    if args.dry_run:
+    if args.dry_run:   # and the whole of both tables on this device, for planning (docs/tables.md, "Cost")
+        print("The paper's tables at the paper's schedule on this device (runrecord/cost.py):\n  "
+              + "\n  ".join(cost.cost_lines(p["device"])))
         for i, r in enumerate(todo):
             state, reason = states[r.name]
             w = p["works"].get(r.name)

@@ -52,13 +52,15 @@ def test_cost_lines_say_how_each_figure_was_obtained():
     rates = [{"device": h100, "depth": d, "batch": 256, "precision": "fp16", "img_per_s": 10000.0,
               "command": "make gpu-check", "host": "h", "measured": "2026-12-06"} for d in (18, 34)]
     lines = cost.cost_lines(h100, rates=rates)
-    assert len(lines) == 2 * 4 and all("Table" in x and "GPU-hours" in x for x in lines)
+    assert len(lines) == 3 * 3 and all("Table" in x and "GPU-hours" in x for x in lines)   # fp32, tf32, fp16
     t1_fp16 = next(x for x in lines if x.startswith("Table 1") and "fp16" in x)
     # 10 runs of 1500 epochs x 100,000 images at 10,000 img/s: 10 x 4.17 h
     assert "41.7 GPU-hours" in t1_fp16 and "10 run(s) at rates measured" in t1_fp16 and "estimated" not in t1_fp16
     t2_fp16 = next(x for x in lines if x.startswith("Table 2") and "fp16" in x)
     assert "6 run(s) at rates measured" in t2_fp16 and "12 run(s) estimated" in t2_fp16
     assert all("estimated" in x and "measured" not in x for x in lines if "tf32" in x)
+    both = next(x for x in lines if x.startswith("Tables 1 and 2") and "fp16" in x)
+    assert "22 runs" in both and "10 run(s) at rates measured" in both and "12 run(s) estimated" in both
 
 
 def test_gpu_names_from_nvidia_smi(tmp_path):

@@ -164,3 +164,6 @@ def test_localisation_in_stats_equals_evaluate(runs):
     assert last["val-gt-known-loc"] == pytest.approx(ev["summary"]["gt_known_loc"])
     assert last["val-top1-loc"] == pytest.approx(ev["summary"]["top1_loc"])
     assert "val-gt-known-loc" in stats(runs["every1"])[1] and "val-gt-known-loc" not in stats(runs["every1"])[0]
+    events = [os.path.join(runs["base"], f) for f in os.listdir(runs["base"]) if f.startswith("events.out")]
+    tags = {v.tag for path in events for e in tf.compat.v1.train.summary_iterator(path) for v in e.summary.value}
+    assert {"val-gt-known-loc", "val-top1-loc", "xentropy-loss"} <= tags   # TensorBoard's scalars

@@ -3,8 +3,8 @@
 :class:`LocalizationInferencer` joins the validation :class:`tensorpack.callbacks.InferenceRunner`: the
 same forward pass that gives the validation error gives the CAMs, and evaluate.py's CAM pipeline
 (:func:`evaluation.runner.evaluate_images`, :class:`cam.BoxEvaluator`) turns them into GT-known Loc and
-Top-1 Loc under evaluate.py's default protocol at the paper's CAM threshold; InferenceRunner puts them in
-stats.json and TensorBoard.  :class:`ProgressRecord` writes ``<logdir>/progress.json`` (the epoch ends'
+Top-1 Loc of the first ``--loc-images`` validation images under evaluate.py's default protocol at the
+paper's CAM threshold; InferenceRunner puts them in stats.json and TensorBoard.  :class:`ProgressRecord` writes ``<logdir>/progress.json`` (the epoch ends'
 wall times, :mod:`runrecord.cost`), which the table scripts read for their ETA.
 """
 import tf_env  # noqa: F401
@@ -27,15 +27,17 @@ LOC_STATS = {"gt_known_loc": "val-gt-known-loc", "top1_loc": "val-top1-loc"}
 
 
 class LocalizationInferencer(Inferencer):
-    """GT-known Loc and Top-1 Loc (percent) of ``split``, fed to InferenceRunner in file order.
+    """GT-known Loc and Top-1 Loc (percent) of the first ``images`` images of ``split``, fed to
+    InferenceRunner in file order.
 
     ``split``: the loaded validation :class:`dataflow.Split` whose ``build_eval_dataflow`` the runner
     iterates (images ``(N, H, W, 3)`` uint8 BGR, labels ``(N,)``, boxes ``(N, 4)`` int inclusive
     ``[x0, y0, x1, y1]``): batch after batch, in order, so image ``i`` of the stream is ``split``'s ``i``.
     """
 
-    def __init__(self, split, protocol=PROTOCOL, threshold=CAM_THRESHOLD):
+    def __init__(self, split, images, protocol=PROTOCOL, threshold=CAM_THRESHOLD):
         self.split, self.protocol, self.threshold = split, protocol, threshold
+        self.limit = min(images, len(split.labels))
 
     def _before_inference(self):
         self.evaluators = {self.protocol: BoxEvaluator(PROTOCOLS[self.protocol], [self.threshold])}
@@ -48,10 +50,12 @@ class LocalizationInferencer(Inferencer):
         n, start = len(outputs[0]), self.seen
         if start + n > len(self.split.labels):
             raise RuntimeError(f"the validation stream gave more than the {len(self.split.labels)} images of the split")
-        # the forward pass is done: evaluate_images' "predictor" hands back its outputs
-        evaluate_images(lambda _: outputs, self.split.images[start:start + n], self.split.labels[start:start + n],
-                        self.split.boxes[start:start + n], self.evaluators, batch_size=n)
         self.seen += n
+        n = min(n, self.limit - start)
+        if n > 0:   # the forward pass is done: evaluate_images' "predictor" hands back its outputs
+            evaluate_images(lambda _: [o[:n] for o in outputs[:1]] + outputs[1:3] + [outputs[3][:n]],
+                            self.split.images[start:start + n], self.split.labels[start:start + n],
+                            self.split.boxes[start:start + n], self.evaluators, batch_size=n)
 
     def _after_inference(self):
         summary = self.evaluators[self.protocol].summary(self.threshold)
@@ -59,8 +63,8 @@ class LocalizationInferencer(Inferencer):
 
 
 class ProgressRecord(Callback):
-    """Writes progress.json before the first step and after each epoch's other callbacks (place it last,
-    so that an epoch's time includes its validation and checkpoint).  A failed write only warns."""
+    """Writes progress.json before the first step and at each epoch end: the time between two epoch ends
+    includes every callback (validation, checkpoint) wherever it is placed.  A failed write only warns."""
 
     def __init__(self, logdir, epochs, steps_per_epoch, batch):
         self.path = os.path.join(logdir, PROGRESS)
