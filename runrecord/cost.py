@@ -56,6 +56,28 @@ GPU_PEAKS = (
 CPU_FLOP_PER_CYCLE = 32
 
 
+# ---- the default --workers on a GPU host: enough for the GPUs, within the host's cores
+
+# Images a GPU consumes a second, assumed: issue 25's estimate of the 28 runs in fp16 on an H100
+# (150 GPU-hours for 28 x 1.5e8 images: 7,800 img/s). Not measured; make gpu-check measures it.
+FEED_PER_GPU = 8000
+# Images a data worker makes per CPU-second at 64x64, the slowest stream of each kind, measured on the
+# 2-core development machine (docs/measurements.md, "Speed"): the paper's augmentations (GR then HnS in
+# either order, 6,200-7,300) and with --recipe sn-resnet's colour jitter (1,300-2,400).
+WORKER_RATE = {"plain": 6000, "jitter": 1300}
+TRAINER_CORES = 2   # ours: left to the training process (its step dispatch and the one batch consumer)
+
+
+def default_workers(gpus, cores, jitter=False):
+    """train.py's default ``--workers``: 0 without GPUs (the CPU trains), else enough workers to feed
+    ``gpus`` GPUs at :data:`FEED_PER_GPU` with the recipe's per-worker rate, at most the cores less
+    :data:`TRAINER_CORES` (at least 1)."""
+    if not gpus:
+        return 0
+    need = -(-gpus * FEED_PER_GPU // WORKER_RATE["jitter" if jitter else "plain"])
+    return max(1, min(need, cores - TRAINER_CORES))
+
+
 def rates_path(repo=REPO):
     return os.path.join(repo, RATES)
 

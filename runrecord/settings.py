@@ -132,8 +132,9 @@ class TrainSettings:
 @dataclass
 class SpeedSettings:
     """How fast, not what is learned (the batches do not depend on the workers): never compared."""
-    workers: int = setting(0, source="ours: about half the cores feed the GPUs' towers", type=argtypes.nonnegative_int,
-                           auto="0 on the CPU, min(8, cores // 2) per machine with GPUs",
+    workers: int = setting(0, source="ours: runrecord/cost.py default_workers", type=argtypes.nonnegative_int,
+                           auto="0 on the CPU; with GPUs, enough for them and the recipe's augmentations, "
+                                "at most the cores less 2",
                            help="dataflow worker processes")
     val_every: int = setting(10, source="ours", type=argtypes.positive_int,
                              help="validation Top-1/Top-5 error every this many epochs and after the last")

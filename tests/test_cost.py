@@ -72,3 +72,12 @@ def test_gpu_names_from_nvidia_smi(tmp_path):
     assert cost.device_name([], cores=2).startswith("CPU ") and cost.device_name([], cores=2).endswith(", 2 cores")
     assert cost.precision(False, 1, "NVIDIA H200") == "tf32" and cost.precision(False, 1, "Tesla V100") == "fp32"
     assert cost.precision("fp16", 1, "NVIDIA H200") == "fp16" and cost.precision(False, 0, "CPU x, 2 cores") == "fp32"
+
+
+def test_default_workers_scale_with_the_gpus_and_the_recipe_within_the_cores():
+    assert cost.default_workers(0, 64) == 0                                  # the CPU trains: no workers
+    assert cost.default_workers(1, 64) == 2 and cost.default_workers(8, 64) == 11   # 8 x 8,000 / 6,000 img/s
+    assert cost.default_workers(8, 64, jitter=True) == 50                    # 8 x 8,000 / 1,300 img/s
+    assert cost.default_workers(8, 32, jitter=True) == 30                    # the cores less the trainer's
+    assert cost.default_workers(1, 64, jitter=True) > cost.default_workers(1, 64)
+    assert cost.default_workers(4, 2) == 1                                   # at least one
