@@ -209,7 +209,7 @@ def fmt_hours(hours, unit="h"):
     if hours is None:
         return "unknown"
     if hours < 1:
-        return f"{hours * 60:.0f} min"
+        return f"{hours * 60:.0f} min" if hours >= 1 / 60 else "under 1 min"
     return f"{hours:.1f} {unit}" if hours < 48 else f"{hours:,.0f} {unit} ({hours / 24:,.1f} days)"
 
 

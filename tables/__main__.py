@@ -1,5 +1,14 @@
 """The command line behind run_table1.sh / run_table2.sh (docs/tables.md): train, evaluate and print
-paper Table 1 or 2; everything after ``--`` goes to train.py, and a refused invocation writes nothing."""
+paper Table 1 or 2; everything after ``--`` goes to train.py, and a refused invocation writes nothing.
+
+Examples::
+
+    ./run_table2.sh --data tiny-imagenet-200 --dry-run        # each run's state and commands, and the cost
+    ./run_table1.sh --data tiny-imagenet-200 --seeds 3        # train, evaluate, print the table
+    ./run_table2.sh --data DIR --only '*-b32' --runs-per-gpu 3   # 3 batch-32 runs per GPU (start MPS first)
+    ./run_table1.sh --data DIR --logroot train_log/short -- --epochs 2 --lr-step-epochs 1   # a short version
+    ./run_table1.sh --demo                                    # the demo (make demo)
+"""
 import argparse
 import contextlib
 import os

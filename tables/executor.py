@@ -152,14 +152,17 @@ class Executor:
         try:
             while futures:
                 done, _ = wait(futures, timeout=0.5, return_when=FIRST_COMPLETED)
+                ran = []
                 for f in done:
                     run = futures.pop(f)
+                    ran.append(run)
                     outcomes[run.name] = f.result()
                     if self.watch is not None:
                         with self._lock:
                             self.watch.finished(run, outcomes[run.name])
                     self._report(run, outcomes[run.name])
-                if self.watch is not None and (done or self.progress_every and time.time() - shown >= self.progress_every):
+                worked = any(outcomes[r.name].did != "skipped" for r in ran)   # not after each skipped run
+                if self.watch is not None and (worked or self.progress_every and time.time() - shown >= self.progress_every):
                     shown = time.time()
                     with self._lock:
                         line = self.watch.line() if futures else None

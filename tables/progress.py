@@ -75,7 +75,7 @@ def cost_lines(works, device, slots, gpus_per_run, runs_per_gpu=1):
     return [f"Cost: {len(works)} run(s) to train, {sum(w.images for w in works):.3g} images, "
             f"{sum(w.flops for w in works):.3g} FLOP (training; evaluation adds one forward pass of the val split a run)",
             f"  {fmt_hours(total, unit)} on {device} ({', '.join(sorted({w.precision for w in works}))}); "
-            f"wall about {fmt_hours(wall)} on {slots} slot(s){packed}",
+            f"ETA about {fmt_hours(wall)} of wall time on {slots} slot(s){packed}",
             "  rates: " + "; ".join(hows)]
 
 
@@ -112,30 +112,35 @@ class Watch:
     def line(self, now=None):
         now = time.time() if now is None else now
         failed = sum(o.status == "failed" for o in self.done.values())
-        parts, busy, units = [], [], []
+        parts, busy, units, guessed = [], [], [], False
         evals = statistics.median(self.eval_seconds) if self.eval_seconds else 0.0
         for run, phase, since in self.running.values():
             m = self._measured(run, since, now) if phase == "train" else None
-            if m:
+            w = self.works.get(run.name)
+            if m and m[2] is not None:
                 epoch, epochs, left, unit = m
-                units += [unit] if unit else []
-                parts.append(f"{run.name} epoch {epoch}/{epochs}, ETA {fmt_hours(left / 3600) if left is not None else '?'}")
-                busy.append((left or 0.0) + evals)
+                units.append(unit)
+                parts.append(f"{run.name} epoch {epoch}/{epochs}, ETA {fmt_hours(left / 3600)}")
+                busy.append(left + evals)
+                continue
+            if phase == "evaluate":
+                parts.append(f"{run.name} evaluating")
             else:
-                parts.append(f"{run.name} {'evaluating' if phase == 'evaluate' else 'starting'}")
-                busy.append(0.0)
+                parts.append(f"{run.name} epoch {m[0]}/{m[1]}, no epoch timed yet" if m else f"{run.name} starting")
+            left = max(0.0, w.seconds - (now - since)) if phase == "train" and w and w.seconds is not None else 0.0
+            guessed = guessed or left > 0
+            busy.append(left + (evals if phase == "train" else 0.0))
         queued = [r for r in self.runs if r.name not in self.done and r.name not in self.running]
-        rest, how = [], "from measured epoch times"
+        rest = []
         for r in queued:
             w = self.works.get(r.name)
-            if w is None:
-                continue
-            if units:
+            if w is not None and units:
                 rest.append(w.flops * statistics.median(units) + evals)
-            elif w.seconds is not None:
+            elif w is not None and w.seconds is not None:
                 rest.append(w.seconds + evals)
-                how = "estimated: no epoch measured yet"
+                guessed = True
         eta = finish_time(rest, self.slots, busy)
+        how = "estimated where no epoch is timed yet" if guessed else "from measured epoch times"
         head = f"progress: {len(self.done)}/{len(self.runs)} runs done" + (f" ({failed} failed)" if failed else "")
         tail = (f"; all: ETA {fmt_hours(eta / 3600)} ({time.strftime('%H:%M', time.localtime(now + eta))}, {how})"
                 if self.running or queued else "")

@@ -93,6 +93,8 @@ def test_progress_line_from_measured_epoch_times(tmp_path, table_data):
     watch = progress.Watch(runs, 1, works=works)
     watch.finished(runs[0], Outcome("ok", "trained", train_seconds=50.0, eval_seconds=0.0))
     watch.started(runs[1], "train", now=1000.0)
+    before = watch.line(now=1001.0)   # no epoch timed: the cost estimate stands in, and says so
+    assert "r18-hns-b256 starting" in before and "estimated where no epoch is timed yet" in before
     os.makedirs(runs[1].logdir)
     spe = runs[1].expected.train.steps_per_epoch
     with open(os.path.join(runs[1].logdir, "progress.json"), "w") as f:
