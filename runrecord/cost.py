@@ -238,12 +238,14 @@ def cost_lines(device, precisions=None, rates=None):
                 total = None if total is None or r.img_per_s is None else total + images / r.img_per_s / 3600
                 if r.measured:
                     measured.append(r.how)
-                else:
+                elif r.img_per_s is not None:
                     estimated += 1
             label = "; ".join(([f"{len(measured)} run(s) at rates {sorted(set(measured))[0]}"
                                 + (" and others" if len(set(measured)) > 1 else "")] if measured else [])
                               + ([f"{estimated} run(s) estimated: FLOPs at the peak"
-                                 + ("" if device.startswith("CPU ") else ", a lower bound")] if estimated else []))
+                                 + ("" if device.startswith("CPU ") else ", a lower bound")] if estimated else [])
+                              + ([f"no rate measured and no known peak for {prec} on this device: record one with "
+                                  "make gpu-check"] if total is None else []))
             flops = sum(images * train_flops(d) for d, _ in runs)
             lines.append(f"{'Tables 1 and 2' if table == 'both' else f'Table {table}'}, one seed ({len(runs)} runs, {flops:.3g} FLOP), {prec} on {device}: "
                          f"{fmt_hours(total, unit)} ({label})")

@@ -45,6 +45,7 @@ def test_rate_measured_else_estimated_at_the_peak():
     narrow = cost.rate_for("NVIDIA H100 80GB HBM3", 18, 256, "tf32", flops, rates, paper_model=False)
     assert not narrow.measured
     assert cost.rate_for("Some GPU", 18, 256, "tf32", flops, rates).img_per_s is None
+    assert "unknown (no rate measured and no known peak" in cost.cost_lines("Some GPU", rates=rates)[0]
 
 
 def test_cost_lines_say_how_each_figure_was_obtained():
