@@ -193,7 +193,8 @@ def main(argv=None):
     p["cost"] = progress.cost_lines(list(works.values()), device, len(slots), gpus_per_run, args.runs_per_gpu)
     unknown = [r.name for r in todo if r.expected is None and states[r.name][0] in rs.TO_TRAIN]
     if unknown:   # a demo dry run before its data is generated
-        p["cost"].append(f"  and {len(unknown)} run(s) whose cost is unknown until their dataset exists")
+        p["cost"] = (p["cost"] if works else []) + [f"Cost of {len(unknown)} run(s) to train: unknown until "
+                                                    "their dataset exists (it is generated at the start)"]
     p["works"] = works
     if not gpus and any(w.full for w in works.values()) and not args.allow_cpu:
         stop = ("\n".join(p["cost"]) + f"\nThis is the paper's schedule ({cost.PAPER_EPOCHS} epochs) on a machine "
