@@ -51,10 +51,11 @@ from errors import UserError, raise_interrupt, run_main
 from runrecord.command import parse_cluster
 from models import FP16_LOSS_SCALE, NONFINITE_GRADIENT, NONFINITE_LOSS, WRONG_TOP1, WRONG_TOP5, CAMModel
 from training import callbacks as cbs
-from training import cluster, devices, resume, session
+from training import cluster, devices, resume, session, watch
 from training.options import make_settings, normalization, parse_args, validate  # noqa: F401 (API)
 
 tf1 = tf.compat.v1
+LOSS = "xentropy-loss"   # the progress bar's loss: models.resnet's cross-entropy of the step (before weight decay)
 LOCK = ".train.lock"   # one train.py per logdir: holds the PID of the process training there
 
 
@@ -85,22 +86,30 @@ def checked_normalization(args, train):
 
 
 def make_callbacks(settings, val):
+    """tensorpack's callbacks of a run; ``val``: the loaded validation split (its images, labels, boxes)."""
     t, speed = settings.train, settings.speed
     val_flow = MapData(dataflow.build_eval_dataflow(val, speed.val_batch),
-                       lambda dp: dp[:2])   # [images, labels]; the boxes are for evaluate.py
+                       lambda dp: dp[:2])   # [images, labels]; the boxes come from ``val`` in the same order
+    # one forward pass: the validation error and the CAMs' GT-known / Top-1 Loc (training/watch.py)
     validation = InferenceRunner(val_flow, [ClassificationError(WRONG_TOP1, "val-error-top1"),
-                                            ClassificationError(WRONG_TOP5, "val-error-top5")])
+                                            ClassificationError(WRONG_TOP5, "val-error-top5")]
+                                 + ([watch.LocalizationInferencer(val, speed.loc_images)] if speed.loc_images else []))
     schedule = cbs.lr_schedule(t.lr, t.lr_step_epochs, t.lr_decay, t.epochs)
     # Order matters at each epoch end: summaries (the lr of the epoch just trained) are
     # taken before the lr setter runs, and the checkpoint after it, so that a resumed run
-    # starts from the rate its next epoch uses.
+    # starts from the rate its next epoch uses. progress.json before the checkpoint, whose write stays
+    # next to stats.json's (tensorpack's monitors come last); its epoch times include every callback.
+    progress = ([watch.ProgressRecord(logger.get_logger_dir(), t.epochs, t.steps_per_epoch, t.batch)]
+                if logger.get_logger_dir() else [])   # the chief's logdir
     return [
-        MovingAverageSummary(), ProgressBar(), MergeAllSummaries(), RunUpdateOps(),
+        MovingAverageSummary(), ProgressBar([LOSS]), MergeAllSummaries(), RunUpdateOps(),
         cbs.EveryKEpochsAndLast(validation, speed.val_every),
-        EstimatedTimeLeft(),
+        EstimatedTimeLeft(), *progress,
         ScheduledHyperParamSetter("learning_rate", schedule),
-        # every epoch; keep_checkpoint_every_n_hours off, or a 1500-epoch run keeps hundreds
-        cbs.CheckedModelSaver(max_to_keep=speed.keep_checkpoints, keep_checkpoint_every_n_hours=1e9),
+        # every --checkpoint-every epochs and after the last; keep_checkpoint_every_n_hours off,
+        # or a 1500-epoch run keeps hundreds
+        cbs.EveryKEpochsAndLast(cbs.CheckedModelSaver(max_to_keep=speed.keep_checkpoints,
+                                                      keep_checkpoint_every_n_hours=1e9), speed.checkpoint_every),
     ]
 
 
@@ -255,12 +264,15 @@ def lock_logdir(logdir):
     return fileio.hold_lock(os.path.join(logdir, LOCK), f"--logdir {logdir}")
 
 
-def interrupted(logdir):
-    """The Ctrl-C / SIGTERM message: what is kept, what is lost (the epoch in progress)."""
+def interrupted(logdir, checkpoint_every=1):
+    """The Ctrl-C / SIGTERM message: what is kept, what is lost (every step since the newest checkpoint)."""
     found = runrecord.latest_checkpoint(logdir, warn=lambda _: None)
     kept = (f"the newest checkpoint is {found[0]} (global step {found[1]}); re-run the same command to continue "
             "from it" if found else "no checkpoint was written yet; re-run the same command to start again")
-    return f"interrupted: the steps since the last epoch end are lost (checkpoints are written at epoch ends); {kept}"
+    if checkpoint_every == 1:
+        return f"interrupted: the steps since the last epoch end are lost (checkpoints are written at epoch ends); {kept}"
+    return (f"interrupted: the steps since the newest checkpoint are lost, up to {checkpoint_every} epochs "
+            f"(--checkpoint-every {checkpoint_every}: checkpoints every {checkpoint_every} epochs and after the last); {kept}")
 
 
 
@@ -276,7 +288,7 @@ def main(argv=None):
     try:
         run(args, env)
     except KeyboardInterrupt:
-        print(interrupted(args.logdir), file=sys.stderr)
+        print(interrupted(args.logdir, args.checkpoint_every), file=sys.stderr)
         return 130
     except Exception as e:   # OSError, ZMQError: the data workers' pipes and sockets are files too
         if getattr(e, "errno", None) != errno.EMFILE:

@@ -5,6 +5,7 @@ Examples::
     python -m benchmarks.bench_dataflow                       # a generated 64x64 set in a temp dir
     python -m benchmarks.bench_dataflow --data tiny-imagenet-200 --batch 256 --batches 100
     python -m benchmarks.bench_dataflow --methods gr --workers 0 2 4 --hash-images 0
+    python -m benchmarks.bench_dataflow --methods gr --workers 8 --hash-images 0   # the consumer's ceiling
 
 Loads the training split into memory (decoding it, or from the cache), then
 for each method drives ``build_train_dataflow`` with tensorpack's
@@ -13,7 +14,9 @@ prints images per second of wall time and per CPU-second (this process plus
 its data workers, read from /proc: the per-core figure; the target is 10,000
 img/s for GR and HnS at 64x64), and with workers the wall rate per worker
 process (the target: 1,000 img/s for GR at 64x64, issue 17; with more workers
-than cores they share the cores).  The workers yield the in-process stream
+than cores they share the cores).  With workers, two more rows: ``cam`` (no augmentation, so the
+workers are nearly free) measures the ceiling of the one consumer that receives every batch (issue 25),
+and the last method with ``--recipe sn-resnet``'s jitter and flip, the costliest stream.  The workers yield the in-process stream
 in its order (dataflow.builders.OrderedWorkers).  "+sn" rows add SN-ResNet's colour jitter and
 flip.  The evaluation flow, the JPEG decoding of the split and the checksum
 that verifies a cached split at every load (``dataflow.cache.checksum``, on
@@ -87,9 +90,11 @@ def run(root, args):
             rows.append(_row(f"train {method}{' +sn' if sn else ''}", *throughput(flow, args.batches, args.batch)))
     for workers in (w for w in args.workers if w > 0):
         method = args.methods[-1]
-        flow = build_train_dataflow(split, method, args.batch, seed=0, num_workers=workers)
-        rows.append(_row(f"train {method}, {workers} workers", *throughput(flow, args.batches, args.batch), workers))
-        del flow  # stops the workers
+        for name, m, sn in ((method, method, False), (f"{method} +sn", method, True),
+                            ("cam, the consumer's ceiling", "cam", False)):
+            flow = build_train_dataflow(split, m, args.batch, seed=0, num_workers=workers, flip=sn, jitter=sn)
+            rows.append(_row(f"train {name}, {workers} workers", *throughput(flow, args.batches, args.batch), workers))
+            del flow  # stops the workers
     rows.append(_row("eval (no augmentation)", *throughput(build_eval_dataflow(split, args.batch),
                                                            args.batches, args.batch)))
 

@@ -6,6 +6,7 @@ Examples::
     python -m benchmarks.bench_train --depth 18 --batch 32 --steps 10  # one short cell
     python -m benchmarks.bench_train --depth 18 --batch 32 --amp       # bf16 on CPU / fp16 on GPU
     python -m benchmarks.bench_train --depth 18 --batch 32 --determinism both   # the cost of op determinism
+    python -m benchmarks.bench_train --depth 18 --batch 256 --modes train --record   # into results/rates.json
 
 For each (depth, batch) two fresh processes measure the same network at
 64x64 with 200 classes (the paper's Tiny ImageNet shape) on the current device:
@@ -38,7 +39,7 @@ import time
 import numpy as np
 from tabulate import tabulate
 
-from errors import run_main
+from errors import UserError, run_main
 
 IMAGE_SIZE = 64     # Tiny ImageNet images are 64x64 (README "Tiny ImageNet")
 NUM_CLASSES = 200   # Tiny ImageNet: 200 classes
@@ -64,6 +65,9 @@ def parse_args(argv=None):
     p.add_argument("--determinism", choices=["on", "off", "both"], default="on",
                    help="TensorFlow's op determinism (default on, as train.py; off = --nondeterministic)")
     p.add_argument("--width-mult", type=float, default=1.0, help="1.0 = the paper's widths")
+    p.add_argument("--record", action="store_true",
+                   help="store the train.py rate (else the graph's) of each cell in results/rates.json, which "
+                        "the table scripts read (runrecord.cost; the paper's widths and op determinism only)")
     p.add_argument("--worker", choices=["graph", "train"], help=argparse.SUPPRESS)
     p.add_argument("--data", help=argparse.SUPPRESS)
     p.add_argument("--out", help=argparse.SUPPRESS)
@@ -164,14 +168,6 @@ def worker_train(args):
     return {"img_s": batch * len(timed) / sum(timed)}
 
 
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return "unknown model"
-
-
 def measure(args, mode, depth, batch, data, determinism):
     """Run one worker in a fresh process; return its JSON result."""
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
@@ -205,8 +201,16 @@ def main(argv=None):
             json.dump(result, f)
         return 0
     from dataflow.synthetic import generate
+    from runrecord import cost
     from training.devices import visible_gpus
-    device = f"{visible_gpus()} GPU(s)" if visible_gpus() else f"CPU ({cpu_model()}), {os.cpu_count()} cores"
+    gpus = visible_gpus()
+    if args.record and (args.width_mult != 1 or args.determinism != "on"):
+        raise UserError("--record: only the paper's network (--width-mult 1) with op determinism on, "
+                        "as the table scripts run it")
+    # nvidia-smi's first listed GPU, or the first of CUDA_VISIBLE_DEVICES
+    first = [os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0]] if gpus else []
+    dev = cost.device_name(first)
+    device = f"{gpus} x {dev}" if gpus else dev
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         per_class = -(-max(args.batch) // NUM_CLASSES)   # at least one batch of training images
@@ -222,6 +226,11 @@ def main(argv=None):
                             got = measure(args, mode, depth, batch, data, det)
                             if (mode, det) not in res or got["img_s"] > res[mode, det]["img_s"]:
                                 res[mode, det] = got
+                best = res.get(("train", "on")) or res.get(("graph", "on"))
+                if args.record and best:
+                    prec = cost.precision(("fp16" if gpus else "bf16") if args.amp else False, gpus, dev)
+                    cost.record_rate(dev, depth, batch, prec, best["img_s"],
+                                     "python -m benchmarks.bench_train " + " ".join(argv or sys.argv[1:]))
                 for det in settings:
                     rows.append(row(args, depth, batch, det, res.get(("graph", det), {}), res.get(("train", det), {})))
                     print(tabulate(rows[-1:], tablefmt="plain"), flush=True)

@@ -17,9 +17,9 @@ As for any tensorpack DataFlow, call ``reset_state()`` once before iterating
 """
 import ctypes
 import itertools
+import mmap
 import multiprocessing
 import os
-import queue
 import signal
 import sys
 
@@ -126,59 +126,94 @@ class TrainBatches(DataFlow):
             yield self.batch(self.next - 1)
 
 
-def _work(flow, first, step, queue):
-    """A worker of :class:`OrderedWorkers`: batches ``first, first + step, ...`` of ``flow`` into ``queue``."""
+class Ring:
+    """``slots`` batches of fixed shapes in anonymous shared memory (``mmap``, inherited by a forked
+    worker, freed with the last process that maps it), each slot headed by its batch index; ``free``
+    and ``full`` count the slots the worker may write and the consumer may read."""
+
+    def __init__(self, ctx, slots, shapes):
+        self.slots, self.shapes = slots, [(tuple(s), np.dtype(d)) for s, d in shapes]
+        self.size = 8 + sum(int(np.prod(s)) * d.itemsize for s, d in self.shapes)   # int64 index + arrays
+        self.memory = mmap.mmap(-1, slots * self.size)
+        self.free, self.full = ctx.Semaphore(slots), ctx.Semaphore(0)
+
+    def views(self, n):
+        """``(index view (1,) int64, [array views])`` of slot ``n % slots``."""
+        offset = (n % self.slots) * self.size
+        index = np.frombuffer(self.memory, np.int64, 1, offset)
+        arrays, offset = [], offset + 8
+        for shape, dtype in self.shapes:
+            count = int(np.prod(shape))
+            arrays.append(np.frombuffer(self.memory, dtype, count, offset).reshape(shape))
+            offset += count * dtype.itemsize
+        return index, arrays
+
+
+def _work(flow, first, step, ring):
+    """A worker of :class:`OrderedWorkers`: batches ``first, first + step, ...`` of ``flow`` into ``ring``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)    # Ctrl-C is for the trainer, which ends us
     signal.signal(signal.SIGTERM, signal.SIG_DFL)   # not the trainer's handler, inherited by fork
     die_with_parent()
     flow.reset_state()
-    for g in itertools.count(first, step):
-        queue.put((g, flow.batch(g)))
+    for n, g in enumerate(itertools.count(first, step)):
+        batch = flow.batch(g)
+        ring.free.acquire()
+        index, views = ring.views(n)
+        for view, array in zip(views, batch):
+            view[...] = array   # the shapes are fixed: every batch has batch_size images (TrainBatches)
+        index[0] = g
+        ring.full.release()
 
 
 class OrderedWorkers(DataFlow):
     """The stream of a :class:`TrainBatches`, made by ``num_workers`` forked processes, in its own order.
 
-    Worker k makes batches ``start + k, start + k + N, ...`` (N workers) into a queue of its own,
-    at most ``AHEAD`` batches ahead; the consumer reads batch g from worker ``(g - start) % N``.
-    So the output is the flow's, bit for bit, whatever N and whichever worker is faster (unlike
-    tensorpack's ``MultiProcessRunnerZMQ``, which yields in arrival order).  The workers are forked
-    once, at ``reset_state`` (from the main thread: :func:`die_with_parent`), and die with the
-    process that forked them; one that dies stops the consumer with an error naming it.
+    Worker k makes batches ``start + k, start + k + N, ...`` (N workers) into a :class:`Ring` of its own
+    in shared memory, at most ``AHEAD`` batches ahead; the consumer copies batch g out of worker
+    ``(g - start) % N``'s ring (one memory copy, no pickling through a pipe: issue 25). So the output
+    is the flow's, bit for bit, whatever N and whichever worker is faster (unlike tensorpack's
+    ``MultiProcessRunnerZMQ``, which yields in arrival order).  The workers are forked once, at
+    ``reset_state`` (from the main thread: :func:`die_with_parent`), and die with the process that
+    forked them; one that dies stops the consumer with an error naming it.
     """
     AHEAD = 4
 
     def __init__(self, flow, num_workers):
         self.flow, self.num_workers = flow, num_workers
         self.start = self.next = flow.next
-        self.procs, self.queues = [], []
+        self.procs, self.rings = [], []
 
     def __len__(self):
         return len(self.flow)
 
     def reset_state(self):
         ctx = multiprocessing.get_context("fork")   # the split is shared, not copied
-        self.queues = [ctx.Queue(self.AHEAD) for _ in range(self.num_workers)]
-        self.procs = [ctx.Process(target=_work, args=(self.flow, self.start + k, self.num_workers, q),
+        split, size = self.flow.split, self.flow.batch_size
+        shapes = [((size,) + split.images.shape[1:], split.images.dtype), ((size,), split.labels.dtype)]
+        self.rings = [Ring(ctx, self.AHEAD, shapes) for _ in range(self.num_workers)]
+        self.procs = [ctx.Process(target=_work, args=(self.flow, self.start + k, self.num_workers, ring),
                                   daemon=True, name=f"TrainBatches-worker-{k}")
-                      for k, q in enumerate(self.queues)]
+                      for k, ring in enumerate(self.rings)]
         for proc in self.procs:
             proc.start()
 
-    def _get(self, k):
-        while True:
-            try:
-                return self.queues[k].get(timeout=1)
-            except queue.Empty:
-                if not self.procs[k].is_alive():
-                    raise RuntimeError(f"data worker {k} (pid {self.procs[k].pid}) exited with code "
-                                       f"{self.procs[k].exitcode}; its error is printed above") from None
+    def _get(self, g):
+        k, n = (g - self.start) % self.num_workers, (g - self.start) // self.num_workers
+        ring = self.rings[k]
+        while not ring.full.acquire(timeout=1):
+            if not self.procs[k].is_alive():
+                raise RuntimeError(f"data worker {k} (pid {self.procs[k].pid}) exited with code "
+                                   f"{self.procs[k].exitcode}; its error is printed above") from None
+        index, views = ring.views(n)
+        batch = [view.copy() for view in views]   # the slot is rewritten once released
+        assert index[0] == g, (int(index[0]), g)
+        ring.free.release()
+        return batch
 
     def __iter__(self):
         end = (self.next // len(self) + 1) * len(self)
         while self.next < end:
-            g, batch = self._get((self.next - self.start) % self.num_workers)
-            assert g == self.next, (g, self.next)
+            batch = self._get(self.next)
             self.next += 1
             yield batch
 

@@ -7,6 +7,7 @@ A logdir holds one run::
     model-N.index, model-N.data-*   tensorpack checkpoints at global step N (epoch ends)
     checkpoint      TensorFlow's state file naming the newest checkpoints
     stats.json      tensorpack's per-epoch statistics
+    progress.json   the wall time of each epoch end (training.watch; read by runrecord.cost for ETAs)
     done.json       {"global_step", "epoch"}: written only after a run that ended well
     eval.json       evaluate.py's results
 
@@ -14,7 +15,8 @@ One concept per module: :mod:`runrecord.settings` (the settings: their defaults,
 help, sources and checks), :mod:`runrecord.command` (a train.py command: its parser, the
 environment it resolves to, its settings), :mod:`runrecord.dataset` (the dataset
 fingerprint), :mod:`runrecord.checkpoints` (lookup, restore and shape checks) and
-:mod:`runrecord.state` (the one reader of settings.json and eval.json, and ``run_state``).
+:mod:`runrecord.state` (the one reader of settings.json and eval.json, and ``run_state``),
+:mod:`runrecord.cost` (FLOPs, measured rates in results/rates.json, hours, progress.json).
 Settings are compared on the model, the training settings and the dataset fingerprint,
 never on the "speed" section, the data path or the commit, so a dataset moved elsewhere
 or a run continued on other hardware is accepted.  No TensorFlow is imported except by the

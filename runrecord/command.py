@@ -20,6 +20,7 @@ import argtypes
 from errors import UserError
 from runrecord.settings import (MIN_STEPS_CAP, RECIPES, ModelSettings, RunSettings, SpeedSettings, TrainSettings,
                                 add_flags, flag_value, is_flag, resolve_recipe)
+from runrecord.cost import default_workers
 from runrecord.state import DONE
 
 TITLE = "Train a pre-activation ResNet with a CAM head on Tiny ImageNet (paper sec. 3)."
@@ -50,7 +51,7 @@ def parser():
     p.add_argument("--restart", action="store_true",
                    help="train from step 0 when the logdir holds checkpoints but none restores "
                         "(they are moved to <logdir>/discarded-<time>/)")
-    add_flags(p, SpeedSettings, ["val_every", "val_batch", "keep_checkpoints"])
+    add_flags(p, SpeedSettings, ["val_every", "val_batch", "loc_images", "keep_checkpoints", "checkpoint_every"])
     add_flags(p, TrainSettings, ["steps_per_epoch"])
     add_flags(p, SpeedSettings, ["gpus"])
     p.add_argument("--towers", type=argtypes.positive_int,
@@ -218,8 +219,8 @@ def make_env(flags, machine):
                         "TF_ENABLE_ONEDNN_OPTS=0 turns off (NCHW is meant for GPUs; on a CPU it is slower)")
     if flags.xla and not gpus:
         raise UserError("--xla: XLA auto-clustering applies to GPU kernels only and no GPU is used")
-    # GPUs: about half the cores feed the towers (one process feeds ~12k img/s at 64x64, README "Speed")
-    workers = flags.workers if flags.workers is not None else min(8, machine.cores // 2) if gpus else 0
+    # GPUs: enough workers for them and the recipe's augmentations, within the cores (runrecord/cost.py)
+    workers = flags.workers if flags.workers is not None else default_workers(gpus, machine.cores, flags.jitter)
     return Env(gpus=gpus, towers=count, batch_per_tower=batch_per_tower, amp=amp, workers=workers,
                threads=machine.cores if flags.threads is None else flags.threads,
                size=len(hosts) if hosts else 1, cluster=hosts, peer_timeout=flags.peer_timeout if hosts else 0)

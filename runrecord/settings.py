@@ -136,14 +136,24 @@ class TrainSettings:
 @dataclass
 class SpeedSettings:
     """How fast, not what is learned (the batches do not depend on the workers): never compared."""
-    workers: int = setting(0, source="ours: about half the cores feed the GPUs' towers", type=argtypes.nonnegative_int,
-                           auto="0 on the CPU, min(8, cores // 2) per machine with GPUs",
+    workers: int = setting(0, source="ours: runrecord/cost.py default_workers", type=argtypes.nonnegative_int,
+                           auto="0 on the CPU; with GPUs, enough for them and the recipe's augmentations, "
+                                "at most the cores less 2",
                            help="dataflow worker processes")
     val_every: int = setting(10, source="ours", type=argtypes.positive_int,
                              help="validation Top-1/Top-5 error every this many epochs and after the last")
     val_batch: int = setting(128, source="ours", help="batch size for validation", type=argtypes.positive_int)
+    # ours: the authors protocol costs up to ~3 ms an image on one CPU core (docs/measurements.md); 1000 of the
+    # 10,000 validation images keep it within a few percent of a GPU's training time at the paper's settings
+    loc_images: int = setting(1000, source="ours", type=argtypes.nonnegative_int, metavar="N",
+                              help="GT-known and Top-1 Loc (evaluate.py's default protocol) of the first N validation "
+                                   "images at each validation, in stats.json and TensorBoard; 0: off")
     keep_checkpoints: int = setting(10, source="ours", help="how many of the newest checkpoints to keep",
                                     type=argtypes.positive_int)
+    # resume is bit-identical from any epoch end (docs/reproducibility.md), so the interval changes no result
+    checkpoint_every: int = setting(1, source="ours", type=argtypes.positive_int, metavar="N",
+                                    help="write a checkpoint every N epochs and after the last; an interrupt "
+                                         "loses the epochs since the newest checkpoint")
     gpus: int = setting(0, source="ours", auto="1 if a GPU is visible; 0 = the CPU",   # towers in this process
                         type=argtypes.nonnegative_int, help="GPUs to train on in this process")
     machines: int = setting(1, source="ours: tasks of --cluster (training/cluster.py)", type=argtypes.positive_int)

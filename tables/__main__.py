@@ -1,5 +1,14 @@
 """The command line behind run_table1.sh / run_table2.sh (docs/tables.md): train, evaluate and print
-paper Table 1 or 2; everything after ``--`` goes to train.py, and a refused invocation writes nothing."""
+paper Table 1 or 2; everything after ``--`` goes to train.py, and a refused invocation writes nothing.
+
+Examples::
+
+    ./run_table2.sh --data tiny-imagenet-200 --dry-run        # each run's state and commands, and the cost
+    ./run_table1.sh --data tiny-imagenet-200 --seeds 3        # train, evaluate, print the table
+    ./run_table2.sh --data DIR --only '*-b32' --runs-per-gpu 3   # 3 batch-32 runs per GPU (start MPS first)
+    ./run_table1.sh --data DIR --logroot train_log/short -- --epochs 2 --lr-step-epochs 1   # a short version
+    ./run_table1.sh --demo                                    # the demo (make demo)
+"""
 import argparse
 import contextlib
 import os
@@ -11,7 +20,8 @@ import fileio
 import runrecord
 from dataflow.synthetic import GENERATOR_VERSION, MARKER, generate
 from errors import UserError, quiet_closed_stdout, raise_interrupt, run_main
-from tables import executor as ex, report, runs as rs
+from runrecord import cost
+from tables import executor as ex, progress, report, runs as rs
 from tables.executor import Executor, show
 from tables.runs import Expectation
 
@@ -75,8 +85,17 @@ def build_parser(prog="python -m tables"):
                         "(default: CUDA_VISIBLE_DEVICES, else all of nvidia-smi -L)")
     p.add_argument("--gpus-per-run", type=argtypes.positive_int, default=1, metavar="N",
                    help="GPUs given to each run (train.py --gpus N); default 1")
+    p.add_argument("--runs-per-gpu", type=argtypes.int_in(1, MAX_PARALLEL), default=1, metavar="K",
+                   help="runs trained at once on each GPU (group), e.g. 2-4 batch-32 runs; start NVIDIA MPS "
+                        "first (docs/tables.md); default 1")
     p.add_argument("--parallel", type=argtypes.int_in(1, MAX_PARALLEL), metavar="N",
                    help=f"runs at once on a machine without GPUs (default 1, at most {MAX_PARALLEL})")
+    p.add_argument("--allow-cpu", action="store_true",
+                   help="start runs of the paper's schedule (1500 epochs) on a machine without GPUs, "
+                        "which is refused otherwise: it states the CPU-hours first")
+    p.add_argument("--progress-every", type=argtypes.nonnegative_int, default=60, metavar="SECONDS",
+                   help="print k/N runs done, each running run's epoch and ETA and the whole ETA this often "
+                        "(and after each run); 0: after each run only; default 60")
     p.add_argument("--only", metavar="PATTERNS",
                    help="comma-separated run names, prefixes or globs: r18-cam,r34-gr-b32,'r34-*'")
     p.add_argument("--dry-run", action="store_true", help="print each run's state and commands; run nothing")
@@ -174,7 +193,7 @@ def main(argv=None):
     if args.demo:
         print("=" * 78 + f"\n{report.DEMO_BANNER}\n" + "=" * 78)
     gpus = args.gpus if args.gpus is not None else visible_gpus()
-    slots = ex.make_slots(gpus, args.gpus_per_run, p["parallel"])
+    slots = ex.make_slots(gpus, args.gpus_per_run, p["parallel"], args.runs_per_gpu)
     train_args = p["train_args"]
     if not gpus and p["parallel"] > 1 and not any(a == "--threads" or a.startswith("--threads=") for a in train_args):
         # share the cores between the concurrent CPU runs (recorded and compared: CPU results depend on it)
@@ -200,6 +219,22 @@ def main(argv=None):
     todo = rs.make_runs(p["selected"], **make)
     states = {r.name: rs.run_state(r) for r in todo}
     rs.refuse_conflicts(todo, states)
+    device = p["device"] = cost.device_name(slots[0])
+    works = {r.name: w for r in todo if (w := progress.work_of(r, states[r.name][0], device, gpus_per_run))}
+    p["cost"] = progress.cost_lines(list(works.values()), device, len(slots), gpus_per_run, args.runs_per_gpu)
+    unknown = [r.name for r in todo if r.expected is None and states[r.name][0] in rs.TO_TRAIN]
+    if unknown:   # a demo dry run before its data is generated
+        p["cost"] = (p["cost"] if works else []) + [f"Cost of {len(unknown)} run(s) to train: unknown until "
+                                                    "their dataset exists (it is generated at the start)"]
+    p["works"] = works
+    if not gpus and any(w.full for w in works.values()) and not args.allow_cpu:
+        stop = ("\n".join(p["cost"]) + f"\nThis is the paper's schedule ({cost.PAPER_EPOCHS} epochs) on a machine "
+                "without GPUs. Add --allow-cpu to start it anyway, or run a short version with another "
+                "--logroot: -- --epochs 2 --lr-step-epochs 1")
+        if not args.dry_run:
+            raise UserError(f"refusing to start: {stop}")
+        p["cost"].append("A real start would be refused: the paper's schedule on a machine without GPUs "
+                         "needs --allow-cpu")
     with contextlib.ExitStack() as held:
         if not args.dry_run:   # one table script per log root: a second one is refused before any work
             os.makedirs(p["logroot"], exist_ok=True)
@@ -214,16 +249,24 @@ def execute(args, p, todo, states, slots, make):
     print(f"Table {args.table}: {len(todo)} run(s) in {show(p['logroot'])}: {count[rs.EVALUATED]} finished, "
           f"{count[rs.TRAINED]} to evaluate, {len(todo) - sum(count.values())} to train; "
           f"{len(slots)} at a time on {', '.join(ex.slot_name(s) for s in slots)}", flush=True)
-    if args.dry_run:
+    print("\n".join(p["cost"]), flush=True)
+    if args.dry_run:   # and the whole of both tables on this device, for planning (docs/tables.md, "Cost")
+        print("The paper's tables at the paper's schedule on this device (runrecord/cost.py):\n  "
+              + "\n  ".join(cost.cost_lines(p["device"])))
         for i, r in enumerate(todo):
             state, reason = states[r.name]
-            print(f"\n# {r.name}: {state} ({reason})")
+            w = p["works"].get(r.name)
+            cost_of = (f"; {w.images:.3g} images, {w.flops:.3g} FLOP, {cost.fmt_hours(w.seconds / 3600 if w.seconds else None)}"
+                       f" ({w.precision}, {'measured rate' if w.rate.measured else 'estimated'})" if w else "")
+            print(f"\n# {r.name}: {state} ({reason}){cost_of}")
             for line in rs.describe(r, state, ex.env_prefix(slots[i % len(slots)])):
                 print(line)
         return 0
     previous = signal.signal(signal.SIGTERM, raise_interrupt)
     try:
-        outcomes = Executor(slots, log=lambda m: print(m, flush=True)).run_all(todo)
+        watch = progress.Watch(todo, len(slots), works=p["works"])
+        outcomes = Executor(slots, log=lambda m: print(m, flush=True), watch=watch,
+                            progress_every=args.progress_every).run_all(todo)
     except KeyboardInterrupt:
         print("\ninterrupted: the runs were stopped; run the same command again to resume them",
               file=sys.stderr)

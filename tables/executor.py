@@ -33,12 +33,17 @@ def detect_gpus(env=None, smi="nvidia-smi"):
     return [str(i) for i, line in enumerate(l for l in listing.splitlines() if l.startswith("GPU "))]
 
 
-def make_slots(gpus, gpus_per_run=1, parallel=1):
-    """GPU-id lists of ``gpus_per_run`` each (an odd GPU stays idle), or ``parallel`` CPU slots (None)."""
+def make_slots(gpus, gpus_per_run=1, parallel=1, runs_per_gpu=1):
+    """GPU-id lists of ``gpus_per_run`` each (an odd GPU stays idle), each group ``runs_per_gpu`` times
+    (packing: the first slots are distinct groups, so runs spread over the GPUs first), or ``parallel``
+    CPU slots (None)."""
     if gpus:
         if gpus_per_run > len(gpus):
             raise UserError(f"--gpus-per-run {gpus_per_run} but only {len(gpus)} GPU(s) available: {','.join(gpus)}")
-        return [gpus[i:i + gpus_per_run] for i in range(0, len(gpus) - gpus_per_run + 1, gpus_per_run)]
+        groups = [gpus[i:i + gpus_per_run] for i in range(0, len(gpus) - gpus_per_run + 1, gpus_per_run)]
+        return [g for _ in range(runs_per_gpu) for g in groups]
+    if runs_per_gpu > 1:
+        raise UserError(f"--runs-per-gpu {runs_per_gpu}: no GPU is used; use --parallel on a machine without GPUs")
     return [None] * parallel
 
 
@@ -65,7 +70,9 @@ class Outcome:
     did: str = ""
     message: str = ""
     log: str = ""
-    seconds: float = 0.0
+    seconds: float = 0.0         # train and evaluate, wall
+    train_seconds: float = 0.0   # train.py alone (0: not trained in this invocation)
+    eval_seconds: float = 0.0    # evaluate.py alone
 
 
 def show(path):
@@ -86,8 +93,10 @@ def tail(path, n=5):
 class Executor:
     """Runs :class:`tables.runs.Run` s over ``slots``: a worker per slot takes the next run and a free slot."""
 
-    def __init__(self, slots, log=print):
-        self.slots, self._log = slots, log
+    def __init__(self, slots, log=print, watch=None, progress_every=0):
+        """``watch``: a :class:`tables.progress.Watch` told of each run's phases, whose line is logged
+        every ``progress_every`` seconds (0: never) and with each finished run."""
+        self.slots, self._log, self.watch, self.progress_every = slots, log, watch, progress_every
         self._lock = threading.Lock()
         self._procs = set()
         self._stopping = threading.Event()
@@ -116,6 +125,12 @@ class Executor:
                 with self._lock:
                     self._procs.discard(p)
 
+    def phase(self, run, phase):
+        """``run`` enters ``phase`` ("train" or "evaluate"), for the progress line."""
+        if self.watch is not None:
+            with self._lock:
+                self.watch.started(run, phase)
+
     def _task(self, run):
         slot = self._free.get()
         try:
@@ -133,13 +148,26 @@ class Executor:
         outcomes = {}
         pool = ThreadPoolExecutor(max_workers=len(self.slots))
         futures = {pool.submit(self._task, r): r for r in runs}
+        shown = time.time()
         try:
             while futures:
                 done, _ = wait(futures, timeout=0.5, return_when=FIRST_COMPLETED)
+                ran = []
                 for f in done:
                     run = futures.pop(f)
+                    ran.append(run)
                     outcomes[run.name] = f.result()
+                    if self.watch is not None:
+                        with self._lock:
+                            self.watch.finished(run, outcomes[run.name])
                     self._report(run, outcomes[run.name])
+                worked = any(outcomes[r.name].did != "skipped" for r in ran)   # not after each skipped run
+                if self.watch is not None and (worked or self.progress_every and time.time() - shown >= self.progress_every):
+                    shown = time.time()
+                    with self._lock:
+                        line = self.watch.line() if futures else None
+                    if line:
+                        self.log(line)
         except BaseException:
             self.stop()
             pool.shutdown(wait=True, cancel_futures=True)
@@ -149,7 +177,9 @@ class Executor:
 
     def _report(self, run, out):
         if out.status == "ok" and out.did != "skipped":
-            self.log(f"done     {run.name}: {out.did} in {out.seconds / 60:.1f} min; {show(run.eval_json)}")
+            took = (f"trained in {out.train_seconds / 60:.1f} min, evaluated in {out.eval_seconds / 60:.1f} min"
+                    if out.did == "trained" else f"evaluated in {out.eval_seconds / 60:.1f} min")
+            self.log(f"done     {run.name}: {took}; {show(run.eval_json)}")
         elif out.status == "ok":
             self.log(f"skip     {run.name}: finished; {show(run.eval_json)}")
         elif not self._stopping.is_set():
@@ -185,6 +215,7 @@ def carry_out(ex, run, slot):
     did = "evaluated"
     if state in rs.TO_TRAIN:
         ex.log(f"train    {run.name} on {slot_name(slot)} ({reason}); log {show(run.train_log)}")
+        ex.phase(run, "train")
         rc = ex.call(run.train_cmd, env, run.train_log)
         if rc is None:
             return Outcome("failed", message="stopped", log=run.train_log)
@@ -195,11 +226,15 @@ def carry_out(ex, run, slot):
             return Outcome("failed", message="train.py exited 0 but wrote no done.json",
                            log=run.train_log, seconds=time.time() - t0)
         did = "trained"
+    t1 = time.time()
     ex.log(f"evaluate {run.name} on {slot_name(slot)}; log {show(run.eval_log)}")
+    ex.phase(run, "evaluate")
     rc = ex.call(run.eval_cmd, env, run.eval_log)
     if rc is None:
         return Outcome("failed", message="stopped", log=run.eval_log)
     problem = f"evaluate.py exited with status {rc}" if rc else runrecord.eval_problem(run.logdir)
     if problem:
         return Outcome("failed", message=problem, log=run.eval_log, seconds=time.time() - t0)
-    return Outcome("ok", did, seconds=time.time() - t0)
+    t2 = time.time()
+    return Outcome("ok", did, seconds=t2 - t0, train_seconds=t1 - t0 if did == "trained" else 0.0,
+                   eval_seconds=t2 - t1)

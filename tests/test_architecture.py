@@ -9,7 +9,7 @@ from tests.conftest import REPO
 ENTRY_POINTS = ("train", "evaluate", "tables.__main__")     # besides tools.* and benchmarks.*
 SCRIPT_PACKAGES = ("tools", "benchmarks")
 # the run record's modules the table scripts build settings with: they know no TensorFlow
-SETTINGS_MODULES = ("runrecord.settings", "runrecord.command", "runrecord.dataset")
+SETTINGS_MODULES = ("runrecord.settings", "runrecord.command", "runrecord.dataset", "runrecord.cost")
 TENSORFLOW = ("tensorflow", "tensorpack", "tf_env", "models", "training", "augment", "dataflow")
 
 

@@ -5,7 +5,9 @@ width x0.125, batch 8, 2 epochs of 3 steps: 9 batches a pass, so epochs and pass
 data do not line up), all made once by the module fixture, two at a time (``--threads 1``
 each, which is part of the compared settings).  A run is killed with SIGKILL by a callback
 of its own in epoch 2 (after step 5, not a checkpoint), then resumed by the same train.py
-command.  docs/reproducibility.md says what is and is not covered.
+command; with ``--checkpoint-every 3`` (7 epochs of 1 step: checkpoints at steps 3, 6 and 7) one is
+killed after step 5, between two checkpoints, and compared with the same 7 epochs saved every epoch.
+docs/reproducibility.md says what is and is not covered.
 """
 import concurrent.futures
 import json
@@ -24,8 +26,10 @@ from tests.conftest import run_script
 RUN = ["--depth", "18", "--aug", "gr", "--batch", "8", "--width-mult", "0.125", "--threads", "1",
        "--epochs", "2", "--steps-per-epoch", "3", "--val-every", "2", "--flip", "--jitter"]
 KILL_AFTER = 5   # global step: in epoch 2, after the checkpoint of step 3
+# 7 epochs of one step, a checkpoint every 3 epochs and after the last: steps 3, 6, 7 (killed after step 5)
+EVERY3 = ["--epochs", "7", "--steps-per-epoch", "1"]
 # train.py's own path with one extra callback that SIGKILLs the process after KILL_AFTER steps
-KILLED = f"""
+KILLED = """
 import os, signal, sys
 import train
 from tensorpack.callbacks import Callback
@@ -33,7 +37,7 @@ from tensorpack.callbacks import Callback
 class Kill(Callback):
     _chief_only = False
     def _trigger_step(self):
-        if self.global_step >= {KILL_AFTER}:
+        if self.global_step >= {kill}:
             os.kill(os.getpid(), signal.SIGKILL)
 
 args = train.parse_args(sys.argv[1:])
@@ -52,10 +56,10 @@ def train(data, logdir, *flags):
     return python("train.py", "--data", data, "--logdir", logdir, *RUN, *flags)
 
 
-def killed_and_resumed(data, logdir, *flags):
-    python("-c", KILLED, "--data", data, "--logdir", logdir, *RUN, *flags, expect=-signal.SIGKILL)
-    assert os.path.exists(os.path.join(logdir, "model-3.index"))
-    assert not os.path.exists(os.path.join(logdir, "model-6.index"))   # really killed in epoch 2
+def killed_and_resumed(data, logdir, *flags, kill=KILL_AFTER, saved=3, unsaved=6):
+    python("-c", KILLED.format(kill=kill), "--data", data, "--logdir", logdir, *RUN, *flags, expect=-signal.SIGKILL)
+    assert os.path.exists(os.path.join(logdir, f"model-{saved}.index"))
+    assert not os.path.exists(os.path.join(logdir, f"model-{unsaved}.index"))   # really killed before it
     return train(data, logdir, *flags)
 
 
@@ -70,14 +74,16 @@ def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("determinism")
     data = generate(root / "data", classes=3, train_per_class=24, val_per_class=4, seed=0, height=24, width=40)
     d = {name: str(root / name) for name in
-         ("base", "workers", "seed1", "towers", "towers_again", "resumed", "resumed_workers")}
+         ("base", "workers", "seed1", "towers", "towers_again", "resumed", "resumed_workers", "every1", "every3")}
     jobs = [lambda: (train(data, d["base"]), evaluate_twice(data, d["base"])),
             lambda: train(data, d["workers"], "--workers", "2"),
             lambda: train(data, d["seed1"], "--seed", "1"),
             lambda: train(data, d["towers"], "--towers", "2"),
             lambda: train(data, d["towers_again"], "--towers", "2", "--workers", "2"),
             lambda: d.update(resumed_log=killed_and_resumed(data, d["resumed"])),
-            lambda: killed_and_resumed(data, d["resumed_workers"], "--workers", "2")]
+            lambda: killed_and_resumed(data, d["resumed_workers"], "--workers", "2"),
+            lambda: train(data, d["every1"], *EVERY3),
+            lambda: d.update(every3_log=killed_and_resumed(data, d["every3"], *EVERY3, "--checkpoint-every", "3"))]
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         for job in [pool.submit(j) for j in jobs]:
             job.result()
@@ -89,9 +95,9 @@ def variables(logdir, step=6):
     return {name: tf.train.load_variable(prefix, name) for name, _ in tf.train.list_variables(prefix)}
 
 
-def differing(a, b):
+def differing(a, b, step=6):
     """Names of the variables of two runs' final checkpoints that are not bit-identical."""
-    va, vb = variables(a), variables(b)
+    va, vb = variables(a, step), variables(b, step)
     assert va.keys() == vb.keys() and len(va) > 100
     return sorted(n for n in va if np.max(np.abs(np.asarray(va[n], np.float64) - np.asarray(vb[n], np.float64))) > 0)
 
@@ -137,3 +143,27 @@ def test_evaluate_twice_gives_the_same_eval_json(runs):
         with open(os.path.join(runs["base"], name)) as f:
             reports.append({k: v for k, v in json.load(f).items() if k != "timing"})   # seconds per stage
     assert reports[0]["summary"] and reports[0] == reports[1]
+
+
+@pytest.mark.slow
+def test_checkpoint_every_3_killed_between_checkpoints_equals_never_interrupted(runs):
+    """Resumed from step 3 after a kill after step 5: epochs 4-7 again, equal to saving every epoch."""
+    assert "Resuming from" in runs["every3_log"] and "global step 3" in runs["every3_log"]
+    assert sorted(int(f[6:-6]) for f in os.listdir(runs["every3"]) if f.endswith(".index")) == [3, 6, 7]
+    assert differing(runs["every1"], runs["every3"], step=7) == []
+    assert stats(runs["every1"]) == stats(runs["every3"])
+
+
+@pytest.mark.slow
+def test_localisation_in_stats_equals_evaluate(runs):
+    """The last validation's GT-known / Top-1 Loc (training/watch.py) are evaluate.py's, default protocol."""
+    with open(os.path.join(runs["base"], "eval1.json")) as f:
+        ev = json.load(f)
+    last = stats(runs["base"])[-1]
+    assert last["epoch_num"] == 2 and ev["protocol"] == "authors"
+    assert last["val-gt-known-loc"] == pytest.approx(ev["summary"]["gt_known_loc"])
+    assert last["val-top1-loc"] == pytest.approx(ev["summary"]["top1_loc"])
+    assert "val-gt-known-loc" in stats(runs["every1"])[1] and "val-gt-known-loc" not in stats(runs["every1"])[0]
+    events = [os.path.join(runs["base"], f) for f in os.listdir(runs["base"]) if f.startswith("events.out")]
+    tags = {v.tag for path in events for e in tf.compat.v1.train.summary_iterator(path) for v in e.summary.value}
+    assert {"val-gt-known-loc", "val-top1-loc", "xentropy-loss"} <= tags   # TensorBoard's scalars

@@ -100,9 +100,10 @@ def test_the_environment_from_the_flags_and_the_machines_facts(tiny_data):
     assert env("--amp", "--batch", "32", "--threads", "2", "--towers", "2", bf16=True) == command.Env(
         gpus=0, towers=2, batch_per_tower=16, amp="bf16", workers=0, threads=2)
     assert env("--amp", "--gpus", "4", gpus=4, cores=20) == command.Env(gpus=4, towers=4, batch_per_tower=64,
-                                                                        amp="fp16", workers=8, threads=20)
+                                                                        amp="fp16", workers=6, threads=20)   # 4 x 8,000 / 6,000 img/s
     assert env("--gpus", "2", "--workers", "1", gpus=4, cores=6).workers == 1
-    assert env(gpus=2, cores=6).workers == 3   # about half the cores feed the GPUs
+    assert env("--gpus", "2", gpus=2, cores=6).workers == 3   # enough for 2 GPUs (runrecord.cost.default_workers)
+    assert env("--recipe", "sn-resnet", "--gpus", "2", gpus=2, cores=6).workers == 4   # the jitter needs more: the cores less 2
     two = env("--cluster", "a:1,b:2", "--gpus", "2", gpus=2)
     assert (two.towers, two.size, two.cluster, two.batch_per_tower) == (4, 2, ("a:1", "b:2"), 64)
     env("--data-format", "NCHW")   # oneDNN's CPU kernels take NCHW

@@ -93,6 +93,9 @@ def test_short_run_then_rerun_refuse_and_moved_data(tiny_data, tmp_path):
     assert [s["epoch_num"] for s in stats] == [1, 2, 3]
     assert all(np.isfinite(s["cost"]) for s in stats)
     assert [("val-error-top1" in s) for s in stats] == [False, True, True]   # every 2 epochs and the last
+    assert [("val-gt-known-loc" in s) for s in stats] == [False, True, True]   # localisation with it
+    progress = read_json(os.path.join(logdir, "progress.json"))   # the table scripts' ETA (training/watch.py)
+    assert [e for e, _ in progress["ends"]] == [1, 2, 3] and progress["start_epoch"] == 1
 
     again = run_train(*args)
     assert again.returncode == 0 and "training finished" in again.stdout

@@ -38,7 +38,7 @@ import tensorflow as tf
 import runrecord
 from dataflow import build_train_dataflow, load_split
 from dataflow.synthetic import generate
-from runrecord import resolve_recipe
+from runrecord import cost, resolve_recipe
 from tools import gpu_host
 from tools.tower_probe import PROBE
 from training import devices, session
@@ -182,7 +182,6 @@ def twice(report, name, work, data, flags):
 def speeds(report, work, data, device):
     """ResNet-18/34 at the paper's smallest and largest batch, plain and --amp, on 1 GPU; each rate
     recorded (runrecord.cost), then the GPU-hours of the tables.  Returns the fastest rate."""
-    from runrecord import cost
     rates = []
     for depth in PAPER_DEPTHS:
         for batch in PAPER_BATCHES:
@@ -272,7 +271,8 @@ def gpu_part(report, work, data, gpus):
         print(f"      --xla / plain speed (both deterministic): {rate_xla / rate1:.2f}", flush=True)
     device = next((g["name"] for g in gpu_host.nvidia_smi()), "GPU")
     fastest = max(r for r in (speeds(report, work, data, device), rate_all, rate1, 0.0) if r is not None)
-    data_feed(report, data, min(8, session.available_cores() // 2), fastest or None)   # train.py's default workers
+    workers = cost.default_workers(gpus, session.available_cores(), jitter=True)   # train.py's default, sn-resnet
+    data_feed(report, data, workers, fastest or None)
 
 
 if __name__ == "__main__":
