@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-# the CUDA libraries as pip wheels, for the tensorflow of requirements.txt (README, "GPU hosts")
+# the CUDA libraries as pip wheels, for the tensorflow of requirements.txt (docs/training.md, "The first hour on a GPU host")
 TF_CUDA := tensorflow[and-cuda]==2.21.*
 GPU ?=
 # test modules spread over this many processes (pytest-xdist; a module's fixtures stay in one process)
@@ -25,7 +25,7 @@ gpu-venv:
 	$(PY) -m pip install -q -r requirements.txt "$(TF_CUDA)"
 	touch $(VENV)/.installed
 
-# All of Table 1 on a generated dataset with a narrow net (see README, "Demo").
+# All of Table 1 on a generated dataset with a narrow net (docs/tables.md, "Demo").
 demo: $(VENV)/.installed
 	PYTHON=$(PY) ./run_table1.sh --demo
 

@@ -1,6 +1,6 @@
 """Hide-and-Seek (HnS): hide random cells of a grid laid over the image.
 
-Singh & Lee, ICCV 2017, as their code does it (docs/sources.md "Augmentations"):
+Singh & Lee, ICCV 2017, as their code does it (docs/sources.md, "Hide-and-Seek fill"):
 for each image draw one patch size uniformly from a list (0 = no hiding), lay a
 grid of that step from the top-left corner (the last row and column of cells
 may be cut short), hide each cell independently with probability 0.5, and give

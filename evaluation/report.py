@@ -1,6 +1,6 @@
 """evaluate.py's output: the eval.json document, the printed tables, the pictures.
 
-eval.json (percent everywhere; README, "Evaluate")::
+eval.json (percent everywhere; docs/evaluation.md, "The JSON")::
 
     {"summary": protocols[protocol]["summary"], "protocol": name,
      "protocols": {"authors"|"paper"|"wsol": {

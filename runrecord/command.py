@@ -107,7 +107,7 @@ def available_cores():
 
 def cpu_supports_bf16(cpuinfo="/proc/cpuinfo"):
     """True when the CPU has native bf16 arithmetic (AVX512_BF16 or AMX-BF16), which
-    TF's oneDNN bf16 rewrite needs to be faster rather than slower (README "Speed")."""
+    TF's oneDNN bf16 rewrite needs to be faster rather than slower (docs/measurements.md, "Speed")."""
     try:
         with open(cpuinfo) as f:
             flags = set(f.read().split())

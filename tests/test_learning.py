@@ -8,7 +8,7 @@ the image (the whole image).  A pipeline that misaligns labels and images
 wrong frame) fails here even though every unit test passes: shifting each
 batch's labels by one in ``dataflow.builders.TrainBatches`` left validation
 Top-1 at chance and failed this test (the mutation is described in the
-README, "Synthetic data").
+docs/data.md, "Synthetic data").
 """
 import json
 

@@ -45,7 +45,7 @@ def test_param_count_matches_analytic_and_published(depth, published):
         counted = sum(int(np.prod(v.shape)) for v in tf1.trainable_variables())
     analytic = analytic_params(models.DEPTHS[depth], (64, 128, 256, 512), 200)
     assert counted == analytic == models.param_count(depth, 1.0, 200)
-    assert analytic == published   # the same count in TF and PyTorch (README "Speed")
+    assert analytic == published   # the same count in TF and PyTorch (docs/measurements.md, "Speed")
 
 
 def run_forward(model, images):

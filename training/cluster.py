@@ -24,7 +24,7 @@ Why not tensorpack's DistributedTrainerReplicated/ParameterServer: tensorpack 0.
 graph_builder/distributed.py calls TF 1 names (``tf.train.replica_device_setter``,
 ``tf.get_variable``, ``tf.FIFOQueue``, ``tf.contrib``) that TF 2.21 no longer has at
 ``tf.*``; their constructors fail with "module 'tensorflow._api.v2.train' has no
-attribute 'replica_device_setter'" (README "Several machines").
+attribute 'replica_device_setter'" (docs/training.md, "Several machines").
 """
 import tf_env  # noqa: F401
 
