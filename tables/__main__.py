@@ -58,7 +58,8 @@ def build_parser(prog="python -m tables"):
                     "(ours, the paper's, and the difference).",
         epilog="Everything after -- goes to train.py (e.g. -- --epochs 2 --lr-step-epochs 1 for a "
                "short version; use another --logroot for it).")
-    p.add_argument("--table", type=int, choices=(1, 2), required=True, help="paper table to reproduce")
+    p.add_argument("--table", type=int, choices=(1, 2), required=True, action=Once,
+                   help="paper table to reproduce (set by run_table1.sh / run_table2.sh)")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--data", metavar="DIR", type=argtypes.data_root, help="Tiny ImageNet folder (wnids.txt, train/, val/)")
     src.add_argument("--demo", action="store_true",
@@ -102,6 +103,16 @@ def build_parser(prog="python -m tables"):
     p.add_argument("--report-only", action="store_true",
                    help="run nothing: print and save the table from the eval.json files present")
     return p
+
+
+class Once(argparse.Action):
+    """An option that may be given once: ``run_table1.sh --table 2`` is refused, not Table 2."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if getattr(namespace, self.dest) is not None:
+            parser.error(f"{option_string} given twice ({getattr(namespace, self.dest)} and {values}): "
+                         "run_table1.sh and run_table2.sh set it; run the other script for the other table")
+        setattr(namespace, self.dest, values)
 
 
 def parse_args(argv):

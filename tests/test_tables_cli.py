@@ -23,6 +23,13 @@ def test_usage_without_data(capsys):
     assert e.value.code == 2 and "usage:" in capsys.readouterr().err
 
 
+def test_the_table_is_given_once(capsys):
+    """run_table1.sh passes --table 1 first: a user's --table 2 after it is refused, not obeyed."""
+    with pytest.raises(SystemExit) as e:
+        cli.main(["--table", "1", "--table", "2", "--demo", "--dry-run"])
+    assert e.value.code == 2 and "--table given twice (1 and 2)" in capsys.readouterr().err
+
+
 def test_unknown_option_is_refused_unless_after_dashdash(tmp_path, table_data, capsys):
     base = ["--table", "1", "--data", table_data, "--logroot", str(tmp_path / "l"), "--gpus", "none", "--dry-run"]
     with pytest.raises(SystemExit) as e:
