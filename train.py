@@ -119,38 +119,34 @@ def prepare_logdir(settings, env, logdir, *, restart=False, adopt_settings=False
     Returns ``(checkpoint prefix or None, global step, starting epoch)``, or None when
     the run is already finished.
     """
-    t, chief = settings.train, env.is_chief
-    state = runrecord.RESUMABLE
-    if chief:
-        state, reason = runrecord.run_state(logdir, settings)
-        lost = not os.path.isfile(os.path.join(logdir, runrecord.SETTINGS))
-        if state == runrecord.CONFLICT and lost and adopt_settings:
-            logger.warn(f"--adopt-settings: writing this command's {runrecord.SETTINGS} into {logdir}")
-            state = runrecord.NEW
-        elif state == runrecord.CONFLICT:
-            raise UserError(f"{reason}\n" + (
-                f"If this command started that run, re-run it with --adopt-settings to record its "
-                f"{runrecord.SETTINGS} and continue from the newest checkpoint; else choose another --logdir"
-                if lost else "Re-run it with its own settings, or choose another --logdir"))
-        elif adopt_settings:
-            raise UserError(f"--adopt-settings: {logdir} is not a run without {runrecord.SETTINGS} ({reason})")
-    prefix, step, start_epoch = resume.resume_point(logdir, t.steps_per_epoch, restart=restart,
-                                                    chief=chief, warn=logger.warn)
+    t = settings.train
+    state, reason = runrecord.run_state(logdir, settings)
+    lost = not os.path.isfile(os.path.join(logdir, runrecord.SETTINGS))
+    if state == runrecord.CONFLICT and lost and adopt_settings:
+        logger.warn(f"--adopt-settings: writing this command's {runrecord.SETTINGS} into {logdir}")
+        state = runrecord.NEW
+    elif state == runrecord.CONFLICT:
+        raise UserError(f"{reason}\n" + (
+            f"If this command started that run, re-run it with --adopt-settings to record its "
+            f"{runrecord.SETTINGS} and continue from the newest checkpoint; else choose another --logdir"
+            if lost else "Re-run it with its own settings, or choose another --logdir"))
+    elif adopt_settings:
+        raise UserError(f"--adopt-settings: {logdir} is not a run without {runrecord.SETTINGS} ({reason})")
+    prefix, step, start_epoch = resume.resume_point(logdir, t.steps_per_epoch, restart=restart, warn=logger.warn)
     if step > t.final_step:
         raise UserError(f"{prefix}: global step {step} is past the planned final step {t.final_step}")
     done = os.path.join(logdir, runrecord.DONE)
-    if state == runrecord.NEW and chief:
+    if state == runrecord.NEW:
         runrecord.write_json(os.path.join(logdir, runrecord.SETTINGS), settings.to_json())
     if step == t.final_step:
-        if chief and not os.path.exists(done):
+        if not os.path.exists(done):
             runrecord.write_json(done, {"global_step": step, "epoch": t.epochs})
         print(f"{logdir}: training finished (global step {step}, epoch {t.epochs}); nothing to do")
         return None
-    if chief:
-        if os.path.exists(done):   # its final checkpoint was damaged: training continues
-            os.remove(done)
-        resume.trim_stats(logdir, step, start_epoch - 1)
-        logger.set_logger_dir(logdir, action="k")
+    if os.path.exists(done):   # its final checkpoint was damaged: training continues
+        os.remove(done)
+    resume.trim_stats(logdir, step, start_epoch - 1)
+    logger.set_logger_dir(logdir, action="k")
     logger.info(f"Resuming from {prefix}: global step {step}, epoch {start_epoch} of {t.epochs}" if prefix
                 else f"Starting at global step 0: no checkpoint in {logdir}")
     return prefix, step, start_epoch
@@ -221,11 +217,9 @@ def train_steps(env, config, logdir):
     return trainer
 
 
-def finish(settings, env, logdir, trainer):
+def finish(settings, logdir, trainer):
     """Write done.json after a run that ended well: the final checkpoint is on disk and restores."""
     final, epochs = settings.train.final_step, settings.train.epochs
-    if not env.is_chief:
-        return
     found = runrecord.latest_checkpoint(logdir, warn=logger.warn)
     saved = found[1] if found else 0
     if saved != final:
@@ -248,7 +242,7 @@ def run(args, env, extra_callbacks=()):
     if start is not None:
         prefix, _, start_epoch = start
         config = build_config(settings, env, used, val, prefix, start_epoch, extra_callbacks)
-        finish(settings, env, logdir, train_steps(env, config, logdir))
+        finish(settings, logdir, train_steps(env, config, logdir))
     return settings.train.final_step
 
 

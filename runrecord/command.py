@@ -137,8 +137,6 @@ class Env:
     threads: int                    # intra-op CPU threads
     size: int = 1                   # machines (tasks of --cluster)
     cluster: Optional[tuple] = None  # every task's host:port, the chief first
-    rank: int = 0                   # this process's task: the chief (the other tasks only serve)
-    is_chief: bool = True
     peer_timeout: float = 0         # --cluster: seconds to wait for another task (0: no cluster)
 
 

@@ -152,7 +152,7 @@ def test_the_stopped_at_message_names_the_step_reached_and_the_newest_checkpoint
     trainer = types.SimpleNamespace(loop=types.SimpleNamespace(global_step=6))
     with pytest.raises(UserError, match="stopped at global step 6 before the planned 18; the newest "
                                         "checkpoint that restores is at step 0"):
-        train.finish(settings, types.SimpleNamespace(is_chief=True), str(tmp_path), trainer)
+        train.finish(settings, str(tmp_path), trainer)
     assert not os.path.exists(tmp_path / runrecord.DONE)
 
 

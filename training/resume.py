@@ -12,14 +12,13 @@ import runrecord
 from errors import UserError
 
 
-def resume_point(logdir, steps_per_epoch, *, restart=False, chief=True, warn=print):
+def resume_point(logdir, steps_per_epoch, *, restart=False, warn=print):
     """``(checkpoint prefix or None, global_step, starting_epoch)``.
 
     Every ``model-N`` on disk is tried, newest first; damaged ones are skipped with a
     warning (:func:`runrecord.latest_checkpoint`).  When checkpoints exist but none
     restores, training from step 0 needs ``restart=True``, which moves them (and the
-    state file, done.json, eval.json) into ``<logdir>/discarded-<time>/`` (in the
-    ``chief`` process only).
+    state file, done.json, eval.json) into ``<logdir>/discarded-<time>/``.
     """
     found = runrecord.latest_checkpoint(logdir, warn=warn)
     if found is None:
@@ -28,7 +27,7 @@ def resume_point(logdir, steps_per_epoch, *, restart=False, chief=True, warn=pri
             names = ", ".join(f"{runrecord.CHECKPOINT_NAME}-{s}" for s in sorted(damaged))
             raise UserError(f"{logdir} holds checkpoints ({names}) but none can be restored; "
                             "pass --restart to train from step 0 (they are moved aside, not deleted)")
-        if damaged and chief:
+        if damaged:
             discard(logdir, [n for names in damaged.values() for n in names])
         return None, 0, 1
     prefix, step = found
