@@ -40,14 +40,6 @@ positive_int = _int_at_least(1, "a positive integer")
 nonnegative_int = _int_at_least(0, "a non-negative integer")
 
 
-def finite_float(text):
-    """Any finite float (``nan``, ``inf`` and ``-inf`` are refused)."""
-    value = _parse(text, float, "a finite number")
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
-    return value
-
-
 def float_in(low=None, high=None, *, low_open=False, high_open=False, name=None):
     """A type accepting finite floats in the interval [low, high]; ``*_open`` excludes an end.
 

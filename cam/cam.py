@@ -79,12 +79,3 @@ def normalize_map(scoremap):
         return np.zeros_like(scoremap)
     out = (scoremap - low) / np.float32(high - low)
     return np.clip(out, 0.0, 1.0, out=out)
-
-
-def scoremaps_from_cams(cams, image_shape, resize="bilinear"):
-    """Resize each raw CAM ``(N, h, w)`` to ``image_shape = (H, W)`` and normalise it; returns ``(N, H, W)`` float32."""
-    cams = np.asarray(cams, dtype=np.float32)
-    if cams.ndim != 3:
-        raise ValueError(f"cams must be (N, h, w), got shape {cams.shape}")
-    return np.stack([normalize_map(resize_map(cam, image_shape, resize)) for cam in cams]) if len(cams) else \
-        np.zeros((0, *(int(s) for s in image_shape)), np.float32)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import fileio
-from cam import (PROTOCOLS, WSOL_MULTI, class_activation_maps, normalize_map, resize_map, scoremaps_from_cams,
+from cam import (PROTOCOLS, WSOL_MULTI, class_activation_maps, normalize_map, resize_map,
                  threshold_grid)
 from cam import vis
 from cam.box import boxes_at_cuts, boxes_from_mask
@@ -66,7 +66,7 @@ def test_resize_takes_height_then_width_bilinear_and_cubic():
         assert out.shape == (4, 6)
         np.testing.assert_array_equal(out, cv2.resize(cam, (6, 4), interpolation=flag))
     assert not np.array_equal(resize_map(cam, (4, 6), "bilinear"), resize_map(cam, (4, 6), "cubic"))
-    assert scoremaps_from_cams(cam[None], (5, 9), "cubic").shape == (1, 5, 9)
+    assert resize_map(cam, (5, 9), "cubic").shape == (5, 9)   # (H, W) = (5, 9): non-square, both ways
 
 
 def test_normalize_min_max_and_degenerate_maps():

@@ -34,12 +34,17 @@ def read_json(path):
 
 # --------------------------------------------------------------------------- schedule
 
+def lr_at_epoch(lr, step_epochs, decay, epoch):
+    """The paper's rule (sec. 3), written out: the rate used while training epoch ``epoch`` (1-based)."""
+    return lr * decay ** ((epoch - 1) // step_epochs)
+
+
 def test_lr_schedule_paper_defaults_at_the_step_boundaries():
     schedule = cbs.lr_schedule(0.1, 250, 0.1, 1500)   # paper sec. 3
     assert [e for e, _ in schedule] == [0, 250, 500, 750, 1000, 1250]
     np.testing.assert_allclose([v for _, v in schedule], [0.1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6])
     for epoch, expected in [(1, 0.1), (250, 0.1), (251, 0.01), (500, 0.01), (501, 1e-3), (1500, 1e-6)]:
-        assert cbs.lr_at_epoch(0.1, 250, 0.1, epoch) == pytest.approx(expected)
+        assert lr_at_epoch(0.1, 250, 0.1, epoch) == pytest.approx(expected)
 
 
 def test_tensorpack_setter_follows_lr_at_epoch():
@@ -49,7 +54,7 @@ def test_tensorpack_setter_follows_lr_at_epoch():
     for finished in range(0, 10):
         value = setter._get_value_to_set_at_point(finished)
         current = value if value is not None else current
-        assert current == pytest.approx(cbs.lr_at_epoch(0.1, 3, 0.5, finished + 1)), finished
+        assert current == pytest.approx(lr_at_epoch(0.1, 3, 0.5, finished + 1)), finished
 
 
 # --------------------------------------------------------------------------- logdir rules
@@ -150,12 +155,12 @@ def test_kill_9_and_rerun_ends_at_the_planned_step_with_the_schedule_intact(tiny
     assert [s["epoch_num"] for s in stats] == list(range(1, epochs + 1))   # none lost, none twice
     assert [s["global_step"] for s in stats] == [spe * e for e in range(1, epochs + 1)]
     for s in stats:   # the rate each epoch trained with, as logged at its end
-        assert s["learning-rate"] == pytest.approx(cbs.lr_at_epoch(0.1, step_epochs, 0.1, s["epoch_num"]))
+        assert s["learning-rate"] == pytest.approx(lr_at_epoch(0.1, step_epochs, 0.1, s["epoch_num"]))
     # each checkpoint holds the rate its next epoch uses (saved after the setter), so a run
     # resumed from it starts right; the last one keeps the final rate
     kept = tf.train.get_checkpoint_state(logdir).all_model_checkpoint_paths
     assert len(kept) >= 3
     for prefix in kept:
         epoch = int(prefix.rsplit("-", 1)[1]) // spe
-        expected = cbs.lr_at_epoch(0.1, step_epochs, 0.1, min(epoch + 1, epochs))
+        expected = lr_at_epoch(0.1, step_epochs, 0.1, min(epoch + 1, epochs))
         assert tf.train.load_variable(prefix, "learning_rate") == pytest.approx(expected), prefix

@@ -24,11 +24,6 @@ def lr_schedule(lr, step_epochs, decay, epochs):
     return [(e, lr * decay ** (e // step_epochs)) for e in range(0, epochs, step_epochs)]
 
 
-def lr_at_epoch(lr, step_epochs, decay, epoch):
-    """The rate used while training epoch ``epoch`` (1-based), same schedule as :func:`lr_schedule`."""
-    return lr * decay ** ((epoch - 1) // step_epochs)
-
-
 class EveryKEpochsAndLast(PeriodicTrigger):
     """Trigger ``cb`` every ``k`` epochs and after the last epoch (validation at the end)."""
 
