@@ -157,6 +157,8 @@ def build_config(settings, env, used, val, prefix, start_epoch, extra_callbacks)
     tf1.disable_eager_execution()   # before seeding: the seed belongs to the graph
     session.use_op_determinism(t.deterministic)   # before the graph: ops pick kernels when built
     session.use_tf32(t.tf32)
+    logger.info(f"TF32 {'on' if t.tf32 else 'off'} (--tf32): float32 convolutions and matmuls on GPUs round their "
+                f"inputs to {'10' if t.tf32 else '23'} mantissa bits")
     tf1.set_random_seed(t.seed)
     # the data stream is a function of --seed and the batch index alone (dataflow.builders): a resumed
     # run continues it where the checkpoint's steps ended; one whole minibatch a step, split over the towers

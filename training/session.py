@@ -15,7 +15,6 @@ import tensorflow as tf
 from tensorflow.core.protobuf import rewriter_config_pb2
 from tensorflow.python.framework import config as tf_config
 from tensorpack.tfutils.sesscreate import NewSessionCreator
-from tensorpack.utils import logger
 
 from runrecord.command import available_cores, cpu_supports_bf16  # noqa: F401 (machine facts; the tests and tools)
 
@@ -38,8 +37,6 @@ def use_tf32(on=False):
     process (TensorFlow's default: on); before the graph and the session, as train.py's ``--tf32`` says.
     No effect on CPUs (docs/sources.md, "TF32")."""
     tf.config.experimental.enable_tensor_float_32_execution(bool(on))
-    logger.info(f"TF32 {'on' if on else 'off'} (--tf32): float32 convolutions and matmuls on GPUs round their "
-                f"inputs to {'10' if on else '23'} mantissa bits")
 
 
 def session_config(*, threads=None, amp=False, xla=False):
