@@ -39,7 +39,7 @@ from cam import CAM_THRESHOLD, NAMES, PROTOCOLS, threshold_grid
 from errors import UserError, run_main
 from evaluation import network, report
 from evaluation.runner import build_predictor, evaluate_split, evaluators
-from runrecord import dataset_problem, read_settings, resolve_checkpoint, settings_path
+from runrecord import checkpoint_reference, dataset_problem, read_settings, resolve_checkpoint, settings_path
 
 MAX_VIS_SCALE = 32      # a 64x64 image becomes 2048x2048 per panel; larger ran out of memory
 VIS_FILE = re.compile(r"^\d{5}_.*\.png$")   # report.write_vis's picture names
@@ -184,7 +184,7 @@ def evaluate(args, inp):
                  for name in NAMES}
     model = inp.model
     settings = {
-        "checkpoint": inp.prefix, "model_settings": inp.model_source, "data": os.path.abspath(args.data),
+        **checkpoint_reference(inp.prefix, args.json), "model_settings": inp.model_source, "data": os.path.abspath(args.data),
         "split": args.split, "num_images": len(inp.indices), "limit": args.limit, "holdout_per_class": inp.holdout,
         "holdout_images": inp.held_count, "depth": model.depth, "width_mult": model.width_mult,
         "final_stride": model.final_stride, "num_classes": model.num_classes,

@@ -84,7 +84,7 @@ def test_one_seed_table_says_its_interval_ignores_seeds(tmp_path):
 
 def test_written_json_md_png_and_demo_rows(tmp_path):
     res = table1(tmp_path / "logs", {"gr": {0: [1] * 70 + [0] * 30}}, demo=True)
-    paths = report.write(res, str(tmp_path / "out"))
+    paths, _ = report.write(res, str(tmp_path / "out"))
     png = str(tmp_path / "out" / "table1-claims.png")
     assert png in paths
     img = cv2.imread(png)
