@@ -53,7 +53,7 @@ def parse_args(argv=None):
     p.add_argument("--load", required=True,
                    help="checkpoint prefix (model-STEP), the 'checkpoint' file, or the training logdir")
     p.add_argument("--data", required=True, type=argtypes.data_root, help="Tiny ImageNet folder (with wnids.txt)")
-    p.add_argument("--protocol", choices=NAMES, default="authors",
+    p.add_argument("--protocol", choices=NAMES, default=report.DEFAULT_PROTOCOL,
                    help="protocol of the summary, the records and the pictures (all are computed): authors "
                         "(SN-ResNet's evaluation, default), paper (the paper's words), wsol (wsolevaluation)")
     p.add_argument("--split", choices=("val", "train"), default="val",

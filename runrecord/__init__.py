@@ -30,5 +30,5 @@ from runrecord.settings import (DERIVED, NORMALIZE, RECIPES, ModelSettings, RunS
                                 SpeedSettings, TrainSettings, add_flags, field_default, resolve_recipe)
 from runrecord.state import (CONFLICT, DONE, EVAL, EVALUATED, NEW, RESUMABLE, SETTINGS,  # noqa: F401
                              STATS, TRAINED, checkpoint_digest, checkpoint_reference, eval_problem,
-                             is_finite, load_settings, read_eval, read_json,
+                             is_finite, load_settings, note_machine, read_eval, read_json,
                              read_settings, run_state, settings_path, write_json)

@@ -12,6 +12,7 @@ import os
 
 import fileio
 from errors import UserError
+from runrecord.machine import add_segment
 from runrecord.checkpoints import CHECKPOINT_NAME, STATE_FILE, checkpoint_files
 from runrecord.settings import RunSettings
 
@@ -97,6 +98,18 @@ def checkpoint_reference(prefix, eval_json=None):
     if eval_json:
         path = os.path.relpath(path, os.path.dirname(os.path.abspath(eval_json)))
     return {"checkpoint": path, "checkpoint_sha256": checkpoint_digest(prefix)}
+
+
+def note_machine(logdir, record):
+    """Add this machine's ``record`` (runrecord.machine) to the logdir's settings.json if the run's
+    last segment trained elsewhere: a run resumed on another machine names both."""
+    path = os.path.join(logdir, SETTINGS)
+    doc, problem = read_settings(path)
+    if problem:
+        raise UserError(problem)
+    machines = add_segment(doc.get("machine"), record)
+    if machines != doc.get("machine"):
+        write_json(path, dict(doc, machine=machines))
 
 
 # --------------------------------------------------------------------------- state

@@ -161,9 +161,11 @@ CLAIMS = (
 
 
 def pair_label(claim, a, b):
-    """"R18: GR - CAM", "R18 GR: b32 - b256": what the two cells share, then what differs."""
+    """"R18 b256: GR - CAM", "R18 GR: b32 - b256": what the two cells share, then what differs; the batch
+    trained where it is not the paper's (the demo's): "R18 b32 (paper's b256): GR - CAM"."""
     def part(c, key):
-        return {"depth": f"R{c['depth']}", "method": METHOD_NAMES[c["method"]], "batch": f"b{c['batch']}"}[key]
+        batch = f"b{c['trained_batch']}" + ("" if c["trained_batch"] == c["batch"] else f" (paper's b{c['batch']})")
+        return {"depth": f"R{c['depth']}", "method": METHOD_NAMES[c["method"]], "batch": batch}[key]
     same = " ".join(part(a, k) for k in ("depth", "method", "batch") if k not in claim.a)
     return f"{same}: {' '.join(part(a, k) for k in claim.a)} - {' '.join(part(b, k) for k in claim.a)}"
 

@@ -4,6 +4,7 @@ import csv
 import io
 import json
 import os
+
 from tabulate import tabulate
 
 import fileio
@@ -52,6 +53,16 @@ def side_table(result, columns):
     return (["Depth", "Method", "Batch"] + [h for _, h in columns], rows) if rows else None
 
 
+def machines_of(result):
+    """``{machine description: [run names]}`` of the runs with a result (settings.json ``machine``)."""
+    out = {}
+    for name, r in result["runs"].items():
+        if r["status"] == "ok":
+            for m in r.get("machines") or ["a machine not recorded (settings.json before issue 24)"]:
+                out.setdefault(m, []).append(name)
+    return out
+
+
 def header_lines(result):
     """How the numbers were made: protocol, recipe, holdout, seeds."""
     info, seeds = result["info"], result["seeds"]
@@ -60,6 +71,9 @@ def header_lines(result):
              f"; held-out training images per class: {info.get('holdout') or 0}",
              f"seeds: {', '.join(map(str, seeds))}"
              + ("; cells show mean±std (sample std) over the seeds" if len(seeds) > 1 else "")]
+    machines = machines_of(result)
+    for m, names in machines.items():   # training is bit-identical on one machine only (docs/reproducibility.md)
+        lines.append(f"trained on {m}: " + (f"{len(names)} run(s)" if len(machines) == 1 else ", ".join(names)))
     if len(result["protocols"]) > 1:
         lines.append("WARNING: the runs were evaluated under different protocols; cells mix them")
     return lines
@@ -222,6 +236,5 @@ def write(result, out_dir):
     fileio.write_text(stem + ".md", md)
     title = f"Table {result['table']}: the paper's claims, ours and the paper's A - B"
     title = "[DEMO] " + title if result["demo"] else title
-    fileio.write_png(stem + "-claims.png", figures.claims_plot(result["claims"], title))
-    return ([stem + ".json", stem + ".csv", stem + ".md", stem + "-claims.png"]
-            + figures.figure2(result, stem + "-figure2.png"), kept)
+    return ([stem + ".json", stem + ".csv", stem + ".md"] + figures.claims_plot(result["claims"], title, stem + "-claims")
+            + figures.iou_scatter(result, stem + "-iou") + figures.figure2(result, stem + "-figure2.png"), kept)

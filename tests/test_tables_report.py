@@ -146,7 +146,8 @@ def test_results_files(tmp_path):
     write_eval(tmp_path / "logs" / "r18-gr-b256", 60.0, 35.5, 50.25)
     res = collect(tmp_path / "logs", info={"train_args": ["--epochs", "2"]})
     paths, _ = report.write(res, str(tmp_path / "results"))
-    assert [os.path.basename(p) for p in paths] == ["table1.json", "table1.csv", "table1.md", "table1-claims.png"]
+    assert [os.path.basename(p) for p in paths] == ["table1.json", "table1.csv", "table1.md", "table1-claims.png",
+                                                   "table1-claims.pdf"]
     saved = json.loads((tmp_path / "results" / "table1.json").read_text())
     assert saved["cells"] == res["cells"] and saved["info"]["train_args"] == ["--epochs", "2"]
     with open(tmp_path / "results" / "table1.csv") as f:
@@ -173,7 +174,8 @@ def test_figure2_rows_are_images_columns_methods(tmp_path):
                              np.full((6, 9, 3), value + i, np.uint8))
         fileio.write_png(os.path.join(by[name].figure_dir, "grid.png"), np.zeros((3, 3, 3), np.uint8))
     res = collect(tmp_path, depths=(18,))
-    [path] = figures.figure2(res, str(tmp_path / "fig.png"))
+    path, pdf = figures.figure2(res, str(tmp_path / "fig.png"))
+    assert open(pdf, "rb").read(5) == b"%PDF-"
     img = cv2.imread(path)
     body = img[figures.LABEL_HEIGHT + 16:]          # under the header row (two grid paddings)
     pad = 8                                          # cam.vis.grid's default padding
