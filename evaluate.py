@@ -37,6 +37,7 @@ import argtypes
 import fileio
 from cam import CAM_THRESHOLD, NAMES, PROTOCOLS, threshold_grid
 from errors import UserError, run_main
+from dataflow.words import class_names
 from evaluation import network, report
 from evaluation.runner import build_predictor, evaluate_split, evaluators
 from runrecord import checkpoint_reference, dataset_problem, read_settings, resolve_checkpoint, settings_path
@@ -210,7 +211,8 @@ def write(args, inp, doc, result, vis_at):
                 labels=split.labels[idx].astype(np.int32), fc_bias=result["fc_bias"],
                 files=np.array([split.files[i] for i in idx]), gt_boxes=split.boxes[idx].astype(np.int32)))),
             ("--threshold-sweep", args.threshold_sweep and (lambda: report.write_sweep(args.threshold_sweep, doc))),
-            ("--vis", args.vis and (lambda: report.write_vis(args.vis, split, idx, vis_at, result, args.vis_scale)))]
+            ("--vis", args.vis and (lambda: report.write_vis(args.vis, split, idx, vis_at, result, args.vis_scale,
+                                                             class_names(args.data, split.wnids))))]
     failed, written = [], []
     for flag, job in jobs:
         if job:

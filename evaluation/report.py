@@ -109,14 +109,16 @@ def print_report(doc, timing, count):
           f"= {100 * post / forward:.1f}% of the forward pass")
 
 
-def write_vis(folder, split, indices, positions, result, scale):
-    """Figure 2 for the images at ``positions`` of the evaluated list (``indices[j]`` in the split)."""
+def write_vis(folder, split, indices, positions, result, scale, names=None):
+    """Figure 2 for the images at ``positions`` of the evaluated list (``indices[j]`` in the split);
+    ``names``: a readable name per class (dataflow.words.class_names), the wnids without."""
+    names = names or split.wnids
     panels = []
     for j in positions:
         i = int(indices[j])
         name = os.path.splitext(os.path.basename(split.files[i]))[0]
-        caption = (f"{name} gt {split.wnids[split.labels[i]]} top1 {split.wnids[result['top5'][j][0]]} "
-                   f"IoU {result['ious'][j]:.2f}")
+        caption = (f"{name}: {names[split.labels[i]]}\n"
+                   f"top-1 {names[result['top5'][j][0]]}, IoU {result['ious'][j]:.2f}")
         panel = vis.figure_panels(split.images[i], result["maps"][j], split.boxes[i],
                                   result["pred_boxes"][j], scale=scale, caption=caption)
         fileio.write_png(os.path.join(folder, f"{i:05d}_{name}.png"), panel)
