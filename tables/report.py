@@ -162,7 +162,9 @@ def claims_block(records, tablefmt="simple"):
     seeds = sorted({s for r in done for s in r["seeds"]})
     head = (f"Claims of the paper, tested (protocol {', '.join(protocols) or '-'}): ours = A - B in points, "
             f"its {paper.LEVEL}% bootstrap interval, paper = the paper's A - B")
-    lines = [f"interval: {paper.RESAMPLES} resamples of each cell's seeds and of the same "
+    paired = any(str(r.get("resampled", "")).startswith("seeds (paired") for r in done)
+    lines = [f"interval: {paper.RESAMPLES} resamples of the seeds ("
+             + ("the same seed drawn for both cells" if paired else "each cell's own") + ") and of the same "
              f"{'/'.join(map(str, images)) or '-'} validation images in both cells (docs/claims.md)"]
     table = tabulate(rows, headers=["claim", "A - B", "metric", "ours", f"{paper.LEVEL}% interval", "paper", "verdict"],
                      tablefmt=tablefmt, disable_numparse=True)
