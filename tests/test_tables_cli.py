@@ -3,6 +3,7 @@ pass-through after --, dry runs, --report-only, and one short end-to-end run of 
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -173,7 +174,7 @@ def test_incomplete_table_exits_nonzero_names_its_missing_runs_and_keeps_a_fulle
 # ---- end to end: run_table1.sh trains and evaluates two runs on generated data --------------
 
 @pytest.mark.slow
-def test_run_table1_end_to_end(tmp_path, table_data):
+def test_run_table1_end_to_end(tmp_path, table_data, capsys):
     data = table_data
     logs, res = tmp_path / "logs", tmp_path / "res"
     cmd = [os.path.join(REPO, "run_table1.sh"), "--data", str(data), "--logroot", str(logs),
@@ -200,3 +201,14 @@ def test_run_table1_end_to_end(tmp_path, table_data):
     assert again.returncode == 0, again.stdout + again.stderr
     assert "2 finished, 0 to evaluate, 0 to train" in again.stdout
     assert again.stdout.count("skip     r18-") == 2 and "train    r18" not in again.stdout
+
+    # issue 24 item 3: copied elsewhere (cp -r: new file times) and the original gone, the runs still count
+    def report_only(root):
+        rc = cli.main(["--table", "1", "--report-only", "--logroot", str(root), "--only", "r18-cam,r18-gr",
+                       "--results", str(tmp_path / "res-report")])
+        return rc, capsys.readouterr().out.replace(str(root), "LOGROOT")
+    original = report_only(logs)
+    shutil.copytree(logs, tmp_path / "copy", copy_function=shutil.copyfile)
+    shutil.rmtree(logs)
+    assert report_only(tmp_path / "copy") == original and original[0] == 0
+    assert "r18-gr-b256: " not in original[1] and f"{summary['top1_clas']:.2f}" in original[1]
