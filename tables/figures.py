@@ -94,7 +94,7 @@ def iou_scatter(result, stem, size=3.2):
         return []
     cols = min(3, len(pairs))
     rows = -(-len(pairs) // cols)
-    fig = Figure(figsize=(size * cols, size * rows + 0.4), dpi=100)
+    fig = Figure(figsize=(size * cols, size * rows + 0.5), dpi=100)
     for k, r in enumerate(pairs):
         ax = fig.add_subplot(rows, cols, k + 1)
         a, b = (_mean_ious(result, c) for c in r["cells"])
@@ -112,7 +112,7 @@ def iou_scatter(result, stem, size=3.2):
         ax.set(xlim=(0, 1), ylim=(0, 1), xlabel=f"IoU, {name_b}", ylabel=f"IoU, {name_a}")
         ax.set_title(f"{r['label']} ({len(files)} images)", fontsize=8)
         ax.tick_params(labelsize=7)
-    fig.suptitle("Per-image IoU (mean over seeds); dotted: the hit threshold 0.5", fontsize=8)
+    fig.suptitle("Per-image IoU, mean over seeds\n(dotted: the hit threshold 0.5)", fontsize=8)
     fig.tight_layout()
     return _render(fig, stem)
 

@@ -131,3 +131,16 @@ def test_hits_follow_the_protocol_rule_and_top1(tmp_path):
         assert got == protocol and files == ["val_0.JPEG", "val_1.JPEG", "val_2.JPEG"]
         assert hits["gt_known_loc"].tolist() == gt and hits["top1_clas"].tolist() == [1, 0, 1]
         assert hits["top1_loc"].tolist() == [g & c for g, c in zip(gt, [1, 0, 1])]
+
+
+def test_iou_scatter_of_each_compared_pair(tmp_path):
+    # issue 24 item 5: per image, A's IoU against B's (mean over seeds), as PNG and PDF
+    from tables import figures
+    res = table1(tmp_path, {"gr": {0: [1] * 60 + [0] * 40, 1: [1] * 40 + [0] * 60}, "cam": {0: [1] * 50 + [0] * 50}},
+                 seeds=(0, 1))
+    res["claims"] = paper.check_claims(res)
+    gr = figures._mean_ious(res, "r18-gr-b256")
+    assert len(gr) == 100 and gr["val_0.JPEG"] == 0.6 and gr["val_45.JPEG"] == 0.35 and gr["val_99.JPEG"] == 0.1
+    png, pdf = figures.iou_scatter(res, str(tmp_path / "iou"))
+    assert cv2.imread(png).shape[2] == 3 and open(pdf, "rb").read(5) == b"%PDF-"
+    assert figures.iou_scatter({"claims": [], "runs": {}}, str(tmp_path / "none")) == []
