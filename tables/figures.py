@@ -110,9 +110,10 @@ def iou_scatter(result, stem, size=3.2):
         ax.text(0.98, 0.02, f"{name_b} only: {int(np.sum((x > 0.5) & (y <= 0.5)))}", ha="right", fontsize=7,
                 transform=ax.transAxes)
         ax.set(xlim=(0, 1), ylim=(0, 1), xlabel=f"IoU, {name_b}", ylabel=f"IoU, {name_a}")
-        ax.set_title(f"{r['label']} ({len(files)} images)", fontsize=8)
+        ax.set_title(f"{r['label'].split(': ', 1)[1]} ({len(files)} images)", fontsize=8)
         ax.tick_params(labelsize=7)
-    fig.suptitle("Per-image IoU, mean over seeds\n(dotted: the hit threshold 0.5)", fontsize=8)
+    shared = sorted({r["label"].split(": ", 1)[0] for r in pairs})
+    fig.suptitle(f"Per-image IoU, mean over seeds; {', '.join(shared)}\n(dotted: the hit threshold 0.5)", fontsize=8)
     fig.tight_layout()
     return _render(fig, stem)
 
