@@ -13,7 +13,7 @@ and body, clipped to the image.  Since the head suffices, a CAM tends to light
 up the head alone and its box misses the body: the "most discriminative part"
 problem that Hide-and-Seek and GoogLeNet Resize address (paper sec. 1).
 
-Objects are placed and scaled at random (version 4): the length is
+Objects are placed and scaled at random (version 4; version 5 names the classes in words.txt): the length is
 log-uniform in ``OBJECT_LENGTH`` of the image's short side, any rotation, and
 the centre anywhere that leaves at most ``OUTSIDE`` of the object's width
 and height outside the image (the head may be cut off), so that no constant box fits many objects (the
