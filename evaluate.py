@@ -36,11 +36,12 @@ import tf_env  # noqa: F401  (before anything imports tensorflow)
 import argtypes
 import fileio
 from cam import CAM_THRESHOLD, NAMES, PROTOCOLS, threshold_grid
+from dataflow.words import class_names
 from errors import UserError, quiet_closed_stdout, run_main
 from evaluation import network, report
 from evaluation.runner import build_predictor, evaluate_split, evaluators
-from runrecord import (CHECKPOINT_NAME, DONE, SETTINGS, STATE_FILE, STATS, RunSettings, dataset_problem,
-                       read_settings, resolve_checkpoint, settings_path)
+from runrecord import (CHECKPOINT_NAME, DONE, SETTINGS, STATE_FILE, STATS, RunSettings, checkpoint_reference,
+                       dataset_problem, read_settings, resolve_checkpoint, settings_path)
 
 MAX_VIS_SCALE = 32      # a 64x64 image becomes 2048x2048 per panel; larger ran out of memory
 VIS_FILE = re.compile(r"^\d{5}_.*\.png$")   # report.write_vis's picture names
@@ -55,7 +56,7 @@ def parse_args(argv=None):
     p.add_argument("--load", required=True, type=argtypes.utf8_path,
                    help="checkpoint prefix (model-STEP), the 'checkpoint' file, or the training logdir")
     p.add_argument("--data", required=True, type=argtypes.data_root, help="Tiny ImageNet folder (with wnids.txt)")
-    p.add_argument("--protocol", choices=NAMES, default="authors",
+    p.add_argument("--protocol", choices=NAMES, default=report.DEFAULT_PROTOCOL,
                    help="protocol of the summary, the records and the pictures (all are computed): authors "
                         "(SN-ResNet's evaluation, default), paper (the paper's words), wsol (wsolevaluation)")
     p.add_argument("--split", choices=("val", "train"), default="val",
@@ -209,7 +210,7 @@ def evaluate(args, inp):
                  for name in NAMES}
     model = inp.model
     settings = {
-        "checkpoint": inp.prefix, "model_settings": inp.model_source, "data": os.path.abspath(args.data),
+        **checkpoint_reference(inp.prefix, args.json), "model_settings": inp.model_source, "data": os.path.abspath(args.data),
         "split": args.split, "num_images": len(inp.indices), "limit": args.limit, "holdout_per_class": inp.holdout,
         "holdout_images": inp.held_count, "depth": model.depth, "width_mult": model.width_mult,
         "final_stride": model.final_stride, "num_classes": model.num_classes,
@@ -236,7 +237,7 @@ def write(args, inp, doc, result, vis_at):
                 files=np.array([split.files[i] for i in idx]), gt_boxes=split.boxes[idx].astype(np.int32)))),
             ("--threshold-sweep", args.threshold_sweep and (lambda: report.write_sweep(args.threshold_sweep, doc))),
             ("--vis", args.vis and (lambda: report.write_vis(made(args.vis), split, idx, vis_at, result,
-                                                             args.vis_scale)))]
+                                                             args.vis_scale, class_names(args.data, split.wnids))))]
     failed, written = [], []
     for flag, job in jobs:
         if job:

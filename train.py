@@ -143,6 +143,8 @@ def prepare_logdir(settings, env, logdir, *, restart=False, adopt_settings=False
             runrecord.write_json(done, {"global_step": step, "epoch": t.epochs})
         print(f"{logdir}: training finished (global step {step}, epoch {t.epochs}); nothing to do")
         return None
+    if settings.machine:   # resumed on another machine: settings.json names both (runrecord.machine)
+        runrecord.note_machine(logdir, dict(settings.machine[-1], from_step=step))
     if os.path.exists(done):   # its final checkpoint was damaged: training continues
         os.remove(done)
     resume.trim_stats(logdir, step, start_epoch - 1)

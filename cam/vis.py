@@ -4,7 +4,7 @@ All images are uint8 BGR ``(H, W, 3)``.  Boxes are int ``[x0, y0, x1, y1]``
 inclusive; a box is drawn along the outer edge of its pixels, after an
 integer nearest-neighbour upscale (``scale``) so that 64 x 64 pixels stay
 visible.  Colours follow the paper's Figure 2 caption: ground truth blue,
-estimate green.  The heatmap uses matplotlib's cubehelix colour map, as the
+estimate green, each over a white edge (ours) so that it shows on any object.  The heatmap uses matplotlib's cubehelix colour map, as the
 authors' ``tensorpack.utils.viz.intensity_to_rgb`` default; the overlay is
 ``0.5 * image + 0.5 * heatmap`` as in their code (SN-ResNet ``codes/utils_loc.py``).
 """
@@ -15,6 +15,7 @@ from cam.protocols import CUBEHELIX
 
 GT_COLOR = (255, 0, 0)        # BGR blue: ground truth (paper Fig. 2)
 PRED_COLOR = (0, 255, 0)      # BGR green: estimate (paper Fig. 2)
+HALO_COLOR = (255, 255, 255)  # white edge of each box: a blue box still shows on a blue object (ours)
 BACKGROUND = (255, 255, 255)
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 
@@ -35,11 +36,15 @@ def upscale(image, scale):
     return np.repeat(np.repeat(image, scale, axis=0), scale, axis=1)
 
 
-def draw_box(image, box, color, scale=1, thickness=1):
-    """Draw inclusive ``box`` (original pixel units) on an image upscaled by ``scale``; in place, returns it."""
+def draw_box(image, box, color, scale=1, thickness=1, halo=HALO_COLOR):
+    """Draw inclusive ``box`` (original pixel units) on an image upscaled by ``scale``, in ``color`` over a
+    ``halo`` line one pixel wider on each side (None: none), so that it shows on an object of any colour;
+    in place, returns it."""
     x0, y0, x1, y1 = (int(v) for v in box)
-    cv2.rectangle(image, (x0 * scale, y0 * scale), ((x1 + 1) * scale - 1, (y1 + 1) * scale - 1),
-                  color, thickness)
+    corners = (x0 * scale, y0 * scale), ((x1 + 1) * scale - 1, (y1 + 1) * scale - 1)
+    if halo is not None:
+        cv2.rectangle(image, *corners, halo, thickness + 2)
+    cv2.rectangle(image, *corners, color, thickness)
     return image
 
 
@@ -69,10 +74,14 @@ def figure_panels(image, scoremap, gt_box, pred_box, scale=4, caption=None):
 
 
 def _text_strip(text, width, scale):
-    font_scale = max(0.3, 0.12 * scale)
-    (_, text_h), base = cv2.getTextSize(text, _FONT, font_scale, 1)
-    strip = np.full((text_h + base + 2 * scale, width, 3), BACKGROUND, dtype=np.uint8)
-    cv2.putText(strip, text, (scale, text_h + scale), _FONT, font_scale, (0, 0, 0), 1, cv2.LINE_AA)
+    """A white strip ``width`` wide with ``text`` in black, a line per ``\\n``, at least 12 pixels high."""
+    lines = text.split("\n")
+    font_scale = max(0.45, 0.12 * scale)
+    (_, text_h), base = cv2.getTextSize("Ag", _FONT, font_scale, 1)
+    step = text_h + base + 2
+    strip = np.full((step * len(lines) + 2 * scale, width, 3), BACKGROUND, dtype=np.uint8)
+    for k, line in enumerate(lines):
+        cv2.putText(strip, line, (scale, scale + text_h + k * step), _FONT, font_scale, (0, 0, 0), 1, cv2.LINE_AA)
     return strip
 
 

@@ -13,7 +13,7 @@ and body, clipped to the image.  Since the head suffices, a CAM tends to light
 up the head alone and its box misses the body: the "most discriminative part"
 problem that Hide-and-Seek and GoogLeNet Resize address (paper sec. 1).
 
-Objects are placed and scaled at random (version 4): the length is
+Objects are placed and scaled at random (version 4; version 5 names the classes in words.txt): the length is
 log-uniform in ``OBJECT_LENGTH`` of the image's short side, any rotation, and
 the centre anywhere that leaves at most ``OUTSIDE`` of the object's width
 and height outside the image (the head may be cut off), so that no constant box fits many objects (the
@@ -53,8 +53,10 @@ import fileio
 from dataflow import DataError
 from errors import raise_interrupt, run_main
 
-GENERATOR_VERSION = 4  # bump when the images change, so an old output is not taken as current
+GENERATOR_VERSION = 5  # bump when the output changes, so an old output is not taken as current (5: class names)
 HEAD_SHAPES = ("disc", "ring", "square", "triangle", "plus", "diamond")
+# Names of hues 0, 30, ... 330 degrees (OpenCV hue 0, 15, ... 165), for words.txt's class names.
+HUE_NAMES = ("red", "orange", "yellow", "lime", "green", "teal", "cyan", "azure", "blue", "violet", "magenta", "pink")
 # Some real Tiny ImageNet JPEGs are grayscale (about 2%); more here so that tiny sets have some.
 GRAY_EVERY = 16
 JPEG_QUALITY = 95  # high, so that JPEG blur does not move the object's edges
@@ -85,6 +87,12 @@ def _hsv_to_bgr(hue, sat, val):
     """BGR float32 (3,) of an OpenCV HSV colour (hue in degrees / 2, wrapped to [0, 180))."""
     hsv = np.uint8([[[int(round(hue)) % 180, int(round(sat)), int(round(val))]]])
     return cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0].astype(np.float32)
+
+
+def class_name(k, num_classes):
+    """``"red disc"``: the nearest hue name and the head shape of class ``k`` (words.txt, captions)."""
+    hue = 180.0 * k / num_classes   # OpenCV hue, as head_look
+    return f"{HUE_NAMES[int(round(hue / 15.0)) % len(HUE_NAMES)]} {HEAD_SHAPES[k % len(HEAD_SHAPES)]}"
 
 
 def head_look(k, num_classes):
@@ -234,7 +242,7 @@ def _write_all(out, settings):
     rng = np.random.default_rng(seed)
     wnids = [wnid_of(k) for k in range(classes)]
     _write_lines(os.path.join(out, "wnids.txt"), wnids)
-    words = [f"{w}\tsynthetic {head_look(k, classes)[1]} head, hue {k}/{classes}" for k, w in enumerate(wnids)]
+    words = [f"{w}\t{class_name(k, classes)}, synthetic, hue {k}/{classes}" for k, w in enumerate(wnids)]
     _write_lines(os.path.join(out, "words.txt"), words + [f"{w}\t{d}" for w, d in UNRELATED_WORDS])
 
     count = 0

@@ -21,6 +21,13 @@ from cam.maxboxacc import maxboxacc_v2
 from cam.protocols import whole_image_box
 
 
+# The protocol each table script's cells use: run_table1.sh / run_table2.sh --data evaluate with evaluate.py's
+# default, the demo with tables/__main__.py's DEMO_EVAL_ARGS (tests/test_evaluate_report.py checks both).
+DEFAULT_PROTOCOL = "authors"
+DEMO_PROTOCOL = "paper"
+TABLE_USE = {DEFAULT_PROTOCOL: "the tables on Tiny ImageNet (default)", DEMO_PROTOCOL: "make demo's table"}
+
+
 def protocol_entry(evaluator, cam_threshold, baselines, held=None, sweep=False):
     """One protocol's block of eval.json from its val evaluator (and its held-out one)."""
     entry = {"summary": evaluator.summary(cam_threshold), "baselines": baselines, "holdout": None,
@@ -71,13 +78,20 @@ def _table(rows, headers):
 
 
 def print_report(doc, timing, count):
+    """The headline (the chosen protocol named first), the protocol table with the rows the tables use
+    marked, the held-out thresholds, MaxBoxAccV2 and the speed."""
     chosen, protocols, settings = doc["protocol"], doc["protocols"], doc["settings"]
+    print(f"protocol {chosen} (--protocol), CAM threshold {settings['cam_threshold']:g}, "
+          f"{count} {settings['split']} images:")
     print(_table([(METRIC_TITLES[m], doc["summary"][m]) for m in METRICS], ("metric", "%")))
-    print(f"{count} {settings['split']} images, protocol {chosen}, CAM threshold {settings['cam_threshold']:g}")
+    if chosen != DEMO_PROTOCOL:
+        demo = protocols[DEMO_PROTOCOL]["summary"]
+        print(f"make demo's cells use protocol {DEMO_PROTOCOL} (the row marked below): "
+              + ", ".join(f"{METRIC_TITLES[m]} {demo[m]:.2f}" for m in METRICS[:3]))
     rows = [[name] + [protocols[name]["summary"][m] for m in METRICS]
-            + [protocols[name]["baselines"]["whole_image"], protocols[name]["baselines"]["best_fixed_box"]]
-            for name in NAMES]
-    print(_table(rows, ["protocol"] + [METRIC_TITLES[m] for m in METRICS] + ["whole image", "fixed box"]))
+            + [protocols[name]["baselines"]["whole_image"], protocols[name]["baselines"]["best_fixed_box"],
+               TABLE_USE.get(name, "")] for name in NAMES]
+    print(_table(rows, ["protocol"] + [METRIC_TITLES[m] for m in METRICS] + ["whole image", "fixed box", "used by"]))
     for name in NAMES:
         held = protocols[name]["holdout"]
         if held:
@@ -95,14 +109,16 @@ def print_report(doc, timing, count):
           f"= {100 * post / forward:.1f}% of the forward pass")
 
 
-def write_vis(folder, split, indices, positions, result, scale):
-    """Figure 2 for the images at ``positions`` of the evaluated list (``indices[j]`` in the split)."""
+def write_vis(folder, split, indices, positions, result, scale, names=None):
+    """Figure 2 for the images at ``positions`` of the evaluated list (``indices[j]`` in the split);
+    ``names``: a readable name per class (dataflow.words.class_names), the wnids without."""
+    names = names or split.wnids
     panels = []
     for j in positions:
         i = int(indices[j])
         name = os.path.splitext(os.path.basename(split.files[i]))[0]
-        caption = (f"{name} gt {split.wnids[split.labels[i]]} top1 {split.wnids[result['top5'][j][0]]} "
-                   f"IoU {result['ious'][j]:.2f}")
+        caption = (f"{name}: {names[split.labels[i]]}\n"
+                   f"top-1 {names[result['top5'][j][0]]}, IoU {result['ious'][j]:.2f}")
         panel = vis.figure_panels(split.images[i], result["maps"][j], split.boxes[i],
                                   result["pred_boxes"][j], scale=scale, caption=caption)
         fileio.write_png(os.path.join(folder, f"{i:05d}_{name}.png"), panel)

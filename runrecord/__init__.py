@@ -31,5 +31,6 @@ from runrecord.dataset import (dataset_fingerprint, dataset_problem, pixels_sha1
 from runrecord.settings import (DERIVED, NORMALIZE, RECIPES, ModelSettings, RunSettings,  # noqa: F401
                                 SpeedSettings, TrainSettings, add_flags, field_default, resolve_recipe)
 from runrecord.state import (CONFLICT, DONE, EVAL, EVALUATED, NEW, RESUMABLE, SETTINGS,  # noqa: F401
-                             STATS, TRAINED, eval_problem, is_finite, load_settings, read_eval, read_json,
+                             STATS, TRAINED, checkpoint_digest, checkpoint_reference, eval_problem,
+                             is_finite, load_settings, note_machine, read_eval, read_json,
                              read_settings, run_state, settings_path, write_json)

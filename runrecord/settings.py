@@ -223,6 +223,7 @@ class RunSettings:
     dataset: dict = field(default_factory=dict)   # dataset_fingerprint()
     git_commit: Optional[str] = None
     versions: dict = field(default_factory=dict)
+    machine: list = field(default_factory=list)   # runrecord.machine: where it trained (not compared)
 
     def __post_init__(self):
         self.validate()
@@ -263,7 +264,7 @@ class RunSettings:
         dataset.setdefault("holdout", 0)
         try:
             return cls(ModelSettings(**d["model"]), TrainSettings(**train), SpeedSettings(**speed),
-                       d.get("data"), dataset, d.get("git_commit"), d.get("versions", {}))
+                       d.get("data"), dataset, d.get("git_commit"), d.get("versions", {}), d.get("machine", []))
         except (KeyError, TypeError) as e:
             raise ValueError(f"settings: not train.py's settings.json layout ({e})") from None
 

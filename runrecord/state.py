@@ -5,12 +5,14 @@ RESUMABLE, TRAINED, EVALUATED or CONFLICT).  :func:`read_settings` and :func:`re
 are the one readers of settings.json and eval.json: each returns the document or the reason
 it cannot be used.
 """
+import hashlib
 import json
 import math
 import os
 
 import fileio
 from errors import UserError
+from runrecord.machine import add_segment
 from runrecord.checkpoints import CHECKPOINT_NAME, STATE_FILE, checkpoint_files
 from runrecord.settings import RunSettings
 
@@ -78,6 +80,41 @@ def load_settings(logdir_or_prefix):
         raise UserError(f"{path}: {e}") from None
 
 
+# --------------------------------------------------------------------------- eval.json's checkpoint
+
+def checkpoint_digest(prefix):
+    """sha256 hex of checkpoint ``prefix``'s ``.index`` file.  The index holds each tensor's
+    length and CRC32C (TensorFlow's tensor bundle), so the digest names the weights' content,
+    whatever folder the files are in."""
+    h = hashlib.sha256()
+    with open(prefix + ".index", "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def checkpoint_reference(prefix, eval_json=None):
+    """How eval.json names the checkpoint it evaluated: ``{"checkpoint": path, "checkpoint_sha256":
+    digest}``.  The path is relative to eval.json's folder (``model-276`` for a run's own eval.json),
+    so that the run folder stays valid when it is moved or copied; absolute without ``eval_json``."""
+    path = os.path.abspath(prefix)
+    if eval_json:
+        path = os.path.relpath(path, os.path.dirname(os.path.abspath(eval_json)))
+    return {"checkpoint": path, "checkpoint_sha256": checkpoint_digest(prefix)}
+
+
+def note_machine(logdir, record):
+    """Add this machine's ``record`` (runrecord.machine) to the logdir's settings.json if the run's
+    last segment trained elsewhere: a run resumed on another machine names both."""
+    path = os.path.join(logdir, SETTINGS)
+    doc, problem = read_settings(path)
+    if problem:
+        raise UserError(problem)
+    machines = add_segment(doc.get("machine"), record)
+    if machines != doc.get("machine"):
+        write_json(path, dict(doc, machine=machines))
+
+
 # --------------------------------------------------------------------------- state
 
 def _mtime(path):
@@ -110,27 +147,34 @@ def eval_problem(logdir):
     """None if eval.json is usable, else why not.
 
     Usable: newer than done.json, readable (:func:`read_eval`), written by evaluate.py for this
-    folder's newest checkpoint (not another run's) on the whole val split (no --limit).
+    folder's newest checkpoint (not another run's; named relative to the folder, and with the
+    content digest of :func:`checkpoint_reference`) on the whole val split (no --limit).
     """
     path = os.path.join(logdir, EVAL)
     ev, done = _mtime(path), _mtime(os.path.join(logdir, DONE))
     if ev is None:
         return "trained, not evaluated"
-    if ev < done:
-        return f"{EVAL} is older than {DONE}"
     doc, problem = read_eval(path)
     if problem:
         return problem.replace(path, EVAL)
     settings = doc.get("settings") if isinstance(doc.get("settings"), dict) else {}
+    if ev < done and "checkpoint_sha256" not in settings:   # with the digest, times do not matter (a copy)
+        return f"{EVAL} is older than {DONE}"
     checkpoint = settings.get("checkpoint")
     steps = checkpoint_files(logdir)
     newest = os.path.join(os.path.realpath(logdir), f"{CHECKPOINT_NAME}-{max(steps)}") if steps else None
     if not isinstance(checkpoint, str) or "limit" not in settings:
         return f"{EVAL} does not name its checkpoint and images (written by an older evaluate.py)"
-    if os.path.dirname(os.path.realpath(checkpoint)) != os.path.realpath(logdir):
-        return f"{EVAL} evaluates {checkpoint}, a checkpoint of another folder"
-    if newest and os.path.realpath(checkpoint) != newest:
+    path = os.path.realpath(os.path.join(logdir, checkpoint))   # relative to eval.json's folder; or absolute
+    if os.path.dirname(path) != os.path.realpath(logdir):
+        return f"{EVAL} evaluates {checkpoint}, a checkpoint of another folder" + (
+            " (an absolute path, as evaluate.py wrote before issue 24: a moved or copied run is evaluated "
+            "again)" if os.path.isabs(checkpoint) else "")
+    if newest and path != newest:
         return f"{EVAL} evaluates {os.path.basename(checkpoint)}, not the newest {os.path.basename(newest)}"
+    digest = settings.get("checkpoint_sha256")
+    if digest is not None and os.path.isfile(path + ".index") and digest != checkpoint_digest(path):
+        return f"{EVAL} evaluates another {os.path.basename(path)} than the one here (its sha256 differs)"
     if settings["limit"] is not None or settings.get("split", "val") != "val":
         return (f"{EVAL} covers {settings.get('num_images')} {settings.get('split')} images "
                 f"(--limit {settings['limit']}), not the whole val split")

@@ -161,9 +161,11 @@ CLAIMS = (
 
 
 def pair_label(claim, a, b):
-    """"R18: GR - CAM", "R18 GR: b32 - b256": what the two cells share, then what differs."""
+    """"R18 b256: GR - CAM", "R18 GR: b32 - b256": what the two cells share, then what differs; the batch
+    trained where it is not the paper's (the demo's): "R18 b32 (paper's b256): GR - CAM"."""
     def part(c, key):
-        return {"depth": f"R{c['depth']}", "method": METHOD_NAMES[c["method"]], "batch": f"b{c['batch']}"}[key]
+        batch = f"b{c['trained_batch']}" + ("" if c["trained_batch"] == c["batch"] else f" (paper's b{c['batch']})")
+        return {"depth": f"R{c['depth']}", "method": METHOD_NAMES[c["method"]], "batch": batch}[key]
     same = " ".join(part(a, k) for k in ("depth", "method", "batch") if k not in claim.a)
     return f"{same}: {' '.join(part(a, k) for k in claim.a)} - {' '.join(part(b, k) for k in claim.a)}"
 
@@ -196,16 +198,21 @@ def read_hits(path):
     return protocol, [r["file"] for r in recs], {k: v.astype(np.uint8) for k, v in hits.items()}
 
 
-def interval(a, b, resamples=RESAMPLES, seed=BOOTSTRAP_SEED):
+def interval(a, b, resamples=RESAMPLES, seed=BOOTSTRAP_SEED, paired_seeds=False):
     """95% percentile bootstrap interval (points) of ``mean(a) - mean(b)``, ``a``: ``(Sa, N)``, ``b``:
-    ``(Sb, N)`` 0/1 hits per seed on the same N images; paired image draw, seeds per cell (docs/claims.md).
+    ``(Sb, N)`` 0/1 hits per seed on the same N images; paired image draw, seeds per cell, or, with
+    ``paired_seeds`` (row k of a and of b trained with the same seed), one seed draw for both (docs/claims.md).
     The image draw is a multinomial over the hit patterns: the same distribution, at a cost independent of N."""
     rng = np.random.default_rng(seed)
     n = a.shape[1]
     patterns, counts = np.unique(np.vstack([a, b]).T, axis=0, return_counts=True)
     w = rng.multinomial(n, counts / n, size=resamples) / n               # (R, patterns)
     acc = [w @ patterns[:, :len(a)], w @ patterns[:, len(a):]]           # (R, S) per seed
-    pick = [np.take_along_axis(m, rng.integers(0, m.shape[1], size=m.shape), 1).mean(1) for m in acc]
+    if paired_seeds:
+        draw = rng.integers(0, len(a), size=acc[0].shape)
+        pick = [np.take_along_axis(m, draw, 1).mean(1) for m in acc]
+    else:
+        pick = [np.take_along_axis(m, rng.integers(0, m.shape[1], size=m.shape), 1).mean(1) for m in acc]
     tail = (100 - LEVEL) / 2
     lo, hi = np.percentile(100 * (pick[0] - pick[1]), [tail, 100 - tail])
     return float(lo), float(hi)
@@ -255,12 +262,13 @@ def check_instance(claim, a, b, result, cache):
             rows.append(h[a["metric"]][[pos[f] for f in common]])
         return np.array(rows, dtype=np.float64)
     xa, xb = matrix(ha), matrix(hb)
-    lo, hi = interval(xa, xb)
     one = min(len(ha), len(hb)) == 1
+    paired = not one and sorted(ha) == sorted(hb)   # seed s of A and of B: the same initial weights and order
+    lo, hi = interval(xa, xb, paired_seeds=paired)
     return dict(rec, difference=round(100 * (xa.mean() - xb.mean()), 2), interval=[round(lo, 2), round(hi, 2)],
                 verdict=verdict(lo, hi, claim.direction), images=len(common), protocol=protocols.pop(),
                 resampled="images only (one seed in a cell: the seed spread is not in the interval)" if one
-                else "seeds and images")
+                else "seeds (paired: the same seeds in both cells) and images" if paired else "seeds and images")
 
 
 def check_claims(result):

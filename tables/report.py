@@ -2,20 +2,17 @@
 the claims' forest plot and the paper's Figure 2 across methods (docs/tables.md, docs/claims.md)."""
 import csv
 import io
+import json
 import os
-import re
 
-import cv2
-import numpy as np
 from tabulate import tabulate
 
 import fileio
-from cam import vis
 from cam.metrics import METRIC_TITLES
-from tables import paper
+from tables import figures, paper
+from tables.figures import one_per
 from tables.executor import show
 from tables.paper import LAYOUTS, MISSING, fmt_stat
-from tables.runs import FIGURE_DIR
 
 METRIC_CHOICES = ("paper", "wsol2020", "all")
 CSV_FIELDS = ("table", "run", "seed", "folder", "depth", "method", "batch", "trained_batch", "metric",
@@ -28,9 +25,6 @@ EFFECT_COLUMNS = (("authors_vs_paper.gt_known_loc", "GT-known: authors-paper"),
                   ("paper_vs_wsol.top1_loc", "Top-1 Loc: paper-wsol"))
 DEMO_BANNER = ("DEMO on synthetic data with a narrow net and a short schedule: "
                "these numbers do not compare with the paper's.")
-PANEL = re.compile(r"^\d{5}_.+\.png$")   # evaluate.py --vis: one panel per image, {index:05d}_{name}.png
-LABEL_HEIGHT = 28   # pixels of Figure 2's column headers
-COLOURS = {"supported": "tab:green", "contradicted": "tab:red", "inconclusive": "tab:grey"}
 
 
 def _extra(result):
@@ -50,21 +44,23 @@ def grid(result):
     return [headers[i] for i in keep], [[r[i] for i in keep] for r in rows if not set(r[:n]) & set(cut)]
 
 
-def _one_per(items, key):
-    """The first item of each value of ``key``, in order: one (depth, method, batch) per cell (``"run"``)."""
-    seen = {}
-    for x in items:
-        seen.setdefault(x[key], x)
-    return list(seen.values())
-
-
 def side_table(result, columns):
     """(headers, rows): a row per cell with any of ``columns`` ((key, header)), a column each; None if none."""
     extra = _extra(result)
     rows = [[f"ResNet{c['depth']}", paper.METHOD_NAMES[c["method"]], str(c["trained_batch"])]
-            + [fmt_stat(extra(c["run"], k)) for k, _ in columns] for c in _one_per(result["cells"], "run")]
+            + [fmt_stat(extra(c["run"], k)) for k, _ in columns] for c in one_per(result["cells"], "run")]
     rows = [r for r in rows if any(v != MISSING for v in r[3:])]
     return (["Depth", "Method", "Batch"] + [h for _, h in columns], rows) if rows else None
+
+
+def machines_of(result):
+    """``{machine description: [run names]}`` of the runs with a result (settings.json ``machine``)."""
+    out = {}
+    for name, r in result["runs"].items():
+        if r["status"] == "ok":
+            for m in r.get("machines") or ["a machine not recorded (settings.json before issue 24)"]:
+                out.setdefault(m, []).append(name)
+    return out
 
 
 def header_lines(result):
@@ -75,6 +71,9 @@ def header_lines(result):
              f"; held-out training images per class: {info.get('holdout') or 0}",
              f"seeds: {', '.join(map(str, seeds))}"
              + ("; cells show mean±std (sample std) over the seeds" if len(seeds) > 1 else "")]
+    machines = machines_of(result)
+    for m, names in machines.items():   # training is bit-identical on one machine only (docs/reproducibility.md)
+        lines.append(f"trained on {m}: " + (f"{len(names)} run(s)" if len(machines) == 1 else ", ".join(names)))
     if len(result["protocols"]) > 1:
         lines.append("WARNING: the runs were evaluated under different protocols; cells mix them")
     return lines
@@ -170,14 +169,16 @@ def claims_block(records, tablefmt="simple"):
     seeds = sorted({s for r in done for s in r["seeds"]})
     head = (f"Claims of the paper, tested (protocol {', '.join(protocols) or '-'}): ours = A - B in points, "
             f"its {paper.LEVEL}% bootstrap interval, paper = the paper's A - B")
-    lines = [f"interval: {paper.RESAMPLES} resamples of each cell's seeds and of the same "
+    paired = any(str(r.get("resampled", "")).startswith("seeds (paired") for r in done)
+    lines = [f"interval: {paper.RESAMPLES} resamples of the seeds ("
+             + ("the same seed drawn for both cells" if paired else "each cell's own") + ") and of the same "
              f"{'/'.join(map(str, images)) or '-'} validation images in both cells (docs/claims.md)"]
     table = tabulate(rows, headers=["claim", "A - B", "metric", "ours", f"{paper.LEVEL}% interval", "paper", "verdict"],
                      tablefmt=tablefmt, disable_numparse=True)
     if seeds and min(seeds) == 1:
         lines.append("ONE SEED in a cell: its intervals cover the sampling of the validation images only, "
                      "not the seed-to-seed spread; run more seeds (--seeds N) for that")
-    lines += [f"{r['claim']}: \"{r['sentence']}\" ({r['section']})" for r in _one_per(records, "claim")]
+    lines += [f"{r['claim']}: \"{r['sentence']}\" ({r['section']})" for r in one_per(records, "claim")]
     return head, table, lines
 
 
@@ -197,17 +198,43 @@ def csv_rows(result):
                          "status": status})
     for c in result["cells"]:
         emit(c, c["metric"], c, c["paper"], c["diff"])
-    for c in _one_per(result["cells"], "run"):
+    for c in one_per(result["cells"], "run"):
         for key, st in result["extra"].get(c["run"], {}).items():
             emit(c, key, st)
     return rows
 
 
-def write(result, out_dir):
-    """Save ``table{N}.json`` (everything), ``.csv``, ``.md``, ``table{N}-claims.png`` and, if a run has
-    panels, ``table{N}-figure2.png``; their paths."""
-    os.makedirs(out_dir, exist_ok=True)
+def ok_runs(result):
+    """The names of the runs with a usable result."""
+    return {name for name, r in result["runs"].items() if r["status"] == "ok"}
+
+
+def missing_runs(result, names):
+    """``[(name, why)]`` of the runs ``names`` without a usable result (the reason collect recorded)."""
+    runs = result["runs"]
+    return [(n, "FAILED: " + runs[n].get("message", "") if runs[n]["status"] == "failed"
+             else runs[n].get("message") or "no result") for n in names if runs[n]["status"] != "ok"]
+
+
+def stem_for(result, out_dir):
+    """``(stem, kept)``: where to write, and the earlier ``table{N}.json`` kept (or None).  A result that
+    lacks a run the earlier one had is written as ``table{N}-incomplete.*``: a fuller result is never
+    replaced by a poorer one (an unreadable earlier file is replaced)."""
     stem = os.path.join(out_dir, f"table{result['table']}")
+    try:
+        with open(stem + ".json", encoding="utf-8") as f:
+            earlier = {name for name, r in json.load(f)["runs"].items() if r["status"] == "ok"}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return stem, None
+    return (stem + "-incomplete", stem + ".json") if earlier - ok_runs(result) else (stem, None)
+
+
+def write(result, out_dir):
+    """Save ``table{N}.json`` (everything), ``.csv``, ``.md``, the claims' figures and, if a run has
+    panels, ``table{N}-figure2.png`` (:func:`stem_for` picks ``table{N}`` or ``table{N}-incomplete``);
+    ``(their paths, the earlier table{N}.json kept or None)``."""
+    os.makedirs(out_dir, exist_ok=True)
+    stem, kept = stem_for(result, out_dir)
     md = render(result, markdown=True)
     fileio.write_json(stem + ".json", result)
     buf = io.StringIO(newline="")
@@ -218,75 +245,5 @@ def write(result, out_dir):
     fileio.write_text(stem + ".md", md)
     title = f"Table {result['table']}: the paper's claims, ours and the paper's A - B"
     title = "[DEMO] " + title if result["demo"] else not_the_papers(result) + title
-    fileio.write_png(stem + "-claims.png", claims_plot(result["claims"], title))
-    return [stem + ".json", stem + ".csv", stem + ".md", stem + "-claims.png"] + figure2(result, stem + "-figure2.png")
-
-
-def claims_plot(records, title, width=1000):
-    """Forest plot, uint8 BGR: a row per computed instance, ours with its interval, the paper's A - B."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    done = [r for r in records if r.get("difference") is not None]
-    fig = Figure(figsize=(width / 100, (120 + 26 * max(1, len(done))) / 100), dpi=100)
-    canvas = FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    ys = np.arange(len(done))[::-1]
-    for y, r in zip(ys, done):
-        lo, hi = r["interval"]
-        ax.errorbar(r["difference"], y, xerr=[[r["difference"] - lo], [hi - r["difference"]]], fmt="o",
-                    color=COLOURS[r["verdict"]], capsize=3)
-        ax.plot(r["paper_difference"], y, "D", mfc="none", mec="black")
-    for verdict_name, colour in COLOURS.items():
-        ax.errorbar([], [], xerr=[], fmt="o", color=colour, label=f"ours, {verdict_name}")
-    ax.plot([], [], "D", mfc="none", mec="black", label="paper")
-    ax.axvline(0, color="black", lw=0.8)
-    ax.set_yticks(ys, [f"{r['claim']}  {r['label']}  {METRIC_TITLES[r['metric']]}" for r in done], fontsize=8)
-    ax.set_ylim(-0.8, len(done) - 0.2)
-    ax.set_xlabel(f"A - B, points ({paper.LEVEL}% bootstrap interval over seeds and images)")
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
-    fig.tight_layout()
-    canvas.draw()
-    return cv2.cvtColor(np.asarray(canvas.buffer_rgba()), cv2.COLOR_RGBA2BGR)
-
-
-def panels_of(folder):
-    """{file name: BGR image} of the per-image panels in an ``evaluate.py --vis`` folder."""
-    try:
-        names = sorted(n for n in os.listdir(folder) if PANEL.match(n))
-    except OSError:
-        return {}
-    images = {n: cv2.imread(os.path.join(folder, n), cv2.IMREAD_COLOR) for n in names}
-    return {n: img for n, img in images.items() if img is not None}
-
-
-def label(text, width, height=LABEL_HEIGHT):
-    """A white ``(height, width, 3)`` uint8 tile with ``text`` in black."""
-    tile = np.full((height, width, 3), vis.BACKGROUND, dtype=np.uint8)
-    cv2.putText(tile, text, (4, height - 9), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
-    return tile
-
-
-def figure2(result, path):
-    """Write the paper's Figure 2 across methods to ``path``: rows the same validation images, columns the
-    runs of the first seed, one block per depth; ``[path]``, or ``[]`` if no run has panels."""
-    first = result["seeds"][0]
-    runs = {(r["cell"], r["seed"]): r for r in result["runs"].values() if r["status"] == "ok"}
-    columns = [(c["depth"], f"ResNet{c['depth']} {paper.METHOD_NAMES[c['method']]} b{c['trained_batch']}",
-                panels_of(os.path.join(runs[(c["run"], first)]["logdir"], FIGURE_DIR)))
-               for c in _one_per(result["cells"], "run") if (c["run"], first) in runs]
-    columns = [c for c in columns if c[2]]
-    if not columns:
-        return []
-    shape = next(iter(columns[0][2].values())).shape
-    blank = np.full(shape, vis.BACKGROUND, dtype=np.uint8)   # a column without an image: rows stay aligned
-    blocks = []
-    for depth in sorted({d for d, _, _ in columns}, reverse=True):
-        cols = [c for c in columns if c[0] == depth]
-        names = sorted(set().union(*(c[2] for c in cols)))
-        blocks += [vis.grid([label(h, shape[1]) for _, h, _ in cols], columns=len(cols)),
-                   vis.grid([c[2].get(n, blank) for n in names for c in cols], columns=len(cols))]
-    width = max(b.shape[1] for b in blocks)
-    blocks = [np.pad(b, ((0, 0), (0, width - b.shape[1]), (0, 0)), constant_values=255) for b in blocks]
-    fileio.write_png(path, np.concatenate(blocks, axis=0))
-    return [path]
+    return ([stem + ".json", stem + ".csv", stem + ".md"] + figures.claims_plot(result["claims"], title, stem + "-claims")
+            + figures.iou_scatter(result, stem + "-iou") + figures.figure2(result, stem + "-figure2.png"), kept)

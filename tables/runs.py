@@ -17,6 +17,7 @@ from cam import METRICS
 from errors import UserError
 from runrecord import CONFLICT, EVALUATED, NEW, RESUMABLE, TRAINED  # noqa: F401 (the states)
 from runrecord.command import Machine, command_settings
+from runrecord.machine import describe as describe_machine
 from tables import schedule
 from tables.paper import LAYOUTS, METRICS as PAPER_METRICS
 
@@ -256,6 +257,8 @@ def run_entry(run, state, reason, outcome):
     """What the result keeps of one run: status ok / missing / failed, its values and protocol."""
     entry = {"cell": run.config.cell, "seed": run.config.seed, "logdir": run.logdir,
              "eval_json": run.eval_json, "status": "missing", "values": None, "protocol": None}
+    doc, _ = runrecord.read_settings(os.path.join(run.logdir, runrecord.SETTINGS))
+    entry["machines"] = [describe_machine(m) for m in (doc or {}).get("machine") or []]   # [] before issue 24
     if outcome is not None and outcome.status == "failed":
         entry.update(status="failed", message=outcome.message, log=outcome.log)
     elif state == EVALUATED:

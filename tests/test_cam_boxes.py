@@ -212,6 +212,12 @@ def test_figure_panels_draw_boxes_in_the_right_place(tmp_path):
     assert tuple(panel[0, 0]) == vis.GT_COLOR                      # gt box outlines the whole image
     assert tuple(panel[2, 4]) == vis.PRED_COLOR                    # estimate starts at pixel (2, 1) * 2
     assert tuple(panel[2 * 4 - 1, 2 * 7 - 1]) == vis.PRED_COLOR    # and ends at (6, 3) inclusive
+    # issue 24: the blue ground truth vanished on a blue object; a white edge now surrounds each box
+    blue = np.full((6, 10, 3), vis.GT_COLOR, np.uint8)
+    boxed = vis.figure_panels(blue, scoremap, [2, 2, 7, 4], [2, 2, 7, 4], scale=2)
+    assert tuple(boxed[4, 3]) == tuple(boxed[3, 8]) == vis.HALO_COLOR != vis.GT_COLOR   # just outside the box
+    two_lines = vis.figure_panels(image, scoremap, [0, 0, 9, 5], [2, 1, 6, 3], scale=2, caption="x\ny")
+    assert two_lines.shape[0] > panel.shape[0] >= 6 * 2 + 12                # a caption line per \n, legible
     out = tmp_path / "grid.png"
     fileio.write_png(str(out), vis.grid([panel, panel, panel], columns=2))
     assert cv2.imread(str(out)).shape[:2] == (2 * (panel.shape[0] + 8) + 8, 2 * (panel.shape[1] + 8) + 8)

@@ -68,9 +68,21 @@ def test_seed_spread_widens_the_interval(tmp_path):
     # Seeds resampled: both draws seed 1 with probability 1/4 > 2.5%, a difference of 0: inconclusive.
     res = table1(tmp_path, {"gr": {0: [1] * 100, 1: [0] * 100}}, seeds=(0, 1))
     r = find(paper.check_claims(res), "t1-gr>cam")
-    assert r["difference"] == 50.0 and r["seeds"] == [2, 2] and r["resampled"] == "seeds and images"
+    assert r["difference"] == 50.0 and r["seeds"] == [2, 2] and r["resampled"].startswith("seeds (paired")
     assert r["interval"][0] == 0.0 and r["verdict"] == "inconclusive"
     assert "ONE SEED" not in report.render(res)
+
+
+def test_paired_seeds_remove_what_a_seed_shares_across_methods(tmp_path):
+    # issue 24: seed s of GR and of CAM start from the same weights and see the images in the same order.
+    # Here seed 0 is a good draw for both (GR 80, CAM 60 hits of 100) and seed 1 a bad one (GR 40, CAM
+    # 20): GR - CAM is +20 with either seed.  Drawn apart, GR's seed 1 against CAM's seed 0 gives -20.
+    gr, cam = {0: [1] * 80 + [0] * 20, 1: [1] * 40 + [0] * 60}, {0: [1] * 60 + [0] * 40, 1: [1] * 20 + [0] * 80}
+    a, b = (np.array([v[s] for s in (0, 1)], dtype=np.float64) for v in (gr, cam))
+    apart, paired = paper.interval(a, b), paper.interval(a, b, paired_seeds=True)
+    assert apart[0] < 0 < 10 < paired[0] and paired[1] - paired[0] < (apart[1] - apart[0]) / 2
+    r = find(paper.check_claims(table1(tmp_path, {"gr": gr, "cam": cam}, seeds=(0, 1))), "t1-gr>cam")
+    assert r["interval"] == [round(v, 2) for v in paired] and r["verdict"] == "supported"
 
 
 def test_one_seed_table_says_its_interval_ignores_seeds(tmp_path):
@@ -84,7 +96,7 @@ def test_one_seed_table_says_its_interval_ignores_seeds(tmp_path):
 
 def test_written_json_md_png_and_demo_rows(tmp_path):
     res = table1(tmp_path / "logs", {"gr": {0: [1] * 70 + [0] * 30}}, demo=True)
-    paths = report.write(res, str(tmp_path / "out"))
+    paths, _ = report.write(res, str(tmp_path / "out"))
     png = str(tmp_path / "out" / "table1-claims.png")
     assert png in paths
     img = cv2.imread(png)
@@ -119,3 +131,16 @@ def test_hits_follow_the_protocol_rule_and_top1(tmp_path):
         assert got == protocol and files == ["val_0.JPEG", "val_1.JPEG", "val_2.JPEG"]
         assert hits["gt_known_loc"].tolist() == gt and hits["top1_clas"].tolist() == [1, 0, 1]
         assert hits["top1_loc"].tolist() == [g & c for g, c in zip(gt, [1, 0, 1])]
+
+
+def test_iou_scatter_of_each_compared_pair(tmp_path):
+    # issue 24 item 5: per image, A's IoU against B's (mean over seeds), as PNG and PDF
+    from tables import figures
+    res = table1(tmp_path, {"gr": {0: [1] * 60 + [0] * 40, 1: [1] * 40 + [0] * 60}, "cam": {0: [1] * 50 + [0] * 50}},
+                 seeds=(0, 1))
+    res["claims"] = paper.check_claims(res)
+    gr = figures._mean_ious(res, "r18-gr-b256")
+    assert len(gr) == 100 and gr["val_0.JPEG"] == 0.6 and gr["val_45.JPEG"] == 0.35 and gr["val_99.JPEG"] == 0.1
+    png, pdf = figures.iou_scatter(res, str(tmp_path / "iou"))
+    assert cv2.imread(png).shape[2] == 3 and open(pdf, "rb").read(5) == b"%PDF-"
+    assert figures.iou_scatter({"claims": [], "runs": {}}, str(tmp_path / "none")) == []

@@ -3,7 +3,6 @@
 import os
 import re
 
-import pytest
 
 from tests.conftest import REPO
 

@@ -11,7 +11,10 @@ import numpy as np
 import pytest
 
 import tf_env  # noqa: F401
+import evaluate
 from cam import METRICS, iou
+from evaluation import report as eval_report
+from tables import __main__ as tables_cli
 from tests.conftest import SMALL, evaluate_in_process, expect_error, printed_summary, run_script, save_random_model
 
 
@@ -95,14 +98,24 @@ def test_json_cams_vis_and_sweep(run_checkpoint, tiny_data, tmp_path, capsys):
 
 
 def test_protocol_choice_is_the_same_pass(run_checkpoint, tiny_data, tmp_path, capsys):
-    reports = {}
+    reports, printed = {}, {}
     for protocol in ("authors", "paper", "wsol"):
         path = tmp_path / f"{protocol}.json"
-        code, stdout, err = evaluate_in_process(["--load", run_checkpoint, "--data", tiny_data, "--protocol",
-                                                 protocol, "--json", str(path)], capsys)
+        code, printed[protocol], err = evaluate_in_process(["--load", run_checkpoint, "--data", tiny_data,
+                                                            "--protocol", protocol, "--json", str(path)], capsys)
         assert code == 0, err
         reports[protocol] = json.loads(path.read_text())
-        check_report(stdout, reports[protocol])
+        check_report(printed[protocol], reports[protocol])
+        # issue 24 item 4: the protocol is named before the numbers; the demo's numbers are said when they differ
+        assert printed[protocol].splitlines()[0].startswith(f"protocol {protocol} (--protocol), CAM threshold 0.2")
+        assert ("make demo's cells use protocol paper" in printed[protocol]) == (protocol != "paper")
+        marked = [l for l in printed[protocol].splitlines() if "make demo's table" in l]
+        assert len(marked) == 1 and marked[0].startswith("| paper ")
+    demo = reports["paper"]["summary"]
+    assert f"GT-known Loc {demo['gt_known_loc']:.2f}, Top-1 Loc {demo['top1_loc']:.2f}" in printed["authors"]
+    # the marks say what the table scripts do: the demo's DEMO_EVAL_ARGS, evaluate.py's default elsewhere
+    assert tables_cli.DEMO_EVAL_ARGS == ["--protocol", eval_report.DEMO_PROTOCOL]
+    assert evaluate.parse_args(["--load", "x", "--data", tiny_data]).protocol == eval_report.DEFAULT_PROTOCOL
     # every run computed every protocol: the blocks agree whichever protocol was chosen
     assert reports["authors"]["protocols"] == reports["paper"]["protocols"] == reports["wsol"]["protocols"]
     assert reports["authors"]["wsol2020"] == reports["wsol"]["wsol2020"]
@@ -172,7 +185,7 @@ def test_quiet_evaluation_prints_the_answer_only(run_checkpoint, tiny_data):
     assert quiet.returncode == 0, quiet.stderr[-2000:]
     log = [l for l in quiet.stdout.splitlines() if l.startswith("[")]   # tensorpack's INFO lines
     answer = [l for l in quiet.stdout.splitlines() if not l.startswith("[")]
-    assert len(answer) == 15 and answer[0].startswith("| metric"), quiet.stdout   # 2 tables, 3 lines
+    assert len(answer) == 16 and answer[0].startswith("protocol authors"), quiet.stdout   # 2 tables, 4 lines
     assert len(log) <= 3 and all("decoding" in l or "split:" in l or "Restoring" in l for l in log), log
     assert [l for l in quiet.stderr.splitlines() if l.strip() and "evaluating" not in l and "decoding" not in l] == []
     loud = run_script("evaluate.py", "--load", run_checkpoint, "--data", tiny_data, "--verbose")

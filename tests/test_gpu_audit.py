@@ -101,7 +101,6 @@ def fp16_rewritten(graph, monkeypatch):
     """``graph`` after grappler's fp16 pass (``--amp``'s ``auto_mixed_precision``), run on the CPU as on a
     GPU (TF_AUTO_MIXED_PRECISION_GRAPH_REWRITE_SIMULATE_GPU, tensorflow/core/grappler/optimizers/
     auto_mixed_precision.cc), with the other passes off: a GraphDef."""
-    from tensorflow.core.protobuf import rewriter_config_pb2
     from tensorflow.python.grappler import tf_optimizer
     monkeypatch.setenv("TF_AUTO_MIXED_PRECISION_GRAPH_REWRITE_SIMULATE_GPU", "1")
     with graph.as_default():

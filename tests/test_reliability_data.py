@@ -107,7 +107,7 @@ def test_stale_temporaries_of_dead_writers_are_removed(tmp_path):
     """Item 11: kill -9 during an atomic write left .NAME.XXXX.tmp for good (a whole split for the cache)."""
     owner = fileio._owner().rsplit("-", 1)[0]
     dead, alive = f"{owner}-{_dead_pid()}", f"{owner}-{os.getpid()}"
-    for name in (f".eval.json.{dead}.ab_12cd3.tmp", f".eval.json.{alive}.zz9.tmp", f".eval.json.otherhost-1.x.tmp",
+    for name in (f".eval.json.{dead}.ab_12cd3.tmp", f".eval.json.{alive}.zz9.tmp", ".eval.json.otherhost-1.x.tmp",
                  f".tinyimagenet-val-0123abcd-key-sum.npy.{dead}.q1.tmp"):
         (tmp_path / name).write_text("partial")
     fileio.write_json(str(tmp_path / "eval.json"), {})

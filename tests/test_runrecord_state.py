@@ -1,5 +1,6 @@
 """runrecord/checkpoints.py and state.py: checkpoint lookup and damage, run state, which eval.json counts, file modes."""
 import os
+import shutil
 import time
 
 import numpy as np
@@ -93,7 +94,8 @@ def test_run_state(tmp_path):
     assert runrecord.run_state(logdir, s)[0] == runrecord.EVALUATED
     runrecord.write_json(eval_json, {"summary": {"top1_loc": float("nan")}, "settings": mine})
     assert runrecord.run_state(logdir, s) == (runrecord.TRAINED, "eval.json has a non-finite metric (top1_loc)")
-    os.utime(eval_json, (1, 1))
+    runrecord.write_json(eval_json, {"summary": {"top1_loc": 1.5}, "settings": mine})
+    os.utime(eval_json, (1, 1))   # without the checkpoint's digest, the file times decide
     assert runrecord.run_state(logdir, s) == (runrecord.TRAINED, "eval.json is older than done.json")
 
 
@@ -122,6 +124,31 @@ def test_eval_json_counts_only_for_this_runs_newest_checkpoint_on_all_of_val(tmp
     runrecord.write_json(path, {"summary": {"top1_loc": 1.5}, "settings": ev})
     os.utime(path, (time.time() + 5,) * 2)
     assert reason in runrecord.eval_problem(logdir)
+
+
+def test_a_run_folder_stays_valid_when_copied_and_knows_its_checkpoint_by_content(tmp_path):
+    # issue 24 item 3: eval.json named its checkpoint by absolute path, so a copied run's table cell was "—"
+    logdir = str(tmp_path / "run")
+    os.makedirs(logdir)
+    prefix = save(logdir, 6)
+    path = os.path.join(logdir, runrecord.EVAL)
+    ev = dict(runrecord.checkpoint_reference(prefix, path), split="val", limit=None, num_images=12)
+    assert ev["checkpoint"] == "model-6" and len(ev["checkpoint_sha256"]) == 64
+    runrecord.write_json(os.path.join(logdir, runrecord.DONE), {"global_step": 6, "epoch": 1})
+    runrecord.write_json(path, {"summary": {"top1_loc": 1.5}, "settings": ev})
+    for name, copy in (("rsync", shutil.copy2), ("cp", shutil.copyfile)):   # with and without the file times
+        shutil.copytree(logdir, tmp_path / name, copy_function=copy)
+        os.utime(tmp_path / name / runrecord.EVAL, (1, 1))                   # even older than done.json
+        assert runrecord.eval_problem(str(tmp_path / name)) is None
+    for f in os.listdir(logdir):   # retrained: another model-6, same name, other weights
+        if f.startswith("model-6"):
+            os.remove(os.path.join(logdir, f))
+    save(logdir, 6, size=8)
+    assert "sha256 differs" in runrecord.eval_problem(logdir)
+    shutil.rmtree(tmp_path / "cp")   # an absolute path (evaluate.py before issue 24) names another folder
+    ev["checkpoint"] = str(tmp_path / "rsync" / "model-6")
+    runrecord.write_json(path, {"summary": {"top1_loc": 1.5}, "settings": ev})
+    assert "a checkpoint of another folder (an absolute path" in runrecord.eval_problem(logdir)
 
 
 # --------------------------------------------------------------------------- file writes

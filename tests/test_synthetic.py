@@ -29,6 +29,11 @@ def test_layout(tiny_data):
     assert len(wnids) == TINY["classes"] and all(re.fullmatch(r"n\d{8}", w) for w in wnids)
     words = dict(_lines(os.path.join(tiny_data, "words.txt")))
     assert set(wnids) < set(words)  # every class, plus unrelated lines as in the real file
+    # readable class names for captions (issue 24): "red disc", from words.txt's first comma part
+    from dataflow.synthetic import class_name
+    from dataflow.words import class_names
+    assert class_names(tiny_data, wnids) == [class_name(k, len(wnids)) for k in range(len(wnids))]
+    assert class_names(tiny_data, wnids)[0] == "red disc" and class_names("/nonexistent", wnids) == wnids
 
     for w in wnids:
         rows = _lines(os.path.join(tiny_data, "train", w, f"{w}_boxes.txt"))

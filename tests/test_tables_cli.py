@@ -3,6 +3,7 @@ pass-through after --, dry runs, --report-only, and one short end-to-end run of 
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -66,7 +67,7 @@ def test_refused_invocation_writes_nothing(tmp_path, table_data):
     run = rs.make_runs(rs.select(rs.table_configs(1), "r18-cam"), data=table_data, logroot=str(logs),
                        train_args=["--epochs", "2"], expectation=Expectation(table_data, 0))[0]
     write_eval(run.logdir, 50.0, 25.0, 40.0, settings=run.expected)
-    assert cli.main(["--table", "1", "--report-only", "--logroot", str(logs), "--results", str(res)]) == 0
+    assert cli.main(["--table", "1", "--report-only", "--logroot", str(logs), "--results", str(res)]) == cli.INCOMPLETE
     before = {p: (res / p).read_bytes() for p in os.listdir(res)}
     for other in (["--", "--epochs", "3"], ["--", "--epochs", "2", "--no-such-flag"]):
         with pytest.raises(UserError, match="nothing was run"):   # other settings than the finished run's
@@ -147,22 +148,40 @@ def test_demo_depths_and_seeds_from_demo_module(tmp_path, capsys, monkeypatch):
     rc = cli.main(["--table", "1", "--demo", "--report-only", "--logroot", str(tmp_path / "logs"),
                    "--results", str(tmp_path / "res"), "--seeds", "1"])
     out = capsys.readouterr().out
-    assert rc == 0 and "ResNet34" not in out.split("seeds:")[0] and "not run here: ResNet34" in out
+    assert rc == cli.INCOMPLETE and "ResNet34" not in out.split("seeds:")[0] and "not run here: ResNet34" in out
 
 
 def test_report_only(tmp_path, capsys):
     write_eval(tmp_path / "logs" / "r34-gr-b256", 58.0, 36.5, 54.0)
     rc = cli.main(["--table", "1", "--report-only", "--logroot", str(tmp_path / "logs"),
-                   "--results", str(tmp_path / "res")])
+                   "--results", str(tmp_path / "res"), "--only", "r34-gr"])
     out = capsys.readouterr().out
     assert rc == 0 and "36.50" in out and "+0.50" in out
     assert json.loads((tmp_path / "res" / "table1.json").read_text())["runs"]["r34-gr-b256"]["status"] == "ok"
 
 
+def test_incomplete_table_exits_nonzero_names_its_missing_runs_and_keeps_a_fuller_one(tmp_path, capsys):
+    # issue 24 item 3: a table of dashes exited 0 and overwrote the full table1.* of an earlier invocation
+    logs, res = tmp_path / "logs", tmp_path / "res"
+    for name in ("r34-gr-b256", "r18-cam-b256"):
+        write_eval(logs / name, 58.0, 36.5, 54.0)
+    argv = ["--table", "1", "--report-only", "--logroot", str(logs), "--results", str(res)]
+    assert cli.main(argv) == cli.INCOMPLETE
+    err = capsys.readouterr().err
+    assert "table incomplete: 8 of 10 run(s)" in err and "  r34-cam-b256: not run" in err
+    full = (res / "table1.json").read_bytes()
+    os.remove(logs / "r18-cam-b256" / "eval.json")   # e.g. a copy that lost a file
+    assert cli.main(argv) == cli.INCOMPLETE
+    out, err = capsys.readouterr()
+    assert "r18-cam-b256: trained, not evaluated" in err and "kept " in err and "table1-incomplete.json" in out
+    assert (res / "table1.json").read_bytes() == full           # the fuller result is still there
+    assert json.loads((res / "table1-incomplete.json").read_text())["runs"]["r18-cam-b256"]["status"] == "missing"
+
+
 # ---- end to end: run_table1.sh trains and evaluates two runs on generated data --------------
 
 @pytest.mark.slow
-def test_run_table1_end_to_end(tmp_path, table_data):
+def test_run_table1_end_to_end(tmp_path, table_data, capsys):
     data = table_data
     logs, res = tmp_path / "logs", tmp_path / "res"
     cmd = [os.path.join(REPO, "run_table1.sh"), "--data", str(data), "--logroot", str(logs),
@@ -189,3 +208,14 @@ def test_run_table1_end_to_end(tmp_path, table_data):
     assert again.returncode == 0, again.stdout + again.stderr
     assert "2 finished, 0 to evaluate, 0 to train" in again.stdout
     assert again.stdout.count("skip     r18-") == 2 and "train    r18" not in again.stdout
+
+    # issue 24 item 3: copied elsewhere (cp -r: new file times) and the original gone, the runs still count
+    def report_only(root):
+        rc = cli.main(["--table", "1", "--report-only", "--logroot", str(root), "--only", "r18-cam,r18-gr",
+                       "--results", str(tmp_path / "res-report")])
+        return rc, capsys.readouterr().out.replace(str(root), "LOGROOT")
+    original = report_only(logs)
+    shutil.copytree(logs, tmp_path / "copy", copy_function=shutil.copyfile)
+    shutil.rmtree(logs)
+    assert report_only(tmp_path / "copy") == original and original[0] == 0
+    assert "r18-gr-b256: " not in original[1] and f"{summary['top1_clas']:.2f}" in original[1]

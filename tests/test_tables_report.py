@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 
 import fileio
-from tables import report
+from tables import figures, report
 from tables.executor import Outcome
 from tests.tables_fixtures import collect, protocols, summary, table_runs, write_eval
 
@@ -53,7 +53,7 @@ def test_seeds_mean_std_and_every_seed_kept(tmp_path):
     text = report.render(res)
     assert "seeds: 0, 1; cells show mean±std" in text and "not run here: ResNet34" in text
     assert "r18-cam-b256:" not in text and "r18-cam-b256 " not in text.split("not run (")[0]
-    paths = report.write(res, str(tmp_path / "res"))
+    paths, _ = report.write(res, str(tmp_path / "res"))
     with open(paths[1]) as f:
         rows = [r for r in csv.DictReader(f) if r["run"] == "r18-gr-b256" and r["metric"] == "top1_loc"]
     assert [(r["seed"], r["folder"], r["value"], r["mean"]) for r in rows] == [
@@ -145,8 +145,9 @@ def test_failed_run_is_reported_with_its_log(tmp_path):
 def test_results_files(tmp_path):
     write_eval(tmp_path / "logs" / "r18-gr-b256", 60.0, 35.5, 50.25)
     res = collect(tmp_path / "logs", info={"train_args": ["--epochs", "2"]})
-    paths = report.write(res, str(tmp_path / "results"))
-    assert [os.path.basename(p) for p in paths] == ["table1.json", "table1.csv", "table1.md", "table1-claims.png"]
+    paths, _ = report.write(res, str(tmp_path / "results"))
+    assert [os.path.basename(p) for p in paths] == ["table1.json", "table1.csv", "table1.md", "table1-claims.png",
+                                                   "table1-claims.pdf"]
     saved = json.loads((tmp_path / "results" / "table1.json").read_text())
     assert saved["cells"] == res["cells"] and saved["info"]["train_args"] == ["--epochs", "2"]
     with open(tmp_path / "results" / "table1.csv") as f:
@@ -173,10 +174,11 @@ def test_figure2_rows_are_images_columns_methods(tmp_path):
                              np.full((6, 9, 3), value + i, np.uint8))
         fileio.write_png(os.path.join(by[name].figure_dir, "grid.png"), np.zeros((3, 3, 3), np.uint8))
     res = collect(tmp_path, depths=(18,))
-    [path] = report.figure2(res, str(tmp_path / "fig.png"))
+    path, pdf = figures.figure2(res, str(tmp_path / "fig.png"))
+    assert open(pdf, "rb").read(5) == b"%PDF-"
     img = cv2.imread(path)
-    body = img[report.LABEL_HEIGHT + 16:]          # under the header row (two grid paddings)
+    body = img[figures.LABEL_HEIGHT + 16:]          # under the header row (two grid paddings)
     pad = 8                                          # cam.vis.grid's default padding
     cells = [[body[pad + r * (6 + pad) + 2, pad + c * (9 + pad) + 2, 0] for c in range(2)] for r in range(2)]
     assert cells == [[10, 200], [17, 207]]           # rows: images 0 and 7; columns: CAM, GR
-    assert report.figure2(collect(tmp_path / "none"), str(tmp_path / "x.png")) == []
+    assert figures.figure2(collect(tmp_path / "none"), str(tmp_path / "x.png")) == []

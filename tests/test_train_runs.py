@@ -94,6 +94,11 @@ def test_short_run_then_rerun_refuse_and_moved_data(tiny_data, tmp_path):
     assert settings["model"]["num_classes"] == 4 and settings["model"]["image_shape"] == [32, 40]
     assert settings["model"]["width_mult"] == 0.125 and settings["train"]["batch"] == 8
     assert settings["train"]["steps_per_epoch"] == 6 and "git_commit" in settings
+    [machine] = settings["machine"]   # issue 24: the machine and library builds it trained with
+    assert machine["from_step"] == 0 and machine["cpu"]["logical_cpus"] == os.cpu_count()
+    assert machine["cpu"]["model"] and "flags" in machine["cpu"] and machine["gpus"] == []
+    assert machine["libraries"]["tensorflow"] == tf.__version__ and machine["libraries"]["numpy"] == np.__version__
+    assert machine["libraries"]["onednn"] in ("on", "off") and machine["libraries"]["cudnn_build"]
     stats = read_json(os.path.join(logdir, "stats.json"))
     assert [s["epoch_num"] for s in stats] == [1, 2, 3]
     assert all(np.isfinite(s["cost"]) for s in stats)
@@ -144,12 +149,18 @@ def test_kill_9_and_rerun_ends_at_the_planned_step_with_the_schedule_intact(tiny
     assert not os.path.exists(os.path.join(logdir, "done.json"))
     killed_at = runrecord.latest_checkpoint(logdir)[1]
     assert 2 * spe <= killed_at < epochs * spe
+    path = os.path.join(logdir, "settings.json")   # as if it had started on another machine (issue 24)
+    doc = read_json(path)
+    doc["machine"][0]["cpu"]["model"] = "Another CPU"
+    runrecord.write_json(path, doc)
 
     out = run_train(*args)
     assert out.returncode == 0, out.stderr[-3000:]
     assert f"Resuming from {logdir}/model-{killed_at}" in out.stdout + out.stderr
     assert read_json(os.path.join(logdir, "done.json")) == {"global_step": epochs * spe, "epoch": epochs}
     assert runrecord.latest_checkpoint(logdir)[1] == epochs * spe
+    first, here = read_json(path)["machine"]   # both machines, this one from the step it resumed at
+    assert first["cpu"]["model"] == "Another CPU" and here["from_step"] == killed_at and here["cpu"]["model"] != first["cpu"]["model"]
 
     stats = read_json(os.path.join(logdir, "stats.json"))
     assert [s["epoch_num"] for s in stats] == list(range(1, epochs + 1))   # none lost, none twice

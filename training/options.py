@@ -19,6 +19,7 @@ from models import IMAGENET_MEAN_BGR, IMAGENET_STD_BGR, param_count
 from runrecord import command
 from runrecord.command import parse_args  # noqa: F401 (train.parse_args)
 from training import devices, session
+from training.machine import this_machine
 
 
 def memory_estimate(depth, width_mult, num_classes):
@@ -58,9 +59,11 @@ def normalization(normalize, train):
 
 
 def make_settings(args, env, fingerprint, num_classes, image_shape, mean_std=(None, None)):
-    """:func:`runrecord.command.make_settings` with the git commit and the library versions."""
-    return command.make_settings(args, env, fingerprint, num_classes, image_shape, mean_std, git_commit=git_commit(),
-                                 versions={"tensorflow": tf.__version__, "tensorpack": tensorpack.__version__})
+    """:func:`runrecord.command.make_settings` with the git commit, the library versions and the machine."""
+    settings = command.make_settings(args, env, fingerprint, num_classes, image_shape, mean_std, git_commit=git_commit(),
+                                     versions={"tensorflow": tf.__version__, "tensorpack": tensorpack.__version__})
+    settings.machine = [this_machine()]   # where it trains (runrecord.machine; never compared)
+    return settings
 
 
 def git_commit(repo_dir=None):
