@@ -182,3 +182,13 @@ def gpu_list(text):
     if bad:
         raise argparse.ArgumentTypeError(f"expected GPU ids like 0,1,3 or 'none', got {text!r} ({bad[0]!r})")
     return ids
+
+
+class Once(argparse.Action):
+    """An option that may be given once (``run_table1.sh --table 2`` is refused, not Table 2)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if getattr(namespace, self.dest) is not None:
+            parser.error(f"{option_string} given twice ({getattr(namespace, self.dest)} and {values}); "
+                         "it may be given once")
+        setattr(namespace, self.dest, values)

@@ -41,9 +41,7 @@ DEMO_PARALLEL = 2  # runs at once on a CPU-only machine, 1 thread each: a width-
 DEMO_SEEDS = 3  # runs per cell by default (train.py --seed 0, 1, 2): a seed spread for the claims, within 15 minutes
 DEMO_EVAL_ARGS = ["--protocol", "paper"]   # sound IoU arithmetic: a corner box hits nothing (docs/claims.md)
 DEMO_DEPTHS = (18,)  # ResNet-18 only: ResNet-34 doubles the time
-# Ours, like train.py's --epochs bound: the paper reports one run per cell; 100 seeds already plan 1800 runs
-# of Table 2, and a count of 10**9 grew the plan to 23 GB (issue 27 item 2).
-MAX_SEEDS = 100
+MAX_SEEDS = 100  # ours, like --epochs' bound: 100 seeds plan 1800 runs of Table 2 (10**9 made a 23 GB plan)
 MAX_PARALLEL = 1024  # ours: runs at once on a machine without GPUs; 10**12 was a MemoryError in the slot list
 INCOMPLETE = 3   # exit status of a table with a selected run missing (1: a run failed; 2: refused)
 
@@ -62,8 +60,9 @@ def build_parser(prog="python -m tables"):
                     "(ours, the paper's, and the difference).",
         epilog="Everything after -- goes to train.py (e.g. -- --epochs 2 --lr-step-epochs 1 for a "
                "short version; use another --logroot for it).")
-    p.add_argument("--table", type=int, choices=(1, 2), required=True, action=Once,
-                   help="paper table to reproduce (set by run_table1.sh / run_table2.sh)")
+    p.add_argument("--table", type=int, choices=(1, 2), required=True, action=argtypes.Once,
+                   help="paper table to reproduce (set by run_table1.sh / run_table2.sh: run the other script "
+                        "for the other table)")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--data", metavar="DIR", type=argtypes.data_root, help="Tiny ImageNet folder (wnids.txt, train/, val/)")
     src.add_argument("--demo", action="store_true",
@@ -107,16 +106,6 @@ def build_parser(prog="python -m tables"):
     p.add_argument("--report-only", action="store_true",
                    help="run nothing: print and save the table from the eval.json files present")
     return p
-
-
-class Once(argparse.Action):
-    """An option that may be given once: ``run_table1.sh --table 2`` is refused, not Table 2."""
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        if getattr(namespace, self.dest) is not None:
-            parser.error(f"{option_string} given twice ({getattr(namespace, self.dest)} and {values}): "
-                         "run_table1.sh and run_table2.sh set it; run the other script for the other table")
-        setattr(namespace, self.dest, values)
 
 
 def parse_args(argv):
@@ -189,17 +178,6 @@ def plan(args, extra):
     return p
 
 
-def visible_gpus():
-    """executor.detect_gpus(), with CUDA_VISIBLE_DEVICES held to what --gpus takes (ids; CUDA's GPU-/MIG-
-    UUIDs too): a typo there would plan every run on a GPU that does not exist."""
-    gpus = ex.detect_gpus()
-    bad = [g for g in gpus if not (g.isdigit() or g.startswith(("GPU-", "MIG-")))]
-    if bad:
-        raise UserError(f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r}: {bad[0]!r} is not a GPU "
-                        "id (expected ids like 0,1,3, or empty or -1 for none); correct it, or give --gpus")
-    return gpus
-
-
 def main(argv=None):
     args, extra = parse_args(argv)
     p = plan(args, extra)
@@ -207,7 +185,7 @@ def main(argv=None):
         return finish(args, p, rs.make_runs(p["configs"], data=None, logroot=p["logroot"]), {})
     if args.demo:
         print("=" * 78 + f"\n{report.DEMO_BANNER}\n" + "=" * 78)
-    gpus = args.gpus if args.gpus is not None else visible_gpus()
+    gpus = args.gpus if args.gpus is not None else ex.detect_gpus()
     slots = ex.make_slots(gpus, args.gpus_per_run, p["parallel"], args.runs_per_gpu)
     train_args = p["train_args"]
     if not gpus and p["parallel"] > 1 and not any(a == "--threads" or a.startswith("--threads=") for a in train_args):

@@ -21,11 +21,18 @@ LOCK = ".tables.lock"   # in the log root: held by the one table script that run
 
 
 def detect_gpus(env=None, smi="nvidia-smi"):
-    """Visible GPU ids: from ``CUDA_VISIBLE_DEVICES`` if set, else ``nvidia-smi -L``; [] for none."""
+    """Visible GPU ids: from ``CUDA_VISIBLE_DEVICES`` if set, else ``nvidia-smi -L``; [] for none.
+    A ``CUDA_VISIBLE_DEVICES`` entry that is not what ``--gpus`` takes (ids; CUDA's GPU-/MIG- UUIDs too)
+    is a UserError: a typo there would plan every run on a GPU that does not exist."""
     env = os.environ if env is None else env
     if "CUDA_VISIBLE_DEVICES" in env:   # CUDA stops at the first invalid id
-        return list(itertools.takewhile(lambda g: g not in ("", "-1"),
-                                        (g.strip() for g in env["CUDA_VISIBLE_DEVICES"].split(","))))
+        text = env["CUDA_VISIBLE_DEVICES"]
+        gpus = list(itertools.takewhile(lambda g: g not in ("", "-1"), (g.strip() for g in text.split(","))))
+        bad = [g for g in gpus if not (g.isdigit() or g.startswith(("GPU-", "MIG-")))]
+        if bad:
+            raise UserError(f"CUDA_VISIBLE_DEVICES={text!r}: {bad[0]!r} is not a GPU id (expected ids like "
+                            "0,1,3, or empty or -1 for none); correct it, or give --gpus")
+        return gpus
     try:
         listing = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=30).stdout
     except (OSError, subprocess.SubprocessError):

@@ -29,6 +29,9 @@ def test_detect_gpus():
     assert ex.detect_gpus({"CUDA_VISIBLE_DEVICES": ""}) == []
     assert ex.detect_gpus({"CUDA_VISIBLE_DEVICES": "0,-1,2"}) == ["0"]
     assert ex.detect_gpus({}, smi="/nonexistent/nvidia-smi") == []
+    assert ex.detect_gpus({"CUDA_VISIBLE_DEVICES": "GPU-8f6e,MIG-1a2b"}) == ["GPU-8f6e", "MIG-1a2b"]
+    with pytest.raises(UserError, match="'garbage' is not a GPU id"):
+        ex.detect_gpus({"CUDA_VISIBLE_DEVICES": "0,garbage"})
 
 
 def test_executor_failure_skip_and_gpus(tmp_path):
