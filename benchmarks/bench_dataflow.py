@@ -34,7 +34,7 @@ from tabulate import tabulate
 import tf_env  # noqa: F401
 from augment import METHODS
 from dataflow import build_eval_dataflow, build_train_dataflow, load_split
-from dataflow.builders import child_processes
+from procs import child_processes
 from dataflow.cache import checksum
 from dataflow.synthetic import generate
 from dataflow.tinyimagenet import decode_images

@@ -15,62 +15,20 @@ batch may be smaller.
 As for any tensorpack DataFlow, call ``reset_state()`` once before iterating
 (tensorpack's trainers and ``InferenceRunner`` do).
 """
-import ctypes
 import itertools
 import mmap
 import multiprocessing
-import os
 import signal
-import sys
 
 import numpy as np
 
 import tf_env  # noqa: F401  (before tensorpack: see tf_env.py)
 from augment import augmentors_for, seed_augmentors
 from tensorpack.dataflow import BatchData, DataFlow
-from tensorpack.utils import logger
 
 from dataflow import DataError
 from dataflow.tinyimagenet import TinyImageNet
-
-_PR_SET_PDEATHSIG = 1  # linux/prctl.h
-
-
-def die_with_parent():
-    """Ask Linux to SIGKILL this process when its parent dies (``prctl(PR_SET_PDEATHSIG)``).
-
-    tensorpack does this itself when python-prctl is installed; it does not build here, so a
-    killed trainer would leave its data workers running.  ctypes reaches the same system call.
-    The signal comes when the *thread* that forked this process ends: fork from the main
-    thread (tensorpack's trainers do).  Elsewhere than Linux: a warning, nothing else.
-    """
-    if not sys.platform.startswith("linux"):
-        logger.warn("data workers cannot follow their parent's death on this system; kill them by hand")
-        return
-    parent = os.getppid()
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-        logger.warn(f"prctl(PR_SET_PDEATHSIG) failed: {os.strerror(ctypes.get_errno())}")
-    if os.getppid() != parent:  # the parent died before the call: nobody will send the signal
-        os._exit(1)
-
-
-def child_processes(pid=None):
-    """``{child pid: CPU seconds (user + system) so far}`` of the live (not zombie) children of ``pid``.
-
-    Default: this process, so its data workers (Linux /proc; for the benchmark and the tests).
-    """
-    pid, found = os.getpid() if pid is None else pid, {}
-    for entry in os.listdir("/proc"):
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()  # after "pid (name)": state, ppid, ...
-        except (OSError, IndexError):
-            continue
-        if int(fields[1]) == pid and fields[0] != "Z":
-            found[int(entry)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return found
-
+from procs import die_with_parent
 
 class TrainBatches(DataFlow):
     """Shuffled, augmented batches ``[images, labels]`` of a split, as one stream indexed by batch number.

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import runrecord
 from errors import UserError
-from dataflow.builders import die_with_parent
+from procs import die_with_parent
 from tables import runs as rs
 
 LOCK = ".tables.lock"   # in the log root: held by the one table script that runs there

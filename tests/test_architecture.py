@@ -1,6 +1,8 @@
 """The "never" rules of docs/architecture.md, read from the code's own imports (ast, nothing is run)."""
 import ast
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -72,6 +74,15 @@ def violations(mods=None):
 
 def test_the_house_keeps_its_rules():
     assert violations() == []
+
+
+def test_the_table_scripts_load_no_tensorflow():
+    """Rule 3's consequence, checked on what is imported, not on what is written: the table scripts (and
+    their --help) start without TensorFlow, which only their train.py and evaluate.py processes load."""
+    probe = "import sys, tables.__main__; print(sorted(m for m in ('tensorflow', 'tensorpack') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"
 
 
 @pytest.mark.parametrize("name, source, rule", [

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from dataflow import DataError, TinyImageNet, build_eval_dataflow, build_train_dataflow, holdout_indices, split_holdout
-from dataflow.builders import child_processes
+from procs import child_processes
 from tests.conftest import TINY
 from tests.test_dataflow import train, val  # noqa: F401  (module-scoped fixtures: the loaded splits)
 
