@@ -1,0 +1,50 @@
+"""The flag tables of docs/ list exactly the flags of the parsers they document: a flag added to a
+parser without a line in its doc, or a line left for a flag that is gone, fails here."""
+import argparse
+import os
+import re
+
+import pytest
+
+from tests.conftest import REPO
+
+FLAG = re.compile(r"`(--[a-z0-9-]+)")
+
+
+def documented(doc, root=REPO):
+    """The flags named in the first column of ``doc``'s tables (rows that start with a flag)."""
+    with open(os.path.join(root, doc), encoding="utf-8") as f:
+        rows = [line.split(" | ")[0] for line in f if line.startswith("| `--")]
+    return {flag for row in rows for flag in FLAG.findall(row)}
+
+
+def flags_of(parser):
+    return {s for a in parser._actions for s in a.option_strings if s.startswith("--") and s != "--help"}
+
+
+def train_parser():
+    from runrecord import command
+    return command.parser()
+
+
+def tables_parser():
+    from tables import __main__ as cli
+    return cli.build_parser()
+
+
+def evaluate_parser(monkeypatch):
+    import evaluate
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", lambda self, argv=None: self)
+    return evaluate.parse_args([])
+
+
+@pytest.mark.parametrize("doc, make", [("docs/training.md", train_parser), ("docs/tables.md", tables_parser),
+                                       ("docs/evaluation.md", evaluate_parser)])
+def test_each_flag_table_lists_its_parser_s_flags(doc, make, monkeypatch):
+    parser = make(monkeypatch) if make is evaluate_parser else make()
+    assert documented(doc) == flags_of(parser)
+
+
+def test_the_reader_takes_the_first_column_of_flag_rows_only(tmp_path):
+    (tmp_path / "doc.md").write_text("| `--a`, `--b N` | 1 | see `--x` |\n| `--c` / `--no-c` | | y |\ntext `--d`\n")
+    assert documented("doc.md", root=tmp_path) == {"--a", "--b", "--c", "--no-c"}
