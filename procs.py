@@ -1,12 +1,20 @@
 """Process helpers of the standard library alone (a ground module: no TensorFlow), for the data
 workers (dataflow.builders) and the table scripts' runs (tables.executor): a child that dies with
-its parent, and the CPU time of a process's children."""
+its parent, the CPU time of a process's children, and the cores this process may run on."""
 import ctypes
 import os
 import signal
 import sys
 
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def available_cores():
+    """Number of CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:   # not Linux
+        return os.cpu_count() or 1
 
 
 def die_with_parent():

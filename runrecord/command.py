@@ -18,6 +18,7 @@ from typing import Optional
 
 import argtypes
 from errors import UserError
+from procs import available_cores
 from runrecord.settings import (MIN_STEPS_CAP, RECIPES, ModelSettings, RunSettings, SpeedSettings, TrainSettings,
                                 add_flags, flag_value, is_flag, resolve_recipe)
 from runrecord.cost import default_workers
@@ -96,14 +97,6 @@ def parse_args(argv=None):
 
 
 # --------------------------------------------------------------------------- the machine, the environment
-
-def available_cores():
-    """Number of CPU cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:   # not Linux
-        return os.cpu_count() or 1
-
 
 def cpu_supports_bf16(cpuinfo="/proc/cpuinfo"):
     """True when the CPU has native bf16 arithmetic (AVX512_BF16 or AMX-BF16), which

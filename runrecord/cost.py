@@ -19,6 +19,8 @@ import time
 from dataclasses import dataclass
 
 import fileio
+from procs import available_cores
+from runrecord.machine import cpu_record
 from runrecord.settings import TrainSettings, field_default
 from runrecord.state import read_json
 
@@ -129,14 +131,6 @@ def train_flops(depth, **model):
     return TRAIN_PER_FORWARD * 2 * forward_macs(depth, **model)
 
 
-def cpu_model(cpuinfo="/proc/cpuinfo"):
-    try:
-        with open(cpuinfo) as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return "unknown model"
-
-
 def gpu_names(smi="nvidia-smi"):
     """``{index: name}`` from ``nvidia-smi -L`` ("GPU 0: NVIDIA H100 80GB HBM3 (UUID: ...)"); {} without."""
     try:
@@ -151,8 +145,7 @@ def device_name(gpus=(), cores=None, smi="nvidia-smi"):
     """The device a run in a slot of ``gpus`` (ids) trains on: the first GPU's name, else the CPU."""
     if gpus:
         return gpu_names(smi).get(str(gpus[0]), f"GPU {gpus[0]} (unknown model)")
-    cores = cores or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
-    return f"CPU {cpu_model()}, {cores} cores"
+    return f"CPU {cpu_record().get('model', 'unknown model')}, {cores or available_cores()} cores"
 
 
 def peak(device):
@@ -252,7 +245,7 @@ def cost_lines(device, precisions=None, rates=None):
     return lines
 
 
-# ---- a run's measured epoch times: <logdir>/progress.json, written by training.callbacks.ProgressRecord
+# ---- a run's measured epoch times: <logdir>/progress.json, written by training.watch.ProgressRecord
 
 PROGRESS = "progress.json"   # {"epochs", "steps_per_epoch", "batch", "start_epoch", "started", "ends": [[e, t]]}
 RECENT_EPOCHS = 10           # ours: the epoch time is the median of this many newest epoch ends
