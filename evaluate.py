@@ -145,7 +145,8 @@ def load(args):
     """
     prefix = resolve_checkpoint(args.load)
     refuse_inputs_as_outputs(args, prefix)
-    from dataflow import holdout_indices, load_split, read_annotations, split_holdout
+    from dataflow.tinyimagenet import holdout_indices, load_split, split_holdout
+    from dataflow.annotations import read_annotations
     cache = {}
 
     def split_of(name):
@@ -162,7 +163,7 @@ def load(args):
         recorded = RunSettings.from_json(doc) if doc else None
     except ValueError as e:
         raise UserError(f"{path}: {e}") from None
-    from training.options import normalization
+    from models import normalization
     flags = {name: getattr(args, name) for name in network.FLAGS}
     model, model_source = network.model_settings(flags, doc, path, split,
                                                  lambda normalize: normalization(normalize, split_of("train")))

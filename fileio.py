@@ -3,7 +3,7 @@
 A reader never sees a half-written JSON, npz or PNG, and an interrupted run
 (Ctrl-C, kill -9, a power cut) leaves the previous file in place.  Used by
 evaluate.py (its outputs), training/ (settings.json, done.json, stats.json)
-and tables/ (results and run records).
+and reproduce/ (results and run records).
 
 Every output goes through :func:`write_bytes`: a failed write (full disk, file size
 limit, read-only folder) raises :class:`WriteError`, one message naming the path and the

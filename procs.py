@@ -1,5 +1,5 @@
 """Process helpers of the standard library alone (a ground module: no TensorFlow), for the data
-workers (dataflow.builders) and the table scripts' runs (tables.executor): a child that dies with
+workers (dataflow.builders) and the table scripts' runs (reproduce.executor): a child that dies with
 its parent, the CPU time of a process's children, and the cores this process may run on."""
 import ctypes
 import os

@@ -1,6 +1,6 @@
 #!/usr/bin/env sh
 # Train, evaluate and print paper Table 1 (10 runs). Usage: ./run_table1.sh --data DIR | --demo [options]
-# All logic is in tables/ (python -m tables --help); train.py options go after --.
+# All logic is in reproduce/ (python -m reproduce --help); train.py options go after --.
 REPO=$(cd "$(dirname "$0")" && pwd)
 if [ -n "$PYTHON" ]; then PY=$PYTHON; elif [ -x "$REPO/.venv/bin/python" ]; then PY=$REPO/.venv/bin/python; else
   PY=python3   # without .venv: only if it has the requirements (else a ModuleNotFoundError from deep inside)
@@ -9,4 +9,4 @@ if [ -n "$PYTHON" ]; then PY=$PYTHON; elif [ -x "$REPO/.venv/bin/python" ]; then
     exit 2
   fi
 fi
-PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" exec "$PY" -m tables --table 1 "$@"
+PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" exec "$PY" -m reproduce --table 1 "$@"

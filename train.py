@@ -44,15 +44,16 @@ from tensorpack.dataflow import MapData
 from tensorpack.train import AutoResumeTrainConfig, launch_train_with_config
 from tensorpack.utils import logger
 
-import dataflow
+from dataflow import builders, tinyimagenet
 import fileio
 import runrecord
 from errors import UserError, raise_interrupt, run_main
 from runrecord.command import parse_cluster
-from models import FP16_LOSS_SCALE, NONFINITE_GRADIENT, NONFINITE_LOSS, WRONG_TOP1, WRONG_TOP5, CAMModel
+from models import (FP16_LOSS_SCALE, NONFINITE_GRADIENT, NONFINITE_LOSS, WRONG_TOP1, WRONG_TOP5, CAMModel,
+                    normalization)
 from training import callbacks as cbs
 from training import cluster, devices, resume, session, watch
-from training.options import make_settings, normalization, parse_args, validate  # noqa: F401 (API)
+from training.options import make_settings, parse_args, validate  # noqa: F401 (API)
 
 tf1 = tf.compat.v1
 LOSS = "xentropy-loss"   # the progress bar's loss: models.resnet's cross-entropy of the step (before weight decay)
@@ -61,11 +62,11 @@ LOCK = ".train.lock"   # one train.py per logdir: holds the PID of the process t
 
 def load_data(args):
     """``(train, used, val)``: the training split, the part trained on (without --holdout), val."""
-    train = dataflow.load_split(args.data, "train")
-    used = dataflow.split_holdout(train, args.holdout)[0] if args.holdout else train
+    train = tinyimagenet.load_split(args.data, "train")
+    used = tinyimagenet.split_holdout(train, args.holdout)[0] if args.holdout else train
     if not len(used):
         raise UserError(f"--holdout {args.holdout}: leaves no training image in {args.data}")
-    val = dataflow.load_split(args.data, "val")
+    val = tinyimagenet.load_split(args.data, "val")
     if val.image_shape != train.image_shape:   # else the first validation dies, every rerun at the same point
         (vh, vw), (th, tw) = val.image_shape, train.image_shape
         raise UserError(f"--data {args.data}: the val images are {vh}x{vw} (HxW) but the train images are "
@@ -88,7 +89,7 @@ def checked_normalization(args, train):
 def make_callbacks(settings, val):
     """tensorpack's callbacks of a run; ``val``: the loaded validation split (its images, labels, boxes)."""
     t, speed = settings.train, settings.speed
-    val_flow = MapData(dataflow.build_eval_dataflow(val, speed.val_batch),
+    val_flow = MapData(builders.build_eval_dataflow(val, speed.val_batch),
                        lambda dp: dp[:2])   # [images, labels]; the boxes come from ``val`` in the same order
     # one forward pass: the validation error and the CAMs' GT-known / Top-1 Loc (training/watch.py)
     validation = InferenceRunner(val_flow, [ClassificationError(WRONG_TOP1, "val-error-top1"),
@@ -164,7 +165,7 @@ def build_config(settings, env, used, val, prefix, start_epoch, extra_callbacks)
     tf1.set_random_seed(t.seed)
     # the data stream is a function of --seed and the batch index alone (dataflow.builders): a resumed
     # run continues it where the checkpoint's steps ended; one whole minibatch a step, split over the towers
-    flow = dataflow.build_train_dataflow(used, t.aug, t.batch, seed=t.seed,
+    flow = builders.build_train_dataflow(used, t.aug, t.batch, seed=t.seed,
                                          start=(start_epoch - 1) * t.steps_per_epoch,
                                          num_workers=env.workers, flip=t.flip, jitter=t.jitter)
     reasons = session.not_bit_identical(t)

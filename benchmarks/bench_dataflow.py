@@ -33,7 +33,8 @@ from tabulate import tabulate
 
 import tf_env  # noqa: F401
 from augment import METHODS
-from dataflow import build_eval_dataflow, build_train_dataflow, load_split
+from dataflow.builders import build_eval_dataflow, build_train_dataflow
+from dataflow.tinyimagenet import load_split
 from procs import child_processes
 from dataflow.cache import checksum
 from dataflow.synthetic import generate

@@ -1,4 +1,4 @@
-"""The training and evaluation DataFlows over an in-memory :class:`dataflow.Split`.
+"""The training and evaluation DataFlows over an in-memory :class:`dataflow.tinyimagenet.Split`.
 
 Training: each pass over the split shuffles the indices, cuts ``len(split) // batch_size``
 batches (the remainder is dropped, so every batch has the same size), and
@@ -196,7 +196,7 @@ def build_train_dataflow(split, method, batch_size, *, seed=None, start=0, num_w
     """The training DataFlow: shuffled batches augmented by ``method`` (one of ``augment.METHODS``).
 
     Args:
-        split: the training :class:`dataflow.Split` (after any hold-out: ``split_holdout``).
+        split: the training :class:`dataflow.tinyimagenet.Split` (after any hold-out: ``split_holdout``).
         method: "cam", "hns", "gr", "hns_after_gr" or "gr_after_hns" (paper Table 1).
         batch_size: images per batch; at most ``len(split)``.
         seed: the batches are a function of the seed, the batch's index and the settings only

@@ -22,7 +22,7 @@ from cam.protocols import whole_image_box
 
 
 # The protocol each table script's cells use: run_table1.sh / run_table2.sh --data evaluate with evaluate.py's
-# default, the demo with tables/__main__.py's DEMO_EVAL_ARGS (tests/test_evaluate_report.py checks both).
+# default, the demo with reproduce/__main__.py's DEMO_EVAL_ARGS (tests/test_evaluate_report.py checks both).
 DEFAULT_PROTOCOL = "authors"
 DEMO_PROTOCOL = "paper"
 TABLE_USE = {DEFAULT_PROTOCOL: "the tables on Tiny ImageNet (default)", DEMO_PROTOCOL: "make demo's table"}

@@ -72,6 +72,15 @@ AMP_MODES = (False, "bf16", "fp16")
 # (0.229, 0.224, 0.225) in RGB (docs/sources.md)
 IMAGENET_MEAN_BGR = [255.0 * m for m in (0.406, 0.456, 0.485)]
 IMAGENET_STD_BGR = [255.0 * s for s in (0.225, 0.224, 0.229)]
+
+
+def normalization(normalize, train):
+    """``(mean_bgr, std_bgr)``, 3 floats each in pixel units, that CAMModel subtracts and divides by:
+    ImageNet's for ``normalize="imagenet"``, else those of ``train`` (the training
+    ``dataflow.tinyimagenet.Split``, BGR) for ``"dataset"`` (train.py --normalize)."""
+    if normalize == "imagenet":
+        return list(IMAGENET_MEAN_BGR), list(IMAGENET_STD_BGR)
+    return train.mean_bgr().tolist(), train.std_bgr().tolist()
 # --early-grad-scale scales the gradients of the stem and groups 0-2 (junsukchoe/SN-ResNet
 # codes/train_resnet_tiny.py: ScaleGradient 0.1 on 'conv0.*' and 'group[0-2].*'); the optional
 # tower prefix covers the replicas of SyncMultiGPUTrainerReplicated

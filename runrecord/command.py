@@ -1,6 +1,6 @@
 """A train.py command without TensorFlow: its flags, the environment they resolve to, its RunSettings.
 
-train.py and the table scripts (``tables.runs.Expectation``) both go through here, so a run
+train.py and the table scripts (``reproduce.runs.Expectation``) both go through here, so a run
 is reused only when its settings.json equals what its command would record::
 
     flags = parse_args(argv)                           # the settings' flags from their fields

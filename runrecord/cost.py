@@ -207,7 +207,7 @@ def fmt_hours(hours, unit="h"):
 
 
 def paper_runs(table):
-    """``[(depth, batch)]`` of one seed of paper Table ``table`` (tables.paper's layouts); ``"both"``: the
+    """``[(depth, batch)]`` of one seed of paper Table ``table`` (reproduce.paper's layouts); ``"both"``: the
     distinct runs of the two (Table 2 reuses Table 1's batch-256 CAM, HnS and GR runs)."""
     one = [(d, 256) for d in (34, 18) for _ in range(5)]   # paper Table 1: 5 methods at batch 256
     two = [(d, b) for d in (34, 18) for _ in range(3) for b in (32, 128, 256)]   # Table 2: CAM/HnS/GR x 3

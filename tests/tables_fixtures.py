@@ -1,4 +1,4 @@
-"""Helpers of the tables/ tests: hand-written run folders (settings.json, done.json, eval.json, figure
+"""Helpers of the reproduce/ tests: hand-written run folders (settings.json, done.json, eval.json, figure
 panels), their protocols, a table's runs and its collected result, and ``table_data``, a generated
 dataset with one step of the paper's batch 256."""
 import json
@@ -9,7 +9,7 @@ import pytest
 
 import fileio
 import runrecord
-from tables import runs as rs
+from reproduce import runs as rs
 
 
 @pytest.fixture(scope="module")

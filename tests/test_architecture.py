@@ -8,7 +8,7 @@ import pytest
 
 from tests.conftest import REPO
 
-ENTRY_POINTS = ("train", "evaluate", "tables.__main__")     # besides tools.* and benchmarks.*
+ENTRY_POINTS = ("train", "evaluate", "reproduce.__main__")     # besides tools.* and benchmarks.*
 SCRIPT_PACKAGES = ("tools", "benchmarks")
 # the run record's modules the table scripts build settings with: they know no TensorFlow
 SETTINGS_MODULES = ("runrecord.settings", "runrecord.command", "runrecord.dataset", "runrecord.cost")
@@ -63,8 +63,8 @@ def violations(mods=None):
                 bad.append((name, imp, "cam/ imports only cam/ of this project"))
             if not entry and any(within(imp, e) for e in ENTRY_POINTS + SCRIPT_PACKAGES):
                 bad.append((name, imp, "libraries never import entry points"))
-            if within(name, "tables") and within(imp, "training"):
-                bad.append((name, imp, "tables/ never imports training/"))
+            if within(name, "reproduce") and within(imp, "training"):
+                bad.append((name, imp, "reproduce/ never imports training/"))
             if name in SETTINGS_MODULES and any(within(imp, t) for t in TENSORFLOW):
                 bad.append((name, imp, "the settings know no TensorFlow"))
             if within(name, "augment") and within(imp, "dataflow"):
@@ -79,7 +79,7 @@ def test_the_house_keeps_its_rules():
 def test_the_table_scripts_load_no_tensorflow():
     """Rule 3's consequence, checked on what is imported, not on what is written: the table scripts (and
     their --help) start without TensorFlow, which only their train.py and evaluate.py processes load."""
-    probe = "import sys, tables.__main__; print(sorted(m for m in ('tensorflow', 'tensorpack') if m in sys.modules))"
+    probe = "import sys, reproduce.__main__; print(sorted(m for m in ('tensorflow', 'tensorpack') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "[]"
@@ -90,9 +90,9 @@ def test_the_table_scripts_load_no_tensorflow():
     ("cam.fake", "from models import resnet\n", "cam/ imports only cam/ of this project"),
     ("dataflow.fake", "from train import main\n", "libraries never import entry points"),
     ("evaluation.fake", "import tools.gpu_check\n", "libraries never import entry points"),
-    ("tables.fake", "from training.options import parse_args\n", "tables/ never imports training/"),
-    ("tables.report", "from training import options\n", "tables/ never imports training/"),
-    ("tables.runs", "from training import devices\n", "tables/ never imports training/"),
+    ("reproduce.fake", "from training.options import parse_args\n", "reproduce/ never imports training/"),
+    ("reproduce.report", "from training import options\n", "reproduce/ never imports training/"),
+    ("reproduce.runs", "from training import devices\n", "reproduce/ never imports training/"),
     ("runrecord.command", "from training import session\n", "the settings know no TensorFlow"),
     ("runrecord.settings", "from models import DEPTHS\n", "the settings know no TensorFlow"),
     ("augment.fake", "from dataflow.builders import train_augmentors\n", "augment/ imports no dataflow"),

@@ -5,7 +5,7 @@ import os
 import cv2
 import numpy as np
 
-from tables import paper, report, runs as rs
+from reproduce import paper, report, runs as rs
 from tests.tables_fixtures import table_runs, write_eval
 
 
@@ -135,7 +135,7 @@ def test_hits_follow_the_protocol_rule_and_top1(tmp_path):
 
 def test_iou_scatter_of_each_compared_pair(tmp_path):
     # issue 24 item 5: per image, A's IoU against B's (mean over seeds), as PNG and PDF
-    from tables import figures
+    from reproduce import figures
     res = table1(tmp_path, {"gr": {0: [1] * 60 + [0] * 40, 1: [1] * 40 + [0] * 60}, "cam": {0: [1] * 50 + [0] * 50}},
                  seeds=(0, 1))
     res["claims"] = paper.check_claims(res)

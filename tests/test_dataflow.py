@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 import dataflow.tinyimagenet as tin
-from dataflow import DataError, load_split, read_annotations
+from dataflow import DataError
+from dataflow.tinyimagenet import load_split
+from dataflow.annotations import read_annotations
 from tests.conftest import TINY
 
 H, W = TINY["height"], TINY["width"]

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 
 import dataflow.tinyimagenet as tin
-from dataflow import load_split
+from dataflow.tinyimagenet import load_split
 from tests.conftest import TINY
 
 H, W = TINY["height"], TINY["width"]

@@ -115,13 +115,13 @@ def test_the_default_sweep_prefix_is_checked_by_the_parser(tiny_data, tmp_path, 
 
 def test_data_other_than_the_runs_is_refused(run_checkpoint, tiny_data, tmp_path, capsys):
     """Issue 19 item 3: wnids.txt reversed dropped Top-1 Clas from 100 to 33.3 with no warning."""
-    import dataflow
+    from dataflow import annotations
     import runrecord
     run, data = tmp_path / "run", tmp_path / "data"
     shutil.copytree(run_checkpoint, run)
     shutil.copytree(tiny_data, data, ignore=shutil.ignore_patterns(".cache"))
     settings = json.loads((run / "settings.json").read_text())
-    settings["dataset"] = runrecord.dataset_fingerprint(*(dataflow.read_annotations(tiny_data, s)
+    settings["dataset"] = runrecord.dataset_fingerprint(*(annotations.read_annotations(tiny_data, s)
                                                           for s in ("train", "val")))
     (run / "settings.json").write_text(json.dumps(settings))
     wnids = (data / "wnids.txt").read_text().split()

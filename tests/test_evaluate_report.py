@@ -14,7 +14,7 @@ import tf_env  # noqa: F401
 import evaluate
 from cam import METRICS, iou
 from evaluation import report as eval_report
-from tables import __main__ as tables_cli
+from reproduce import __main__ as tables_cli
 from tests.conftest import SMALL, evaluate_in_process, expect_error, printed_summary, run_script, save_random_model
 
 

@@ -28,7 +28,7 @@ def train_parser():
 
 
 def tables_parser():
-    from tables import __main__ as cli
+    from reproduce import __main__ as cli
     return cli.build_parser()
 
 

@@ -20,6 +20,7 @@ import tensorflow as tf
 from tensorpack.train import launch_train_with_config
 from tensorpack.train.base import Trainer
 
+import models
 import runrecord
 import train
 from runrecord.command import Machine, make_env
@@ -124,7 +125,7 @@ def training_graph(data, logdir, flags, monkeypatch, machine=None):
     env = train.validate(args) if machine is None else make_env(args, machine)
     split, used, val = train.load_data(args)
     settings = train.make_settings(args, env, runrecord.dataset_fingerprint(split, val, args.holdout),
-                                   split.num_classes, split.image_shape, train.normalization(args.normalize, split))
+                                   split.num_classes, split.image_shape, models.normalization(args.normalize, split))
     os.makedirs(args.logdir)   # train.lock_logdir's part
     prefix, _, start_epoch = train.prepare_logdir(settings, env, args.logdir)
 

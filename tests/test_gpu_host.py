@@ -86,7 +86,7 @@ def test_tf32_is_applied_before_the_graph(tiny_data, tmp_path):
     for tf32 in (True, False):
         s = run_settings(**{"train.tf32": tf32})
         env = command.Env(gpus=0, towers=1, batch_per_tower=8, amp=False, workers=0, threads=2)
-        from dataflow import load_split
+        from dataflow.tinyimagenet import load_split
         split = load_split(tiny_data, "train")
         with tf.Graph().as_default():
             train.build_config(s, env, split, load_split(tiny_data, "val"), None, 1, ())

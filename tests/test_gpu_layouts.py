@@ -52,7 +52,7 @@ def test_nchw_checkpoint_evaluates_like_nhwc(tiny_data, tmp_path):
     """NCHW training on the CPU (TensorFlow's oneDNN kernels, on by tf_env): evaluate.py's NHWC
     graph restores the checkpoint with ``cams.mean() + bias == logit``, and gives the same
     features, FC weights and logits as the NCHW graph the checkpoint was trained in."""
-    from dataflow import load_split
+    from dataflow.tinyimagenet import load_split
     from evaluation.runner import build_predictor
     logdir = str(tmp_path / "nchw")
     run_py("train.py", "--data", tiny_data, *SMALL_3STEPS, "--batch", "8", "--epochs", "1",

@@ -65,7 +65,8 @@ def test_tower_i_gets_part_i_of_the_streams_batch(two_towers, tiny_data):
     """One dequeue of the whole minibatch a step, split: which tower trains on which images is
     fixed (issue 17), not the order in which TensorFlow runs per-tower dequeues."""
     import hashlib
-    from dataflow import build_train_dataflow, load_split
+    from dataflow.builders import build_train_dataflow
+    from dataflow.tinyimagenet import load_split
     _, probe = two_towers
     flow = build_train_dataflow(load_split(tiny_data, "train", progress=False), "gr", 8, seed=0)
     flow.reset_state()

@@ -3,7 +3,7 @@ import os
 
 import runrecord
 from runrecord import machine
-from tables import report
+from reproduce import report
 from tests.conftest import run_settings
 from tests.tables_fixtures import collect, write_eval
 

@@ -78,7 +78,7 @@ def test_table_script_children_die_with_it(tmp_path):
     """Item 1: a kill -9 of a table script left its train.py running as an orphan."""
     pidfile = str(tmp_path / "child.pid")
     child = ["sh", "-c", f"echo $$ > {pidfile}; exec sleep 120"]
-    code = ("import os, sys; from tables.executor import Executor; "
+    code = ("import os, sys; from reproduce.executor import Executor; "
             f"Executor([None]).call({child!r}, dict(os.environ), {str(tmp_path / 'log')!r})")
     script = subprocess.Popen([sys.executable, "-c", code], cwd=REPO)
     pid = None
@@ -167,12 +167,12 @@ def test_path_types_refuse_before_any_work(tmp_path):
 
 
 def test_table_gpus_must_be_ids(capsys):
-    """Item 10: --gpus abc was accepted and every run failed without naming abc."""
-    from tables import __main__ as cli
+    """Item 10: --gpu-ids abc (then --gpus) was accepted and every run failed without naming abc."""
+    from reproduce import __main__ as cli
     assert argtypes.gpu_list("0, 2") == ["0", "2"] and argtypes.gpu_list("none") == []
     with pytest.raises(SystemExit):
-        cli.parse_args(["--table", "1", "--demo", "--gpus", "abc"])
-    assert "argument --gpus: expected GPU ids like 0,1,3 or 'none', got 'abc'" in capsys.readouterr().err
+        cli.parse_args(["--table", "1", "--demo", "--gpu-ids", "abc"])
+    assert "argument --gpu-ids: expected GPU ids like 0,1,3 or 'none', got 'abc'" in capsys.readouterr().err
 
 
 def test_a_truncated_stats_json_names_the_way_out(tmp_path):

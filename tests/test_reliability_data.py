@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 
 import fileio
-from dataflow import DataError, load_split, read_annotations
+from dataflow import DataError
+from dataflow.tinyimagenet import load_split
+from dataflow.annotations import read_annotations
 from dataflow.cache import cache_stem, save_cache
 from dataflow.synthetic import generate
 from dataflow.tinyimagenet import _decode

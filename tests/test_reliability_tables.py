@@ -9,9 +9,9 @@ import pytest
 
 import runrecord
 from errors import UserError
-from tables import __main__ as cli
-from tables import report
-from tables import runs as rs
+from reproduce import __main__ as cli
+from reproduce import report
+from reproduce import runs as rs
 from tests.conftest import REPO
 from tests.tables_fixtures import table_data, write_eval  # noqa: F401 (table_data: a fixture)
 
@@ -23,7 +23,7 @@ def test_seeds_and_parallel_are_bounded(tmp_path, bad, message, capsys):
     """Item 2: --seeds 10**9 --dry-run grew to 23 GB; --parallel 10**12 was a MemoryError traceback
     (just past the bounds here: the old code took these, and the sweep's values exhaust memory)."""
     with pytest.raises((SystemExit, UserError)) as e:
-        cli.main(["--table", "1", "--demo", "--dry-run", *bad, "--gpus", "none", "--logroot", str(tmp_path / "l")])
+        cli.main(["--table", "1", "--demo", "--dry-run", *bad, "--gpu-ids", "none", "--logroot", str(tmp_path / "l")])
     assert message in (str(e.value) if e.type is UserError else capsys.readouterr().err)
     assert cli.parse_seeds(str(cli.MAX_SEEDS)) == list(range(cli.MAX_SEEDS))
 
@@ -31,7 +31,7 @@ def test_seeds_and_parallel_are_bounded(tmp_path, bad, message, capsys):
 def test_dry_run_commands_quote_the_log_paths(tmp_path, table_data, capsys):
     """Item 7: `>> {log}` was unquoted: a --logroot holding $(...) ran it when pasted."""
     logroot = tmp_path / "a b $(touch PWNED)"
-    assert cli.main(["--table", "1", "--data", table_data, "--logroot", str(logroot), "--gpus", "none",
+    assert cli.main(["--table", "1", "--data", table_data, "--logroot", str(logroot), "--gpu-ids", "none",
                      "--only", "r18-cam", "--dry-run"]) == 0
     lines = [x for x in capsys.readouterr().out.splitlines() if x.startswith("CUDA_VISIBLE_DEVICES=")]
     assert len(lines) == 2
@@ -79,11 +79,11 @@ def test_report_only_and_dry_run_accept_a_read_only_logroot(tmp_path, table_data
     deny_writes_under(monkeypatch, logs)
     assert cli.main(["--table", "1", "--report-only", "--logroot", str(logs),
                      "--results", str(tmp_path / "res")]) == cli.INCOMPLETE   # read, not refused; 1 run of 10
-    assert cli.main(["--table", "1", "--data", table_data, "--logroot", str(logs), "--gpus", "none",
+    assert cli.main(["--table", "1", "--data", table_data, "--logroot", str(logs), "--gpu-ids", "none",
                      "--only", "r18-cam", "--dry-run"]) == 0
     assert "# r18-cam-b256: evaluated" in capsys.readouterr().out
     with pytest.raises(UserError, match=f"--logroot {logs}: cannot be created"):   # training writes there
-        cli.main(["--table", "1", "--data", table_data, "--logroot", str(logs), "--gpus", "none", "--only", "r18-cam"])
+        cli.main(["--table", "1", "--data", table_data, "--logroot", str(logs), "--gpu-ids", "none", "--only", "r18-cam"])
 
 
 def test_demo_in_a_read_only_checkout_is_refused_up_front(tmp_path, monkeypatch):
@@ -93,7 +93,7 @@ def test_demo_in_a_read_only_checkout_is_refused_up_front(tmp_path, monkeypatch)
     monkeypatch.setattr(cli, "REPO", str(checkout))
     deny_writes_under(monkeypatch, checkout)
     with pytest.raises(UserError, match="--demo: the demo dataset .*demo_data.* cannot be created"):
-        cli.main(["--table", "1", "--demo", "--gpus", "none", "--logroot", str(tmp_path / "l"),
+        cli.main(["--table", "1", "--demo", "--gpu-ids", "none", "--logroot", str(tmp_path / "l"),
                   "--results", str(tmp_path / "r")])
     assert os.listdir(checkout) == [] and sorted(os.listdir(tmp_path)) == ["checkout"]
 
@@ -112,7 +112,7 @@ def test_a_closed_stdout_loses_no_results(tmp_path):
     """Item 19: `| head -2` gave a BrokenPipeError traceback and results/table1.* were not written."""
     logs, res = tmp_path / "logs", tmp_path / "res"
     write_eval(logs / "r34-gr-b256", 58.0, 36.5, 54.0)
-    proc = subprocess.Popen([sys.executable, "-m", "tables", "--table", "1", "--report-only", "--logroot", str(logs),
+    proc = subprocess.Popen([sys.executable, "-m", "reproduce", "--table", "1", "--report-only", "--logroot", str(logs),
                              "--results", str(res)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     proc.stdout.close()   # the reader is gone before the first line
     err = proc.stderr.read().decode()
@@ -146,7 +146,7 @@ def test_an_interrupted_demo_generation_is_one_line(tmp_path, monkeypatch, capsy
     monkeypatch.setattr(cli, "REPO", str(tmp_path))
     monkeypatch.setattr(cli, "generate", interrupted)
     try:
-        code = cli.main(["--table", "1", "--demo", "--gpus", "none", "--logroot", str(tmp_path / "l"),
+        code = cli.main(["--table", "1", "--demo", "--gpu-ids", "none", "--logroot", str(tmp_path / "l"),
                          "--results", str(tmp_path / "r")])
     except KeyboardInterrupt:
         pytest.fail("the interrupt escaped main(): a traceback")

@@ -115,11 +115,11 @@ def test_fingerprint_needs_no_pixels_and_covers_the_holdout():
 
 
 def test_fingerprint_of_the_annotations_equals_that_of_the_loaded_splits(tiny_data):
-    import dataflow
-    loaded = runrecord.dataset_fingerprint(dataflow.load_split(tiny_data, "train"),
-                                           dataflow.load_split(tiny_data, "val"), 3)
-    cheap = runrecord.dataset_fingerprint(dataflow.read_annotations(tiny_data, "train"),
-                                          dataflow.read_annotations(tiny_data, "val"), 3)
+    from dataflow import annotations, tinyimagenet
+    loaded = runrecord.dataset_fingerprint(tinyimagenet.load_split(tiny_data, "train"),
+                                           tinyimagenet.load_split(tiny_data, "val"), 3)
+    cheap = runrecord.dataset_fingerprint(annotations.read_annotations(tiny_data, "train"),
+                                          annotations.read_annotations(tiny_data, "val"), 3)
     pixels = loaded.pop("pixels")
     assert cheap.pop("pixels") is None and set(pixels) == {"train", "val"}   # the annotations have no pixels
     assert cheap == loaded and loaded["train_used"] == 4 * (12 - 3)
@@ -128,23 +128,23 @@ def test_fingerprint_of_the_annotations_equals_that_of_the_loaded_splits(tiny_da
 def test_the_fingerprint_covers_class_order_and_the_image_to_label_map(tiny_data, tmp_path):
     """Issue 19 item 3: wnids.txt reversed, or two images of two classes swapped, is another dataset."""
     import shutil
-    import dataflow
+    from dataflow import annotations, tinyimagenet
     data = str(tmp_path / "data")
     shutil.copytree(tiny_data, data, ignore=shutil.ignore_patterns(".cache"))
-    train, val = dataflow.load_split(data, "train"), dataflow.load_split(data, "val")
+    train, val = tinyimagenet.load_split(data, "train"), tinyimagenet.load_split(data, "val")
     recorded = runrecord.dataset_fingerprint(train, val)
-    ann = [dataflow.read_annotations(data, s) for s in ("train", "val")]
+    ann = [annotations.read_annotations(data, s) for s in ("train", "val")]
     assert runrecord.dataset_problem(recorded, *ann, ("val", val)) is None
     a, b = (os.path.join(data, val.files[i]) for i in (0, list(val.labels).index(1)))   # classes 0 and 1
     os.rename(a, a + ".tmp"), os.rename(b, a), os.rename(a + ".tmp", b)
-    swapped = dataflow.load_split(data, "val", cache_dir=str(tmp_path / "cache"))
+    swapped = tinyimagenet.load_split(data, "val", cache_dir=str(tmp_path / "cache"))
     assert "val images differ" in runrecord.dataset_problem(recorded, *ann, ("val", swapped))
     wnids = os.path.join(data, "wnids.txt")
     with open(wnids) as f:
         names = f.read().split()
     with open(wnids, "w") as f:
         f.write("\n".join(reversed(names)) + "\n")
-    ann = [dataflow.read_annotations(data, s) for s in ("train", "val")]
+    ann = [annotations.read_annotations(data, s) for s in ("train", "val")]
     assert "class order" in runrecord.dataset_problem(recorded, *ann)
 
 

@@ -1,4 +1,4 @@
-"""Tests of the command line (python -m tables, run_table1.sh): refusals that write nothing,
+"""Tests of the command line (python -m reproduce, run_table1.sh): refusals that write nothing,
 pass-through after --, dry runs, --report-only, and one short end-to-end run of run_table1.sh."""
 import json
 import os
@@ -10,10 +10,10 @@ import sys
 import pytest
 
 from errors import UserError
-from tables import __main__ as cli
-from tables import report
-from tables import runs as rs
-from tables.runs import Expectation
+from reproduce import __main__ as cli
+from reproduce import report
+from reproduce import runs as rs
+from reproduce.runs import Expectation
 from tests.conftest import REPO
 from tests.tables_fixtures import table_data, write_eval  # noqa: F401 (table_data: a fixture)
 
@@ -32,7 +32,7 @@ def test_the_table_is_given_once(capsys):
 
 
 def test_unknown_option_is_refused_unless_after_dashdash(tmp_path, table_data, capsys):
-    base = ["--table", "1", "--data", table_data, "--logroot", str(tmp_path / "l"), "--gpus", "none", "--dry-run"]
+    base = ["--table", "1", "--data", table_data, "--logroot", str(tmp_path / "l"), "--gpu-ids", "none", "--dry-run"]
     with pytest.raises(SystemExit) as e:
         cli.main(base + ["--onyl", "r18-cam"])
     assert e.value.code == 2 and "--onyl" in capsys.readouterr().err
@@ -46,7 +46,7 @@ def test_unknown_option_is_refused_unless_after_dashdash(tmp_path, table_data, c
 @pytest.mark.parametrize("passed", [["--dep", "34", "--bat", "32"], ["--depth=34"], ["--se", "4"]])
 def test_abbreviated_reserved_flag_after_dashdash_is_refused(tmp_path, table_data, passed):
     with pytest.raises(UserError, match="set by the table script"):
-        cli.main(["--table", "1", "--data", table_data, "--logroot", str(tmp_path / "l"), "--gpus", "none",
+        cli.main(["--table", "1", "--data", table_data, "--logroot", str(tmp_path / "l"), "--gpu-ids", "none",
                   "--results", str(tmp_path / "r"), "--", *passed])
     assert not os.path.exists(tmp_path / "l") and not os.path.exists(tmp_path / "r")
 
@@ -57,7 +57,7 @@ def test_output_folder_that_is_a_file_is_refused_before_training(tmp_path, table
     other = "--logroot" if which == "--results" else "--results"
     with pytest.raises(SystemExit):   # by the parser (argtypes.writable_dir)
         cli.main(["--table", "1", "--data", table_data, which, str(tmp_path / "file"), other, str(tmp_path / "o"),
-                  "--gpus", "none", "--only", "r18-cam", "--dry-run"])   # refused even before a dry run
+                  "--gpu-ids", "none", "--only", "r18-cam", "--dry-run"])   # refused even before a dry run
     assert re.search(f"argument {which}: .*is a file", capsys.readouterr().err)
     assert sorted(os.listdir(tmp_path)) == ["file"]
 
@@ -72,7 +72,7 @@ def test_refused_invocation_writes_nothing(tmp_path, table_data):
     for other in (["--", "--epochs", "3"], ["--", "--epochs", "2", "--no-such-flag"]):
         with pytest.raises(UserError, match="nothing was run"):   # other settings than the finished run's
             cli.main(["--table", "1", "--data", table_data, "--logroot", str(logs), "--results", str(res),
-                      "--gpus", "none", "--only", "r18-cam", *other])
+                      "--gpu-ids", "none", "--only", "r18-cam", *other])
     assert {p: (res / p).read_bytes() for p in os.listdir(res)} == before
     assert sorted(os.listdir(logs)) == ["r18-cam-b256"]   # nothing else was started
     assert not os.path.exists(logs / "r18-cam-b256" / "train.out")
@@ -82,7 +82,7 @@ def test_refused_invocation_writes_nothing(tmp_path, table_data):
                                  ["--seeds", "0"], ["--recipe", "sn-resnt"], ["--metrics", "wsol"]])
 def test_bad_values_are_refused_before_anything(tmp_path, bad, capsys):
     with pytest.raises((SystemExit, UserError)) as e:
-        cli.main(["--table", "1", "--demo", "--dry-run", *bad, "--gpus", "none", "--logroot", str(tmp_path / "logs"),
+        cli.main(["--table", "1", "--demo", "--dry-run", *bad, "--gpu-ids", "none", "--logroot", str(tmp_path / "logs"),
                   "--results", str(tmp_path / "res")])
     assert bad[0] in (str(e.value) if isinstance(e.value, UserError) else capsys.readouterr().err)
     assert os.listdir(tmp_path) == []
@@ -104,7 +104,7 @@ def test_dry_run(tmp_path, table_data, capsys):
                         gpus_per_run=2, expectation=Expectation(table_data, 2))[0]
     assert done.expected.train.batch_per_tower == 128    # batch 256 over the run's 2 GPUs, as train.py splits it
     write_eval(done.logdir, 1, 1, 1, settings=done.expected)
-    rc = cli.main(["--table", "1", "--data", table_data, "--logroot", str(tmp_path), "--gpus", "0,1,2,3",
+    rc = cli.main(["--table", "1", "--data", table_data, "--logroot", str(tmp_path), "--gpu-ids", "0,1,2,3",
                    "--gpus-per-run", "2", "--only", "r18-cam,r18-gr", "--dry-run", "--seeds", "2",
                    "--recipe", "sn-resnet", "--", "--epochs", "2"])
     out = capsys.readouterr().out
@@ -117,19 +117,19 @@ def test_dry_run(tmp_path, table_data, capsys):
 
 def test_dry_run_holdout_runs_are_other_cells(tmp_path, table_data, capsys):
     write_eval(tmp_path / "r18-cam-b32", 1, 1, 1)   # trained without holdout: another cell, not a conflict
-    rc = cli.main(["--table", "2", "--data", table_data, "--logroot", str(tmp_path), "--gpus", "none",
+    rc = cli.main(["--table", "2", "--data", table_data, "--logroot", str(tmp_path), "--gpu-ids", "none",
                    "--only", "r18-cam-b32", "--dry-run", "--seeds", "2", "--holdout", "5"])
     out = capsys.readouterr().out
     assert rc == 0 and "2 run(s)" in out and "0 finished" in out
     assert "# r18-cam-b32-h5: new" in out and "# r18-cam-b32-h5-s1: new" in out
     assert "--seed 1 --logdir" in out and "--holdout 5" in out and "--threshold-from-holdout" in out
     with pytest.raises(UserError, match="--batch 256: more than the 236 training images"):
-        cli.main(["--table", "1", "--data", table_data, "--logroot", str(tmp_path), "--gpus", "none",
+        cli.main(["--table", "1", "--data", table_data, "--logroot", str(tmp_path), "--gpu-ids", "none",
                   "--only", "r18-cam", "--dry-run", "--holdout", "5"])   # refused before anything runs
 
 
 def test_demo_dry_run(tmp_path, capsys):
-    rc = cli.main(["--table", "2", "--demo", "--logroot", str(tmp_path / "logs"), "--gpus", "none",
+    rc = cli.main(["--table", "2", "--demo", "--logroot", str(tmp_path / "logs"), "--gpu-ids", "none",
                    "--parallel", "2", "--only", "r18-gr", "--dry-run"])
     out = capsys.readouterr().out
     seeds = cli.DEMO_SEEDS
@@ -142,7 +142,7 @@ def test_demo_dry_run(tmp_path, capsys):
 def test_demo_depths_and_seeds_from_demo_module(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(cli, "DEMO_DEPTHS", (18,))
     monkeypatch.setattr(cli, "DEMO_SEEDS", 3)
-    rc = cli.main(["--table", "1", "--demo", "--logroot", str(tmp_path / "logs"), "--gpus", "none", "--dry-run"])
+    rc = cli.main(["--table", "1", "--demo", "--logroot", str(tmp_path / "logs"), "--gpu-ids", "none", "--dry-run"])
     out = capsys.readouterr().out
     assert rc == 0 and "15 run(s)" in out and "# r18-gr-b32-s2: new" in out and "# r34" not in out
     rc = cli.main(["--table", "1", "--demo", "--report-only", "--logroot", str(tmp_path / "logs"),
@@ -185,7 +185,7 @@ def test_run_table1_end_to_end(tmp_path, table_data, capsys):
     data = table_data
     logs, res = tmp_path / "logs", tmp_path / "res"
     cmd = [os.path.join(REPO, "run_table1.sh"), "--data", str(data), "--logroot", str(logs),
-           "--results", str(res), "--gpus", "none", "--only", "r18-cam,r18-gr",
+           "--results", str(res), "--gpu-ids", "none", "--only", "r18-cam,r18-gr",
            "--", "--epochs", "1", "--lr-step-epochs", "1", "--width-mult", "0.0625"]
     env = dict(os.environ, PYTHON=sys.executable)
     p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)

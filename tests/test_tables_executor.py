@@ -1,4 +1,4 @@
-"""Tests of tables/executor.py: GPU slots and their detection, the scheduler with stand-in commands
+"""Tests of reproduce/executor.py: GPU slots and their detection, the scheduler with stand-in commands
 instead of train.py / evaluate.py, and the one table script per log root."""
 import os
 
@@ -6,11 +6,11 @@ import pytest
 
 import fileio
 from errors import UserError
-from tables import __main__ as cli
-from tables import executor as ex
-from tables import runs as rs
-from tables.executor import LOCK, Executor
-from tables.runs import Expectation
+from reproduce import __main__ as cli
+from reproduce import executor as ex
+from reproduce import runs as rs
+from reproduce.executor import LOCK, Executor
+from reproduce.runs import Expectation
 from tests.tables_fixtures import fake_run, table_data, write_eval  # noqa: F401 (table_data: a fixture)
 
 
@@ -63,7 +63,7 @@ def test_a_second_table_script_on_the_same_logroot_is_refused(tmp_path, table_da
                        expectation=Expectation(table_data, 0))[0]
     write_eval(run.logdir, 50.0, 25.0, 40.0, settings=run.expected)   # finished: this script only skips it
     argv = ["--table", "1", "--data", table_data, "--logroot", str(logs), "--results", str(tmp_path / "res"),
-            "--gpus", "none", "--only", "r18-cam"]
+            "--gpu-ids", "none", "--only", "r18-cam"]
     holder = fileio.hold_lock(str(logs / LOCK), "another table script")   # as a script running there holds it
     try:
         with pytest.raises(UserError, match=f"--logroot {logs}: in use by another process"):

@@ -1,4 +1,4 @@
-"""Tests of the table scripts' cost, progress and packing (tables/progress.py, --runs-per-gpu, --allow-cpu):
+"""Tests of the table scripts' cost, progress and packing (reproduce/progress.py, --runs-per-gpu, --allow-cpu):
 stand-in commands and faked GPU ids, no training."""
 import json
 import os
@@ -7,12 +7,12 @@ import re
 import pytest
 
 from errors import UserError
-from tables import __main__ as cli
-from tables import executor as ex
-from tables import progress
-from tables import runs as rs
-from tables.executor import Executor, Outcome
-from tables.runs import Expectation
+from reproduce import __main__ as cli
+from reproduce import executor as ex
+from reproduce import progress
+from reproduce import runs as rs
+from reproduce.executor import Executor, Outcome
+from reproduce.runs import Expectation
 from tests.tables_fixtures import fake_run, table_data  # noqa: F401 (table_data: a fixture)
 
 
@@ -48,7 +48,7 @@ def test_k_times_gpus_runs_in_flight(tmp_path):
 
 
 class Recorder:
-    """Stands in for the Executor in tables.__main__: records the runs and slots it is given."""
+    """Stands in for the Executor in reproduce.__main__: records the runs and slots it is given."""
     seen = []
 
     def __init__(self, slots, log=print, watch=None, progress_every=0):
@@ -64,7 +64,7 @@ def test_schedule_logdirs_and_settings_do_not_depend_on_runs_per_gpu(tmp_path, t
     Recorder.seen = []
     for k in (1, 2, 3):
         argv = ["--table", "2", "--data", table_data, "--logroot", str(tmp_path / "logs"), "--results",
-                str(tmp_path / f"res{k}"), "--gpus", "0,1", "--runs-per-gpu", str(k), "--progress-every", "0"]
+                str(tmp_path / f"res{k}"), "--gpu-ids", "0,1", "--runs-per-gpu", str(k), "--progress-every", "0"]
         assert cli.main(argv) == cli.INCOMPLETE   # the stand-in trains nothing
     plans = [[(r.name, r.logdir, r.train_cmd, r.eval_cmd, r.expected.to_json()) for r in runs]
              for _, runs in Recorder.seen]
@@ -75,7 +75,7 @@ def test_schedule_logdirs_and_settings_do_not_depend_on_runs_per_gpu(tmp_path, t
 
 def test_a_full_schedule_on_the_cpu_is_refused_with_its_cost(tmp_path, table_data, capsys):
     argv = ["--table", "1", "--data", table_data, "--logroot", str(tmp_path / "logs"), "--results",
-            str(tmp_path / "res"), "--gpus", "none", "--only", "r18-cam"]
+            str(tmp_path / "res"), "--gpu-ids", "none", "--only", "r18-cam"]
     with pytest.raises(UserError, match=r"(?s)refusing to start: Cost: 1 run\(s\).*CPU-hours.*--allow-cpu"):
         cli.main(argv)
     assert not os.path.exists(tmp_path / "logs") and not os.path.exists(tmp_path / "res")

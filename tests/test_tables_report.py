@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 
 import fileio
-from tables import figures, report
-from tables.executor import Outcome
+from reproduce import figures, report
+from reproduce.executor import Outcome
 from tests.tables_fixtures import collect, protocols, summary, table_runs, write_eval
 
 

@@ -1,4 +1,4 @@
-"""Tests of tables/runs.py and tables/paper.py's numbers: the configurations, --only, --seeds, run
+"""Tests of reproduce/runs.py and reproduce/paper.py's numbers: the configurations, --only, --seeds, run
 states and reuse, the train.py / evaluate.py commands and the flags the table script reserves."""
 import os
 import shutil
@@ -6,11 +6,11 @@ import shutil
 import pytest
 
 from errors import UserError
-from tables import __main__ as cli
-from tables import executor as ex
-from tables import paper
-from tables import runs as rs
-from tables.runs import Expectation
+from reproduce import __main__ as cli
+from reproduce import executor as ex
+from reproduce import paper
+from reproduce import runs as rs
+from reproduce.runs import Expectation
 from tests.tables_fixtures import make_run, table_data, write_eval  # noqa: F401 (table_data: a fixture)
 
 

@@ -11,7 +11,9 @@ import time
 import numpy as np
 import pytest
 
-from dataflow import DataError, TinyImageNet, build_eval_dataflow, build_train_dataflow, holdout_indices, split_holdout
+from dataflow import DataError
+from dataflow.tinyimagenet import TinyImageNet, holdout_indices, split_holdout
+from dataflow.builders import build_eval_dataflow, build_train_dataflow
 from procs import child_processes
 from tests.conftest import TINY
 from tests.test_dataflow import train, val  # noqa: F401  (module-scoped fixtures: the loaded splits)
@@ -203,7 +205,8 @@ def _alive(pid):
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc; the death signal is Linux's")
 def test_killing_the_consumer_of_two_workers_leaves_no_worker_behind(tiny_data, tmp_path):
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    code = (f"from dataflow import load_split, build_train_dataflow\n"
+    code = (f"from dataflow.tinyimagenet import load_split\n"
+            f"from dataflow.builders import build_train_dataflow\n"
             f"split = load_split({tiny_data!r}, 'train', cache_dir={str(tmp_path)!r}, progress=False)\n"
             f"flow = build_train_dataflow(split, 'gr', 4, seed=0, num_workers=2)\n"
             f"flow.reset_state()\n"

@@ -36,7 +36,8 @@ import numpy as np
 import tensorflow as tf
 
 import runrecord
-from dataflow import build_train_dataflow, load_split
+from dataflow.builders import build_train_dataflow
+from dataflow.tinyimagenet import load_split
 from dataflow.synthetic import generate
 from runrecord import cost, resolve_recipe
 from tools import gpu_host

@@ -104,7 +104,7 @@ def make_grid(rows, labels, scale):
 def main(argv=None):
     args = parse_args(argv)
     validate(args)
-    from dataflow import load_split  # imported late: a bad flag fails before the loader's imports
+    from dataflow.tinyimagenet import load_split  # imported late: a bad flag fails before the loader's imports
 
     split = load_split(args.data, args.split, progress=False)
     n = len(split.images)

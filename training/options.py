@@ -15,7 +15,7 @@ import tensorflow as tf
 import tensorpack
 
 from errors import UserError
-from models import IMAGENET_MEAN_BGR, IMAGENET_STD_BGR, param_count
+from models import param_count
 from runrecord import command
 from runrecord.command import parse_args  # noqa: F401 (train.parse_args)
 from training import devices, session
@@ -49,13 +49,6 @@ def validate(args):
         raise UserError(f"--width-mult {args.width_mult:g}: the weights alone would take about {need / 2**30:.0f} GiB "
                         f"in training, more than the {have / 2**30:.0f} GiB of this machine")
     return command.make_env(args, machine())
-
-
-def normalization(normalize, train):
-    """``(mean_bgr, std_bgr)`` in pixel units for CAMModel, per --normalize."""
-    if normalize == "imagenet":
-        return list(IMAGENET_MEAN_BGR), list(IMAGENET_STD_BGR)
-    return train.mean_bgr().tolist(), train.std_bgr().tolist()
 
 
 def make_settings(args, env, fingerprint, num_classes, image_shape, mean_std=(None, None)):

@@ -30,7 +30,7 @@ class LocalizationInferencer(Inferencer):
     """GT-known Loc and Top-1 Loc (percent) of the first ``images`` images of ``split``, fed to
     InferenceRunner in file order.
 
-    ``split``: the loaded validation :class:`dataflow.Split` whose ``build_eval_dataflow`` the runner
+    ``split``: the loaded validation :class:`dataflow.tinyimagenet.Split` whose ``build_eval_dataflow`` the runner
     iterates (images ``(N, H, W, 3)`` uint8 BGR, labels ``(N,)``, boxes ``(N, 4)`` int inclusive
     ``[x0, y0, x1, y1]``): batch after batch, in order, so image ``i`` of the stream is ``split``'s ``i``.
     """

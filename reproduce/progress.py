@@ -10,7 +10,7 @@ from typing import Optional
 import runrecord
 from runrecord import cost
 from runrecord.cost import fmt_hours
-from tables.runs import TO_TRAIN, Run
+from reproduce.runs import TO_TRAIN, Run
 
 
 @dataclass

@@ -18,8 +18,8 @@ from errors import UserError
 from runrecord import CONFLICT, EVALUATED, NEW, RESUMABLE, TRAINED  # noqa: F401 (the states)
 from runrecord.command import Machine, command_settings
 from runrecord.machine import describe as describe_machine
-from tables import schedule
-from tables.paper import LAYOUTS, METRICS as PAPER_METRICS
+from reproduce import schedule
+from reproduce.paper import LAYOUTS, METRICS as PAPER_METRICS
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ class Expectation:
     (no pixels are decoded but the first image's, for its shape)."""
 
     def __init__(self, data, gpus_per_run):
-        from dataflow import read_annotations
+        from dataflow.annotations import read_annotations
         self.data = os.path.abspath(data)
         # the machine assumed: this one, with the run's GPUs, TensorFlow's oneDNN on (tf_env.py)
         self.machine = Machine(gpus=gpus_per_run)
@@ -102,7 +102,7 @@ class Expectation:
 
 
 TO_TRAIN = (NEW, RESUMABLE)
-FIGURE_DIR = "figure2"       # evaluate.py --vis output of a run, read by tables.report (Figure 2)
+FIGURE_DIR = "figure2"       # evaluate.py --vis output of a run, read by reproduce.report (Figure 2)
 FIGURE_IMAGES = 4            # validation images per run in Figure 2 (evaluate.py --vis-count)
 FIGURE_SCALE = 2             # pixel upscale of the panels (evaluate.py --vis-scale)
 # train.py flags the scripts set for every run; passing them (or any prefix of them) is refused.

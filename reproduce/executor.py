@@ -1,5 +1,5 @@
 """Carry out a table's runs over slots, one subprocess at a time per slot: a slot is the GPU ids of one
-run (``CUDA_VISIBLE_DEVICES``) or None for a CPU slot.  One table script per log root (tables.__main__)."""
+run (``CUDA_VISIBLE_DEVICES``) or None for a CPU slot.  One table script per log root (reproduce.__main__)."""
 import collections
 import itertools
 import os
@@ -15,14 +15,14 @@ from dataclasses import dataclass
 import runrecord
 from errors import UserError
 from procs import die_with_parent
-from tables import runs as rs
+from reproduce import runs as rs
 
 LOCK = ".tables.lock"   # in the log root: held by the one table script that runs there
 
 
 def detect_gpus(env=None, smi="nvidia-smi"):
     """Visible GPU ids: from ``CUDA_VISIBLE_DEVICES`` if set, else ``nvidia-smi -L``; [] for none.
-    A ``CUDA_VISIBLE_DEVICES`` entry that is not what ``--gpus`` takes (ids; CUDA's GPU-/MIG- UUIDs too)
+    A ``CUDA_VISIBLE_DEVICES`` entry that is not what ``--gpu-ids`` takes (ids; CUDA's GPU-/MIG- UUIDs too)
     is a UserError: a typo there would plan every run on a GPU that does not exist."""
     env = os.environ if env is None else env
     if "CUDA_VISIBLE_DEVICES" in env:   # CUDA stops at the first invalid id
@@ -31,7 +31,7 @@ def detect_gpus(env=None, smi="nvidia-smi"):
         bad = [g for g in gpus if not (g.isdigit() or g.startswith(("GPU-", "MIG-")))]
         if bad:
             raise UserError(f"CUDA_VISIBLE_DEVICES={text!r}: {bad[0]!r} is not a GPU id (expected ids like "
-                            "0,1,3, or empty or -1 for none); correct it, or give --gpus")
+                            "0,1,3, or empty or -1 for none); correct it, or give --gpu-ids")
         return gpus
     try:
         listing = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=30).stdout
@@ -98,10 +98,10 @@ def tail(path, n=5):
 
 
 class Executor:
-    """Runs :class:`tables.runs.Run` s over ``slots``: a worker per slot takes the next run and a free slot."""
+    """Runs :class:`reproduce.runs.Run` s over ``slots``: a worker per slot takes the next run and a free slot."""
 
     def __init__(self, slots, log=print, watch=None, progress_every=0):
-        """``watch``: a :class:`tables.progress.Watch` told of each run's phases, whose line is logged
+        """``watch``: a :class:`reproduce.progress.Watch` told of each run's phases, whose line is logged
         every ``progress_every`` seconds (0: never) and with each finished run."""
         self.slots, self._log, self.watch, self.progress_every = slots, log, watch, progress_every
         self._lock = threading.Lock()

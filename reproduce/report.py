@@ -1,4 +1,4 @@
-"""A collected table (tables.runs.collect) as printed, and saved as ``table{N}.json``, ``.csv``, ``.md``,
+"""A collected table (reproduce.runs.collect) as printed, and saved as ``table{N}.json``, ``.csv``, ``.md``,
 the claims' forest plot and the paper's Figure 2 across methods (docs/tables.md, docs/claims.md)."""
 import csv
 import io
@@ -9,10 +9,10 @@ from tabulate import tabulate
 
 import fileio
 from cam.metrics import METRIC_TITLES
-from tables import figures, paper
-from tables.figures import one_per
-from tables.executor import show
-from tables.paper import LAYOUTS, MISSING, fmt_stat
+from reproduce import figures, paper
+from reproduce.figures import one_per
+from reproduce.executor import show
+from reproduce.paper import LAYOUTS, MISSING, fmt_stat
 
 METRIC_CHOICES = ("paper", "wsol2020", "all")
 CSV_FIELDS = ("table", "run", "seed", "folder", "depth", "method", "batch", "trained_batch", "metric",
@@ -128,7 +128,7 @@ def sections(result, tablefmt):
 
 
 def not_the_papers(result):
-    """The title's warning when the runs differ from the paper's schedule (tables/schedule.py), else ""."""
+    """The title's warning when the runs differ from the paper's schedule (reproduce/schedule.py), else ""."""
     changed = result.get("schedule") if not result["demo"] else None
     return f"[NOT THE PAPER'S SCHEDULE: {'; '.join(changed)}] " if changed else ""
 

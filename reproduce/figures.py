@@ -1,4 +1,4 @@
-"""The figures of a collected table (tables.runs.collect): the claims' forest plot and the paper's
+"""The figures of a collected table (reproduce.runs.collect): the claims' forest plot and the paper's
 Figure 2 across methods (docs/claims.md, docs/tables.md).  Images are uint8 BGR."""
 import os
 import re
@@ -10,8 +10,8 @@ import fileio
 import runrecord
 from cam import vis
 from cam.metrics import METRIC_TITLES
-from tables import paper
-from tables.runs import FIGURE_DIR
+from reproduce import paper
+from reproduce.runs import FIGURE_DIR
 
 PANEL = re.compile(r"^\d{5}_.+\.png$")   # evaluate.py --vis: one panel per image, {index:05d}_{name}.png
 LABEL_HEIGHT = 28   # pixels of Figure 2's column headers

@@ -21,9 +21,9 @@ import runrecord
 from dataflow.synthetic import GENERATOR_VERSION, MARKER, generate
 from errors import UserError, quiet_closed_stdout, raise_interrupt, run_main
 from runrecord import cost
-from tables import executor as ex, progress, report, runs as rs
-from tables.executor import Executor, show
-from tables.runs import Expectation
+from reproduce import executor as ex, progress, report, runs as rs
+from reproduce.executor import Executor, show
+from reproduce.runs import Expectation
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -52,7 +52,7 @@ def demo_tag():
         GENERATOR_VERSION, **DEMO_DATA)
 
 
-def build_parser(prog="python -m tables"):
+def build_parser(prog="python -m reproduce"):
     p = argparse.ArgumentParser(
         prog=prog, allow_abbrev=False,
         usage="%(prog)s (--data DIR | --demo) [options] [-- train.py options]",
@@ -84,7 +84,7 @@ def build_parser(prog="python -m tables"):
                         "runs are named r18-gr-b256-hN; default 0 (the paper's)")
     p.add_argument("--recipe", choices=sorted(runrecord.RECIPES),
                    help="train.py --recipe: paper (train.py's default) or sn-resnet (docs/sources.md)")
-    p.add_argument("--gpus", metavar="LIST", type=argtypes.gpu_list,
+    p.add_argument("--gpu-ids", metavar="LIST", type=argtypes.gpu_list,
                    help="GPU ids to use, e.g. 0,1,2,3, or 'none' for CPU "
                         "(default: CUDA_VISIBLE_DEVICES, else all of nvidia-smi -L)")
     p.add_argument("--gpus-per-run", type=argtypes.positive_int, default=1, metavar="N",
@@ -116,7 +116,7 @@ def parse_args(argv):
         i = argv.index("--")
         argv, after = argv[:i], argv[i + 1:]
     table = next((argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--table"), None)
-    p = build_parser(f"run_table{table}.sh" if table in ("1", "2") else "python -m tables")
+    p = build_parser(f"run_table{table}.sh" if table in ("1", "2") else "python -m reproduce")
     args, unknown = p.parse_known_args(argv)
     if unknown:
         p.error(f"unrecognized arguments: {' '.join(unknown)} (options for train.py go after --)")
@@ -185,7 +185,7 @@ def main(argv=None):
         return finish(args, p, rs.make_runs(p["configs"], data=None, logroot=p["logroot"]), {})
     if args.demo:
         print("=" * 78 + f"\n{report.DEMO_BANNER}\n" + "=" * 78)
-    gpus = args.gpus if args.gpus is not None else ex.detect_gpus()
+    gpus = args.gpu_ids if args.gpu_ids is not None else ex.detect_gpus()
     slots = ex.make_slots(gpus, args.gpus_per_run, p["parallel"], args.runs_per_gpu)
     train_args = p["train_args"]
     if not gpus and p["parallel"] > 1 and not any(a == "--threads" or a.startswith("--threads=") for a in train_args):
@@ -204,7 +204,7 @@ def main(argv=None):
         finally:
             signal.signal(signal.SIGTERM, previous)
     gpus_per_run = args.gpus_per_run if gpus else 0
-    # the dataset is checked here, annotations and all (dataflow.read_annotations), before any
+    # the dataset is checked here, annotations and all (dataflow.annotations.read_annotations), before any
     # training; a demo dry run before the demo data exists has nothing to check or compare with
     known = not (args.demo and not os.path.isdir(p["data"]))
     make = dict(data=p["data"], logroot=p["logroot"], train_args=train_args, repo=REPO, gpus_per_run=gpus_per_run,

@@ -1,1 +1,0 @@
-"""Reproduce the paper's Table 1 and Table 2 (docs/tables.md); ``python -m tables`` is the command line."""
