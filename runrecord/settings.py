@@ -190,7 +190,7 @@ def add_flags(parser, cls, names, *, unset=False):
         if not is_flag(cls, name):
             raise ValueError(f"{cls.__name__}.{name} is set from the data or the machine, not by a flag")
         options = {k: v for k, v in meta.items() if k in ("type", "choices", "action", "metavar", "required")}
-        source = meta["source"].removeprefix("ours").lstrip(":; ")
+        source = meta["source"]   # "ours..." stays: the README promises our additions are marked in --help
         if unset:   # evaluate.py: settings.json decides; without one, the field's own default (if any)
             own = cls.__dataclass_fields__[name].default
             said = ("default: the run's settings.json, needed without one" if own is MISSING

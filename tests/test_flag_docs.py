@@ -48,3 +48,16 @@ def test_each_flag_table_lists_its_parser_s_flags(doc, make, monkeypatch):
 def test_the_reader_takes_the_first_column_of_flag_rows_only(tmp_path):
     (tmp_path / "doc.md").write_text("| `--a`, `--b N` | 1 | see `--x` |\n| `--c` / `--no-c` | | y |\ntext `--d`\n")
     assert documented("doc.md", root=tmp_path) == {"--a", "--b", "--c", "--no-c"}
+
+
+def test_our_additions_are_marked_ours_in_train_help():
+    """The README says our additions are marked as ours in --help: every settings field whose source
+    starts with "ours" says so in its train.py flag's help (the word was once stripped)."""
+    import dataclasses
+
+    from runrecord.settings import ModelSettings, SpeedSettings, TrainSettings, flag_name, is_flag
+    helps = {s: a.help for a in train_parser()._actions for s in a.option_strings}
+    ours = [flag_name(cls, f.name) for cls in (ModelSettings, TrainSettings, SpeedSettings)
+            for f in dataclasses.fields(cls) if is_flag(cls, f.name) and f.metadata["source"].startswith("ours")]
+    assert len(ours) > 5
+    assert [f for f in ours if "ours" not in helps[f]] == []
