@@ -213,9 +213,9 @@ def evaluate(args, inp):
         "sweep_step": args.sweep_step, "box_convention": "[x0, y0, x1, y1], max inclusive",
         "protocol_rules": {name: asdict(PROTOCOLS[name]) for name in NAMES},
     }
-    doc = report.document(val, held, report.baseline_entries(inp.split, inp.indices, inp.fit_boxes), settings,
-                          report.records(inp.split, inp.indices, result), result["timing"], args.protocol,
-                          args.cam_threshold, bool(args.threshold_sweep))
+    base = report.baseline_entries(inp.split, inp.indices, inp.fit_boxes)
+    doc = report.document(val, held, base, settings, report.records(inp.split, inp.indices, result),
+                          result["timing"], args.protocol, args.cam_threshold, bool(args.threshold_sweep))
     return doc, result, vis_at
 
 

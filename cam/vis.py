@@ -21,7 +21,7 @@ PRED_COLOR = (0, 255, 0)      # BGR green: estimate (paper Fig. 2)
 HALO_COLOR = (255, 255, 255)  # white edge of each box: a blue box still shows on a blue object (ours)
 BACKGROUND = (255, 255, 255)
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
-PANEL_FILE = re.compile(r"^\d{5}_.+\.png$")   # the names panel_file gives: what a Figure 2 folder's panels match
+PANEL_FILE = re.compile(r"^\d{5}_.+\.png$")   # the names panel_file gives (a Figure 2 folder's panels)
 
 
 def panel_file(index, image_file):

@@ -70,8 +70,8 @@ def document(val, held, baselines, settings, records, timing, protocol, cam_thre
     evaluated images and of the held-out ones (None without); ``baselines``: :func:`baseline_entries`;
     ``settings``: the caller's settings part; ``records``: :func:`records`; ``timing``: seconds per stage;
     ``protocol``: the summary's; ``cam_threshold``: the summary threshold; ``sweep``: keep every threshold."""
-    protocols = {name: protocol_entry(val[name], cam_threshold, baselines[name], held[name] if held else None, sweep)
-                 for name in NAMES}
+    protocols = {name: protocol_entry(val[name], cam_threshold, baselines[name],
+                                      held[name] if held else None, sweep) for name in NAMES}
     return EvalDoc(summary=protocols[protocol]["summary"], protocol=protocol, protocols=protocols,
                    wsol2020=wsol2020_entry(val["wsol2020"], held["wsol2020"] if held else None),
                    settings=settings, records=records, timing=timing)
@@ -90,8 +90,8 @@ def _table(rows, headers):
 
 
 def print_report(doc, timing, count):
-    """Of an EvalDoc: the headline (the chosen protocol named first), the protocol table with the rows the tables use
-    marked, the held-out thresholds, MaxBoxAccV2 and the speed."""
+    """Of an EvalDoc: the headline (the chosen protocol named first), the protocol table with the rows
+    the tables use marked, the held-out thresholds, MaxBoxAccV2 and the speed."""
     chosen, protocols, settings = doc.protocol, doc.protocols, doc.settings
     print(f"protocol {chosen} (--protocol), CAM threshold {settings['cam_threshold']:g}, "
           f"{count} {settings['split']} images:")

@@ -70,11 +70,12 @@ def claims_plot(records, title, stem, width=1000):
 
 
 def _mean_ious(result, cell):
-    """``{file: mean IoU over the cell's seeds}`` from the per-image views collect kept of its finished runs."""
+    """``{file: mean IoU over the cell's seeds}`` from the per-image views of its finished runs (collect's)."""
     per = {}
-    for r in result["runs"].values():
-        view = result.get(PER_IMAGE, {}).get(r["eval_json"])
-        if r["cell"] == cell and r["status"] == "ok" and isinstance(view, PerImage):
+    views = [result[PER_IMAGE][r["eval_json"]] for r in result["runs"].values()
+             if r["cell"] == cell and r["status"] == "ok"]
+    for view in views:
+        if isinstance(view, PerImage):   # else the reason it has none (the claims show it)
             for f, iou in zip(view.files, view.ious):
                 per.setdefault(f, []).append(iou)
     return {f: float(np.mean(v)) for f, v in per.items()}

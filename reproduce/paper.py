@@ -9,7 +9,7 @@ from collections import namedtuple
 import numpy as np
 
 from cam import METRIC_TITLES
-from runrecord.evaldoc import PAPER_METRICS as METRICS   # the paper's three: GT-known Loc, Top-1 Loc, Top-1 Clas
+from runrecord.evaldoc import PAPER_METRICS as METRICS   # GT-known Loc, Top-1 Loc, Top-1 Clas
 
 # Column headers as the paper prints them (augment.METHODS order).
 METHOD_NAMES = {"cam": "CAM", "hns": "HnS", "gr": "GR",

@@ -230,9 +230,9 @@ def stem_for(result, out_dir):
 
 
 def write(result, out_dir):
-    """Save ``table{N}.json`` (everything but the per-image views), ``.csv``, ``.md``, the claims' figures and, if a run has
-    panels, ``table{N}-figure2.png`` (:func:`stem_for` picks ``table{N}`` or ``table{N}-incomplete``);
-    ``(their paths, the earlier table{N}.json kept or None)``."""
+    """Save ``table{N}.json`` (everything but the per-image views), ``.csv``, ``.md``, the claims'
+    figures and, if a run has panels, ``table{N}-figure2.png`` (:func:`stem_for` picks ``table{N}``
+    or ``table{N}-incomplete``); ``(their paths, the earlier table{N}.json kept or None)``."""
     os.makedirs(out_dir, exist_ok=True)
     stem, kept = stem_for(result, out_dir)
     md = render(result, markdown=True)

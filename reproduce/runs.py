@@ -221,7 +221,8 @@ def run_entry(run, state, reason, doc, outcome):
     entry = {"cell": run.config.cell, "seed": run.config.seed, "logdir": run.logdir,
              "eval_json": run.eval_json, "status": "missing", "values": None, "protocol": None}
     settings, _ = runrecord.read_settings(os.path.join(run.logdir, runrecord.SETTINGS))
-    entry["machines"] = [describe_machine(m) for m in (settings or {}).get("machine") or []]   # [] before issue 24
+    # [] before issue 24
+    entry["machines"] = [describe_machine(m) for m in (settings or {}).get("machine") or []]
     if outcome is not None and outcome.status == "failed":
         entry.update(status="failed", message=outcome.message, log=outcome.log)
     elif state == EVALUATED:

@@ -87,7 +87,8 @@ def parse_args(argv=None):
         p.error("the following arguments are required: --data")
     default = args.logdir is None
     if default:
-        args.logdir = os.path.join("train_log", run_name(args.depth, args.aug, args.batch, args.holdout, args.seed))
+        args.logdir = os.path.join("train_log",
+                                   run_name(args.depth, args.aug, args.batch, args.holdout, args.seed))
     for name, check in (("data", argtypes.data_root), ("logdir", LOGDIR)):
         try:
             setattr(args, name, check(getattr(args, name)))

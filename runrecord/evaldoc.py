@@ -68,8 +68,9 @@ class EvalDoc:
         bad = sorted(k for k, v in summary.items() if not is_finite(v))
         if bad:
             raise ValueError(f"a non-finite metric ({bad[0]})")
-        kinds = {"protocol": (str, "a string"), "protocols": (dict, "a JSON object"), "wsol2020": (dict, "a JSON object"),
-                 "settings": (dict, "a JSON object"), "records": (list, "a list"), "timing": (dict, "a JSON object")}
+        obj = (dict, "a JSON object")
+        kinds = {"protocol": (str, "a string"), "protocols": obj, "wsol2020": obj, "settings": obj,
+                 "records": (list, "a list"), "timing": obj}
         for name, (kind, said) in kinds.items():
             value = doc.get(name)
             if value is not None and not isinstance(value, kind):
@@ -118,7 +119,8 @@ class EvalDoc:
     def values(self):
         """The flat dict of finite numbers a table reads (docs/tables.md, "What is read"): the summary's
         metrics, the chosen protocol's baselines and held-out threshold, MaxBoxAccV2, and the protocol
-        effects ``authors_vs_paper.<m>`` / ``paper_vs_wsol.<m>`` in points; ValueError naming what is wrong."""
+        effects ``authors_vs_paper.<m>`` / ``paper_vs_wsol.<m>`` in points; ValueError naming what is
+        wrong."""
         if any(m not in self.summary for m in PAPER_METRICS):
             raise ValueError(f"no summary with {', '.join(PAPER_METRICS)}")
         protos = self.protocols or {}

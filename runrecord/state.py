@@ -27,7 +27,8 @@ NEW, RESUMABLE, TRAINED, EVALUATED, CONFLICT = "new", "resumable", "trained", "e
 
 def run_name(depth, aug, batch, holdout=0, seed=0):
     """A run's name, and its folder under train_log/ or a table's log root: ``r{depth}-{aug}-b{batch}``,
-    then ``-h{holdout}`` with held-out images and ``-s{seed}`` for a seed other than 0 (``r18-gr-b256-h10-s2``)."""
+    then ``-h{holdout}`` with held-out images and ``-s{seed}`` for a seed other than 0
+    (``r18-gr-b256-h10-s2``)."""
     return (f"r{depth}-{aug}-b{batch}" + (f"-h{holdout}" if holdout else "")
             + (f"-s{seed}" if seed else ""))
 

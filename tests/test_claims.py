@@ -108,6 +108,19 @@ def test_rendering_and_writing_only_show_the_claims_collect_tested(tmp_path, mon
     assert rs.PER_IMAGE not in json.loads((tmp_path / "out" / "table1.json").read_text())
 
 
+def test_a_run_without_records_leaves_its_claims_not_computed_and_says_why(tmp_path):
+    runs = table_runs(tmp_path, depths=(18,))
+    for r in runs:
+        write_eval(r.logdir, 50.0, 30.0, 60.0, protocol="paper", records=records([1, 0]) if r.config.aug != "cam"
+                   else [{"file": "val_0.JPEG"}])
+    res = rs.collect(1, runs, depths=(18,))
+    assert res["runs"]["r18-cam-b256"]["status"] == "ok"          # its numbers still count in the table
+    r = find(res["claims"], "t1-gr>cam")
+    assert r["verdict"] == "not computed" and r["reason"].startswith("records unusable: ")
+    assert "r18-cam-b256" in r["reason"] and "malformed records (KeyError" in r["reason"]
+    assert find(res["claims"], "t1-gr>hns")["verdict"] == "inconclusive"   # the others are tested
+
+
 def test_written_json_md_png_and_demo_rows(tmp_path):
     res = table1(tmp_path / "logs", {"gr": {0: [1] * 70 + [0] * 30}}, demo=True)
     paths, _ = report.write(res, str(tmp_path / "out"))
@@ -143,7 +156,8 @@ def test_hits_follow_the_protocol_rule_and_top1(tmp_path):
         path.write_text(json.dumps({"protocol": protocol, "records": recs, "summary": {"top1_loc": 1.0}}))
         doc, _ = EvalDoc.read(str(path))
         got, files, hits, ious = doc.per_image()
-        assert got == protocol and ious.tolist() == [0.5, 0.6, 0.1] and files == ["val_0.JPEG", "val_1.JPEG", "val_2.JPEG"]
+        assert got == protocol and files == ["val_0.JPEG", "val_1.JPEG", "val_2.JPEG"]
+        assert ious.tolist() == [0.5, 0.6, 0.1]
         assert hits["gt_known_loc"].tolist() == gt and hits["top1_clas"].tolist() == [1, 0, 1]
         assert hits["top1_loc"].tolist() == [g & c for g, c in zip(gt, [1, 0, 1])]
 

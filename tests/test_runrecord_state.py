@@ -80,10 +80,14 @@ def problem(logdir):
     return runrecord.read_evaluation(logdir)[1]
 
 
-def test_run_name_is_the_default_logdir_and_the_table_run():
+def test_run_name_is_the_default_logdir_and_the_table_run(tiny_data):
     assert runrecord.run_name(18, "gr", 256) == "r18-gr-b256"
     assert runrecord.run_name(34, "cam", 32, holdout=10, seed=2) == "r34-cam-b32-h10-s2"
     from reproduce.runs import Config
+    from runrecord import command
+    args = command.parse_args(["--data", tiny_data, "--aug", "cam", "--depth", "34", "--batch", "32",
+                               "--holdout", "10", "--seed", "2"])
+    assert args.logdir.endswith(os.path.join("train_log", "r34-cam-b32-h10-s2"))
     assert Config(34, "cam", 32, seed=2, holdout=10).name == "r34-cam-b32-h10-s2"
     assert Config(34, "cam", 32, seed=2, holdout=10).cell == "r34-cam-b32-h10"
 
@@ -117,7 +121,8 @@ def test_eval_doc_refuses_naming_the_first_bad_part(tmp_path, text, why):
     path.write_text(text)
     doc, got = runrecord.EvalDoc.read(str(path))
     assert doc is None and got.startswith(f"{path} {why}")
-    assert runrecord.EvalDoc.read(str(tmp_path / "none.json")) == (None, f"{tmp_path / 'none.json'} does not exist")
+    none = str(tmp_path / "none.json")
+    assert runrecord.EvalDoc.read(none) == (None, f"{none} does not exist")
 
 def test_run_state(tmp_path):
     logdir = str(tmp_path / "run")

@@ -178,7 +178,8 @@ def test_one_invocation_reads_each_eval_json_once(tmp_path, capsys, monkeypatch)
     rc = cli.main(["--table", "1", "--report-only", "--logroot", str(tmp_path / "logs"),
                    "--results", str(tmp_path / "res"), "--only", "r18-gr,r18-cam"])
     monkeypatch.undo()
-    assert rc == 0 and sorted(opened) == sorted(str(tmp_path / "logs" / f"r18-{a}-b256" / "eval.json") for a in hits)
+    expected = sorted(str(tmp_path / "logs" / f"r18-{a}-b256" / "eval.json") for a in hits)
+    assert rc == 0 and sorted(opened) == expected
     claims = json.loads((tmp_path / "res" / "table1.json").read_text())["claims"]
     assert next(c for c in claims if c["cells"] == ["r18-gr-b256", "r18-cam-b256"])["difference"] == 40.0
     assert (tmp_path / "res" / "table1-iou.png").exists()
