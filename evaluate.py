@@ -26,7 +26,6 @@ unwritable output, a bad flag value).
 """
 import argparse
 import os
-import re
 from dataclasses import asdict
 from types import SimpleNamespace
 
@@ -35,7 +34,7 @@ import numpy as np
 import tf_env  # noqa: F401  (before anything imports tensorflow)
 import argtypes
 import fileio
-from cam import CAM_THRESHOLD, NAMES, PROTOCOLS, threshold_grid
+from cam import CAM_THRESHOLD, NAMES, PROTOCOLS, threshold_grid, vis
 from dataflow.words import class_names
 from errors import UserError, quiet_closed_stdout, run_main
 from evaluation import network, report
@@ -44,7 +43,6 @@ from runrecord import (CHECKPOINT_NAME, DONE, SETTINGS, STATE_FILE, STATS, RunSe
                        dataset_problem, read_settings, resolve_checkpoint, settings_path)
 
 MAX_VIS_SCALE = 32      # a 64x64 image becomes 2048x2048 per panel; larger ran out of memory
-VIS_FILE = re.compile(r"^\d{5}_.*\.png$")   # report.write_vis's picture names
 SWEEP_STEP = 0.01       # threshold grid of the sweep and of --threshold-from-holdout (wsolevaluation's default step)
 RUN_RECORD = (STATE_FILE, SETTINGS, DONE, STATS)   # a run folder's record beside its checkpoints (runrecord/)
 
@@ -107,7 +105,7 @@ def validate(args):
         if other != flag:
             raise UserError(f"{other} and {flag} would both write {path}: give them different paths")
         if args.vis and os.path.dirname(os.path.realpath(path)) == os.path.realpath(args.vis) and (
-                os.path.basename(path) == "grid.png" or VIS_FILE.match(os.path.basename(path))):
+                os.path.basename(path) == "grid.png" or vis.PANEL_FILE.match(os.path.basename(path))):
             raise UserError(f"{flag} {path}: --vis {args.vis} writes its pictures there under that name")
 
 
@@ -188,7 +186,7 @@ def load(args):
 
 
 def evaluate(args, inp):
-    """One forward pass over the held-out images (if asked) and one over the evaluated ones; the eval.json dict."""
+    """One forward pass over the held-out images (if asked) and one over the evaluated ones; the EvalDoc."""
     predictor = build_predictor(inp.model, inp.prefix)
     grid = threshold_grid(args.sweep_step)
     held = None
@@ -205,10 +203,6 @@ def evaluate(args, inp):
         vis_at = np.unique(np.linspace(0, len(inp.indices) - 1, count).round().astype(int))
     result = evaluate_split(predictor, inp.split, inp.indices, val, f"evaluating {args.split}", batch_size=args.batch,
                             record=(args.protocol, args.cam_threshold), keep_maps_for=vis_at)
-    base = report.baseline_entries(inp.split, inp.indices, inp.fit_boxes)
-    protocols = {name: report.protocol_entry(val[name], args.cam_threshold, base[name],
-                                             held[name] if held else None, bool(args.threshold_sweep))
-                 for name in NAMES}
     model = inp.model
     settings = {
         **checkpoint_reference(inp.prefix, args.json), "model_settings": inp.model_source, "data": os.path.abspath(args.data),
@@ -219,10 +213,9 @@ def evaluate(args, inp):
         "sweep_step": args.sweep_step, "box_convention": "[x0, y0, x1, y1], max inclusive",
         "protocol_rules": {name: asdict(PROTOCOLS[name]) for name in NAMES},
     }
-    doc = {"summary": protocols[args.protocol]["summary"], "protocol": args.protocol, "protocols": protocols,
-           "wsol2020": report.wsol2020_entry(val["wsol2020"], held["wsol2020"] if held else None),
-           "settings": settings, "records": report.records(inp.split, inp.indices, result),
-           "timing": result["timing"]}
+    base = report.baseline_entries(inp.split, inp.indices, inp.fit_boxes)
+    doc = report.document(val, held, base, settings, report.records(inp.split, inp.indices, result),
+                          result["timing"], args.protocol, args.cam_threshold, bool(args.threshold_sweep))
     return doc, result, vis_at
 
 
@@ -231,7 +224,7 @@ def write(args, inp, doc, result, vis_at):
     others, and the failures are one UserError at the end."""
     report.print_report(doc, result["timing"], len(inp.indices))
     split, idx = inp.split, inp.indices
-    jobs = [("--json", args.json and (lambda: fileio.write_json(args.json, doc))),
+    jobs = [("--json", args.json and (lambda: fileio.write_json(args.json, doc.to_json()))),
             ("--save-cams", args.save_cams and (lambda: fileio.write_npz(
                 args.save_cams, cams=result["cams"], logits=result["logits"].astype(np.float32),
                 labels=split.labels[idx].astype(np.int32), fc_bias=result["fc_bias"],

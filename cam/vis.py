@@ -8,6 +8,9 @@ estimate green, each over a white edge (ours) so that it shows on any object.  T
 authors' ``tensorpack.utils.viz.intensity_to_rgb`` default; the overlay is
 ``0.5 * image + 0.5 * heatmap`` as in their code (SN-ResNet ``codes/utils_loc.py``).
 """
+import os
+import re
+
 import cv2
 import numpy as np
 
@@ -18,6 +21,13 @@ PRED_COLOR = (0, 255, 0)      # BGR green: estimate (paper Fig. 2)
 HALO_COLOR = (255, 255, 255)  # white edge of each box: a blue box still shows on a blue object (ours)
 BACKGROUND = (255, 255, 255)
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
+PANEL_FILE = re.compile(r"^\d{5}_.+\.png$")   # the names panel_file gives (a Figure 2 folder's panels)
+
+
+def panel_file(index, image_file):
+    """The file name of the Figure 2 panel of image ``index`` of its split (``image_file``, that image's
+    path in the dataset): ``00017_val_17.png``, so that a folder's panels sort in the split's order."""
+    return f"{index:05d}_{os.path.splitext(os.path.basename(image_file))[0]}.png"
 
 
 def heatmap(scoremap):

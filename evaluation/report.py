@@ -1,16 +1,15 @@
-"""evaluate.py's output: the eval.json document, the printed tables, the pictures.
+"""evaluate.py's output: the eval.json document (:func:`document`, a runrecord.evaldoc.EvalDoc), the
+printed tables, the pictures.
 
-eval.json (percent everywhere; docs/evaluation.md, "The JSON")::
+The parts :func:`document` assembles (percent everywhere; docs/evaluation.md, "The JSON")::
 
-    {"summary": protocols[protocol]["summary"], "protocol": name,
-     "protocols": {"authors"|"paper"|"wsol": {
-          "summary": {5 metrics at --cam-threshold, 0.2 by default},
-          "baselines": {"whole_image", "best_fixed_box", "whole_image_box", "fixed_box", "fixed_box_fit_on"},
-          "holdout": null | {"threshold", "summary", "num_images", "holdout_gt_known_loc"},
-          "sweep": null | {"thresholds", "gt_known_loc", "top1_loc", "top5_loc", "num_images", "best"}}},
-     "wsol2020": {"maxboxacc_v2", "top1_loc_v2", "by_iou": {"30"|"50"|"70": {...}},
-                  "holdout": null | {"maxboxacc_v2", "top1_loc_v2", "by_iou", "num_images"}},
-     "settings": {...}, "records": [...], "timing": {...}}
+    "protocols": {"authors"|"paper"|"wsol": {
+         "summary": {5 metrics at --cam-threshold, 0.2 by default},
+         "baselines": {"whole_image", "best_fixed_box", "whole_image_box", "fixed_box", "fixed_box_fit_on"},
+         "holdout": null | {"threshold", "summary", "num_images", "holdout_gt_known_loc"},
+         "sweep": null | {"thresholds", "gt_known_loc", "top1_loc", "top5_loc", "num_images", "best"}}},
+    "wsol2020": {"maxboxacc_v2", "top1_loc_v2", "by_iou": {"30"|"50"|"70": {...}},
+                 "holdout": null | {"maxboxacc_v2", "top1_loc_v2", "by_iou", "num_images"}}
 """
 import os
 
@@ -19,6 +18,7 @@ from cam import METRIC_TITLES, METRICS, NAMES, PROTOCOLS, BoxEvaluator
 from cam import baselines, vis
 from cam.maxboxacc import maxboxacc_v2
 from cam.protocols import whole_image_box
+from runrecord.evaldoc import EvalDoc
 
 
 # The protocol each table script's cells use: run_table1.sh / run_table2.sh --data evaluate with evaluate.py's
@@ -65,6 +65,18 @@ def wsol2020_entry(evaluator, held=None):
     return entry
 
 
+def document(val, held, baselines, settings, records, timing, protocol, cam_threshold, sweep=False):
+    """The EvalDoc of one evaluation.  ``val``, ``held``: {protocol name, and "wsol2020": evaluator} of the
+    evaluated images and of the held-out ones (None without); ``baselines``: :func:`baseline_entries`;
+    ``settings``: the caller's settings part; ``records``: :func:`records`; ``timing``: seconds per stage;
+    ``protocol``: the summary's; ``cam_threshold``: the summary threshold; ``sweep``: keep every threshold."""
+    protocols = {name: protocol_entry(val[name], cam_threshold, baselines[name],
+                                      held[name] if held else None, sweep) for name in NAMES}
+    return EvalDoc(summary=protocols[protocol]["summary"], protocol=protocol, protocols=protocols,
+                   wsol2020=wsol2020_entry(val["wsol2020"], held["wsol2020"] if held else None),
+                   settings=settings, records=records, timing=timing)
+
+
 def records(split, indices, result):
     """Per-image records of the chosen protocol at the summary threshold."""
     return [{"file": split.files[i], "label": int(split.labels[i]), "top5": result["top5"][j].tolist(),
@@ -78,12 +90,12 @@ def _table(rows, headers):
 
 
 def print_report(doc, timing, count):
-    """The headline (the chosen protocol named first), the protocol table with the rows the tables use
-    marked, the held-out thresholds, MaxBoxAccV2 and the speed."""
-    chosen, protocols, settings = doc["protocol"], doc["protocols"], doc["settings"]
+    """Of an EvalDoc: the headline (the chosen protocol named first), the protocol table with the rows
+    the tables use marked, the held-out thresholds, MaxBoxAccV2 and the speed."""
+    chosen, protocols, settings = doc.protocol, doc.protocols, doc.settings
     print(f"protocol {chosen} (--protocol), CAM threshold {settings['cam_threshold']:g}, "
           f"{count} {settings['split']} images:")
-    print(_table([(METRIC_TITLES[m], doc["summary"][m]) for m in METRICS], ("metric", "%")))
+    print(_table([(METRIC_TITLES[m], doc.summary[m]) for m in METRICS], ("metric", "%")))
     if chosen != DEMO_PROTOCOL:
         demo = protocols[DEMO_PROTOCOL]["summary"]
         print(f"make demo's cells use protocol {DEMO_PROTOCOL} (the row marked below): "
@@ -98,7 +110,7 @@ def print_report(doc, timing, count):
             print(f"{name}: threshold {held['threshold']:g} chosen on {held['num_images']} held-out training "
                   f"images -> GT-known Loc {held['summary']['gt_known_loc']:.2f}, Top-1 Loc "
                   f"{held['summary']['top1_loc']:.2f} on {settings['split']}")
-    v2 = doc["wsol2020"]
+    v2 = doc.wsol2020
     line = f"MaxBoxAccV2 {v2['maxboxacc_v2']:.2f}, its Top-1 Loc twin {v2['top1_loc_v2']:.2f} (thresholds tuned on {settings['split']})"
     if v2["holdout"]:
         line += f"; with held-out thresholds {v2['holdout']['maxboxacc_v2']:.2f} / {v2['holdout']['top1_loc_v2']:.2f}"
@@ -121,14 +133,14 @@ def write_vis(folder, split, indices, positions, result, scale, names=None):
                    f"top-1 {names[result['top5'][j][0]]}, IoU {result['ious'][j]:.2f}")
         panel = vis.figure_panels(split.images[i], result["maps"][j], split.boxes[i],
                                   result["pred_boxes"][j], scale=scale, caption=caption)
-        fileio.write_png(os.path.join(folder, f"{i:05d}_{name}.png"), panel)
+        fileio.write_png(os.path.join(folder, vis.panel_file(i, split.files[i])), panel)
         panels.append(panel)
     fileio.write_png(os.path.join(folder, "grid.png"), vis.grid(panels))
 
 
 def write_sweep(prefix, doc):
-    """PREFIX.json (every protocol's sweep) and PREFIX.png (their curves)."""
-    sweeps = {name: doc["protocols"][name]["sweep"] for name in NAMES}
-    fileio.write_json(prefix + ".json", {"protocols": sweeps, "settings": doc["settings"]})
-    marks = [(doc["settings"]["cam_threshold"], "summary")]
+    """PREFIX.json (every protocol's sweep) and PREFIX.png (their curves) of an EvalDoc."""
+    sweeps = {name: doc.protocols[name]["sweep"] for name in NAMES}
+    fileio.write_json(prefix + ".json", {"protocols": sweeps, "settings": doc.settings})
+    marks = [(doc.settings["cam_threshold"], "summary")]
     fileio.write_png(prefix + ".png", vis.plot_sweep(sweeps, marks))

@@ -210,7 +210,7 @@ def main(argv=None):
     make = dict(data=p["data"], logroot=p["logroot"], train_args=train_args, repo=REPO, gpus_per_run=gpus_per_run,
                 eval_args=p["eval_args"], expectation=Expectation(p["data"], gpus_per_run) if known else None)
     todo = rs.make_runs(p["selected"], **make)
-    states = {r.name: rs.run_state(r) for r in todo}
+    states = {r.name: rs.run_state(r)[:2] for r in todo}   # (state, reason): the documents are not kept
     rs.refuse_conflicts(todo, states)
     device = p["device"] = cost.device_name(slots[0])
     works = {r.name: w for r in todo if (w := progress.work_of(r, states[r.name][0], device, gpus_per_run))}

@@ -213,7 +213,7 @@ class Executor:
 def carry_out(ex, run, slot):
     """Train (if needed) and evaluate one run in ``slot``, through ``ex.call``; its :class:`Outcome`."""
     t0 = time.time()
-    state, reason = rs.run_state(run)
+    state, reason, _ = rs.run_state(run)
     if state == rs.EVALUATED:
         return Outcome("ok", "skipped", reason)
     if state == rs.CONFLICT:   # the folder changed since the up-front check
@@ -239,7 +239,7 @@ def carry_out(ex, run, slot):
     rc = ex.call(run.eval_cmd, env, run.eval_log)
     if rc is None:
         return Outcome("failed", message="stopped", log=run.eval_log)
-    problem = f"evaluate.py exited with status {rc}" if rc else runrecord.eval_problem(run.logdir)
+    problem = f"evaluate.py exited with status {rc}" if rc else runrecord.read_evaluation(run.logdir)[1]
     if problem:
         return Outcome("failed", message=problem, log=run.eval_log, seconds=time.time() - t0)
     t2 = time.time()

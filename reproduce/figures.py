@@ -1,19 +1,17 @@
 """The figures of a collected table (reproduce.runs.collect): the claims' forest plot and the paper's
 Figure 2 across methods (docs/claims.md, docs/tables.md).  Images are uint8 BGR."""
 import os
-import re
 
 import cv2
 import numpy as np
 
 import fileio
-import runrecord
 from cam import vis
 from cam.metrics import METRIC_TITLES
 from reproduce import paper
-from reproduce.runs import FIGURE_DIR
+from reproduce.runs import FIGURE_DIR, PER_IMAGE
+from runrecord.evaldoc import PerImage
 
-PANEL = re.compile(r"^\d{5}_.+\.png$")   # evaluate.py --vis: one panel per image, {index:05d}_{name}.png
 LABEL_HEIGHT = 28   # pixels of Figure 2's column headers
 COLOURS = {"supported": "tab:green", "contradicted": "tab:red", "inconclusive": "tab:grey"}
 
@@ -72,13 +70,14 @@ def claims_plot(records, title, stem, width=1000):
 
 
 def _mean_ious(result, cell):
-    """``{file: mean IoU over the cell's seeds}`` from the records of its finished runs' eval.json."""
+    """``{file: mean IoU over the cell's seeds}`` from the per-image views of its finished runs (collect's)."""
     per = {}
-    for r in result["runs"].values():
-        if r["cell"] == cell and r["status"] == "ok":
-            doc, _ = runrecord.read_eval(r["eval_json"])
-            for rec in (doc or {}).get("records") or []:
-                per.setdefault(rec["file"], []).append(rec["iou"])
+    views = [result[PER_IMAGE][r["eval_json"]] for r in result["runs"].values()
+             if r["cell"] == cell and r["status"] == "ok"]
+    for view in views:
+        if isinstance(view, PerImage):   # else the reason it has none (the claims show it)
+            for f, iou in zip(view.files, view.ious):
+                per.setdefault(f, []).append(iou)
     return {f: float(np.mean(v)) for f, v in per.items()}
 
 
@@ -121,7 +120,7 @@ def iou_scatter(result, stem, size=3.2):
 def panels_of(folder):
     """{file name: BGR image} of the per-image panels in an ``evaluate.py --vis`` folder."""
     try:
-        names = sorted(n for n in os.listdir(folder) if PANEL.match(n))
+        names = sorted(n for n in os.listdir(folder) if vis.PANEL_FILE.match(n))
     except OSError:
         return {}
     images = {n: cv2.imread(os.path.join(folder, n), cv2.IMREAD_COLOR) for n in names}

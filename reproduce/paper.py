@@ -8,12 +8,8 @@ from collections import namedtuple
 
 import numpy as np
 
-import runrecord
-from cam import METRIC_TITLES, METRICS as EVAL_METRICS
-from cam.metrics import is_localized
-from cam.protocols import IOU_THRESHOLD, PROTOCOLS
-
-METRICS = EVAL_METRICS[:3]   # the paper's three: GT-known Loc, Top-1 Loc, Top-1 Clas
+from cam import METRIC_TITLES
+from runrecord.evaldoc import PAPER_METRICS as METRICS   # GT-known Loc, Top-1 Loc, Top-1 Clas
 
 # Column headers as the paper prints them (augment.METHODS order).
 METHOD_NAMES = {"cam": "CAM", "hns": "HnS", "gr": "GR",
@@ -183,21 +179,6 @@ def claim_instances(claim, cells):
     return out
 
 
-def read_hits(path):
-    """``(protocol, files, {metric: uint8 (N,)})``: per-image hits from an eval.json's records (GT-known
-    Loc: the IoU passes the protocol's rule, cam.protocols; Top-1 Clas: top-1 = label; Top-1 Loc: both)."""
-    doc, problem = runrecord.read_eval(path)
-    if problem:
-        raise ValueError(problem)
-    protocol, recs = doc.get("protocol"), doc.get("records") or []
-    if protocol not in PROTOCOLS or not recs:
-        raise ValueError(f"{path}: no per-image records of a known protocol")
-    gt = is_localized([r["iou"] for r in recs], IOU_THRESHOLD, PROTOCOLS[protocol].strict)
-    clas = np.array([r["top5"][0] == r["label"] for r in recs])
-    hits = {"gt_known_loc": gt, "top1_clas": clas, "top1_loc": gt & clas}
-    return protocol, [r["file"] for r in recs], {k: v.astype(np.uint8) for k, v in hits.items()}
-
-
 def interval(a, b, resamples=RESAMPLES, seed=BOOTSTRAP_SEED, paired_seeds=False):
     """95% percentile bootstrap interval (points) of ``mean(a) - mean(b)``, ``a``: ``(Sa, N)``, ``b``:
     ``(Sb, N)`` 0/1 hits per seed on the same N images; paired image draw, seeds per cell, or, with
@@ -226,40 +207,42 @@ def verdict(lo, hi, direction):
     return "contradicted" if max(lo, hi) < 0 else "inconclusive"
 
 
-def check_instance(claim, a, b, result, cache):
-    """The record of one instance: cells, difference, interval, verdict, seeds, images, protocol."""
+def check_instance(claim, a, b, result, images):
+    """The record of one instance: cells, difference, interval, verdict, seeds, images, protocol;
+    ``images``: {eval.json path: runrecord.evaldoc.PerImage, or why the run has none}."""
     rec = {"claim": claim.id, "section": claim.section, "sentence": claim.sentence,
            "cells": [a["run"], b["run"]], "label": pair_label(claim, a, b), "metric": a["metric"],
            "direction": "A > B" if claim.direction > 0 else "A < B",
            "paper_difference": round(a["paper"] - b["paper"], 2), "difference": None, "interval": None,
            "verdict": "not computed", "seeds": [0, 0], "images": 0, "protocol": None, "resampled": None}
 
-    def seed_hits(cell):   # {seed: (protocol, files, hits)} of the cell's runs that finished
-        ok = [r for r in result["runs"].values() if r["cell"] == cell["run"] and r["status"] == "ok"]
-        for r in ok:
-            if r["eval_json"] not in cache:
-                cache[r["eval_json"]] = read_hits(r["eval_json"])
-        return {r["seed"]: cache[r["eval_json"]] for r in ok}
+    def seed_hits(cell):   # {seed: PerImage} of the cell's runs that finished
+        ok = {r["seed"]: images[r["eval_json"]] for r in result["runs"].values()
+              if r["cell"] == cell["run"] and r["status"] == "ok"}
+        bad = next((v for v in ok.values() if isinstance(v, str)), None)
+        if bad:
+            raise ValueError(bad)
+        return ok
     try:
         ha, hb = seed_hits(a), seed_hits(b)
-    except (OSError, ValueError, KeyError, TypeError) as e:
+    except ValueError as e:
         return dict(rec, reason=f"records unusable: {e}")
     rec["seeds"] = [len(ha), len(hb)]
     if not ha or not hb:
         return dict(rec, reason="a cell has no finished run")
     both = list(ha.values()) + list(hb.values())
-    protocols = {p for p, _, _ in both}
+    protocols = {x.protocol for x in both}
     if len(protocols) > 1:
         return dict(rec, reason=f"the runs mix protocols {sorted(protocols)}")
-    common = sorted(set.intersection(*(set(f) for _, f, _ in both)))
+    common = sorted(set.intersection(*(set(x.files) for x in both)))
     if not common:
         return dict(rec, reason="the cells share no validation image")
 
     def matrix(hits):
         rows = []
-        for _, files, h in (hits[s] for s in sorted(hits)):
-            pos = {f: i for i, f in enumerate(files)}
-            rows.append(h[a["metric"]][[pos[f] for f in common]])
+        for x in (hits[s] for s in sorted(hits)):
+            pos = {f: i for i, f in enumerate(x.files)}
+            rows.append(x.hits[a["metric"]][[pos[f] for f in common]])
         return np.array(rows, dtype=np.float64)
     xa, xb = matrix(ha), matrix(hb)
     one = min(len(ha), len(hb)) == 1
@@ -271,15 +254,16 @@ def check_instance(claim, a, b, result, cache):
                 else "seeds (paired: the same seeds in both cells) and images" if paired else "seeds and images")
 
 
-def check_claims(result):
-    """Every instance of the table's claims in a collected result (:func:`check_instance` records), and one
-    ``not computed`` record per claim without any instance."""
-    cache, out = {}, []
+def check_claims(result, images):
+    """Every instance of the table's claims in a result's cells and runs (:func:`check_instance` records, on
+    ``images``: {eval.json path: PerImage or why none}), and one ``not computed`` record per claim without any
+    instance.  reproduce.runs.collect calls it, beside the cells."""
+    out = []
     for claim in CLAIMS:
         if claim.table != result["table"]:
             continue
         pairs = claim_instances(claim, result["cells"])
-        out += [check_instance(claim, a, b, result, cache) for a, b in pairs]
+        out += [check_instance(claim, a, b, result, images) for a, b in pairs]
         if not pairs:
             out.append({"claim": claim.id, "section": claim.section, "sentence": claim.sentence, "cells": [],
                         "verdict": "not computed", "reason": "its cells are not in this table (depth not run)"})

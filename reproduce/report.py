@@ -12,6 +12,7 @@ from cam.metrics import METRIC_TITLES
 from reproduce import figures, paper
 from reproduce.figures import one_per
 from reproduce.executor import show
+from reproduce.runs import PER_IMAGE
 from reproduce.paper import LAYOUTS, MISSING, fmt_stat
 
 METRIC_CHOICES = ("paper", "wsol2020", "all")
@@ -134,10 +135,9 @@ def not_the_papers(result):
 
 
 def render(result, markdown=False):
-    """The printed text, or the Markdown of ``table{N}.md``: sections, claims, provenance and notes."""
+    """The printed text, or the Markdown of ``table{N}.md``: sections, the claims collect tested, provenance
+    and notes."""
     head, mark, fmt = ("## ", "- ", "github") if markdown else ("", "", "simple")
-    if "claims" not in result:   # the claims' verdicts, computed once and kept in the result (tableN.json)
-        result["claims"] = paper.check_claims(result)
     parts = []
     for title, body in sections(result, fmt):
         parts += [head + title, "", body, ""]
@@ -230,13 +230,13 @@ def stem_for(result, out_dir):
 
 
 def write(result, out_dir):
-    """Save ``table{N}.json`` (everything), ``.csv``, ``.md``, the claims' figures and, if a run has
-    panels, ``table{N}-figure2.png`` (:func:`stem_for` picks ``table{N}`` or ``table{N}-incomplete``);
-    ``(their paths, the earlier table{N}.json kept or None)``."""
+    """Save ``table{N}.json`` (everything but the per-image views), ``.csv``, ``.md``, the claims'
+    figures and, if a run has panels, ``table{N}-figure2.png`` (:func:`stem_for` picks ``table{N}``
+    or ``table{N}-incomplete``); ``(their paths, the earlier table{N}.json kept or None)``."""
     os.makedirs(out_dir, exist_ok=True)
     stem, kept = stem_for(result, out_dir)
     md = render(result, markdown=True)
-    fileio.write_json(stem + ".json", result)
+    fileio.write_json(stem + ".json", {k: v for k, v in result.items() if k != PER_IMAGE})
     buf = io.StringIO(newline="")
     w = csv.DictWriter(buf, fieldnames=CSV_FIELDS)
     w.writeheader()

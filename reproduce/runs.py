@@ -13,13 +13,12 @@ from typing import Optional
 import cv2
 
 import runrecord
-from cam import METRICS
 from errors import UserError
 from runrecord import CONFLICT, EVALUATED, NEW, RESUMABLE, TRAINED  # noqa: F401 (the states)
 from runrecord.command import Machine, command_settings
 from runrecord.machine import describe as describe_machine
 from reproduce import schedule
-from reproduce.paper import LAYOUTS, METRICS as PAPER_METRICS
+from reproduce.paper import LAYOUTS, check_claims
 
 
 @dataclass(frozen=True)
@@ -33,12 +32,12 @@ class Config:
     @property
     def cell(self):
         """The table cell this run belongs to (its name without the seed): ``r18-gr-b256``, ``r18-gr-b256-h10``."""
-        return f"r{self.depth}-{self.aug}-b{self.batch}" + (f"-h{self.holdout}" if self.holdout else "")
+        return runrecord.run_name(self.depth, self.aug, self.batch, self.holdout)
 
     @property
     def name(self):
         """Also the run's folder: the cell for seed 0 (the paper's single run), else ``<cell>-s<seed>``."""
-        return self.cell if self.seed == 0 else f"{self.cell}-s{self.seed}"
+        return runrecord.run_name(self.depth, self.aug, self.batch, self.holdout, self.seed)
 
 
 def table_configs(table, batch_map=None, depths=None, seeds=(0,), holdout=0):
@@ -102,6 +101,7 @@ class Expectation:
 
 
 TO_TRAIN = (NEW, RESUMABLE)
+PER_IMAGE = "per_image"     # the key of collect's per-image views in a result: kept in memory, not saved
 FIGURE_DIR = "figure2"       # evaluate.py --vis output of a run, read by reproduce.report (Figure 2)
 FIGURE_IMAGES = 4            # validation images per run in Figure 2 (evaluate.py --vis-count)
 FIGURE_SCALE = 2             # pixel upscale of the panels (evaluate.py --vis-scale)
@@ -172,14 +172,15 @@ def make_runs(configs, *, data, logroot, train_args=(), gpus_per_run=0, python=N
 
 
 def run_state(run):
-    """(state, reason): ``runrecord.run_state`` of the run's folder, CONFLICT for a run train.py would
-    refuse, and TRAINED for one evaluated without the figure panels (docs/tables.md, "Interruptions")."""
+    """(state, reason, eval): ``runrecord.folder_state`` of the run's folder (``eval``: the EvalDoc of an
+    EVALUATED run, else None), CONFLICT for a run train.py would refuse, and TRAINED for one evaluated
+    without the figure panels (docs/tables.md, "Interruptions")."""
     if run.problem:
-        return CONFLICT, run.problem
-    state, reason = runrecord.run_state(run.logdir, run.expected)
+        return CONFLICT, run.problem, None
+    state, reason, doc = runrecord.folder_state(run.logdir, run.expected)
     if state == EVALUATED and not os.path.isdir(run.figure_dir):
-        return TRAINED, f"evaluated without the figure panels ({FIGURE_DIR}/)"
-    return state, reason
+        return TRAINED, f"evaluated without the figure panels ({FIGURE_DIR}/)", None
+    return state, reason, doc
 
 
 def refuse_conflicts(runs, states):
@@ -205,45 +206,6 @@ def describe(run, state, env):
 
 # ---- the result: each run's values from its eval.json, and per cell their mean ± std over the seeds
 
-LOC_METRICS = ("gt_known_loc", "top1_loc")   # what the protocols change (classification is the same)
-EFFECTS = (("authors_vs_paper", "authors", "paper"), ("paper_vs_wsol", "paper", "wsol"))
-
-
-def _get(d, *keys):
-    return functools.reduce(lambda d, k: d.get(k) if isinstance(d, dict) else None, keys, d)
-
-
-def read_values(path):
-    """``(values, protocol)`` of an eval.json (runrecord.read_eval): a flat dict of finite numbers
-    (docs/tables.md, "What is read"); ValueError naming what is wrong."""
-    d, problem = runrecord.read_eval(path)
-    if problem:
-        raise ValueError(problem)
-    summary = d["summary"]
-    if any(m not in summary for m in PAPER_METRICS):
-        raise ValueError(f"{path} unusable: no summary with {', '.join(PAPER_METRICS)}")
-    protocol = d.get("protocol")
-    protos = d.get("protocols") if isinstance(d.get("protocols"), dict) else {}
-    mine = protos.get(protocol)
-    values = {m: summary.get(m) for m in METRICS}
-    values.update(baseline_whole_image=_get(mine, "baselines", "whole_image"),
-                  baseline_best_fixed_box=_get(mine, "baselines", "best_fixed_box"),
-                  maxboxacc_v2=_get(d, "wsol2020", "maxboxacc_v2"),
-                  maxboxacc_v2_holdout=_get(d, "wsol2020", "holdout", "maxboxacc_v2"),
-                  holdout_top1_loc=_get(mine, "holdout", "summary", "top1_loc"),
-                  holdout_threshold=_get(mine, "holdout", "threshold"))
-    for name, a, b in EFFECTS:
-        for m in LOC_METRICS:
-            x, y = _get(protos, a, "summary", m), _get(protos, b, "summary", m)
-            if isinstance(x, (int, float)) and isinstance(y, (int, float)):
-                values[f"{name}.{m}"] = x - y
-    values = {k: v for k, v in values.items() if v is not None}
-    bad = next((k for k, v in values.items() if not runrecord.is_finite(v)), None)
-    if bad is not None:
-        raise ValueError(f"{path} unusable: {bad} is {values[bad]!r}, not a finite number")
-    return {k: float(v) for k, v in values.items()}, protocol
-
-
 def stat(by_seed):
     """``{seed: value}`` -> ``{"mean", "std", "n", "seeds"}``; std is the sample std (n - 1), 0 for one seed."""
     vals = list(by_seed.values())
@@ -253,20 +215,21 @@ def stat(by_seed):
             "n": n, "seeds": {str(s): round(v, 2) for s, v in sorted(by_seed.items())}}
 
 
-def run_entry(run, state, reason, outcome):
-    """What the result keeps of one run: status ok / missing / failed, its values and protocol."""
+def run_entry(run, state, reason, doc, outcome):
+    """What the result keeps of one run: status ok / missing / failed, its values (``doc.values()``,
+    ``doc``: the EvalDoc of an EVALUATED run) and protocol."""
     entry = {"cell": run.config.cell, "seed": run.config.seed, "logdir": run.logdir,
              "eval_json": run.eval_json, "status": "missing", "values": None, "protocol": None}
-    doc, _ = runrecord.read_settings(os.path.join(run.logdir, runrecord.SETTINGS))
-    entry["machines"] = [describe_machine(m) for m in (doc or {}).get("machine") or []]   # [] before issue 24
+    settings, _ = runrecord.read_settings(os.path.join(run.logdir, runrecord.SETTINGS))
+    # [] before issue 24
+    entry["machines"] = [describe_machine(m) for m in (settings or {}).get("machine") or []]
     if outcome is not None and outcome.status == "failed":
         entry.update(status="failed", message=outcome.message, log=outcome.log)
     elif state == EVALUATED:
         try:
-            entry["values"], entry["protocol"] = read_values(run.eval_json)
-            entry["status"] = "ok"
+            entry.update(values=doc.values(), protocol=doc.protocol, status="ok")
         except ValueError as e:
-            entry["message"] = str(e)
+            entry["message"] = f"{run.eval_json} unusable: {e}"
     else:
         entry["message"] = "not run" if state == NEW and not os.path.isdir(run.logdir) else reason
     return entry
@@ -274,9 +237,20 @@ def run_entry(run, state, reason, outcome):
 
 def collect(table, runs, *, batch_map=None, outcomes=None, depths=None, holdout=0, demo=False, info=None):
     """The result of paper Table ``table`` from ``runs`` (all its cells x seeds), as saved in tableN.json
-    (docs/tables.md); ``outcomes``: {run name: executor.Outcome} of this invocation; ``info``: facts to save."""
+    (docs/tables.md), with the claims tested on it (``claims``, reproduce.paper.check_claims); ``outcomes``:
+    {run name: executor.Outcome} of this invocation; ``info``: facts to save.  Each run's eval.json is read
+    once: its values go into the runs' entries, its records into ``result[PER_IMAGE]`` ({eval.json path:
+    PerImage or why not}, for the claims and the IoU figure; not saved)."""
     layout, outcomes = LAYOUTS[table], outcomes or {}
-    entries = {r.name: run_entry(r, *run_state(r), outcomes.get(r.name)) for r in runs}
+    entries, images = {}, {}
+    for r in runs:
+        state, reason, doc = run_state(r)
+        entries[r.name] = run_entry(r, state, reason, doc, outcomes.get(r.name))
+        if entries[r.name]["status"] == "ok":
+            try:
+                images[r.eval_json] = doc.per_image()
+            except ValueError as e:   # the claims say why
+                images[r.eval_json] = f"{r.eval_json}: {e}"
     cells, extra = [], {}
     for c in layout.cells(batch_map or {}, depths):
         name = Config(c.depth, c.method, c.trained_batch, holdout=holdout).cell
@@ -287,10 +261,13 @@ def collect(table, runs, *, batch_map=None, outcomes=None, depths=None, holdout=
                       "diff": None if s["mean"] is None else round(s["mean"] - c.paper, 2)})
         keys = sorted({k for e in oks for k in e["values"]} - set(layout.metrics))
         extra[name] = {k: stat({e["seed"]: e["values"][k] for e in oks if k in e["values"]}) for k in keys}
-    return {"table": table, "demo": demo, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            "info": info or {}, "seeds": sorted({r.config.seed for r in runs}),
-            "depths": sorted({r.config.depth for r in runs}, reverse=True),
-            "protocols": sorted({e["protocol"] for e in entries.values() if e["protocol"]}),
-            "cells": cells, "extra": extra, "runs": entries,
-            "schedule": sorted({x for r in runs if entries[r.name]["status"] == "ok"
-                                for x in schedule.changes(r.logdir)})}
+    result = {"table": table, "demo": demo, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+              "info": info or {}, "seeds": sorted({r.config.seed for r in runs}),
+              "depths": sorted({r.config.depth for r in runs}, reverse=True),
+              "protocols": sorted({e["protocol"] for e in entries.values() if e["protocol"]}),
+              "cells": cells, "extra": extra, "runs": entries,
+              "schedule": sorted({x for r in runs if entries[r.name]["status"] == "ok"
+                                  for x in schedule.changes(r.logdir)})}
+    result["claims"] = check_claims(result, images)
+    result[PER_IMAGE] = images
+    return result

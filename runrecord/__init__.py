@@ -15,7 +15,8 @@ One concept per module: :mod:`runrecord.settings` (the settings: their defaults,
 help, sources and checks), :mod:`runrecord.command` (a train.py command: its parser, the
 environment it resolves to, its settings), :mod:`runrecord.dataset` (the dataset
 fingerprint), :mod:`runrecord.checkpoints` (lookup, restore and shape checks) and
-:mod:`runrecord.state` (the one reader of settings.json and eval.json, and ``run_state``),
+:mod:`runrecord.state` (the one reader of settings.json, which eval.json counts, ``run_state``
+and the run name), :mod:`runrecord.evaldoc` (eval.json, typed: ``EvalDoc``, its one reader and views),
 :mod:`runrecord.cost` (FLOPs, measured rates in results/rates.json, hours, progress.json).
 Settings are compared on the model, the training settings and the dataset fingerprint,
 never on the "speed" section, the data path or the commit, so a dataset moved elsewhere
@@ -28,9 +29,10 @@ from runrecord.checkpoints import (CHECKPOINT_NAME, STATE_FILE, check_checkpoint
                                    latest_checkpoint, resolve_checkpoint, unreadable)
 from runrecord.dataset import (dataset_fingerprint, dataset_problem, pixels_sha1,  # noqa: F401
                                used_images)
+from runrecord.evaldoc import EvalDoc  # noqa: F401
 from runrecord.settings import (DERIVED, NORMALIZE, RECIPES, ModelSettings, RunSettings,  # noqa: F401
                                 SpeedSettings, TrainSettings, add_flags, field_default, resolve_recipe)
 from runrecord.state import (CONFLICT, DONE, EVAL, EVALUATED, NEW, RESUMABLE, SETTINGS,  # noqa: F401
-                             STATS, TRAINED, checkpoint_digest, checkpoint_reference, eval_problem,
-                             is_finite, load_settings, note_machine, read_eval, read_json,
-                             read_settings, run_state, settings_path, write_json)
+                             STATS, TRAINED, checkpoint_digest, checkpoint_reference, folder_state,
+                             load_settings, note_machine, read_evaluation, read_json, read_settings,
+                             run_name, run_state, settings_path, write_json)

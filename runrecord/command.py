@@ -22,7 +22,7 @@ from procs import available_cores
 from runrecord.settings import (MIN_STEPS_CAP, RECIPES, ModelSettings, RunSettings, SpeedSettings, TrainSettings,
                                 add_flags, flag_value, is_flag, resolve_recipe)
 from runrecord.cost import default_workers
-from runrecord.state import DONE
+from runrecord.state import DONE, run_name
 
 TITLE = "Train a pre-activation ResNet with a CAM head on Tiny ImageNet (paper sec. 3)."
 # a finished run's logdir is accepted as it is (nothing is written there; it may be read-only)
@@ -40,7 +40,7 @@ def parser():
     add_flags(p, TrainSettings, ["aug"])
     add_flags(p, ModelSettings, ["depth"])
     add_flags(p, TrainSettings, ["batch"])
-    p.add_argument("--logdir", help="default train_log/r{depth}-{aug}-b{batch}")
+    p.add_argument("--logdir", help="default train_log/r{depth}-{aug}-b{batch}[-h{holdout}][-s{seed}]")
     add_flags(p, TrainSettings, ["epochs", "lr", "lr_step_epochs", "lr_decay", "momentum", "weight_decay",
                                  "seed", "holdout"])
     add_flags(p.add_argument_group("recipe", "--recipe sets the four parts below; each flag overrides its part "
@@ -87,7 +87,8 @@ def parse_args(argv=None):
         p.error("the following arguments are required: --data")
     default = args.logdir is None
     if default:
-        args.logdir = os.path.join("train_log", f"r{args.depth}-{args.aug}-b{args.batch}")
+        args.logdir = os.path.join("train_log",
+                                   run_name(args.depth, args.aug, args.batch, args.holdout, args.seed))
     for name, check in (("data", argtypes.data_root), ("logdir", LOGDIR)):
         try:
             setattr(args, name, check(getattr(args, name)))

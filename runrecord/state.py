@@ -1,19 +1,19 @@
 """The files of a run folder (logdir), their one reader, and the state they add up to.
 
 ``run_state`` tells train.py and the table scripts what a folder holds (NEW,
-RESUMABLE, TRAINED, EVALUATED or CONFLICT).  :func:`read_settings` and :func:`read_eval`
-are the one readers of settings.json and eval.json: each returns the document or the reason
-it cannot be used.
+RESUMABLE, TRAINED, EVALUATED or CONFLICT).  :func:`read_settings` is the one reader of
+settings.json, :func:`read_evaluation` tells whether a folder's eval.json (read by
+:meth:`runrecord.evaldoc.EvalDoc.read`) counts.  :func:`run_name` names a run (and its default folder).
 """
 import hashlib
 import json
-import math
 import os
 
 import fileio
 from errors import UserError
 from runrecord.machine import add_segment
 from runrecord.checkpoints import CHECKPOINT_NAME, STATE_FILE, checkpoint_files
+from runrecord.evaldoc import EvalDoc
 from runrecord.settings import RunSettings
 
 SETTINGS = "settings.json"
@@ -25,9 +25,12 @@ NEW, RESUMABLE, TRAINED, EVALUATED, CONFLICT = "new", "resumable", "trained", "e
 
 # --------------------------------------------------------------------------- files
 
-def is_finite(x):
-    """True for a finite int or float (not a bool): a usable number in eval.json."""
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+def run_name(depth, aug, batch, holdout=0, seed=0):
+    """A run's name, and its folder under train_log/ or a table's log root: ``r{depth}-{aug}-b{batch}``,
+    then ``-h{holdout}`` with held-out images and ``-s{seed}`` for a seed other than 0
+    (``r18-gr-b256-h10-s2``)."""
+    return (f"r{depth}-{aug}-b{batch}" + (f"-h{holdout}" if holdout else "")
+            + (f"-s{seed}" if seed else ""))
 
 
 def read_json(path):
@@ -124,46 +127,32 @@ def _mtime(path):
         return None
 
 
-def read_eval(path):
-    """``(document, None)`` if ``path`` is an eval.json with a summary of finite numbers, else
-    ``(None, why not)``.  The one reader of eval.json (train.py's state, the tables, the claims)."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            doc = json.load(f)
-    except FileNotFoundError:
-        return None, f"{path} does not exist"
-    except (OSError, ValueError) as e:
-        return None, f"{path} is unreadable ({type(e).__name__}: {e})"
-    summary = doc.get("summary") if isinstance(doc, dict) else None
-    if not isinstance(summary, dict) or not summary:
-        return None, f"{path} has no summary"
-    bad = sorted(k for k, v in summary.items() if not is_finite(v))
-    if bad:
-        return None, f"{path} has a non-finite metric ({bad[0]})"
-    return doc, None
+def read_evaluation(logdir):
+    """``(EvalDoc, None)`` if the folder's eval.json is usable, else ``(None, why not)``.
 
-
-def eval_problem(logdir):
-    """None if eval.json is usable, else why not.
-
-    Usable: newer than done.json, readable (:func:`read_eval`), written by evaluate.py for this
+    Usable: newer than done.json, readable (:meth:`EvalDoc.read`), written by evaluate.py for this
     folder's newest checkpoint (not another run's; named relative to the folder, and with the
     content digest of :func:`checkpoint_reference`) on the whole val split (no --limit).
     """
     path = os.path.join(logdir, EVAL)
     ev, done = _mtime(path), _mtime(os.path.join(logdir, DONE))
     if ev is None:
-        return "trained, not evaluated"
-    doc, problem = read_eval(path)
+        return None, "trained, not evaluated"
+    doc, problem = EvalDoc.read(path)
     if problem:
-        return problem.replace(path, EVAL)
-    settings = doc.get("settings") if isinstance(doc.get("settings"), dict) else {}
-    if ev < done and "checkpoint_sha256" not in settings:   # with the digest, times do not matter (a copy)
+        return None, problem.replace(path, EVAL)
+    problem = _checkpoint_problem(logdir, doc, done is not None and ev < done)
+    return (None, problem) if problem else (doc, None)
+
+
+def _checkpoint_problem(logdir, doc, older):
+    """Why ``doc`` (the folder's eval.json, ``older`` than done.json or not) does not count, or None."""
+    if older and doc.checkpoint_sha256 is None:   # with the digest, times do not matter (a copy)
         return f"{EVAL} is older than {DONE}"
-    checkpoint = settings.get("checkpoint")
+    checkpoint, scope = doc.checkpoint, doc.scope
     steps = checkpoint_files(logdir)
     newest = os.path.join(os.path.realpath(logdir), f"{CHECKPOINT_NAME}-{max(steps)}") if steps else None
-    if not isinstance(checkpoint, str) or "limit" not in settings:
+    if not isinstance(checkpoint, str) or scope is None:
         return f"{EVAL} does not name its checkpoint and images (written by an older evaluate.py)"
     path = os.path.realpath(os.path.join(logdir, checkpoint))   # relative to eval.json's folder; or absolute
     if os.path.dirname(path) != os.path.realpath(logdir):
@@ -172,21 +161,27 @@ def eval_problem(logdir):
             "again)" if os.path.isabs(checkpoint) else "")
     if newest and path != newest:
         return f"{EVAL} evaluates {os.path.basename(checkpoint)}, not the newest {os.path.basename(newest)}"
-    digest = settings.get("checkpoint_sha256")
+    digest = doc.checkpoint_sha256
     if digest is not None and os.path.isfile(path + ".index") and digest != checkpoint_digest(path):
         return f"{EVAL} evaluates another {os.path.basename(path)} than the one here (its sha256 differs)"
-    if settings["limit"] is not None or settings.get("split", "val") != "val":
-        return (f"{EVAL} covers {settings.get('num_images')} {settings.get('split')} images "
-                f"(--limit {settings['limit']}), not the whole val split")
+    split, limit, count = scope
+    if limit is not None or split != "val":
+        return f"{EVAL} covers {count} {split} images (--limit {limit}), not the whole val split"
     return None
 
 
 def run_state(logdir, expected=None):
-    """``(state, reason)`` of a logdir, from its files only (cheap: no checkpoint is read).
+    """``(state, reason)`` of a logdir: :func:`folder_state` without the document."""
+    return folder_state(logdir, expected)[:2]
+
+
+def folder_state(logdir, expected=None):
+    """``(state, reason, eval)`` of a logdir, from its files only (cheap: no checkpoint is read).
 
     NEW: nothing there; CONFLICT: settings differ from ``expected`` (a RunSettings, None =
     do not compare), or run files without settings.json; RESUMABLE: same settings, no
-    done.json; TRAINED: done.json but no usable eval.json; EVALUATED: both.
+    done.json; TRAINED: done.json but no usable eval.json; EVALUATED: both.  ``eval``: the
+    usable EvalDoc of an EVALUATED folder (eval.json read once), else None.
     """
     has_settings = os.path.isfile(os.path.join(logdir, SETTINGS))
     leftovers = [f for f in (STATE_FILE, STATS, DONE, EVAL) if os.path.exists(os.path.join(logdir, f))]
@@ -194,15 +189,15 @@ def run_state(logdir, expected=None):
     if not has_settings:
         if leftovers or steps:
             what = ", ".join(leftovers + [f"{CHECKPOINT_NAME}-{s}" for s in sorted(steps)][-1:])
-            return CONFLICT, f"{logdir} holds a run ({what}) but no {SETTINGS}"
-        return NEW, "not trained yet"
+            return CONFLICT, f"{logdir} holds a run ({what}) but no {SETTINGS}", None
+        return NEW, "not trained yet", None
     if expected is not None:
         diffs = load_settings(logdir).differences(expected)
         if diffs:
             return CONFLICT, (f"{logdir} holds a run with other settings ({SETTINGS}):\n  "
-                              + "\n  ".join(diffs))
+                              + "\n  ".join(diffs)), None
     if not os.path.exists(os.path.join(logdir, DONE)):
         return RESUMABLE, (f"resumable from {CHECKPOINT_NAME}-{max(steps)}" if steps
-                           else "started, no checkpoint yet")
-    problem = eval_problem(logdir)
-    return (TRAINED, problem) if problem else (EVALUATED, "trained and evaluated")
+                           else "started, no checkpoint yet"), None
+    doc, problem = read_evaluation(logdir)
+    return (TRAINED, problem, None) if problem else (EVALUATED, "trained and evaluated", doc)

@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 
 from reproduce import paper, report, runs as rs
+from runrecord import EvalDoc
 from tests.tables_fixtures import table_runs, write_eval
 
 
@@ -35,7 +36,7 @@ def test_supported_contradicted_inconclusive_by_hand(tmp_path):
     # GR hits images 0-59 of 100, CAM images 0-49 and HnS as CAM, one seed each; HnS after GR = GR.
     gr, cam = [1] * 60 + [0] * 40, [1] * 50 + [0] * 50
     res = table1(tmp_path, {"gr": {0: gr}, "cam": {0: cam}, "hns": {0: cam}, "hns_after_gr": {0: gr}})
-    recs = paper.check_claims(res)
+    recs = res["claims"]
     # GR - CAM: +10 points; paired, a resample's difference is the share of its draws among images
     # 50-59, 0 only with probability 0.9 ** 100 < 1e-4: the interval is above 0 (unpaired it covers 0).
     r = find(recs, "t1-gr>cam")
@@ -59,7 +60,7 @@ def test_supported_contradicted_inconclusive_by_hand(tmp_path):
 def test_contradicted_from_records(tmp_path):
     # HnS after GR hits 80 of 100 images, GR 20 of them: "HnS after GR is below GR" is contradicted.
     res = table1(tmp_path, {"gr": {0: [1] * 20 + [0] * 80}, "hns_after_gr": {0: [1] * 80 + [0] * 20}})
-    r = find(paper.check_claims(res), "t1-hns_after_gr<gr", "top1_loc")
+    r = find(res["claims"], "t1-hns_after_gr<gr", "top1_loc")
     assert r["difference"] == 60.0 and r["interval"][0] > 0 and r["verdict"] == "contradicted"
 
 
@@ -67,7 +68,7 @@ def test_seed_spread_widens_the_interval(tmp_path):
     # GR: seed 0 hits all 100 images, seed 1 none; CAM none.  Images alone: +50 in every resample.
     # Seeds resampled: both draws seed 1 with probability 1/4 > 2.5%, a difference of 0: inconclusive.
     res = table1(tmp_path, {"gr": {0: [1] * 100, 1: [0] * 100}}, seeds=(0, 1))
-    r = find(paper.check_claims(res), "t1-gr>cam")
+    r = find(res["claims"], "t1-gr>cam")
     assert r["difference"] == 50.0 and r["seeds"] == [2, 2] and r["resampled"].startswith("seeds (paired")
     assert r["interval"][0] == 0.0 and r["verdict"] == "inconclusive"
     assert "ONE SEED" not in report.render(res)
@@ -81,7 +82,7 @@ def test_paired_seeds_remove_what_a_seed_shares_across_methods(tmp_path):
     a, b = (np.array([v[s] for s in (0, 1)], dtype=np.float64) for v in (gr, cam))
     apart, paired = paper.interval(a, b), paper.interval(a, b, paired_seeds=True)
     assert apart[0] < 0 < 10 < paired[0] and paired[1] - paired[0] < (apart[1] - apart[0]) / 2
-    r = find(paper.check_claims(table1(tmp_path, {"gr": gr, "cam": cam}, seeds=(0, 1))), "t1-gr>cam")
+    r = find(table1(tmp_path, {"gr": gr, "cam": cam}, seeds=(0, 1))["claims"], "t1-gr>cam")
     assert r["interval"] == [round(v, 2) for v in paired] and r["verdict"] == "supported"
 
 
@@ -92,6 +93,32 @@ def test_one_seed_table_says_its_interval_ignores_seeds(tmp_path):
     assert "supported (1 seed, images only)" in text
     r = find(res["claims"], "t1-gr>cam")
     assert r["resampled"].startswith("images only")
+
+
+def test_rendering_and_writing_only_show_the_claims_collect_tested(tmp_path, monkeypatch):
+    res = table1(tmp_path / "logs", {"gr": {0: [1] * 70 + [0] * 30}})
+    assert find(res["claims"], "t1-gr>cam")["verdict"] == "supported"
+
+    def fail(*args):
+        raise AssertionError("the claims were tested again")
+    monkeypatch.setattr(paper, "check_claims", fail)
+    monkeypatch.setattr(paper, "check_instance", fail)
+    assert "supported (1 seed, images only)" in report.render(res) + report.render(res, markdown=True)
+    report.write(res, str(tmp_path / "out"))
+    assert rs.PER_IMAGE not in json.loads((tmp_path / "out" / "table1.json").read_text())
+
+
+def test_a_run_without_records_leaves_its_claims_not_computed_and_says_why(tmp_path):
+    runs = table_runs(tmp_path, depths=(18,))
+    for r in runs:
+        write_eval(r.logdir, 50.0, 30.0, 60.0, protocol="paper", records=records([1, 0]) if r.config.aug != "cam"
+                   else [{"file": "val_0.JPEG"}])
+    res = rs.collect(1, runs, depths=(18,))
+    assert res["runs"]["r18-cam-b256"]["status"] == "ok"          # its numbers still count in the table
+    r = find(res["claims"], "t1-gr>cam")
+    assert r["verdict"] == "not computed" and r["reason"].startswith("records unusable: ")
+    assert "r18-cam-b256" in r["reason"] and "malformed records (KeyError" in r["reason"]
+    assert find(res["claims"], "t1-gr>hns")["verdict"] == "inconclusive"   # the others are tested
 
 
 def test_written_json_md_png_and_demo_rows(tmp_path):
@@ -117,7 +144,7 @@ def test_written_json_md_png_and_demo_rows(tmp_path):
     assert all(r["claim"].startswith("t1") for r in saved)
     os.remove(res["runs"]["r18-cam-b256"]["eval_json"])
     res = rs.collect(1, table_runs(tmp_path / "logs", depths=(18,)), depths=(18,))
-    assert find(paper.check_claims(res), "t1-gr>cam")["verdict"] == "not computed"
+    assert find(res["claims"], "t1-gr>cam")["verdict"] == "not computed"
 
 
 def test_hits_follow_the_protocol_rule_and_top1(tmp_path):
@@ -127,8 +154,10 @@ def test_hits_follow_the_protocol_rule_and_top1(tmp_path):
     for protocol, gt in (("paper", [0, 1, 0]), ("wsol", [1, 1, 0])):
         path = tmp_path / f"{protocol}.json"
         path.write_text(json.dumps({"protocol": protocol, "records": recs, "summary": {"top1_loc": 1.0}}))
-        got, files, hits = paper.read_hits(str(path))
+        doc, _ = EvalDoc.read(str(path))
+        got, files, hits, ious = doc.per_image()
         assert got == protocol and files == ["val_0.JPEG", "val_1.JPEG", "val_2.JPEG"]
+        assert ious.tolist() == [0.5, 0.6, 0.1]
         assert hits["gt_known_loc"].tolist() == gt and hits["top1_clas"].tolist() == [1, 0, 1]
         assert hits["top1_loc"].tolist() == [g & c for g, c in zip(gt, [1, 0, 1])]
 
@@ -138,7 +167,6 @@ def test_iou_scatter_of_each_compared_pair(tmp_path):
     from reproduce import figures
     res = table1(tmp_path, {"gr": {0: [1] * 60 + [0] * 40, 1: [1] * 40 + [0] * 60}, "cam": {0: [1] * 50 + [0] * 50}},
                  seeds=(0, 1))
-    res["claims"] = paper.check_claims(res)
     gr = figures._mean_ious(res, "r18-gr-b256")
     assert len(gr) == 100 and gr["val_0.JPEG"] == 0.6 and gr["val_45.JPEG"] == 0.35 and gr["val_99.JPEG"] == 0.1
     png, pdf = figures.iou_scatter(res, str(tmp_path / "iou"))

@@ -12,9 +12,10 @@ import pytest
 
 import tf_env  # noqa: F401
 import evaluate
-from cam import METRICS, iou
+from cam import METRICS, iou, vis
 from evaluation import report as eval_report
 from reproduce import __main__ as tables_cli
+from runrecord import EvalDoc
 from tests.conftest import SMALL, evaluate_in_process, expect_error, printed_summary, run_script, save_random_model
 
 
@@ -86,7 +87,16 @@ def test_json_cams_vis_and_sweep(run_checkpoint, tiny_data, tmp_path, capsys):
     assert list(cams["files"]) == [r["file"] for r in report["records"]]
     assert [r["top5"][0] for r in report["records"]] == cams["logits"].argmax(1).tolist()
 
+    # issue 26: eval.json is EvalDoc.to_json(), byte for byte, and reads back to the same record
+    raw = (out / "eval.json").read_text()
+    doc = EvalDoc.from_json(json.loads(raw))
+    assert EvalDoc.from_json(doc.to_json()) == doc and json.dumps(doc.to_json(), indent=1) + "\n" == raw
+    assert doc.scope == ("val", None, 16) and doc.per_image().files == [r["file"] for r in report["records"]]
+
     assert len(list((out / "vis").glob("*.png"))) == 3 + 1       # one per image + the grid
+    panels = {p.name for p in (out / "vis").glob("*.png")} - {"grid.png"}
+    assert panels <= {vis.panel_file(j, r["file"]) for j, r in enumerate(report["records"])}
+    assert all(vis.PANEL_FILE.match(name) for name in panels)
     sweep = json.loads((out / "sweep.json").read_text())
     assert (out / "sweep.png").stat().st_size > 0
     for name, curves in sweep["protocols"].items():

@@ -1,4 +1,5 @@
 """runrecord/checkpoints.py and state.py: checkpoint lookup and damage, run state, which eval.json counts, file modes."""
+import json
 import os
 import shutil
 import time
@@ -74,6 +75,55 @@ def test_resolve_checkpoint_forms(tmp_path, three):
 
 # --------------------------------------------------------------------------- run state
 
+def problem(logdir):
+    """Why the folder's eval.json does not count, or None."""
+    return runrecord.read_evaluation(logdir)[1]
+
+
+def test_run_name_is_the_default_logdir_and_the_table_run(tiny_data):
+    assert runrecord.run_name(18, "gr", 256) == "r18-gr-b256"
+    assert runrecord.run_name(34, "cam", 32, holdout=10, seed=2) == "r34-cam-b32-h10-s2"
+    from reproduce.runs import Config
+    from runrecord import command
+    args = command.parse_args(["--data", tiny_data, "--aug", "cam", "--depth", "34", "--batch", "32",
+                               "--holdout", "10", "--seed", "2"])
+    assert args.logdir.endswith(os.path.join("train_log", "r34-cam-b32-h10-s2"))
+    assert Config(34, "cam", 32, seed=2, holdout=10).name == "r34-cam-b32-h10-s2"
+    assert Config(34, "cam", 32, seed=2, holdout=10).cell == "r34-cam-b32-h10"
+
+
+def test_eval_doc_reads_an_old_layout_and_writes_it_back_as_it_was(tmp_path):
+    old = {"summary": {"top1_loc": 1.5}, "settings": {"checkpoint": "/x/model-6", "split": "val"}}
+    path = tmp_path / "eval.json"
+    path.write_text(json.dumps(old))
+    doc, why = runrecord.EvalDoc.read(str(path))
+    assert why is None and doc.to_json() == old and doc.protocol is None and doc.records is None
+    assert doc.checkpoint == "/x/model-6" and doc.checkpoint_sha256 is None
+    assert doc.scope is None       # no "limit": an evaluate.py before the images were named
+    with pytest.raises(ValueError, match="no summary with gt_known_loc"):
+        doc.values()
+    with pytest.raises(ValueError, match="no per-image records"):
+        doc.per_image()
+
+
+@pytest.mark.parametrize("text, why", [
+    ("{", "is unreadable (JSONDecodeError"),
+    ("[1]", "has no summary"),
+    ('{"summary": {}}', "has no summary"),
+    ('{"summary": {"top1_loc": NaN, "gt_known_loc": 1}}', "has a non-finite metric (top1_loc)"),
+    ('{"summary": {"top1_loc": true}}', "has a non-finite metric (top1_loc)"),
+    ('{"summary": {"top1_loc": 1}, "protocols": []}', "has a 'protocols' that is not a JSON object"),
+    ('{"summary": {"top1_loc": 1}, "protocol": 3}', "has a 'protocol' that is not a string"),
+    ('{"summary": {"top1_loc": 1}, "records": [1]}', "has a 'records' that is not a list of objects"),
+])
+def test_eval_doc_refuses_naming_the_first_bad_part(tmp_path, text, why):
+    path = tmp_path / "eval.json"
+    path.write_text(text)
+    doc, got = runrecord.EvalDoc.read(str(path))
+    assert doc is None and got.startswith(f"{path} {why}")
+    none = str(tmp_path / "none.json")
+    assert runrecord.EvalDoc.read(none) == (None, f"{none} does not exist")
+
 def test_run_state(tmp_path):
     logdir = str(tmp_path / "run")
     s = run_settings()
@@ -116,14 +166,14 @@ def test_eval_json_counts_only_for_this_runs_newest_checkpoint_on_all_of_val(tmp
     path = os.path.join(logdir, runrecord.EVAL)
     runrecord.write_json(path, {"summary": {"top1_loc": 1.5}, "settings": ev})
     os.utime(path, (time.time() + 5,) * 2)
-    assert runrecord.eval_problem(logdir) is None
+    assert problem(logdir) is None
     ev.update({k: v.replace("OTHER", str(tmp_path / "other")).replace("RUN", logdir) if isinstance(v, str) else v
                for k, v in change.items()})
     if ev["limit"] == "absent":
         del ev["limit"]
     runrecord.write_json(path, {"summary": {"top1_loc": 1.5}, "settings": ev})
     os.utime(path, (time.time() + 5,) * 2)
-    assert reason in runrecord.eval_problem(logdir)
+    assert reason in problem(logdir)
 
 
 def test_a_run_folder_stays_valid_when_copied_and_knows_its_checkpoint_by_content(tmp_path):
@@ -139,16 +189,16 @@ def test_a_run_folder_stays_valid_when_copied_and_knows_its_checkpoint_by_conten
     for name, copy in (("rsync", shutil.copy2), ("cp", shutil.copyfile)):   # with and without the file times
         shutil.copytree(logdir, tmp_path / name, copy_function=copy)
         os.utime(tmp_path / name / runrecord.EVAL, (1, 1))                   # even older than done.json
-        assert runrecord.eval_problem(str(tmp_path / name)) is None
+        assert problem(str(tmp_path / name)) is None
     for f in os.listdir(logdir):   # retrained: another model-6, same name, other weights
         if f.startswith("model-6"):
             os.remove(os.path.join(logdir, f))
     save(logdir, 6, size=8)
-    assert "sha256 differs" in runrecord.eval_problem(logdir)
+    assert "sha256 differs" in problem(logdir)
     shutil.rmtree(tmp_path / "cp")   # an absolute path (evaluate.py before issue 24) names another folder
     ev["checkpoint"] = str(tmp_path / "rsync" / "model-6")
     runrecord.write_json(path, {"summary": {"top1_loc": 1.5}, "settings": ev})
-    assert "a checkpoint of another folder (an absolute path" in runrecord.eval_problem(logdir)
+    assert "a checkpoint of another folder (an absolute path" in problem(logdir)
 
 
 # --------------------------------------------------------------------------- file writes

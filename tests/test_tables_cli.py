@@ -160,6 +160,31 @@ def test_report_only(tmp_path, capsys):
     assert json.loads((tmp_path / "res" / "table1.json").read_text())["runs"]["r34-gr-b256"]["status"] == "ok"
 
 
+def test_one_invocation_reads_each_eval_json_once(tmp_path, capsys, monkeypatch):
+    # issue 26: the states, the values, the claims and the IoU figure all come from one parse per run
+    hits = {"gr": [1] * 7 + [0] * 3, "cam": [1] * 3 + [0] * 7}
+    for aug, h in hits.items():
+        recs = [{"file": f"val_{i}.JPEG", "label": 1, "top5": [1, 0], "gt_box": [0, 0, 9, 9],
+                 "pred_box": [0, 0, 9, 9], "iou": 0.6 if x else 0.1} for i, x in enumerate(h)]
+        write_eval(tmp_path / "logs" / f"r18-{aug}-b256", 10.0 * sum(h), 10.0 * sum(h), 100.0,
+                   protocol="paper", records=recs)
+    opened, real_open = [], open
+
+    def counting_open(file, *args, **kwargs):
+        if os.path.basename(str(file)) == "eval.json":
+            opened.append(str(file))
+        return real_open(file, *args, **kwargs)
+    monkeypatch.setattr("builtins.open", counting_open)
+    rc = cli.main(["--table", "1", "--report-only", "--logroot", str(tmp_path / "logs"),
+                   "--results", str(tmp_path / "res"), "--only", "r18-gr,r18-cam"])
+    monkeypatch.undo()
+    expected = sorted(str(tmp_path / "logs" / f"r18-{a}-b256" / "eval.json") for a in hits)
+    assert rc == 0 and sorted(opened) == expected
+    claims = json.loads((tmp_path / "res" / "table1.json").read_text())["claims"]
+    assert next(c for c in claims if c["cells"] == ["r18-gr-b256", "r18-cam-b256"])["difference"] == 40.0
+    assert (tmp_path / "res" / "table1-iou.png").exists()
+
+
 def test_incomplete_table_exits_nonzero_names_its_missing_runs_and_keeps_a_fuller_one(tmp_path, capsys):
     # issue 24 item 3: a table of dashes exited 0 and overwrote the full table1.* of an earlier invocation
     logs, res = tmp_path / "logs", tmp_path / "res"

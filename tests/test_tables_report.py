@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 
 import fileio
+from cam import vis
 from reproduce import figures, report
 from reproduce.executor import Outcome
 from tests.tables_fixtures import collect, protocols, summary, table_runs, write_eval
@@ -170,7 +171,7 @@ def test_figure2_rows_are_images_columns_methods(tmp_path):
     for name, value in colours.items():
         write_eval(by[name].logdir, 1, 1, 1)
         for i in (0, 7):
-            fileio.write_png(os.path.join(by[name].figure_dir, f"{i:05d}_val_{i}.png"),
+            fileio.write_png(os.path.join(by[name].figure_dir, vis.panel_file(i, f"val/images/val_{i}.JPEG")),
                              np.full((6, 9, 3), value + i, np.uint8))
         fileio.write_png(os.path.join(by[name].figure_dir, "grid.png"), np.zeros((3, 3, 3), np.uint8))
     res = collect(tmp_path, depths=(18,))

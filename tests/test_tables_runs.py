@@ -52,9 +52,10 @@ def test_run_states(tmp_path):
     run = make_run(tmp_path, tmp_path)
     assert rs.run_state(run)[0] == rs.NEW
     write_eval(run.logdir, 1, 1, 1)
-    assert rs.run_state(run)[0] == rs.EVALUATED
+    state, _, doc = rs.run_state(run)
+    assert state == rs.EVALUATED and doc.summary["top1_loc"] == 1   # the document, read once
     os.rmdir(run.figure_dir)   # evaluated before the tables asked for Figure 2: evaluated again
-    assert rs.run_state(run) == (rs.TRAINED, "evaluated without the figure panels (figure2/)")
+    assert rs.run_state(run) == (rs.TRAINED, "evaluated without the figure panels (figure2/)", None)
     os.makedirs(run.figure_dir)
     os.utime(os.path.join(run.logdir, "done.json"), (5000, 5000))
     assert rs.run_state(run)[0] == rs.TRAINED      # eval.json older than done.json
@@ -72,7 +73,7 @@ def test_finished_run_is_never_reused_for_other_settings(tmp_path, table_data):
     assert rs.run_state(same)[0] == rs.EVALUATED
     for other in (["--epochs", "3"], ["--epochs", "2", "--lr", "0.05"], ["--epochs", "2", "--recipe", "sn-resnet"],
                   ["--epochs", "2", "--threads", "2"], ["--epochs", "2", "--threads", "1", "--nondeterministic"]):
-        state, reason = rs.run_state(make_run(tmp_path, table_data, train_args=other, expectation=expect))
+        state, reason, _ = rs.run_state(make_run(tmp_path, table_data, train_args=other, expectation=expect))
         assert state == rs.CONFLICT and "other settings" in reason
     seed1 = make_run(tmp_path, table_data, "r18-gr-b256-s1", ["--epochs", "2", "--threads", "1"], seeds=(1,),
                      expectation=expect)
@@ -86,7 +87,7 @@ def test_finished_run_is_never_reused_for_other_settings(tmp_path, table_data):
     first = lines[0].split("\t")
     lines[0] = "\t".join(first[:2] + [str(int(first[2]) + 1)] + first[3:])   # one box moved by a pixel
     ann.write_text("\n".join(lines) + "\n")
-    state, reason = rs.run_state(make_run(tmp_path, other_data, train_args=["--epochs", "2"],
+    state, reason, _ = rs.run_state(make_run(tmp_path, other_data, train_args=["--epochs", "2"],
                                           expectation=Expectation(str(other_data), 0)))
     assert state == rs.CONFLICT and "dataset.sha1" in reason
 
