@@ -75,7 +75,8 @@ def parse_args(argv=None):
                    help="also choose each protocol's CAM threshold (and MaxBoxAccV2's) on the images the run "
                         "held out from training (settings.json train.holdout) and report val at it")
     p.add_argument("--limit", type=argtypes.positive_int, metavar="N", help="evaluate only the first N images (quick checks)")
-    p.add_argument("--batch", type=argtypes.positive_int, default=128, help="forward-pass batch size (default 128)")
+    p.add_argument("--batch", type=argtypes.positive_int, default=128,
+                   help="forward-pass batch size; with --cams, maps read per batch (default 128)")
     p.add_argument("--cam-threshold", type=argtypes.probability, default=CAM_THRESHOLD,
                    help="summary threshold, a fraction of the CAM maximum (default 0.2, the paper's)")
     p.add_argument("--json", metavar="FILE", type=argtypes.writable_file, help="write every protocol, baselines, MaxBoxAccV2, records")

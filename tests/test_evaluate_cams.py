@@ -112,6 +112,18 @@ def test_own_maps_round_trip_to_the_same_numbers(own_maps, tiny_data, tmp_path, 
     assert a["protocols"]["wsol"]["sweep"]["thresholds"] == [round(0.1 * i, 1) for i in range(11)]
 
 
+def test_integer_predictions_are_class_indices(own_maps, maps, tiny_data, tmp_path, capsys):
+    """predictions.npy as top-k class indices (best first) gives the numbers of the logits it came from."""
+    logits = np.load(os.path.join(maps, "predictions.npy"))
+    np.save(os.path.join(maps, "predictions.npy"), np.argsort(-logits, axis=1, kind="stable").astype(np.int32))
+    code, _, err = evaluate_in_process(
+        ["--cams", maps, "--data", tiny_data, "--json", str(tmp_path / "i.json")], capsys
+    )
+    assert code == 0, err
+    i = json.loads((tmp_path / "i.json").read_text())
+    assert i["summary"] == own_maps[1]["summary"] and i["records"] == own_maps[1]["records"]
+
+
 def test_any_resolution_and_no_predictions(maps, tiny_data, tmp_path, capsys):
     """Another codebase's maps at image resolution (float64, any range), without class predictions:
     the localisation numbers, and every metric that needs a class is null, never a miss."""
