@@ -25,17 +25,20 @@ def maxboxacc_v2(evaluator, chosen_on=None):
     ``chosen_on``: another such evaluator (held-out images); each threshold is
     then chosen there (the lowest on ties) instead of on ``evaluator``'s images.
     Returns ``{"maxboxacc_v2", "top1_loc_v2", "by_iou": {"30"|"50"|"70": {"box_acc",
-    "box_acc_threshold", "top1_loc", "top1_loc_threshold"}}}``, percent.
+    "box_acc_threshold", "top1_loc", "top1_loc_threshold"}}}``, percent; the Top-1 Loc entries are
+    None without class predictions (:class:`cam.metrics.BoxEvaluator`).
     """
     by_iou = {}
     for t in IOU_THRESHOLDS:
         entry = {}
         for curve, name in (("gt_known_loc", "box_acc"), ("top1_loc", "top1_loc")):
             threshold, value = (chosen_on or evaluator).best(curve, t)
-            if chosen_on is not None:
-                value = float(evaluator.curves(t)[curve][evaluator.index(threshold)])
+            if chosen_on is not None and threshold is not None:
+                values = evaluator.curves(t)[curve]
+                value = None if values is None else float(values[evaluator.index(threshold)])
             entry[name], entry[name + "_threshold"] = value, threshold
         by_iou[str(round(100 * t))] = entry
-    return {"maxboxacc_v2": float(np.mean([e["box_acc"] for e in by_iou.values()])),
-            "top1_loc_v2": float(np.mean([e["top1_loc"] for e in by_iou.values()])),
-            "by_iou": by_iou}
+    means = {key: None if any(e[name] is None for e in by_iou.values())
+             else float(np.mean([e[name] for e in by_iou.values()]))
+             for key, name in (("maxboxacc_v2", "box_acc"), ("top1_loc_v2", "top1_loc"))}
+    return dict(means, by_iou=by_iou)

@@ -16,7 +16,9 @@ threshold is a list of length one.  Metrics, in percent of the images:
   among the top-5 classes (equal to ILSVRC's definition: only the guess that
   is the ground-truth class can count, and its CAM is the ground-truth one);
 * ``top1_clas`` / ``top5_clas``: classification only.
-With fewer than 5 classes "top-5" means all classes.
+With fewer than 5 classes "top-5" means all classes.  Without a class prediction (score maps
+of another codebase without one, ``evaluation.scoremaps``) an image's ``top1`` / ``top5`` is
+None, and every metric that needs them is None (never counted as a miss).
 """
 import numpy as np
 
@@ -97,13 +99,15 @@ class BoxEvaluator:
             raise ValueError("need at least one CAM threshold")
         self.iou_thresholds = tuple(float(t) for t in iou_thresholds)
         self.count = 0
+        self.unclassified = 0     # images fed without a class prediction (top1 / top5 None)
         self.clas = {"top1_clas": 0, "top5_clas": 0}
         self.hits = {t: {c: np.zeros(len(self.thresholds), np.int64) for c in CURVES}
                      for t in self.iou_thresholds}
 
     def accumulate(self, levels, gt_box, top1, top5):
         """Add one image: ``levels`` its level map (``protocol.level_map``), ``gt_box`` (4,) inclusive,
-        ``top1`` / ``top5`` whether the ground truth is the top-1 / among the top-5 classes.
+        ``top1`` / ``top5`` whether the ground truth is the top-1 / among the top-5 classes
+        (None: no class prediction).
 
         Returns ``(ious (T,), boxes (T, 4))``: per threshold the best IoU over the
         box(es) and the box that reached it.
@@ -116,7 +120,7 @@ class BoxEvaluator:
             ends = np.append(starts[1:], len(boxes))
             best = {s: s + int(np.argmax(ious[s:e])) for s, e in zip(starts, ends)}
             owner = np.array([best[o] for o in owner])
-        self._count(ious[owner], bool(top1), bool(top5))
+        self._count(ious[owner], top1, top5)
         return ious[owner], boxes[owner]
 
     def add_box(self, box, gt_box, top1=False, top5=False):
@@ -126,6 +130,9 @@ class BoxEvaluator:
         return value
 
     def _count(self, ious, top1, top5):
+        if top1 is None or top5 is None:
+            self.unclassified += 1
+            top1 = top5 = False
         for t, hits in self.hits.items():
             loc = is_localized(ious, t, self.protocol.strict)
             hits["gt_known_loc"] += loc
@@ -133,8 +140,8 @@ class BoxEvaluator:
                 hits["top1_loc"] += loc
             if top5:
                 hits["top5_loc"] += loc
-        self.clas["top1_clas"] += top1
-        self.clas["top5_clas"] += top5
+        self.clas["top1_clas"] += bool(top1)
+        self.clas["top5_clas"] += bool(top5)
         self.count += 1
 
     def _check(self):
@@ -142,9 +149,11 @@ class BoxEvaluator:
             raise ValueError("no images were evaluated")
 
     def curves(self, iou_threshold=0.5):
-        """``{curve: (T,) percent}`` for :data:`CURVES` at one IoU threshold."""
+        """``{curve: (T,) percent}`` for :data:`CURVES` at one IoU threshold; Top-1 / Top-5 Loc are
+        None when an image had no class prediction."""
         self._check()
-        return {c: 100.0 * h / self.count for c, h in self.hits[float(iou_threshold)].items()}
+        return {c: None if self.unclassified and c != "gt_known_loc" else 100.0 * h / self.count
+                for c, h in self.hits[float(iou_threshold)].items()}
 
     def index(self, threshold):
         """Position of ``threshold`` in the list (ValueError when absent)."""
@@ -154,15 +163,18 @@ class BoxEvaluator:
         return int(found[0])
 
     def summary(self, threshold, iou_threshold=0.5):
-        """The five :data:`METRICS` (percent) at one CAM threshold."""
+        """The five :data:`METRICS` (percent; None where a class prediction is missing) at one CAM threshold."""
         i = self.index(threshold)
-        out = {c: float(v[i]) for c, v in self.curves(iou_threshold).items()}
-        out.update({c: 100.0 * n / self.count for c, n in self.clas.items()})
+        out = {c: None if v is None else float(v[i]) for c, v in self.curves(iou_threshold).items()}
+        out.update({c: None if self.unclassified else 100.0 * n / self.count for c, n in self.clas.items()})
         return {m: out[m] for m in METRICS}
 
     def best(self, curve="gt_known_loc", iou_threshold=0.5):
-        """``(threshold, percent)`` where ``curve`` is highest (the lowest threshold on ties)."""
+        """``(threshold, percent)`` where ``curve`` is highest (the lowest threshold on ties);
+        ``(None, None)`` for a curve that needs class predictions the images lack."""
         values = self.curves(iou_threshold)[curve]
+        if values is None:
+            return None, None
         i = int(np.argmax(values))
         return float(self.thresholds[i]), float(values[i])
 
@@ -171,7 +183,7 @@ class BoxEvaluator:
         curves = self.curves(iou_threshold)
         threshold, value = self.best("gt_known_loc", iou_threshold)
         i = self.index(threshold)
-        return {"thresholds": self.thresholds.tolist(), **{c: v.tolist() for c, v in curves.items()},
-                "num_images": self.count,
+        return {"thresholds": self.thresholds.tolist(),
+                **{c: None if v is None else v.tolist() for c, v in curves.items()}, "num_images": self.count,
                 "best": {"threshold": threshold, "max_box_acc": value,
-                         "top1_loc": float(curves["top1_loc"][i]), "top5_loc": float(curves["top5_loc"][i])}}
+                         **{c: None if curves[c] is None else float(curves[c][i]) for c in ("top1_loc", "top5_loc")}}}

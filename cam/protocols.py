@@ -25,7 +25,7 @@ import cv2
 import matplotlib
 import numpy as np
 
-from cam.cam import normalize_map
+from cam.cam import normalize_map, resize_map
 
 NAMES = ("authors", "paper", "wsol")
 CAM_THRESHOLD = 0.2       # CAM (Zhou et al. 2016: 20% of the max), which the paper follows; SN-ResNet utils_loc.py
@@ -92,6 +92,25 @@ PROTOCOLS = {
 }
 # MaxBoxAccV2 (wsolevaluation BoxEvaluator, multi_contour_eval=True): every contour's box
 WSOL_MULTI = PROTOCOLS["wsol"].with_pick("all")
+
+
+def level_maps(scoremap, image_shape, protocols):
+    """Each protocol's level map of one score map, and the resized maps: ``({name: level map},
+    {resize: (H, W) float32 map})``.
+
+    ``scoremap``: ``(h, w)`` real, any resolution and range (a raw CAM, or another codebase's map);
+    ``image_shape``: ``(H, W)``; ``protocols``: ``{name: Protocol}``.  One resize per interpolation and
+    one level map per kind, shared by the protocols that use them.
+    """
+    resized, levels, out = {}, {}, {}
+    for name, p in protocols.items():
+        if p.resize not in resized:
+            resized[p.resize] = resize_map(scoremap, image_shape, p.resize)
+        key = (p.resize, p.levels)
+        if key not in levels:
+            levels[key] = p.level_map(resized[p.resize])
+        out[name] = levels[key]
+    return out, resized
 
 
 def whole_image_box(protocol, image_shape):

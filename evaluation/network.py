@@ -17,7 +17,8 @@ FLAGS = {"depth": ModelSettings, "width_mult": ModelSettings, "final_stride": Mo
 GUESSED = {name: field_default(FLAGS[name], name) for name in FLAGS if name != "depth"}
 
 
-def _flag(name):
+def flag(name):
+    """The command-line flag of model field ``name`` (``"--final-stride"`` for ``"final_stride"``)."""
     return flag_name(FLAGS[name], name)
 
 
@@ -27,7 +28,7 @@ def add_flags(parser):
         "model, only for a checkpoint without settings.json",
         "classes and image size then come from --data, the input normalisation from its training split "
         "(mean and std per channel, as train.py); --depth is needed, the others are guessed unless given: "
-        + ", ".join(f"{_flag(name)} {value}" for name, value in GUESSED.items()))
+        + ", ".join(f"{flag(name)} {value}" for name, value in GUESSED.items()))
     for name, cls in FLAGS.items():
         add_field_flags(group, cls, [name], unset=True)
 
@@ -44,20 +45,20 @@ def model_settings(flags, doc, path, data_split, mean_std):
                             f"{type(e).__name__}: {e})") from None
         for name in ("depth", "width_mult", "final_stride"):
             if flags[name] is not None and getattr(model, name) != flags[name]:
-                raise UserError(f"{_flag(name)} {flags[name]} contradicts {path} ({name} {getattr(model, name)})")
+                raise UserError(f"{flag(name)} {flags[name]} contradicts {path} ({name} {getattr(model, name)})")
         recorded = doc.get("train", {}).get("normalize")
         if flags["normalize"] and recorded and flags["normalize"] != recorded:
             raise UserError(f"--normalize {flags['normalize']} contradicts {path} (train.normalize {recorded})")
         return model, path
     if flags["depth"] is None:
         *first, last = map(str, GUESSED.values())
-        raise UserError(f"{path} does not exist: pass --depth (and {', '.join(map(_flag, GUESSED))} if not "
+        raise UserError(f"{path} does not exist: pass --depth (and {', '.join(map(flag, GUESSED))} if not "
                         f"{', '.join(first)} and {last}) to rebuild the network")
     chosen = {name: value if flags[name] is None else flags[name] for name, value in GUESSED.items()}
-    unset = [f"{_flag(name)} {value}" for name, value in GUESSED.items() if flags[name] is None]
+    unset = [f"{flag(name)} {value}" for name, value in GUESSED.items() if flags[name] is None]
     # nothing in a checkpoint fixes the stride or the normalisation: a wrong one only moves the boxes
     print(f"WARNING: {path} does not exist, so the model settings are GUESSED: --depth {flags['depth']}, "
-          + ", ".join(f"{_flag(name)} {value}" for name, value in chosen.items())
+          + ", ".join(f"{flag(name)} {value}" for name, value in chosen.items())
           + (f" ({', '.join(unset)}: defaults, not read from the run)" if unset else "")
           + ". A wrong --final-stride or --normalize gives wrong boxes without any error.", file=sys.stderr)
     mean, std = mean_std(chosen["normalize"])

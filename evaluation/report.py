@@ -79,7 +79,8 @@ def document(val, held, baselines, settings, records, timing, protocol, cam_thre
 
 def records(split, indices, result):
     """Per-image records of the chosen protocol at the summary threshold."""
-    return [{"file": split.files[i], "label": int(split.labels[i]), "top5": result["top5"][j].tolist(),
+    top5 = result["top5"]   # None: no class predictions (--cams without predictions.npy)
+    return [{"file": split.files[i], "label": int(split.labels[i]), "top5": None if top5 is None else top5[j].tolist(),
              "gt_box": split.boxes[i].tolist(), "pred_box": result["pred_boxes"][j].tolist(),
              "iou": float(result["ious"][j])} for j, i in enumerate(indices)]
 
@@ -99,7 +100,7 @@ def print_report(doc, timing, count):
     if chosen != DEMO_PROTOCOL:
         demo = protocols[DEMO_PROTOCOL]["summary"]
         print(f"make demo's cells use protocol {DEMO_PROTOCOL} (the row marked below): "
-              + ", ".join(f"{METRIC_TITLES[m]} {demo[m]:.2f}" for m in METRICS[:3]))
+              + ", ".join(f"{METRIC_TITLES[m]} {_percent(demo[m])}" for m in METRICS[:3]))
     rows = [[name] + [protocols[name]["summary"][m] for m in METRICS]
             + [protocols[name]["baselines"]["whole_image"], protocols[name]["baselines"]["best_fixed_box"],
                TABLE_USE.get(name, "")] for name in NAMES]
@@ -111,14 +112,24 @@ def print_report(doc, timing, count):
                   f"images -> GT-known Loc {held['summary']['gt_known_loc']:.2f}, Top-1 Loc "
                   f"{held['summary']['top1_loc']:.2f} on {settings['split']}")
     v2 = doc.wsol2020
-    line = f"MaxBoxAccV2 {v2['maxboxacc_v2']:.2f}, its Top-1 Loc twin {v2['top1_loc_v2']:.2f} (thresholds tuned on {settings['split']})"
+    line = (f"MaxBoxAccV2 {v2['maxboxacc_v2']:.2f}, its Top-1 Loc twin {_percent(v2['top1_loc_v2'])} "
+            f"(thresholds tuned on {settings['split']})")
     if v2["holdout"]:
         line += f"; with held-out thresholds {v2['holdout']['maxboxacc_v2']:.2f} / {v2['holdout']['top1_loc_v2']:.2f}"
     print(line)
+    if "forward" not in timing:   # --cams: the maps were read, not computed
+        post = sum(v for k, v in timing.items() if k != "read")
+        print(f"read {count} score maps in {timing['read']:.2f} s; all protocols + MaxBoxAccV2 {post:.2f} s")
+        return
     forward = timing["forward"]
     post = sum(v for k, v in timing.items() if k != "forward")
     print(f"forward {count / forward:.1f} img/s; CAM + all protocols + MaxBoxAccV2 {post:.2f} s "
           f"= {100 * post / forward:.1f}% of the forward pass")
+
+
+def _percent(value):
+    """A percentage as printed; ``-`` for a metric not measured (None: no class predictions)."""
+    return "-" if value is None else f"{value:.2f}"
 
 
 def write_vis(folder, split, indices, positions, result, scale, names=None):
@@ -129,8 +140,8 @@ def write_vis(folder, split, indices, positions, result, scale, names=None):
     for j in positions:
         i = int(indices[j])
         name = os.path.splitext(os.path.basename(split.files[i]))[0]
-        caption = (f"{name}: {names[split.labels[i]]}\n"
-                   f"top-1 {names[result['top5'][j][0]]}, IoU {result['ious'][j]:.2f}")
+        top1 = "not given" if result["top5"] is None else names[result["top5"][j][0]]
+        caption = f"{name}: {names[split.labels[i]]}\ntop-1 {top1}, IoU {result['ious'][j]:.2f}"
         panel = vis.figure_panels(split.images[i], result["maps"][j], split.boxes[i],
                                   result["pred_boxes"][j], scale=scale, caption=caption)
         fileio.write_png(os.path.join(folder, vis.panel_file(i, split.files[i])), panel)
