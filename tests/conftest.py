@@ -70,11 +70,14 @@ def run_py(*args, timeout=300):
 
 
 def refused(argv):
-    """train.py's flag checks, in-process (nothing is built): the UserError's message."""
-    import train
+    """train.py's flag checks on this machine, in-process (no data read, nothing built): the UserError's message."""
     from errors import UserError
+    from runrecord import command
+    from training import machine, trainer
+    flags, facts = command.parse_args(argv), machine.facts()
     with pytest.raises(UserError) as info:
-        train.validate(train.parse_args(argv))
+        trainer.check_memory(flags, facts)
+        command.make_env(flags, facts)
     return str(info.value)
 
 

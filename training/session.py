@@ -16,7 +16,7 @@ from tensorflow.core.protobuf import rewriter_config_pb2
 from tensorflow.python.framework import config as tf_config
 from tensorpack.tfutils.sesscreate import NewSessionCreator
 
-from runrecord.command import available_cores, cpu_supports_bf16  # noqa: F401 (machine facts; the tests and tools)
+from procs import available_cores
 
 tf1 = tf.compat.v1
 
