@@ -90,6 +90,20 @@ def checked_normalization(args, train):
     return mean, std
 
 
+class Data:
+    """A run's data, read when :func:`runrecord.command.resolve` asks for its facts (after every flag is
+    checked on the machine): ``train``, ``used`` (``train`` without ``--holdout``) and ``val``, the loaded
+    splits (:class:`dataflow.tinyimagenet.Split`)."""
+    train = used = val = None
+
+    def __call__(self, args):
+        """:func:`load_data`, and the :class:`runrecord.command.DataFacts` of what it read."""
+        self.train, self.used, self.val = load_data(args)
+        return command.DataFacts(runrecord.dataset_fingerprint(self.train, self.val, args.holdout),
+                                 self.train.num_classes, self.train.image_shape,
+                                 checked_normalization(args, self.train))
+
+
 def make_callbacks(settings, val, localization=None):
     """tensorpack's callbacks of a run; ``val``: the loaded validation split (its images, labels, boxes);
     ``localization``: the validation's Inferencer class of ``(split, images)`` that measures GT-known and
@@ -249,14 +263,7 @@ def run(args, machine, extra_callbacks=(), localization=None):
     ``machine`` (:func:`training.machine.facts`); ``localization``: as :func:`make_callbacks`.
     Returns the final global step.  Past the settings, only they, the environment and the logdir are read."""
     check_memory(args, machine)
-    splits = []   # (train, used, val), read once runrecord.command.resolve has checked every flag
-
-    def data(args):
-        splits.extend(load_data(args))
-        train, _, val = splits
-        return command.DataFacts(runrecord.dataset_fingerprint(train, val, args.holdout), train.num_classes,
-                                 train.image_shape, checked_normalization(args, train))
-
+    data = Data()   # read by resolve once the flags are checked on the machine
     env, settings = command.resolve(args, machine, data, git_commit=git_commit(),
                                     versions={"tensorflow": tf.__version__, "tensorpack": tensorpack.__version__})
     logdir = args.logdir
@@ -264,8 +271,7 @@ def run(args, machine, extra_callbacks=(), localization=None):
     start = prepare_logdir(settings, env, logdir, restart=args.restart, adopt_settings=args.adopt_settings)
     if start is not None:
         prefix, _, start_epoch = start
-        _, used, val = splits
-        config = build_config(settings, env, used, val, prefix, start_epoch, extra_callbacks, localization)
+        config = build_config(settings, env, data.used, data.val, prefix, start_epoch, extra_callbacks, localization)
         finish(settings, logdir, train_steps(env, config, logdir))
     return settings.train.final_step
 
