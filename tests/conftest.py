@@ -115,7 +115,7 @@ def save_random_model(logdir, num_classes, image_shape, step=3, holdout=0, width
         with tf1.Session() as sess:
             sess.run(tf1.global_variables_initializer())
             tf1.train.Saver().save(sess, os.path.join(logdir, "model"), global_step=step)
-    settings = {"model": asdict(model.settings), "train": {"aug": "cam", "batch": 8, "holdout": holdout}}
+    settings = {"model": asdict(model.settings), "train": {"aug": "cam", "batch": 8, "holdout": holdout}, "speed": {}}
     with open(os.path.join(logdir, "settings.json"), "w") as f:
         json.dump(settings, f)
     return os.path.join(logdir, f"model-{step}")
