@@ -22,9 +22,8 @@ default, TensorFlow's op determinism (``--determinism off``: as ``--nondetermini
 ``both``: each cell measured both ways, alternating). The first
 ``--warmup`` steps are not timed; with ``--repeat N`` the modes alternate N
 times and the fastest of each is kept (the least disturbed by other load). Forward FLOPs per image are counted from
-the graph's convolutions and matmul (2 x multiply-adds). On the 2-core CPU
-of this project, depth 18 at batch 32 takes about 1.5 s a step, so the full
-sweep takes roughly an hour; timings vary with machine load.
+the graph's convolutions and matmul (2 x multiply-adds). On a CPU the full sweep takes
+long (docs/measurements.md, "Speed", has this project's figures); timings vary with machine load.
 """
 import tf_env  # noqa: F401
 

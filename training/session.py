@@ -4,7 +4,7 @@ mixed precision, XLA; op determinism.  A predictor uses the same creator::
     PredictConfig(..., session_creator=SessionCreator(session_config()))
 
 tensorpack's default session config sets ``intra_op_parallelism_threads=1``,
-which costs about 20% of training speed on 2 cores, and its
+which leaves all cores but one idle in each CPU kernel, and its
 ``NewSessionCreator`` builds the local-variable initializer after running the
 global one, which makes TensorFlow print "... will trigger an error in the
 future" (tensorpack 0.11 tfutils/sesscreate.py). :class:`SessionCreator` fixes both.
