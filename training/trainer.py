@@ -37,7 +37,8 @@ from runrecord import command
 from models import (FP16_LOSS_SCALE, NONFINITE_GRADIENT, NONFINITE_LOSS, WRONG_TOP1, WRONG_TOP5, CAMModel,
                     normalization, param_count)
 from training import callbacks as cbs
-from training import cluster, devices, machine, resume, session, watch
+from training import cluster, devices, resume, session, watch
+from training.machine import facts as machine_facts
 
 tf1 = tf.compat.v1
 LOSS = "xentropy-loss"   # the progress bar's loss: models.resnet's cross-entropy of the step (before weight decay)
@@ -310,7 +311,7 @@ def main(args, localization=None):
                              session.session_config(threads=args.threads), args.peer_timeout)
     signal.signal(signal.SIGTERM, raise_interrupt)   # a kill (the table scripts' stop) ends as Ctrl-C does
     try:
-        run(args, machine.facts(), localization=localization)
+        run(args, machine_facts(), localization=localization)
     except KeyboardInterrupt:
         print(interrupted(args.logdir, args.checkpoint_every), file=sys.stderr)
         return 130
