@@ -21,7 +21,6 @@ import runrecord
 from models import INPUT_IMAGE, INPUT_LABEL, CAMModel
 from tests.conftest import SMALL_3STEPS, assert_cam_identity, evaluate_cams, refused, run_py
 from runrecord.machine import cpu_supports_bf16
-from training import session
 
 tf1 = tf.compat.v1
 

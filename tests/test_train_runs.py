@@ -18,7 +18,7 @@ from training import callbacks as cbs
 import runrecord
 from tests.conftest import REPO, SMALL, run_script
 from runrecord.machine import cpu_supports_bf16
-from training import resume, session
+from training import resume
 
 
 FUTURE_WARNING = "will trigger an error in the future"
