@@ -1,7 +1,7 @@
 """Environment for TensorFlow + tensorpack; import this before anything imports TensorFlow.
 
-Every entry point (train.py, evaluate.py, benchmarks, previews) starts with
-``import tf_env  # noqa: F401`` so that:
+Every entry point (evaluate.py, benchmarks, previews) starts with ``import tf_env  # noqa: F401``;
+train.py imports it once its flags are parsed (its ``--help`` needs no TensorFlow).  So:
 
 * ``TF_USE_LEGACY_KERAS=1``: tensorpack 0.11 builds layers with ``tf.layers``,
   which Keras 3 removed; tf-keras brings it back.
@@ -16,11 +16,10 @@ Every entry point (train.py, evaluate.py, benchmarks, previews) starts with
   imported) keeps all of them, with ``TF_CPP_MIN_LOG_LEVEL=2``.
 
 * ``TF_ENABLE_ONEDNN_OPTS=1`` (unless the user set it): TensorFlow turns its oneDNN
-  kernels on by default only on CPUs with AVX-512 (VNNI, BF16, AMX). On a 2-core
-  AMD EPYC without AVX-512, training ResNet-18 (width 0.25, 64x64, batch 32) took
-  54 s with oneDNN against 79 s without (40 steps, same load), and TensorFlow's own
-  CPU Conv2D refuses NCHW, which oneDNN's accepts. ``TF_ENABLE_ONEDNN_OPTS=0`` turns
-  it off.
+  kernels on by default only on CPUs with AVX-512 (VNNI, BF16, AMX); on the development
+  CPU without AVX-512 they train faster than TensorFlow's own (docs/measurements.md,
+  "Speed"), and TensorFlow's own CPU Conv2D refuses NCHW, which oneDNN's accepts.
+  ``TF_ENABLE_ONEDNN_OPTS=0`` turns it off.
 """
 import logging
 import os

@@ -13,7 +13,7 @@ For each (depth, batch) two fresh processes measure the same network at
 
 * ``graph``: the bare training graph (forward, backward, Nesterov update,
   BatchNorm updates) fed from a constant in-memory batch: the lower bound;
-* ``train``: ``train.run`` itself (QueueInput, GR augmentation, tensorpack's
+* ``train``: ``training.trainer.run`` itself (QueueInput, GR augmentation, tensorpack's
   callbacks, summaries) on a generated dataset held in memory, timed per step
   by a callback, within one epoch (the per-epoch checkpoint is not timed).
 
@@ -22,9 +22,8 @@ default, TensorFlow's op determinism (``--determinism off``: as ``--nondetermini
 ``both``: each cell measured both ways, alternating). The first
 ``--warmup`` steps are not timed; with ``--repeat N`` the modes alternate N
 times and the fastest of each is kept (the least disturbed by other load). Forward FLOPs per image are counted from
-the graph's convolutions and matmul (2 x multiply-adds). On the 2-core CPU
-of this project, depth 18 at batch 32 takes about 1.5 s a step, so the full
-sweep takes roughly an hour; timings vary with machine load.
+the graph's convolutions and matmul (2 x multiply-adds). On a CPU the full sweep takes
+long (docs/measurements.md, "Speed", has this project's figures); timings vary with machine load.
 """
 import tf_env  # noqa: F401
 
@@ -101,20 +100,20 @@ def forward_flops(graph):
 def worker_graph(args):
     """Time the bare training graph on a constant batch; return (img/s, forward FLOPs per image)."""
     import tensorflow as tf
-    import train
     from models import CAMModel
+    from runrecord.command import parse_args
     from runrecord import ModelSettings, TrainSettings
     from tensorpack.tfutils.tower import TowerContext
     from training import session
     tf1 = tf.compat.v1
     tf1.disable_eager_execution()
     depth, batch = args.depth[0], args.batch[0]
-    targs = train.parse_args(train_argv(args, depth, batch, args.data, "unused"))
+    targs = parse_args(train_argv(args, depth, batch, args.data, "unused"))
     session.use_op_determinism(not targs.nondeterministic)   # before the graph (training.session)
     env = {"amp": False}
-    if args.amp:   # the same resolution as train.validate, without its data/logdir checks
-        from training import devices
-        env["amp"] = "fp16" if devices.visible_gpus() else "bf16"
+    if args.amp:   # the same resolution as runrecord.command.amp_mode, without its data/logdir checks
+        from training import machine
+        env["amp"] = "fp16" if machine.visible_gpus() else "bf16"
     model = CAMModel(ModelSettings(depth, NUM_CLASSES, [IMAGE_SIZE, IMAGE_SIZE], width_mult=args.width_mult,
                                    mean_bgr=[104.0, 114.0, 122.0], std_bgr=[58.0, 57.0, 57.0]),
                      TrainSettings(aug=targs.aug, batch=batch, amp=env["amp"]))
@@ -141,9 +140,12 @@ def worker_graph(args):
 
 
 def worker_train(args):
-    """Time train.run's steps after the warm-up; return img/s."""
-    import train
+    """Time training.trainer.run's steps after the warm-up; return img/s."""
     from tensorpack.callbacks import Callback
+
+    from evaluation.watch import LocalizationInferencer
+    from runrecord.command import parse_args
+    from training import machine, trainer
 
     class StepTimer(Callback):
         _chief_only = False
@@ -162,8 +164,8 @@ def worker_train(args):
     depth, batch = args.depth[0], args.batch[0]
     timer = StepTimer()
     with tempfile.TemporaryDirectory() as logdir:
-        targs = train.parse_args(train_argv(args, depth, batch, args.data, logdir))
-        train.run(targs, train.validate(targs), extra_callbacks=[timer])
+        targs = parse_args(train_argv(args, depth, batch, args.data, logdir))
+        trainer.run(targs, machine.facts(), extra_callbacks=[timer], localization=LocalizationInferencer)
     timed = timer.times[args.warmup:]
     return {"img_s": batch * len(timed) / sum(timed)}
 
@@ -202,7 +204,7 @@ def main(argv=None):
         return 0
     from dataflow.synthetic import generate
     from runrecord import cost
-    from training.devices import visible_gpus
+    from training.machine import visible_gpus
     gpus = visible_gpus()
     if args.record and (args.width_mult != 1 or args.determinism != "on"):
         raise UserError("--record: only the paper's network (--width-mult 1) with op determinism on, "

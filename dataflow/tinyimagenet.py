@@ -238,20 +238,12 @@ class TinyImageNet(RNGDataFlow):
     image: (H, W, 3) uint8 BGR (a copy); label: int in [0, num_classes) (wnids.txt order);
     box: (4,) int32 [x0, y0, x1, y1], max inclusive, as annotated.
 
-    ``TinyImageNet(split_object)`` or ``TinyImageNet(root, "train" | "val")``;
-    ``shuffle=True`` visits the images in a new random order every epoch.
+    ``split``: a loaded :class:`Split` (:func:`load_split`); ``shuffle=True`` visits the images in a
+    new random order every epoch.
     """
 
-    def __init__(self, root_or_split, split=None, shuffle=False, **load_kwargs):
-        if isinstance(root_or_split, Split):
-            if split is not None:
-                raise ValueError("give a Split object, or a root and a split name, not both")
-            self.split = root_or_split
-        else:
-            if split is None:
-                raise ValueError("TinyImageNet(root, split): split ('train' or 'val') is missing")
-            self.split = load_split(root_or_split, split, **load_kwargs)
-        self.shuffle = shuffle
+    def __init__(self, split, shuffle=False):
+        self.split, self.shuffle = split, shuffle
 
     def __len__(self):
         return len(self.split)

@@ -15,13 +15,14 @@ from dataclasses import dataclass
 import runrecord
 from errors import UserError
 from procs import die_with_parent
+from runrecord.machine import nvidia_smi
 from reproduce import runs as rs
 
 LOCK = ".tables.lock"   # in the log root: held by the one table script that runs there
 
 
 def detect_gpus(env=None, smi="nvidia-smi"):
-    """Visible GPU ids: from ``CUDA_VISIBLE_DEVICES`` if set, else ``nvidia-smi -L``; [] for none.
+    """Visible GPU ids: from ``CUDA_VISIBLE_DEVICES`` if set, else ``nvidia-smi``'s; [] for none.
     A ``CUDA_VISIBLE_DEVICES`` entry that is not what ``--gpu-ids`` takes (ids; CUDA's GPU-/MIG- UUIDs too)
     is a UserError: a typo there would plan every run on a GPU that does not exist."""
     env = os.environ if env is None else env
@@ -33,11 +34,7 @@ def detect_gpus(env=None, smi="nvidia-smi"):
             raise UserError(f"CUDA_VISIBLE_DEVICES={text!r}: {bad[0]!r} is not a GPU id (expected ids like "
                             "0,1,3, or empty or -1 for none); correct it, or give --gpu-ids")
         return gpus
-    try:
-        listing = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=30).stdout
-    except (OSError, subprocess.SubprocessError):
-        return []
-    return [str(i) for i, line in enumerate(l for l in listing.splitlines() if l.startswith("GPU "))]
+    return [g["index"] for g in nvidia_smi(smi)]
 
 
 def make_slots(gpus, gpus_per_run=1, parallel=1, runs_per_gpu=1):

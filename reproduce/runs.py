@@ -15,7 +15,8 @@ import cv2
 import runrecord
 from errors import UserError
 from runrecord import CONFLICT, EVALUATED, NEW, RESUMABLE, TRAINED  # noqa: F401 (the states)
-from runrecord.command import Machine, command_settings
+from runrecord.command import command_settings
+from runrecord.machine import Machine
 from runrecord.machine import describe as describe_machine
 from reproduce import schedule
 from reproduce.paper import LAYOUTS, check_claims

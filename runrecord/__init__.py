@@ -17,6 +17,7 @@ environment it resolves to, its settings), :mod:`runrecord.dataset` (the dataset
 fingerprint), :mod:`runrecord.checkpoints` (lookup, restore and shape checks) and
 :mod:`runrecord.state` (the one reader of settings.json, which eval.json counts, ``run_state``
 and the run name), :mod:`runrecord.evaldoc` (eval.json, typed: ``EvalDoc``, its one reader and views),
+:mod:`runrecord.machine` (this machine's facts that need no TensorFlow, and settings.json's machine record),
 :mod:`runrecord.cost` (FLOPs, measured rates in results/rates.json, hours, progress.json).
 Settings are compared on the model, the training settings and the dataset fingerprint,
 never on the "speed" section, the data path or the commit, so a dataset moved elsewhere

@@ -3,22 +3,21 @@
 train.py and the table scripts (``reproduce.runs.Expectation``) both go through here, so a run
 is reused only when its settings.json equals what its command would record::
 
-    flags = parse_args(argv)                           # the settings' flags from their fields
-    env = make_env(flags, Machine(gpus=..., ...))      # the flags on one machine's facts
-    settings = make_settings(flags, env, fingerprint, num_classes, image_shape)
+    flags = parse_args(argv)                          # the settings' flags from their fields; no TensorFlow
+    env, settings = resolve(flags, machine, data)     # the flags on the machine's facts, then on the data's
 
-:class:`Machine` holds the facts: training/ finds them with TensorFlow (visible GPUs, oneDNN),
-the table scripts assume theirs (the GPUs of one run, one machine).
+``machine`` is a :class:`runrecord.machine.Machine`: train.py's are ``training.machine.facts()``
+(TensorFlow's view: visible GPUs, oneDNN), the table scripts assume theirs (the GPUs of one run).
+``data(flags)`` gives the :class:`DataFacts`; it is called once every flag has been checked.
 """
 import argparse
 import dataclasses
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional
 
 import argtypes
 from errors import UserError
-from procs import available_cores
 from runrecord.settings import (MIN_STEPS_CAP, RECIPES, ModelSettings, RunSettings, SpeedSettings, TrainSettings,
                                 add_flags, flag_value, is_flag, resolve_recipe)
 from runrecord.cost import default_workers
@@ -98,27 +97,6 @@ def parse_args(argv=None):
 
 
 # --------------------------------------------------------------------------- the machine, the environment
-
-def cpu_supports_bf16(cpuinfo="/proc/cpuinfo"):
-    """True when the CPU has native bf16 arithmetic (AVX512_BF16 or AMX-BF16), which
-    TF's oneDNN bf16 rewrite needs to be faster rather than slower (docs/measurements.md, "Speed")."""
-    try:
-        with open(cpuinfo) as f:
-            flags = set(f.read().split())
-    except OSError:
-        return False
-    return bool(flags & {"avx512_bf16", "amx_bf16"})
-
-
-@dataclass(frozen=True)
-class Machine:
-    """The facts train.py's flags resolve against."""
-    gpus: int                                              # GPUs TensorFlow sees (training.devices)
-    nvidia: Optional[str] = None   # an NVIDIA device that CUDA_VISIBLE_DEVICES does not hide, e.g. "/dev/nvidiactl"
-    cores: int = field(default_factory=available_cores)    # --threads' default
-    bf16: bool = field(default_factory=cpu_supports_bf16)  # --amp on the CPU needs it
-    onednn: bool = True                                    # TensorFlow's oneDNN CPU kernels (tf_env.py)
-
 
 @dataclass(frozen=True)
 class Env:
@@ -220,19 +198,30 @@ def make_env(flags, machine):
 
 # --------------------------------------------------------------------------- the settings
 
+@dataclass(frozen=True)
+class DataFacts:
+    """What the settings record of a run's data: ``fingerprint`` (:func:`runrecord.dataset_fingerprint`;
+    of the annotations alone, if need be), ``num_classes``, ``image_shape`` ``(H, W)`` and ``mean_std``
+    (``(mean, std)`` per BGR channel for ``--normalize dataset``; ``(None, None)``: the pixels are not read)."""
+    fingerprint: dict
+    num_classes: int
+    image_shape: tuple
+    mean_std: tuple = (None, None)
+
+
 def _section(cls, flags, **resolved):
     """``cls`` from every flag of its fields, then the ``resolved`` values."""
     values = {f.name: flag_value(cls, f.name, flags) for f in dataclasses.fields(cls) if is_flag(cls, f.name)}
     return cls(**{**values, **resolved})
 
 
-def make_settings(flags, env, fingerprint, num_classes, image_shape, mean_std=(None, None), *,
-                  git_commit=None, versions=None):
+def make_settings(flags, env, data, *, git_commit=None, versions=None, machine=None):
     """The RunSettings of this command: what settings.json records and resume compares.
 
-    Needs no pixels: ``fingerprint`` is :func:`runrecord.dataset_fingerprint` (of the
-    annotations alone, if need be) and ``mean_std`` may stay unknown (None).
+    ``data``: the :class:`DataFacts` (no pixels needed); ``git_commit``, ``versions`` (``{library:
+    version}``) and ``machine`` (the record of :mod:`runrecord.machine`) are recorded, never compared.
     """
+    fingerprint, mean_std = data.fingerprint, data.mean_std
     images = fingerprint["train_used"]
     if flags.batch > images:
         raise UserError(f"--batch {flags.batch}: more than the {images} training images in {flags.data}")
@@ -242,19 +231,28 @@ def make_settings(flags, env, fingerprint, num_classes, image_shape, mean_std=(N
         raise UserError(f"--steps-per-epoch {spe}: more than one pass over the data ({one_pass} steps) and more "
                         f"than {MIN_STEPS_CAP}; checkpoints are written at epoch ends only, so an interrupt "
                         "would lose the whole epoch")
-    model = _section(ModelSettings, flags, num_classes=num_classes, image_shape=list(image_shape),
+    model = _section(ModelSettings, flags, num_classes=data.num_classes, image_shape=list(data.image_shape),
                      mean_bgr=mean_std[0], std_bgr=mean_std[1])
     # the CPU's thread count changes CPU kernels' sums only: with GPUs it is not compared (docs/reproducibility.md)
     train = _section(TrainSettings, flags, steps_per_epoch=spe, final_step=spe * flags.epochs, amp=env.amp,
                      batch_per_tower=env.batch_per_tower, threads=0 if env.gpus else env.threads)
     speed = _section(SpeedSettings, flags, workers=env.workers, gpus=env.gpus, machines=env.size)
     return RunSettings(model, train, speed, data=os.path.abspath(flags.data), dataset=fingerprint,
-                       git_commit=git_commit, versions=dict(versions or {}))
+                       git_commit=git_commit, versions=dict(versions or {}), machine=[machine] if machine else [])
+
+
+def resolve(flags, machine, data, *, git_commit=None, versions=None):
+    """``(env, settings)``: train.py's parsed ``flags`` on ``machine`` (a :class:`runrecord.machine.Machine`),
+    then on ``data(flags)`` (the :class:`DataFacts`).  ``data`` is called only once the environment
+    is resolved, so a bad flag is refused (a UserError naming it) before any data is read."""
+    env = make_env(flags, machine)
+    return env, make_settings(flags, env, data(flags), git_commit=git_commit, versions=versions,
+                              machine=machine.record)
 
 
 def command_settings(argv, machine, fingerprint, num_classes, image_shape):
     """The RunSettings ``train.py <argv>`` would record on ``machine`` (mean/std unknown), for the
     table scripts: ``fingerprint(holdout)`` of the annotations.  Refuses what train.py refuses:
     argparse's exit 2 (unknown, abbreviated or bad flags) or a UserError."""
-    flags = parse_args(argv)
-    return make_settings(flags, make_env(flags, machine), fingerprint(flags.holdout), num_classes, image_shape)
+    return resolve(parse_args(argv), machine,
+                   lambda flags: DataFacts(fingerprint(flags.holdout), num_classes, image_shape))[1]

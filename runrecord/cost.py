@@ -7,20 +7,19 @@ one entry per (device, depth, batch, precision)::
     rate_for(device, depth, batch, precision, flops)    # the measured rate, else an estimate from the peak
     cost_lines(device)                                  # Tables 1 and 2 per seed at the paper's schedule
 
-A device is the name ``nvidia-smi -L`` prints for a GPU ("NVIDIA H100 80GB HBM3"), or
+A device is the name ``nvidia-smi`` gives for a GPU ("NVIDIA H100 80GB HBM3"), or
 ``"CPU <model name>, <N> cores"`` (:func:`device_name`).  Precision is one of :data:`PRECISIONS`.
 FLOPs are counted, not measured (:func:`forward_macs`); an hour figure is either measured
 (a recorded rate: where and when) or estimated (FLOPs over the device's peak: a lower bound).
 """
 import os
 import re
-import subprocess
 import time
 from dataclasses import dataclass
 
 import fileio
 from procs import available_cores
-from runrecord.machine import cpu_record
+from runrecord.machine import cpu_record, nvidia_smi, read_cpuinfo
 from runrecord.settings import TrainSettings, field_default
 from runrecord.state import read_json
 
@@ -131,20 +130,11 @@ def train_flops(depth, **model):
     return TRAIN_PER_FORWARD * 2 * forward_macs(depth, **model)
 
 
-def gpu_names(smi="nvidia-smi"):
-    """``{index: name}`` from ``nvidia-smi -L`` ("GPU 0: NVIDIA H100 80GB HBM3 (UUID: ...)"); {} without."""
-    try:
-        listing = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=30).stdout
-    except (OSError, subprocess.SubprocessError):
-        return {}
-    found = (re.match(r"GPU (\d+): (.*?)(?: \(UUID.*)?$", line) for line in listing.splitlines())
-    return {m.group(1): m.group(2).strip() for m in found if m}
-
-
 def device_name(gpus=(), cores=None, smi="nvidia-smi"):
     """The device a run in a slot of ``gpus`` (ids) trains on: the first GPU's name, else the CPU."""
     if gpus:
-        return gpu_names(smi).get(str(gpus[0]), f"GPU {gpus[0]} (unknown model)")
+        names = {g["index"]: g["name"] for g in nvidia_smi(smi)}
+        return names.get(str(gpus[0]), f"GPU {gpus[0]} (unknown model)")
     return f"CPU {cpu_record().get('model', 'unknown model')}, {cores or available_cores()} cores"
 
 
@@ -159,9 +149,8 @@ def peak(device):
 
 def _cpu_mhz(cpuinfo="/proc/cpuinfo"):
     try:
-        with open(cpuinfo) as f:
-            return max(float(line.split(":", 1)[1]) for line in f if line.startswith("cpu MHz"))
-    except (OSError, ValueError):
+        return max(float(p["cpu MHz"]) for p in read_cpuinfo(cpuinfo) if "cpu MHz" in p)
+    except ValueError:   # none listed, or not a number
         return None
 
 

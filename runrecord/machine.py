@@ -1,4 +1,9 @@
-"""The machine record of settings.json: which CPU, GPUs and library builds computed a run.
+"""This machine's facts that need no TensorFlow, and the machine record of settings.json.
+
+The facts (:class:`Machine`) are what train.py's flags resolve against (``runrecord.command.make_env``):
+GPUs, the NVIDIA device node, cores, RAM, native bf16.  Each is read here once: ``/proc/cpuinfo`` by
+:func:`read_cpuinfo`, ``nvidia-smi`` by :func:`nvidia_smi`.  The GPUs TensorFlow sees and whether its
+oneDNN kernels are on need TensorFlow: ``training.machine.facts`` adds them.
 
 Training is bit-identical on one machine, not across machines (docs/reproducibility.md): oneDNN
 and Eigen pick kernels and blocking by CPU model and cache sizes, cuDNN by GPU and driver, and a
@@ -16,49 +21,106 @@ resume on another machine)::
      "libraries": {"tensorflow": "2.21.0", "numpy": "2.1.3", "onednn": "on", "cuda_build": "12.5.1",
                    "cudnn_build": "9", "nvidia-cudnn-cu12": "9.3.0.75", ...}}
 
-No TensorFlow here: the caller (training.options) passes the libraries it has imported.
+No TensorFlow here: the caller (training.machine) passes the libraries it has imported.
 """
 import os
 import platform
 import shutil
 import subprocess
+from dataclasses import dataclass, field
+from typing import Optional
+
+from procs import available_cores
 
 SEGMENT_KEYS = ("platform", "python", "cpu", "gpus", "libraries")   # what makes two machines the same
 CPUINFO_FIELDS = (("model name", "model"), ("vendor_id", "vendor"), ("cpu family", "family"),
                   ("model", "model_id"), ("stepping", "stepping"), ("flags", "flags"))
 
 
-def cpu_record(cpuinfo="/proc/cpuinfo"):
-    """``{"model", "vendor", "family", "model_id", "stepping", "flags", "logical_cpus"}`` of the first
-    processor in ``cpuinfo`` (Linux); the model alone (``platform.processor()``) elsewhere."""
-    out = {}
+SMI_QUERY = ["--query-gpu=index,name,driver_version,compute_cap", "--format=csv,noheader"]
+
+
+def read_cpuinfo(cpuinfo="/proc/cpuinfo"):
+    """``[{field: value}, ...]``, one dict per processor of ``cpuinfo`` (Linux); [] where it cannot be read."""
     try:
         with open(cpuinfo, encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if not line.strip():
-                    break   # the first processor only: they are alike
-                key, _, value = line.partition(":")
-                for name, field in CPUINFO_FIELDS:
-                    if key.strip() == name:
-                        out[field] = value.strip()
+            blocks = f.read().split("\n\n")
     except OSError:
+        return []
+    return [dict((k.strip(), v.strip()) for k, _, v in (line.partition(":") for line in block.splitlines()))
+            for block in blocks if block.strip()]
+
+
+def cpu_record(cpuinfo="/proc/cpuinfo"):
+    """``{"model", "vendor", "family", "model_id", "stepping", "flags", "logical_cpus"}`` of the first
+    processor in ``cpuinfo`` (they are alike); the model alone (``platform.processor()``) elsewhere."""
+    first = (read_cpuinfo(cpuinfo) or [{}])[0]
+    out = {field: first[name] for name, field in CPUINFO_FIELDS if name in first}
+    if not first:
         out["model"] = platform.processor() or platform.machine()
     out["logical_cpus"] = os.cpu_count()
     return out
 
 
-def gpu_record(timeout=20):
-    """``[{"name", "driver"}]`` of every GPU ``nvidia-smi`` lists; ``[]`` without it (or if it fails)."""
-    exe = shutil.which("nvidia-smi")
-    if not exe:
-        return []
+def cpu_supports_bf16(cpuinfo="/proc/cpuinfo"):
+    """True when the CPU has native bf16 arithmetic (AVX512_BF16 or AMX-BF16), which
+    TF's oneDNN bf16 rewrite needs to be faster rather than slower (docs/measurements.md, "Speed")."""
+    return bool(set(cpu_record(cpuinfo).get("flags", "").split()) & {"avx512_bf16", "amx_bf16"})
+
+
+def nvidia_smi(smi="nvidia-smi", timeout=60):
+    """``[{"index": "0", "name", "driver", "capability": (major, minor)}, ...]``, one per GPU that
+    ``nvidia-smi`` lists (``--query-gpu``); [] without it, or if it fails."""
     try:
-        p = subprocess.run([exe, "--query-gpu=name,driver_version", "--format=csv,noheader"],
-                           capture_output=True, text=True, timeout=timeout)
+        out = subprocess.run([smi, *SMI_QUERY], capture_output=True, text=True, timeout=timeout)
     except (OSError, subprocess.SubprocessError):
         return []
-    rows = [line.rsplit(",", 1) for line in p.stdout.splitlines() if "," in line] if p.returncode == 0 else []
-    return [{"name": name.strip(), "driver": driver.strip()} for name, driver in rows]
+    gpus = []
+    for line in out.stdout.splitlines() if out.returncode == 0 else []:
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) == 4 and "." in parts[3]:
+            major, minor = parts[3].split(".")[:2]
+            gpus.append({"index": parts[0], "name": parts[1], "driver": parts[2],
+                         "capability": (int(major), int(minor))})
+    return gpus
+
+
+def gpu_record(smi="nvidia-smi"):
+    """``[{"name", "driver"}]`` of every GPU :func:`nvidia_smi` lists; ``[]`` without it."""
+    return [{"name": g["name"], "driver": g["driver"]} for g in nvidia_smi(smi)]
+
+
+def nvidia_device():
+    """Evidence of an NVIDIA device that ``CUDA_VISIBLE_DEVICES`` does not hide ("/dev/nvidiactl",
+    "nvidia-smi on PATH"), or None.  Where TensorFlow then sees no GPU, its CUDA install is
+    broken: train.py refuses to fall back to the CPU silently (``runrecord.command.make_env``)."""
+    hidden = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if hidden is not None and (not hidden.strip() or hidden.strip().startswith("-")):
+        return None   # hidden on purpose ("" or "-1": the table scripts' CPU runs, tools/gpu_check.py)
+    if os.path.exists("/dev/nvidiactl"):
+        return "/dev/nvidiactl"
+    return "nvidia-smi on PATH" if shutil.which("nvidia-smi") else None
+
+
+def physical_memory():
+    """Bytes of RAM of this machine (None where unknown)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+@dataclass(frozen=True)
+class Machine:
+    """The facts train.py's flags resolve against (``runrecord.command.make_env``).  The table scripts
+    assume theirs (``Machine(gpus=...)``: the GPUs of one run); train.py's are ``training.machine.facts()``."""
+    gpus: int                                              # GPUs TensorFlow sees
+    nvidia: Optional[str] = None   # an NVIDIA device that CUDA_VISIBLE_DEVICES does not hide (:func:`nvidia_device`)
+    cores: int = field(default_factory=available_cores)    # --threads' default
+    bf16: bool = field(default_factory=cpu_supports_bf16)  # --amp on the CPU needs it
+    onednn: bool = True                                    # TensorFlow's oneDNN CPU kernels (tf_env.py)
+    memory: Optional[int] = field(default_factory=physical_memory)   # bytes of RAM (None: unknown)
+    record: Optional[dict] = None   # settings.json's machine record (:func:`machine_record`); None: not recorded
 
 
 def machine_record(libraries, from_step=0, cpuinfo="/proc/cpuinfo"):

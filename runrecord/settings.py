@@ -251,22 +251,21 @@ class RunSettings:
 
     @classmethod
     def from_json(cls, d):
-        """From a settings.json dict; also reads the layout written before the "speed" section
-        (its keys then sat in "train"; the recipe parts did not exist, i.e. their defaults)."""
+        """From a settings.json dict of this train.py's layout; a ValueError for any other, one written by an
+        older train.py included (its "speed" keys under "train", say): resume and reuse never guess."""
         d = json.loads(json.dumps(d))
-        train, speed = dict(d.get("train", {})), dict(d.get("speed", {}))
-        for key in [k for k in train if k in SpeedSettings.__dataclass_fields__]:
-            speed[key] = train.pop(key)
-        for key in [k for k in speed if k in TrainSettings.__dataclass_fields__]:   # "speed" before issue 17
-            train.setdefault(key, speed.pop(key))
-        speed["machines"] = speed.pop("horovod_size", speed.get("machines", 1))   # its name before --cluster
-        dataset = {k: v for k, v in d.get("dataset", {}).items() if k != "image_shape"}   # = model's
-        dataset.setdefault("holdout", 0)
+        older = ('no "speed" section' if not isinstance(d.get("speed"), dict) else
+                 '"image_shape" in "dataset"' if "image_shape" in d.get("dataset", {}) else None)
         try:
-            return cls(ModelSettings(**d["model"]), TrainSettings(**train), SpeedSettings(**speed),
-                       d.get("data"), dataset, d.get("git_commit"), d.get("versions", {}), d.get("machine", []))
+            if older is None:
+                return cls(ModelSettings(**d["model"]), TrainSettings(**d["train"]), SpeedSettings(**d["speed"]),
+                           d.get("data"), d.get("dataset", {}), d.get("git_commit"), d.get("versions", {}),
+                           d.get("machine", []))
         except (KeyError, TypeError) as e:
-            raise ValueError(f"settings: not train.py's settings.json layout ({e})") from None
+            older = str(e)
+        raise ValueError(f"settings: not this train.py's settings.json layout ({older}); a file written by an "
+                         "older train.py is not read: train that run again in a new --logdir, or use the "
+                         "train.py of its git_commit")
 
     def differences(self, other):
         """``["section.key: mine -> other's", ...]`` over model, dataset and train (not speed)."""

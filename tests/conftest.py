@@ -70,11 +70,14 @@ def run_py(*args, timeout=300):
 
 
 def refused(argv):
-    """train.py's flag checks, in-process (nothing is built): the UserError's message."""
-    import train
+    """train.py's flag checks on this machine, in-process (no data read, nothing built): the UserError's message."""
     from errors import UserError
+    from runrecord import command
+    from training import machine, trainer
+    flags, facts = command.parse_args(argv), machine.facts()
     with pytest.raises(UserError) as info:
-        train.validate(train.parse_args(argv))
+        trainer.check_memory(flags, facts)
+        command.make_env(flags, facts)
     return str(info.value)
 
 
@@ -112,7 +115,7 @@ def save_random_model(logdir, num_classes, image_shape, step=3, holdout=0, width
         with tf1.Session() as sess:
             sess.run(tf1.global_variables_initializer())
             tf1.train.Saver().save(sess, os.path.join(logdir, "model"), global_step=step)
-    settings = {"model": asdict(model.settings), "train": {"aug": "cam", "batch": 8, "holdout": holdout}}
+    settings = {"model": asdict(model.settings), "train": {"aug": "cam", "batch": 8, "holdout": holdout}, "speed": {}}
     with open(os.path.join(logdir, "settings.json"), "w") as f:
         json.dump(settings, f)
     return os.path.join(logdir, f"model-{step}")

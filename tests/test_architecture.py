@@ -11,7 +11,7 @@ from tests.conftest import REPO
 ENTRY_POINTS = ("train", "evaluate", "reproduce.__main__")     # besides tools.* and benchmarks.*
 SCRIPT_PACKAGES = ("tools", "benchmarks")
 # the run record's modules the table scripts build settings with: they know no TensorFlow
-SETTINGS_MODULES = ("runrecord.settings", "runrecord.command", "runrecord.dataset", "runrecord.cost")
+SETTINGS_MODULES = ("runrecord.settings", "runrecord.command", "runrecord.dataset", "runrecord.cost", "runrecord.machine")
 TENSORFLOW = ("tensorflow", "tensorpack", "tf_env", "models", "training", "augment", "dataflow")
 
 

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from runrecord import cost
+from runrecord import cost, machine
 from tests.conftest import build, cam_model
 
 
@@ -66,9 +66,11 @@ def test_cost_lines_say_how_each_figure_was_obtained():
 
 def test_gpu_names_from_nvidia_smi(tmp_path):
     smi = tmp_path / "nvidia-smi"
-    smi.write_text("#!/bin/sh\necho 'GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-1)'\necho 'GPU 1: NVIDIA H200 (UUID: GPU-2)'\n")
+    smi.write_text("#!/bin/sh\necho '0, NVIDIA H100 80GB HBM3, 550.54.15, 9.0'\necho '1, NVIDIA H200, 550.54.15, 9.0'\n")
     smi.chmod(0o755)
-    assert cost.gpu_names(str(smi)) == {"0": "NVIDIA H100 80GB HBM3", "1": "NVIDIA H200"}
+    assert [(g["index"], g["name"], g["capability"]) for g in machine.nvidia_smi(str(smi))] == [
+        ("0", "NVIDIA H100 80GB HBM3", (9, 0)), ("1", "NVIDIA H200", (9, 0))]
+    assert machine.gpu_record(str(smi))[1] == {"name": "NVIDIA H200", "driver": "550.54.15"}
     assert cost.device_name(["1"], smi=str(smi)) == "NVIDIA H200"
     assert cost.device_name([], cores=2).startswith("CPU ") and cost.device_name([], cores=2).endswith(", 2 cores")
     assert cost.precision(False, 1, "NVIDIA H200") == "fp32"   # --tf32 is off by default

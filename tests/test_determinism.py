@@ -31,8 +31,10 @@ EVERY3 = ["--epochs", "7", "--steps-per-epoch", "1"]
 # train.py's own path with one extra callback that SIGKILLs the process after KILL_AFTER steps
 KILLED = """
 import os, signal, sys
-import train
 from tensorpack.callbacks import Callback
+from evaluation.watch import LocalizationInferencer
+from runrecord.command import parse_args
+from training import machine, trainer
 
 class Kill(Callback):
     _chief_only = False
@@ -40,8 +42,8 @@ class Kill(Callback):
         if self.global_step >= {kill}:
             os.kill(os.getpid(), signal.SIGKILL)
 
-args = train.parse_args(sys.argv[1:])
-train.run(args, train.validate(args), extra_callbacks=[Kill()])
+args = parse_args(sys.argv[1:])
+trainer.run(args, machine.facts(), extra_callbacks=[Kill()], localization=LocalizationInferencer)
 """
 TIMING = ("QueueInput/queue_size",)   # stats.json: how full tensorpack's queue was, a timing
 
@@ -156,7 +158,7 @@ def test_checkpoint_every_3_killed_between_checkpoints_equals_never_interrupted(
 
 @pytest.mark.slow
 def test_localisation_in_stats_equals_evaluate(runs):
-    """The last validation's GT-known / Top-1 Loc (training/watch.py) are evaluate.py's, default protocol."""
+    """The last validation's GT-known / Top-1 Loc (evaluation/watch.py) are evaluate.py's, default protocol."""
     with open(os.path.join(runs["base"], "eval1.json")) as f:
         ev = json.load(f)
     last = stats(runs["base"])[-1]

@@ -2,7 +2,7 @@
 op whose GPU kernel refuses to run, or is not deterministic, under TensorFlow's op determinism.
 
 CI has no GPU, and such an op only fails at its first GPU step (``UnimplementedError``), so the
-graphs are built here exactly as train.py builds them (its own parse_args, validate, make_settings,
+graphs are built here exactly as train.py builds them (its own parse_args, resolve,
 prepare_logdir and build_config, then tensorpack's ``launch_train_with_config`` up to the session:
 the trainer's graph, the validation tower and every callback's ops) and every node is checked
 against :data:`REFUSED`.  The fp16 graph is built with the fp16 settings (StaticLossScale) on a
@@ -22,10 +22,10 @@ from tensorpack.train.base import Trainer
 
 import models
 import runrecord
-import train
-from runrecord.command import Machine, make_env
+from runrecord import command
+from runrecord.machine import Machine
 from tests.conftest import SMALL
-from training import devices, session
+from training import devices, machine as this, session, trainer
 
 tf1 = tf.compat.v1
 
@@ -121,20 +121,20 @@ class Built(Exception):
 def training_graph(data, logdir, flags, monkeypatch, machine=None):
     """The graph train.py builds for ``flags`` (``machine``: the machine it resolves them on; None:
     this one, as train.py does), up to the session; no step runs."""
-    args = train.parse_args(["--data", str(data), "--logdir", str(logdir), *flags])
-    env = train.validate(args) if machine is None else make_env(args, machine)
-    split, used, val = train.load_data(args)
-    settings = train.make_settings(args, env, runrecord.dataset_fingerprint(split, val, args.holdout),
-                                   split.num_classes, split.image_shape, models.normalization(args.normalize, split))
-    os.makedirs(args.logdir)   # train.lock_logdir's part
-    prefix, _, start_epoch = train.prepare_logdir(settings, env, args.logdir)
+    args = command.parse_args(["--data", str(data), "--logdir", str(logdir), *flags])
+    split, used, val = trainer.load_data(args)
+    facts = command.DataFacts(runrecord.dataset_fingerprint(split, val, args.holdout), split.num_classes,
+                              split.image_shape, models.normalization(args.normalize, split))
+    env, settings = command.resolve(args, this.facts() if machine is None else machine, lambda _: facts)
+    os.makedirs(args.logdir)   # trainer.lock_logdir's part
+    prefix, _, start_epoch = trainer.prepare_logdir(settings, env, args.logdir)
 
     def stop(*_, **__):
         raise Built
     monkeypatch.setattr(Trainer, "initialize", stop)
     graph = tf.Graph()
     with graph.as_default():
-        config = train.build_config(settings, env, used, val, prefix, start_epoch, ())
+        config = trainer.build_config(settings, env, used, val, prefix, start_epoch, ())
         with pytest.raises(Built):
             launch_train_with_config(config, devices.make_trainer(env.towers))
     return graph, settings

@@ -13,48 +13,49 @@ import tf_env  # noqa: F401
 import tensorflow as tf
 
 import models
-import train
 from runrecord import RunSettings, command
+from runrecord import machine as facts
+from runrecord.machine import Machine
 from tests.conftest import refused, run_settings
-from training import devices, session
+from training import machine, session, trainer
 
 tf1 = tf.compat.v1
 
 
-def _env(data, *argv, **facts):
+def _env(data, *argv, **known):
     flags = command.parse_args(["--data", data, "--aug", "gr", "--logdir", "unused", *argv])
-    return command.make_env(flags, command.Machine(**{"gpus": 0, "cores": 6, **facts}))
+    return command.make_env(flags, Machine(**{"gpus": 0, "cores": 6, **known}))
 
 
-def _settings(data, *argv, **facts):
+def _settings(data, *argv, **known):
     flags = command.parse_args(["--data", data, "--aug", "gr", "--logdir", "unused", "--batch", "8", *argv])
-    return command.make_settings(flags, command.make_env(flags, command.Machine(**{"gpus": 0, "cores": 6, **facts})),
-                                 {"train_used": 40}, 4, [32, 40])
+    return command.resolve(flags, Machine(**{"gpus": 0, "cores": 6, **known}),
+                           lambda _: command.DataFacts({"train_used": 40}, 4, [32, 40]))[1]
 
 
 def test_an_nvidia_device_that_tensorflow_cannot_use_is_refused(tiny_data, tmp_path, monkeypatch):
-    monkeypatch.setattr(devices, "nvidia_device", lambda: "/dev/nvidiactl")
-    monkeypatch.setattr(devices, "visible_gpus", lambda: 0)
+    monkeypatch.setattr(machine, "nvidia_device", lambda: "/dev/nvidiactl")
+    monkeypatch.setattr(machine, "visible_gpus", lambda: 0)
     argv = ["--data", tiny_data, "--aug", "gr", "--logdir", str(tmp_path / "r")]
     message = refused(argv)
     assert "NVIDIA device is present (/dev/nvidiactl) but TensorFlow sees no GPU" in message
     assert "make gpu-venv" in message and "--gpus 0" in message
-    assert train.validate(train.parse_args(argv + ["--gpus", "0"])).gpus == 0   # asked for: the CPU
-    monkeypatch.setattr(devices, "visible_gpus", lambda: 1)
-    assert train.validate(train.parse_args(argv)).gpus == 1
+    assert command.make_env(command.parse_args(argv + ["--gpus", "0"]), machine.facts()).gpus == 0   # the CPU
+    monkeypatch.setattr(machine, "visible_gpus", lambda: 1)
+    assert command.make_env(command.parse_args(argv), machine.facts()).gpus == 1
 
 
 @pytest.mark.parametrize("visible, found", [(None, "/dev/nvidiactl"), ("", None), ("-1", None),
                                             ("0", "/dev/nvidiactl")])
 def test_the_nvidia_probe_respects_hidden_devices(visible, found, monkeypatch):
     """CUDA_VISIBLE_DEVICES "" or "-1" hides the GPUs on purpose (the table scripts' CPU runs, gpu-check)."""
-    real = devices.os.path.exists
-    monkeypatch.setattr(devices.os.path, "exists", lambda p: p == "/dev/nvidiactl" or real(p))
+    real = facts.os.path.exists
+    monkeypatch.setattr(facts.os.path, "exists", lambda p: p == "/dev/nvidiactl" or real(p))
     if visible is None:
         monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     else:
         monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
-    assert devices.nvidia_device() == found
+    assert facts.nvidia_device() == found
 
 
 def test_one_gpu_unless_gpus_says_more(tiny_data):
@@ -89,17 +90,17 @@ def test_tf32_is_applied_before_the_graph(tiny_data, tmp_path):
         from dataflow.tinyimagenet import load_split
         split = load_split(tiny_data, "train")
         with tf.Graph().as_default():
-            train.build_config(s, env, split, load_split(tiny_data, "val"), None, 1, ())
+            trainer.build_config(s, env, split, load_split(tiny_data, "val"), None, 1, ())
         assert tf.config.experimental.tensor_float_32_execution_enabled() is tf32
     session.use_tf32(True)   # TensorFlow's default, for the tests after
 
 
 def test_a_cluster_task_needs_neither_data_nor_logdir(tiny_data):
-    args = train.parse_args(["--aug", "gr", "--cluster", "a:1,b:2", "--task", "1", "--data", "/no/such/dir"])
+    args = command.parse_args(["--aug", "gr", "--cluster", "a:1,b:2", "--task", "1", "--data", "/no/such/dir"])
     assert (args.task, args.data, args.logdir) == (1, "/no/such/dir", None)
-    assert train.parse_args(["--aug", "gr", "--cluster", "a:1,b:2", "--task", "1"]).data is None
+    assert command.parse_args(["--aug", "gr", "--cluster", "a:1,b:2", "--task", "1"]).data is None
     with pytest.raises(SystemExit):   # the chief does
-        train.parse_args(["--aug", "gr", "--cluster", "a:1,b:2", "--task", "0"])
+        command.parse_args(["--aug", "gr", "--cluster", "a:1,b:2", "--task", "0"])
 
 
 def _fp16_step(scale_of_loss):
@@ -150,7 +151,7 @@ def test_the_driver_must_run_tensorflows_kernels(capability, driver, problem):
 
 def test_gpu_check_fails_where_tensorflow_sees_no_gpu_of_an_nvidia_host(monkeypatch, tmp_path, capsys):
     from tools import gpu_check, gpu_host
-    monkeypatch.setattr(devices, "nvidia_device", lambda: "/dev/nvidiactl")
+    monkeypatch.setattr(gpu_host, "nvidia_device", lambda: "/dev/nvidiactl")
     smi = [{"name": "NVIDIA H100 80GB HBM3", "driver": "550.54.15", "capability": (9, 0)}]
     lines, problems = gpu_host.report(smi=smi, build=BUILD, visible=0)
     assert "GPU 0: NVIDIA H100 80GB HBM3, compute capability 9.0, driver 550.54.15" in lines
@@ -164,7 +165,7 @@ def test_gpu_check_fails_where_tensorflow_sees_no_gpu_of_an_nvidia_host(monkeypa
         monkeypatch.setattr(gpu_check, name, lambda *a, **k: None)
     assert gpu_check.check(str(tmp_path)) == 1
     assert "FAIL  GPU host" in capsys.readouterr().out
-    monkeypatch.setattr(gpu_check.devices, "visible_gpus", lambda: 1)   # the driver alone: stop before any GPU run
+    monkeypatch.setattr(gpu_check.machine, "visible_gpus", lambda: 1)   # the driver alone: stop before any GPU run
     monkeypatch.setattr(gpu_check, "gpu_part", lambda *a: pytest.fail("GPU paths run with a driver too old"))
     assert gpu_check.check(str(tmp_path)) == 1
 
@@ -177,8 +178,8 @@ def test_train_py_names_an_fp16_overflow_and_keeps_the_checkpoint(tmp_path, monk
 
     def overflow(config, trainer):
         raise tf.errors.InvalidArgumentError(None, None, f"assertion failed: [{models.NONFINITE_GRADIENT}]")
-    monkeypatch.setattr(train, "launch_train_with_config", overflow)
+    monkeypatch.setattr(trainer, "launch_train_with_config", overflow)
     env = command.Env(gpus=1, towers=1, batch_per_tower=8, amp="fp16", workers=0, threads=2)
     with pytest.raises(UserError, match=r"an fp16 gradient overflowed .*static loss scale 128.*no checkpoint had "
                                         r"been written.*train without --amp"):
-        train.train_steps(env, SimpleNamespace(data=None, session_creator=None), str(tmp_path))
+        trainer.train_steps(env, SimpleNamespace(data=None, session_creator=None), str(tmp_path))

@@ -20,7 +20,7 @@ import models
 import runrecord
 from models import INPUT_IMAGE, INPUT_LABEL, CAMModel
 from tests.conftest import SMALL_3STEPS, assert_cam_identity, evaluate_cams, refused, run_py
-from training import session
+from runrecord.machine import cpu_supports_bf16
 
 tf1 = tf.compat.v1
 
@@ -128,7 +128,7 @@ def test_fp16_loss_scale_changes_neither_gradients_nor_variables():
 def test_amp_on_this_cpu(tiny_data, tmp_path):
     """--amp is TF's oneDNN bf16 rewrite on a CPU with AVX512_BF16/AMX; elsewhere a clear error."""
     logdir = str(tmp_path / "amp")
-    if not session.cpu_supports_bf16():   # e.g. AMD Zen 3 and older, Intel before Cooper Lake
+    if not cpu_supports_bf16():   # e.g. AMD Zen 3 and older, Intel before Cooper Lake
         assert "AVX512_BF16" in refused(["--data", tiny_data, "--aug", "cam", "--amp", "--logdir", logdir])
         return
     args = ["train.py", "--data", tiny_data, "--depth", "18", "--aug", "cam", "--batch", "16",

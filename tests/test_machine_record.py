@@ -2,7 +2,7 @@
 import os
 
 import runrecord
-from runrecord import machine
+from runrecord import cost, machine
 from reproduce import report
 from tests.conftest import run_settings
 from tests.tables_fixtures import collect, write_eval
@@ -14,6 +14,7 @@ model\t\t: 49
 model name\t: AMD EPYC 7B12
 stepping\t: 0
 flags\t\t: fpu sse2 avx avx2 fma
+cpu MHz\t\t: 2250.000
 
 processor\t: 1
 model name\t: not read: the first processor stands for all
@@ -33,6 +34,16 @@ def test_cpu_model_and_flags_from_cpuinfo(tmp_path):
     assert cpu["flags"].split() == ["fpu", "sse2", "avx", "avx2", "fma"] and cpu["logical_cpus"] == os.cpu_count()
     assert machine.describe(record(tmp_path)).startswith("AMD EPYC 7B12 (family 23 model 49, avx2), ")
     assert "TF 2.21.0, NumPy 2.1, oneDNN on" in machine.describe(record(tmp_path))
+
+
+def test_bf16_and_the_clock_read_the_same_cpuinfo(tmp_path):
+    path = tmp_path / "cpuinfo"
+    path.write_text(CPUINFO)
+    assert not machine.cpu_supports_bf16(str(path))
+    assert cost._cpu_mhz(str(path)) == 2250.0
+    path.write_text(CPUINFO.replace("avx2 fma", "avx2 avx512_bf16 fma"))
+    assert machine.cpu_supports_bf16(str(path))
+    assert machine.read_cpuinfo(str(tmp_path / "absent")) == [] and not machine.cpu_supports_bf16(str(tmp_path / "x"))
 
 
 def test_a_resume_elsewhere_adds_a_segment_and_the_same_machine_none(tmp_path):

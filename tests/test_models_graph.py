@@ -79,7 +79,8 @@ def test_non_square_shapes_and_cam_head_consistency(final_stride, data_format, e
 
 
 def test_predictor_takes_raw_uint8_and_returns_weights_not_handles():
-    from training.session import SessionCreator, available_cores, session_config, use_op_determinism
+    from procs import available_cores
+    from training.session import SessionCreator, session_config, use_op_determinism
     model = cam_model(18, 4, (32, 40), width_mult=0.0625)
     use_op_determinism()   # before the graph, as build_predictor does
     with tf.Graph().as_default():

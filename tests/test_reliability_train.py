@@ -1,6 +1,6 @@
 """Issue 27, train.py: bad data refused at load time, interrupts and setup errors during the setup.
 
-Each test fails before any graph is built, or calls one function of train.py with stand-ins."""
+Each test fails before any graph is built, or calls one function of training/trainer.py with stand-ins."""
 import errno
 import os
 import shutil
@@ -13,8 +13,10 @@ import pytest
 
 import tf_env  # noqa: F401
 import train
+from training import trainer
 from dataflow.synthetic import generate
 from errors import UserError
+from runrecord.command import parse_args
 from tests.conftest import SMALL
 
 
@@ -45,17 +47,17 @@ def test_an_interrupt_before_the_feeder_started_stays_an_interrupt(tmp_path, mon
     """Item 4: Ctrl-C or SIGTERM during the setup printed "cannot join thread before it is started"."""
     def setup_interrupted(config, trainer):
         raise KeyboardInterrupt
-    monkeypatch.setattr(train, "launch_train_with_config", setup_interrupted)
+    monkeypatch.setattr(trainer, "launch_train_with_config", setup_interrupted)
     config = types.SimpleNamespace(data=types.SimpleNamespace(thread=threading.Thread(target=lambda: None)))
     with pytest.raises(KeyboardInterrupt):
-        train.train_steps(types.SimpleNamespace(towers=1, cluster=None), config, str(tmp_path))
+        trainer.train_steps(types.SimpleNamespace(towers=1, cluster=None), config, str(tmp_path))
 
 
 def test_too_many_open_files_is_named(tiny_data, tmp_path, monkeypatch):
     """Item 4: --workers 40 under ulimit -n 64 was reported as the RuntimeError of the join."""
-    def out_of_files(args, env):
+    def out_of_files(*args, **kw):
         raise OSError(errno.EMFILE, "Too many open files")
-    monkeypatch.setattr(train, "run", out_of_files)
+    monkeypatch.setattr(trainer, "run", out_of_files)
     with pytest.raises(UserError, match="too many open files .*lower --workers"):
         train.main(["--data", tiny_data, *SMALL, "--logdir", str(tmp_path / "run")])
 
@@ -65,10 +67,10 @@ def test_a_path_tensorflow_cannot_encode_is_refused_by_the_parser(tiny_data, tmp
     UnicodeEncodeError traceback from TensorFlow's file functions."""
     import evaluate
     bad = str(tmp_path / "run\udcc3\udca9")   # "runé" as Python decodes it in the C locale
-    for parse, argv in ((train.parse_args, ["--data", tiny_data, *SMALL, "--logdir", bad]),
+    for parse, argv in ((parse_args, ["--data", tiny_data, *SMALL, "--logdir", bad]),
                         (evaluate.parse_args, ["--data", tiny_data, "--load", bad])):
         with pytest.raises(SystemExit):
             parse(argv)
         assert "PYTHONUTF8=1" in capsys.readouterr().err
     good = str(tmp_path / "runé")   # the same name in a UTF-8 locale
-    assert train.parse_args(["--data", tiny_data, *SMALL, "--logdir", good]).logdir == good
+    assert parse_args(["--data", tiny_data, *SMALL, "--logdir", good]).logdir == good

@@ -10,6 +10,7 @@ import pytest
 
 import argtypes
 import runrecord
+from errors import UserError
 from tests.conftest import run_settings
 
 
@@ -29,21 +30,27 @@ def test_differences_compare_what_matters_and_ignore_speed():
         "model.mean_bgr: [1.0, 2.0, 3.0] -> [0.0, 2.0, 3.0]"]
 
 
-def test_json_round_trip_and_the_layout_before_the_speed_section():
+def test_json_round_trip_and_an_older_layout_refused_with_its_file_named(tmp_path):
     s = run_settings()
     again = runrecord.RunSettings.from_json(json.loads(json.dumps(s.to_json())))
     assert again == s and set(s.to_json()) >= {"model", "train", "speed", "dataset", "data"}
-    # what train.py wrote before: speed keys in "train", image_shape in the fingerprint, no recipe
-    old = s.to_json()
-    old["train"].update(old.pop("speed"))
-    for part in ("recipe", "flip", "jitter", "normalize", "early_grad_scale", "holdout"):
-        del old["train"][part]
-    old["dataset"] = {"sha1": "abc", "image_shape": [32, 40]}
-    assert runrecord.RunSettings.from_json(old).differences(s) == []
-    # before issue 17: threads, xla and data_format in "speed"
-    old = s.to_json()
-    old["speed"].update({k: old["train"].pop(k) for k in ("threads", "xla", "data_format")})
-    assert runrecord.RunSettings.from_json(old) == s
+    # what train.py wrote before: speed keys in "train" (no "speed"), image_shape in the fingerprint,
+    # threads in "speed" (before issue 17), horovod_size (before --cluster)
+    no_speed = s.to_json()
+    no_speed["train"].update(no_speed.pop("speed"))
+    shape = dict(s.to_json(), dataset={"sha1": "abc", "image_shape": [32, 40]})
+    threads = s.to_json()
+    threads["speed"]["threads"] = threads["train"].pop("threads")
+    horovod = s.to_json()
+    horovod["speed"]["horovod_size"] = horovod["speed"].pop("machines")
+    for old, why in ((no_speed, 'no "speed" section'), (shape, '"image_shape" in "dataset"'),
+                     (threads, "threads"), (horovod, "horovod_size")):
+        runrecord.write_json(str(tmp_path / runrecord.SETTINGS), old)
+        with pytest.raises(UserError) as info:
+            runrecord.load_settings(str(tmp_path))
+        message = str(info.value)
+        assert message.startswith(f"{tmp_path / runrecord.SETTINGS}: settings: not this train.py's settings.json "
+                                  "layout (") and why in message and "written by an older train.py" in message
 
 
 @pytest.mark.parametrize("key, value", [("train.lr", float("nan")), ("train.weight_decay", float("inf")),

@@ -146,13 +146,13 @@ def test_the_stopped_at_message_names_the_step_reached_and_the_newest_checkpoint
     """Today's message took the step from the newest checkpoint: "stopped at global step 0"
     after 6 steps had run with none saved."""
     import types
-    import train
     from errors import UserError
+    from training import trainer as training
     settings = types.SimpleNamespace(train=types.SimpleNamespace(final_step=18, epochs=3))
     trainer = types.SimpleNamespace(loop=types.SimpleNamespace(global_step=6))
     with pytest.raises(UserError, match="stopped at global step 6 before the planned 18; the newest "
                                         "checkpoint that restores is at step 0"):
-        train.finish(settings, str(tmp_path), trainer)
+        training.finish(settings, str(tmp_path), trainer)
     assert not os.path.exists(tmp_path / runrecord.DONE)
 
 

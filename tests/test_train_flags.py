@@ -1,6 +1,8 @@
 """train.py's flags, the settings and environment made from them, and its bad-input messages (in-process)."""
 import dataclasses
 import functools
+import subprocess
+import sys
 
 import pytest
 
@@ -10,9 +12,12 @@ from tensorpack.train import SimpleTrainer
 
 import train
 from errors import UserError
+from procs import available_cores
 import runrecord
 from runrecord import command
-from training import devices, session
+from runrecord.machine import Machine
+from training import devices, machine, session
+from tests.conftest import REPO
 
 
 # --------------------------------------------------------------------------- devices, session
@@ -28,8 +33,8 @@ def test_batch_split_per_tower_and_rank():
 
 
 def test_session_config_is_unthrottled_and_sets_amp_and_xla(tiny_data):
-    cores = session.available_cores()
-    assert train.validate(train.parse_args(["--data", tiny_data, "--aug", "gr"])).threads == cores
+    cores = available_cores()
+    assert command.make_env(command.parse_args(["--data", tiny_data, "--aug", "gr"]), machine.facts()).threads == cores
     plain = session.session_config(threads=cores)
     assert plain.intra_op_parallelism_threads == cores   # tensorpack's default is 1
     rw = session.session_config(threads=2, amp="bf16").graph_options.rewrite_options
@@ -76,22 +81,22 @@ def test_every_setting_is_a_flag_with_its_default_or_derived(tiny_data):
             argv += [flag] if meta.get("action") == "store_true" else [
                 f"--{'' if value else 'no-'}{f.name}"] if isinstance(value, bool) else [flag, str(value)]
             expected[f.name] = value
-    s = train.make_settings(train.parse_args(argv), command.Env(gpus=0, towers=1, batch_per_tower=0, amp=False,
-                                                                  workers=0, threads=0), {"train_used": 300}, 4, [32, 40])
+    s = command.make_settings(command.parse_args(argv), command.Env(gpus=0, towers=1, batch_per_tower=0, amp=False,
+                                                                    workers=0, threads=0),
+                              command.DataFacts({"train_used": 300}, 4, [32, 40]))
     assert {k: v for part in (s.model, s.train, s.speed) for k, v in vars(part).items() if k in expected} == expected
 
 
 def test_a_batch_larger_than_the_training_images_is_refused_with_the_data_named(tiny_data):
     for more in ([], ["--steps-per-epoch", "1"]):
-        flags = train.parse_args(["--data", tiny_data, "--aug", "gr", "--batch", "41", "--logdir", "unused", *more])
+        flags = command.parse_args(["--data", tiny_data, "--aug", "gr", "--batch", "41", "--logdir", "unused", *more])
         with pytest.raises(UserError, match=f"--batch 41: more than the 40 training images in {tiny_data}"):
-            command.make_settings(flags, command.make_env(flags, command.Machine(gpus=0)), {"train_used": 40}, 4,
-                                  [32, 40])
+            command.resolve(flags, Machine(gpus=0), lambda _: command.DataFacts({"train_used": 40}, 4, [32, 40]))
 
 
 def make_env(data, *argv, gpus=0, cores=6, bf16=False, onednn=True):
     flags = command.parse_args(["--data", data, "--aug", "gr", "--logdir", "unused", *argv])
-    return command.make_env(flags, command.Machine(gpus=gpus, cores=cores, bf16=bf16, onednn=onednn))
+    return command.make_env(flags, Machine(gpus=gpus, cores=cores, bf16=bf16, onednn=onednn))
 
 
 def test_the_environment_from_the_flags_and_the_machines_facts(tiny_data):
@@ -155,6 +160,17 @@ def test_bad_flags_exit_2_with_one_message(argv, message, tiny_data, capsys):
         argv = ["--data", tiny_data] + argv
     code, err = _fails_before_any_graph(argv, capsys)
     assert code == 2 and message in err
+
+
+def test_help_and_a_bad_flag_answer_without_tensorflow():
+    """train.py parses before it imports TensorFlow (runrecord.command): --help and a bad flag end there."""
+    probe = ("import sys, train\n"
+             "try:\n    train.main(sys.argv[1:])\nexcept SystemExit as e:\n    code = e.code\n"
+             "print(code, sorted(m for m in ('tensorflow', 'tensorpack') if m in sys.modules), file=sys.stderr)")
+    for argv, said, code in ((["--help"], "--aug {", 0), (["--aug", "gr", "--dep", "34"], "--dep", 2)):
+        out = subprocess.run([sys.executable, "-c", probe, *argv], cwd=REPO, capture_output=True, text=True,
+                             timeout=120)
+        assert said in out.stdout + out.stderr and out.stderr.strip().endswith(f"{code} []"), out.stderr[-2000:]
 
 
 def test_bad_paths_and_devices_are_refused(tiny_data, tmp_path, capsys):

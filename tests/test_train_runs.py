@@ -17,7 +17,8 @@ from tensorpack.callbacks import ScheduledHyperParamSetter
 from training import callbacks as cbs
 import runrecord
 from tests.conftest import REPO, SMALL, run_script
-from training import resume, session
+from runrecord.machine import cpu_supports_bf16
+from training import resume
 
 
 FUTURE_WARNING = "will trigger an error in the future"
@@ -120,7 +121,7 @@ def test_short_run_then_rerun_refuse_and_moved_data(tiny_data, tmp_path):
     assert relocated.returncode == 0 and "training finished" in relocated.stdout, relocated.stderr[-2000:]
 
 
-@pytest.mark.skipif(not session.cpu_supports_bf16(), reason="needs a CPU with AVX512_BF16 or AMX")
+@pytest.mark.skipif(not cpu_supports_bf16(), reason="needs a CPU with AVX512_BF16 or AMX")
 def test_amp_run_on_cpu_uses_bf16(tiny_data, tmp_path):
     logdir = str(tmp_path / "amp")
     out = run_train("--data", tiny_data, *SMALL, "--epochs", "2", "--amp", "--logdir", logdir)

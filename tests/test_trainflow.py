@@ -31,7 +31,7 @@ def test_tinyimagenet_dataflow(tiny_data, val):
     assert image.shape == (H, W, 3) and image.dtype == np.uint8 and isinstance(label, int)
     assert box.dtype == np.int32 and box.tolist() == val.boxes[5].tolist()
 
-    shuffled = TinyImageNet(tiny_data, "val", shuffle=True, cache_dir=None, progress=False)
+    shuffled = TinyImageNet(val, shuffle=True)
     shuffled.reset_state()
     labels = [p[1] for p in shuffled]
     assert sorted(labels) == sorted(val.labels.tolist())

@@ -1,4 +1,4 @@
-"""Tests of training/watch.py's localisation during training, against evaluate.py's pipeline on the same outputs."""
+"""Tests of evaluation/watch.py's localisation during training, against evaluate.py's pipeline on the same outputs."""
 from types import SimpleNamespace
 
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 
 from cam import CAM_THRESHOLD, PROTOCOLS, BoxEvaluator
 from evaluation.runner import evaluate_images
-from training.watch import LOC_STATS, LocalizationInferencer
+from evaluation.watch import LOC_STATS, LocalizationInferencer
 
 
 def outputs(rng, n, fc, h=4, w=5, classes=3):

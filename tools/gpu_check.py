@@ -42,7 +42,9 @@ from dataflow.synthetic import generate
 from runrecord import cost, resolve_recipe
 from tools import gpu_host
 from tools.tower_probe import PROBE
-from training import devices, session
+from procs import available_cores
+from runrecord.machine import nvidia_smi
+from training import machine
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = dict(classes=10, train_per_class=60, val_per_class=10, seed=0, height=64, width=64)
@@ -214,16 +216,16 @@ def main(argv=None):
 def check(work):
     """Run every path in ``work``; 0 if all passed, else 1."""
     os.makedirs(work, exist_ok=True)
-    report, gpus = Report(), devices.visible_gpus()
+    report, gpus = Report(), machine.visible_gpus()
     lines, problems = gpu_host.report(visible=gpus)
-    print(f"gpu-check in {work}: {session.available_cores()} CPU cores", *lines, sep="\n", flush=True)
+    print(f"gpu-check in {work}: {available_cores()} CPU cores", *lines, sep="\n", flush=True)
     for problem in problems:
         report.line("FAIL", "GPU host", detail=problem)
     if gpus and problems:   # the driver cannot run TensorFlow's kernels: every GPU line would fail
         print("the GPU paths were not run: fix the FAIL above first", flush=True)
         return 1
     data = generate(os.path.join(work, "data"), **DATA)
-    threads = ["--threads", str(session.available_cores())]
+    threads = ["--threads", str(available_cores())]
 
     # the CPU part: the replicated trainer's towers on the CPU, and evaluation
     cpu = CPU_RUN + ["--gpus", "0", "--towers", "2", *threads]
@@ -270,9 +272,9 @@ def gpu_part(report, work, data, gpus):
     determinism_cost(report, "1 GPU --xla", work, data, one + ["--xla"], rate_xla)
     if rate_xla and rate1:
         print(f"      --xla / plain speed (both deterministic): {rate_xla / rate1:.2f}", flush=True)
-    device = next((g["name"] for g in gpu_host.nvidia_smi()), "GPU")
+    device = next((g["name"] for g in nvidia_smi()), "GPU")
     fastest = max(r for r in (speeds(report, work, data, device), rate_all, rate1, 0.0) if r is not None)
-    workers = cost.default_workers(gpus, session.available_cores(), jitter=True)   # train.py's default, sn-resnet
+    workers = cost.default_workers(gpus, available_cores(), jitter=True)   # train.py's default, sn-resnet
     data_feed(report, data, workers, fastest or None)
 
 

@@ -12,30 +12,14 @@ the driver JIT-compiles that PTX (ISA 8.5, CUDA 12.5), which needs an R555 drive
 import tf_env  # noqa: F401  (first: sets TF_USE_LEGACY_KERAS)
 
 import importlib.util
-import subprocess
 import sys
 
 import tensorflow as tf
 
-from training import devices
+from runrecord.machine import nvidia_device, nvidia_smi
+from training import machine
 
 PTX_MIN_DRIVER = (555, 0)   # CUDA 12.5 release notes: PTX ISA 8.5 needs driver >= 555 (docs/sources.md)
-SMI_QUERY = ["--query-gpu=name,driver_version,compute_cap", "--format=csv,noheader"]
-
-
-def nvidia_smi(smi="nvidia-smi"):
-    """``[{"name", "driver", "capability": (major, minor)}, ...]``, one per GPU nvidia-smi lists; [] without it."""
-    try:
-        out = subprocess.run([smi, *SMI_QUERY], capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.SubprocessError):
-        return []
-    gpus = []
-    for line in out.stdout.splitlines() if out.returncode == 0 else []:
-        parts = [p.strip() for p in line.split(",")]
-        if len(parts) == 3 and "." in parts[2]:
-            major, minor = parts[2].split(".")[:2]
-            gpus.append({"name": parts[0], "driver": parts[1], "capability": (int(major), int(minor))})
-    return gpus
 
 
 def version(text):
@@ -85,14 +69,14 @@ def report(smi=None, build=None, visible=None):
     """``(lines, problems)``: what to print about this host, and each reason it cannot train on its GPUs."""
     smi = nvidia_smi() if smi is None else smi
     build = tf.sysconfig.get_build_info() if build is None else build
-    visible = devices.visible_gpus() if visible is None else visible
+    visible = machine.visible_gpus() if visible is None else visible
     caps = " ".join(build.get("cuda_compute_capabilities") or ["none"])
     lines = [f"TensorFlow {tf.__version__}: CUDA {build.get('cuda_version', 'none')}, cuDNN "
              f"{build.get('cudnn_version', 'none')}, kernels for {caps}"]
     lines += [f"GPU {i}: {g['name']}, compute capability {'.'.join(map(str, g['capability']))}, driver {g['driver']}"
               for i, g in enumerate(smi)]
     problems = [p for p in (driver_problem(g["driver"], g["capability"], build) for g in smi) if p]
-    evidence = devices.nvidia_device()
+    evidence = nvidia_device()
     if evidence and not visible:
         problems.insert(0, f"an NVIDIA device is present ({evidence}) but TensorFlow sees no GPU: "
                            f"{no_gpu_reason(build, smi)}")

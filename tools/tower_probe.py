@@ -35,10 +35,11 @@ import numpy as np
 import tensorflow as tf
 from tensorpack.callbacks import Callback
 
-import train
 from errors import run_main
+from evaluation.watch import LocalizationInferencer
 from models import INPUT_IMAGE
-from training import devices
+from runrecord.command import parse_args
+from training import machine, trainer
 
 tf1 = tf.compat.v1
 PROBE = "towers.json"
@@ -89,7 +90,7 @@ class TowerProbe(Callback):
         self.report["towers"] = len(handles)
         self.report["devices"] = [h.get_tensor(BN_INPUT).device for h in handles]   # as requested
         self._mid_epoch_done = False
-        self._trace = not devices.visible_gpus()   # a GPU trace needs CUPTI, which a host may lack
+        self._trace = not machine.visible_gpus()   # a GPU trace needs CUPTI, which a host may lack
         slots = [v for v in tf1.global_variables() + tf1.local_variables() if "/Momentum" in v.op.name]
         self._trained = read_ops(tower_copies(tf1.trainable_variables() + slots))
         self._all = read_ops(tower_copies(tf1.global_variables() + tf1.local_variables()))
@@ -139,11 +140,10 @@ class TowerProbe(Callback):
 
 
 def main(argv=None):
-    args = train.parse_args(argv)
-    env = train.validate(args)
+    args = parse_args(argv)
     probe = TowerProbe(os.path.join(args.logdir, PROBE), args.data_format)
-    train.run(args, env, extra_callbacks=[probe])
-    # train.run joins QueueInput's feeding thread (train.train_steps): none may outlive it
+    trainer.run(args, machine.facts(), extra_callbacks=[probe], localization=LocalizationInferencer)
+    # trainer.run joins QueueInput's feeding thread (trainer.train_steps): none may outlive it
     path = os.path.join(args.logdir, PROBE)
     with open(path) as f:
         report = json.load(f)

@@ -7,42 +7,10 @@ and the per-tower batch follow from the flags (``runrecord.command.towers``, ``s
 """
 import tf_env  # noqa: F401
 
-import os
-import shutil
-import sys
-
 import tensorflow as tf
 from tensorpack import QueueInput
 from tensorpack.tfutils.tower import get_current_tower_context
 from tensorpack.train import SimpleTrainer, SyncMultiGPUTrainerReplicated
-
-
-def visible_gpus():
-    """Number of GPUs TensorFlow can see, without creating a CUDA context.
-
-    On Linux without an NVIDIA driver (no /dev/nvidiactl) the answer is 0 without
-    asking TensorFlow, whose CUDA probe would print a "failed call to cuInit" error line.
-
-    Not ``tensorpack.utils.gpu.get_num_gpu`` (0.11): it counts the entries of
-    ``CUDA_VISIBLE_DEVICES`` as GPUs (1 for the usual ``-1`` that hides them all), raises a
-    TypeError when that variable is set and NVML is absent (a CPU machine), and on a CPU
-    machine falls back to the same TensorFlow probe, printing the cuInit error.
-    """
-    if sys.platform.startswith("linux") and not os.path.exists("/dev/nvidiactl"):
-        return 0
-    return len(tf.config.list_physical_devices("GPU"))
-
-
-def nvidia_device():
-    """Evidence of an NVIDIA device that ``CUDA_VISIBLE_DEVICES`` does not hide ("/dev/nvidiactl",
-    "nvidia-smi on PATH"), or None.  Where TensorFlow then sees no GPU, its CUDA install is
-    broken: train.py refuses to fall back to the CPU silently (``runrecord.command.make_env``)."""
-    hidden = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if hidden is not None and (not hidden.strip() or hidden.strip().startswith("-")):
-        return None   # hidden on purpose ("" or "-1": the table scripts' CPU runs, tools/gpu_check.py)
-    if os.path.exists("/dev/nvidiactl"):
-        return "/dev/nvidiactl"
-    return "nvidia-smi on PATH" if shutil.which("nvidia-smi") else None
 
 
 def make_trainer(num_towers):

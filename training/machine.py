@@ -1,6 +1,12 @@
-"""This machine's record for settings.json (:mod:`runrecord.machine`), with the library builds
-that TensorFlow and the installed packages report."""
+"""This machine as TensorFlow sees it: the GPUs it can use, oneDNN on or off, the library builds.
+
+The facts that need no TensorFlow (cores, RAM, bf16, the NVIDIA device node, ``nvidia-smi``,
+``/proc/cpuinfo``) and the machine record are :mod:`runrecord.machine`'s; :func:`facts` adds what
+only TensorFlow can tell, for ``runrecord.command.resolve``.
+"""
 import importlib.metadata
+import os
+import sys
 
 import tf_env
 
@@ -9,10 +15,26 @@ import numpy as np
 import tensorflow as tf
 import tensorpack
 
-from runrecord.machine import machine_record
+from runrecord.machine import Machine, machine_record, nvidia_device
 
 # pip packages of TensorFlow's CUDA extra whose versions decide GPU kernels (absent on a CPU-only install)
 NVIDIA_PACKAGES = ("nvidia-cudnn-cu12", "nvidia-cublas-cu12", "nvidia-cuda-runtime-cu12")
+
+
+def visible_gpus():
+    """Number of GPUs TensorFlow can see, without creating a CUDA context.
+
+    On Linux without an NVIDIA driver (no /dev/nvidiactl) the answer is 0 without
+    asking TensorFlow, whose CUDA probe would print a "failed call to cuInit" error line.
+
+    Not ``tensorpack.utils.gpu.get_num_gpu`` (0.11): it counts the entries of
+    ``CUDA_VISIBLE_DEVICES`` as GPUs (1 for the usual ``-1`` that hides them all), raises a
+    TypeError when that variable is set and NVML is absent (a CPU machine), and on a CPU
+    machine falls back to the same TensorFlow probe, printing the cuInit error.
+    """
+    if sys.platform.startswith("linux") and not os.path.exists("/dev/nvidiactl"):
+        return 0
+    return len(tf.config.list_physical_devices("GPU"))
 
 
 def libraries():
@@ -31,6 +53,7 @@ def libraries():
     return {k: v for k, v in libs.items() if v is not None}
 
 
-def this_machine(from_step=0):
-    """:func:`runrecord.machine.machine_record` of this process's machine."""
-    return machine_record(libraries(), from_step)
+def facts():
+    """This machine's :class:`runrecord.machine.Machine`, with its record for settings.json."""
+    return Machine(gpus=visible_gpus(), nvidia=nvidia_device(), onednn=tf_env.onednn_enabled(),
+                   record=machine_record(libraries()))

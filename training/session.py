@@ -4,7 +4,7 @@ mixed precision, XLA; op determinism.  A predictor uses the same creator::
     PredictConfig(..., session_creator=SessionCreator(session_config()))
 
 tensorpack's default session config sets ``intra_op_parallelism_threads=1``,
-which costs about 20% of training speed on 2 cores, and its
+which leaves all cores but one idle in each CPU kernel, and its
 ``NewSessionCreator`` builds the local-variable initializer after running the
 global one, which makes TensorFlow print "... will trigger an error in the
 future" (tensorpack 0.11 tfutils/sesscreate.py). :class:`SessionCreator` fixes both.
@@ -16,7 +16,7 @@ from tensorflow.core.protobuf import rewriter_config_pb2
 from tensorflow.python.framework import config as tf_config
 from tensorpack.tfutils.sesscreate import NewSessionCreator
 
-from runrecord.command import available_cores, cpu_supports_bf16  # noqa: F401 (machine facts; the tests and tools)
+from procs import available_cores
 
 tf1 = tf.compat.v1
 
