@@ -38,8 +38,10 @@ from .registry import Method
 
 # the paper's methods without an augmentor of their own (augment/registry.py reads these lines)
 CAM = Method("cam", source="paper Table 1", title="CAM", steps=(), paper=1)
-HNS_AFTER_GR = Method("hns_after_gr", source="paper sec. 3", title="HnS after GR", steps=("gr", "hns"), paper=4)
-GR_AFTER_HNS = Method("gr_after_hns", source="paper sec. 3", title="GR after HnS", steps=("hns", "gr"), paper=5)
+HNS_AFTER_GR = Method("hns_after_gr", source="paper sec. 3", title="HnS after GR", steps=("gr", "hns"),
+                      paper=4)
+GR_AFTER_HNS = Method("gr_after_hns", source="paper sec. 3", title="GR after HnS", steps=("hns", "gr"),
+                      paper=5)
 
 # Colour jitter constants: SN-ResNet codes/utils.py fbresnet_augmentor, the same as tensorpack
 # examples/ImageNetModels/imagenet_utils.py fbresnet_augmentor (2018), from fb.resnet.torch.
@@ -128,7 +130,8 @@ def augmentor_list(method, fill, *, flip=False, jitter=False):
         ValueError: unknown ``method`` (the message lists the valid names), or no ``fill`` for HnS.
     """
     if method not in registry.methods():
-        raise ValueError(f"unknown augmentation method {method!r}; valid methods: {', '.join(registry.names())}")
+        raise ValueError(f"unknown augmentation method {method!r}; valid methods: "
+                         f"{', '.join(registry.names())}")
     steps = registry.steps(method)
     if fill is None and any(s.fill for s in steps):
         raise ValueError(f"method {method!r} hides pixels: give its BGR fill (the training split's mean)")

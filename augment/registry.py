@@ -109,14 +109,16 @@ def read(folder=FOLDER):
             for m in _declared(os.path.join(folder, f), "augment." + f[:-3]):
                 first = found.get(m.name)
                 if first is not None:
-                    raise UserError(f"{m.where}: method {m.name!r} is declared twice (first at {first.where})")
+                    raise UserError(f"method {m.name!r} is declared twice: {first.where} and {m.where}")
                 found[m.name] = m
     columns = {}
     for m in found.values():
-        if m.paper is not None and (not isinstance(m.paper, int) or m.paper in columns):
-            raise UserError(f"{m.where}: method {m.name!r}: paper={m.paper!r} is not a free Table 1 column "
-                            f"(taken: {dict(sorted(columns.items()))})")
-        columns[m.paper] = m.name
+        if m.paper is not None and not isinstance(m.paper, int):
+            raise UserError(f"{m.where}: method {m.name!r}: paper={m.paper!r} is not a Table 1 column number")
+        first = columns.setdefault(m.paper, m) if m.paper is not None else m
+        if first is not m:
+            raise UserError(f"paper Table 1 column {m.paper} is declared twice: {first.where} ({first.name}) "
+                            f"and {m.where} ({m.name})")
         for s in m.steps or ():
             if s not in found or found[s].augmentor is None:
                 known = ", ".join(n for n, x in found.items() if x.augmentor is not None)

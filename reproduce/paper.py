@@ -9,15 +9,15 @@ from collections import namedtuple
 import numpy as np
 
 import runrecord
+from augment.registry import methods as augment_methods, paper_methods
 from cam import METRIC_TITLES, METRICS as EVAL_METRICS
 from cam.metrics import is_localized
 from cam.protocols import IOU_THRESHOLD, PROTOCOLS
 
 METRICS = EVAL_METRICS[:3]   # the paper's three: GT-known Loc, Top-1 Loc, Top-1 Clas
 
-# Column headers as the paper prints them (augment.METHODS order).
-METHOD_NAMES = {"cam": "CAM", "hns": "HnS", "gr": "GR",
-                "hns_after_gr": "HnS after GR", "gr_after_hns": "GR after HnS"}
+# Column headers: each method's declared title (augment/registry.py), as the paper prints its five.
+METHOD_NAMES = {name: m.title for name, m in augment_methods().items()}
 
 # paper Table 1: GT-known Loc, Top-1 Loc, Top-1 Clas; batch size 256.
 _TABLE1_ROWS = {
@@ -29,6 +29,7 @@ _TABLE1_ROWS = {
 TABLE1_BATCH = 256  # paper Table 1 caption: "The batch size is 256."
 TABLE1 = {(depth, method): dict(zip(METRICS, values))
           for depth, row in _TABLE1_ROWS.items() for method, values in row.items()}
+TABLE1_METHODS = paper_methods()   # Table 1's columns unless --methods names others
 
 # paper Table 2: Top-1 Loc, (ResNet34, ResNet18) for each method and batch size.
 _TABLE2_ROWS = {
@@ -65,19 +66,31 @@ def fmt_stat(stat):
     return fmt_num(stat["mean"]) if stat["n"] == 1 else f"{stat['mean']:.2f}±{stat['std']:.2f}"
 
 
+def paper_entry(c):
+    """A collected cell's paper number; empty for a method the paper has not (it has no claim either)."""
+    return "" if c["paper"] is None else fmt_num(c["paper"])
+
+
+def diff_entry(c):
+    """A collected cell's ours - paper; empty for a method the paper has not."""
+    return "" if c["paper"] is None else fmt_diff(c["diff"])
+
+
 def depth_rows(depths):
     """The paper's depths (row order 34, 18) that were run."""
     return [d for d in DEPTHS if depths is None or d in depths]
 
 
 class Table1:
+    """The paper's Table 1; ``methods``: its columns (default :data:`TABLE1_METHODS`), any of augment/'s
+    methods, in that order: one the paper has not gets no paper number."""
     metrics = METRICS
     label_columns = 3
 
-    def cells(self, batch_map, depths=None):
+    def cells(self, batch_map, depths=None, methods=None):
         b = TABLE1_BATCH
-        return [Cell(d, m, b, batch_map.get(b, b), metric, TABLE1[(d, m)][metric])
-                for d in depth_rows(depths) for metric in self.metrics for m in METHOD_NAMES]
+        return [Cell(d, m, b, batch_map.get(b, b), metric, TABLE1.get((d, m), {}).get(metric))
+                for d in depth_rows(depths) for metric in self.metrics for m in methods or TABLE1_METHODS]
 
     def title(self, trained_batches):
         b = TABLE1_BATCH
@@ -85,34 +98,35 @@ class Table1:
                  else f"batch {'/'.join(map(str, sorted(trained_batches)))} in place of {b}")
         return f"Table 1: accuracy (%) by augmentation, {batch}; ours vs paper Table 1, diff = ours - paper"
 
-    def rows(self, cell, extra, depths):
-        """Rows depth x metric x (ours, paper, diff), then the baselines; columns the five methods.
+    def rows(self, cell, extra, depths, methods=None):
+        """Rows depth x metric x (ours, paper, diff), then the baselines; columns the methods.
         ``cell(depth, method, batch, metric)``: a collected cell; ``extra(cell name, key)``: a stat."""
-        rows = []
+        rows, methods = [], methods or TABLE1_METHODS
         for depth in depth_rows(depths):
             for i, metric in enumerate(self.metrics):
-                cs = [cell(depth, m, TABLE1_BATCH, metric) for m in METHOD_NAMES]
-                for j, (label, show) in enumerate((("ours", fmt_stat), ("paper", lambda c: fmt_num(c["paper"])),
-                                                   ("diff", lambda c: fmt_diff(c["diff"])))):
+                cs = [cell(depth, m, TABLE1_BATCH, metric) for m in methods]
+                for j, (label, show) in enumerate((("ours", fmt_stat), ("paper", paper_entry),
+                                                   ("diff", diff_entry))):
                     first = [f"ResNet{depth}" if i == j == 0 else "", METRIC_TITLES[metric] if j == 0 else "", label]
                     rows.append(first + [show(c) for c in cs])
                 if metric == "gt_known_loc":
                     rows += [["", "", label] + [fmt_stat(extra(c["run"], key)) for c in cs] for key, label in BASELINES]
-        return ["Depth", "Metric", ""] + list(METHOD_NAMES.values()), rows
+        return ["Depth", "Metric", ""] + [METHOD_NAMES[m] for m in methods], rows
 
 
 class Table2:
+    """The paper's Table 2, always its own methods (``methods`` is Table 1's: not taken here)."""
     metrics = (TABLE2_METRIC,)
     label_columns = 2
 
-    def cells(self, batch_map, depths=None):
+    def cells(self, batch_map, depths=None, methods=None):
         return [Cell(d, m, b, batch_map.get(b, b), TABLE2_METRIC, by_depth[d])
                 for (m, b), by_depth in TABLE2.items() for d in depth_rows(depths)]
 
     def title(self, trained_batches):
         return "Table 2: Top-1 Loc (%) by batch size and depth; ours vs paper Table 2, diff = ours - paper"
 
-    def rows(self, cell, extra, depths):
+    def rows(self, cell, extra, depths, methods=None):
         """Rows method x batch, columns per depth ours / paper / diff; then the baselines (GT-known Loc)."""
         ds = depth_rows(depths)
         headers = ["Method", "Batch size"] + [h for d in ds for h in (f"ResNet{d}", "paper", "diff")]

@@ -36,7 +36,9 @@ def grid(result):
     drops the paper's and diff rows and columns (its claims block shows the paper's differences)."""
     by = {(c["depth"], c["method"], c["batch"], c["metric"]): c for c in result["cells"]}
     layout = LAYOUTS[result["table"]]
-    headers, rows = layout.rows(lambda d, m, b, metric: by[(d, m, b, metric)], _extra(result), result["depths"])
+    methods = list(dict.fromkeys(c["method"] for c in result["cells"]))   # Table 1's columns, in order
+    headers, rows = layout.rows(lambda d, m, b, metric: by[(d, m, b, metric)], _extra(result),
+                                result["depths"], methods)
     if not result["demo"]:
         return headers, rows
     n, cut = layout.label_columns, ("paper", "diff")
