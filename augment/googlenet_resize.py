@@ -29,7 +29,7 @@ Seeding: the augmentor draws only from ``self.rng`` (a ``np.random.RandomState``
 tensorpack's convention).  ``reset_state()`` (called by tensorpack dataflows and
 after a fork) reseeds it from tensorpack's global seed or the clock; for a
 deterministic stream set ``aug.rng = np.random.RandomState(seed)`` after it, or
-use :func:`augment.seed_augmentors`.
+use :func:`augment.methods.seed_augmentors`.
 """
 import math
 

@@ -12,7 +12,7 @@ rounded to uint8.  Cells are square, ``p x p`` pixels; on an H x W image there
 are ``ceil(H / p)`` rows and ``ceil(W / p)`` columns of cells.
 
 Seeding: draws come only from ``self.rng`` (tensorpack convention); see
-:func:`augment.seed_augmentors`.
+:func:`augment.methods.seed_augmentors`.
 """
 import functools
 import numbers

@@ -207,7 +207,7 @@ def build_train_dataflow(split, method, batch_size, *, seed=None, start=0, num_w
             merged in the stream's order (:class:`OrderedWorkers`), which die with the process
             that forked them (:func:`die_with_parent`).
         flip: append a random horizontal flip (not in the paper; SN-ResNet, docs/sources.md).
-        jitter: append SN-ResNet's colour jitter before the flip (``augment.colour_jitter``).
+        jitter: append SN-ResNet's colour jitter before the flip (``augment.methods.colour_jitter``).
 
     Hide-and-Seek fills with ``split.mean_bgr()`` (:func:`train_augmentors`).
 

@@ -1,6 +1,7 @@
-"""docs/extending.md's promise: a new augmentation is one new file of augment/.  A copy of the repository
-gets a toy ``cutout`` module and nothing else; train.py's --aug, the table scripts' --methods and --only
-then run it.  The registry's declaration errors name the file and line."""
+"""docs/extending.md's promise: a new augmentation is one new file of augment/.  A copy of the
+repository gets that doc's toy ``augment/cutout.py`` and nothing else; train.py's --aug, the table
+scripts' --methods and --only then run it.  The registry's declaration errors name the file and line."""
+import json
 import os
 import shutil
 import subprocess
@@ -10,37 +11,17 @@ import pytest
 
 from augment import registry
 from errors import UserError
-from tests.conftest import REPO
+from tests.conftest import REPO, SMALL
 from tests.tables_fixtures import table_data  # noqa: F401 (a fixture: 256 training images, batch 256)
 
-# the whole of a new method: DeVries & Taylor 2017 (arXiv:1708.04552), an 8x8 square set to the fill
-CUTOUT = '''"""Cutout (DeVries & Taylor 2017): one random 8x8 square, clipped at the border, takes the fill."""
-import numpy as np
 
-import tf_env  # noqa: F401
-from tensorpack.dataflow import imgaug
-from tensorpack.dataflow.imgaug.transform import TransformFactory
-
-from augment.registry import Method
-
-
-class Cutout(imgaug.ImageAugmentor):
-    def __init__(self, fill, size=8):
-        super().__init__()
-        self.fill, self.size = np.round(np.asarray(fill)).astype(np.uint8), size
-
-    def get_transform(self, img):
-        y, x = self.rng.randint(img.shape[0]), self.rng.randint(img.shape[1])
-
-        def cut(im):
-            im = im.copy()
-            im[y:y + self.size, x:x + self.size] = self.fill
-            return im
-        return TransformFactory(name="cutout", apply_image=cut)
-
-
-CUTOUT = Method("cutout", source="DeVries & Taylor 2017", title="Cutout", augmentor="Cutout", fill=True)
-'''
+def doc_example():
+    """The whole of a new method: docs/extending.md's first Python block (its augment/cutout.py), so that
+    the walk-through is what this test runs."""
+    with open(os.path.join(REPO, "docs", "extending.md"), encoding="utf-8") as f:
+        text = f.read()
+    start = text.index("```python\n") + len("```python\n")
+    return text[start:text.index("```", start)]
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +33,7 @@ def repo_with_cutout(tmp_path_factory):
         if os.path.isfile(os.path.join(REPO, rel)):
             os.makedirs(os.path.dirname(os.path.join(root, rel)), exist_ok=True)
             shutil.copy2(os.path.join(REPO, rel), os.path.join(root, rel))
-    (root / "augment" / "cutout.py").write_text(CUTOUT)
+    (root / "augment" / "cutout.py").write_text(doc_example())
     return root
 
 
@@ -62,16 +43,28 @@ def run_in(root, *args, timeout=300):
                           timeout=timeout)
 
 
+def test_train_py_trains_the_new_method(repo_with_cutout, tiny_data, tmp_path):
+    small = [a if a != "gr" else "cutout" for a in SMALL]   # conftest's narrow net, --aug cutout
+    proc = run_in(repo_with_cutout, "train.py", "--data", tiny_data, *small, "--epochs", "1",
+                  "--steps-per-epoch", "2", "--val-every", "1", "--loc-images", "0",
+                  "--logdir", tmp_path / "run")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((tmp_path / "run" / "done.json").read_text()) == {"global_step": 2, "epoch": 1}
+    assert json.loads((tmp_path / "run" / "settings.json").read_text())["train"]["aug"] == "cutout"
+
+
 def test_the_new_method_is_a_choice_and_a_column(repo_with_cutout, table_data, tmp_path):
     help_text = run_in(repo_with_cutout, "-m", "reproduce", "--table", "1", "--help").stdout
-    assert "cutout" in help_text
+    assert "gr_after_hns, cutout); default the paper's cam,hns,gr,hns_after_gr,gr_after_hns" in " ".join(
+        help_text.split())
     proc = run_in(repo_with_cutout, "-m", "reproduce", "--table", "1", "--data", table_data, "--methods",
                   "cam,cutout", "--logroot", tmp_path / "logs", "--gpu-ids", "none", "--dry-run")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Table 1: 4 run(s)" in proc.stdout
     for depth in (34, 18):
         assert f"# r{depth}-cutout-b256: new" in proc.stdout and f"# r{depth}-cam-b256: new" in proc.stdout
-    assert f"--aug cutout --batch 256 --seed 0 --logdir {tmp_path / 'logs' / 'r18-cutout-b256'}" in proc.stdout
+    logdir = tmp_path / "logs" / "r18-cutout-b256"
+    assert f"--aug cutout --batch 256 --seed 0 --logdir {logdir}" in proc.stdout
     assert "-gr-" not in proc.stdout and not os.path.exists(tmp_path / "logs")
 
 
@@ -110,7 +103,8 @@ def augment_copy(tmp_path, bad):
     ('X = Method("both", source="x", steps=("hns_after_gr",))\n', "unknown step 'hns_after_gr'"),
     ('X = Method("blur", source="x", augmentor="Blur")\n',
      "augment/bad.py:1: method 'blur': augmentor 'Blur' is not defined in augment/bad.py"),
-    ('import os\nX = Method("blur", source=os.sep, steps=())\n', "augment/bad.py:2: Method(...) takes literal"),
+    ('import os\nX = Method("blur", source=os.sep, steps=())\n',
+     "augment/bad.py:2: Method(...) takes literal"),
     ('X = Method("r18-blur", source="x", steps=())\n', "augment/bad.py:1: method name 'r18-blur'"),
     ('X = Method("blur", steps=())\n', "augment/bad.py:1: Method.__init__() missing 1 required positional "
                                      "argument: 'source'"),
@@ -134,7 +128,7 @@ def test_the_registry_reads_the_paper_s_methods_in_table_1_order(tmp_path):
 
 @pytest.mark.parametrize("argv, message", [
     (["--table", "2", "--methods", "cam"], "--methods sets Table 1's columns; Table 2 is the paper's"),
-    (["--table", "1", "--methods", "cam,mixup"], "--methods 'cam,mixup': expected distinct methods of augment/"),
+    (["--table", "1", "--methods", "cam,mixup"], "--methods 'cam,mixup': expected distinct methods of"),
     (["--table", "1", "--methods", "gr,gr"], "--methods 'gr,gr': expected distinct"),
     (["--table", "1", "--methods", "cam,gr", "--only", "r18-hns"], "--only 'r18-hns' matches no run"),
 ])
@@ -149,4 +143,5 @@ def test_methods_pick_table_1_s_columns_and_their_runs():
     from reproduce import paper, runs as rs
     configs = rs.table_configs(1, methods=["gr", "cam"], depths=(18,))
     assert [c.name for c in configs] == ["r18-gr-b256", "r18-cam-b256"]
-    assert {c.method for c in paper.LAYOUTS[2].cells({}, methods=["gr"])} == {"cam", "hns", "gr"}   # the paper's
+    table2 = paper.LAYOUTS[2].cells({}, methods=["gr"])
+    assert {c.method for c in table2} == {"cam", "hns", "gr"}   # Table 2 is always the paper's
