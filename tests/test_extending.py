@@ -43,6 +43,7 @@ def run_in(root, *args, timeout=300):
                           timeout=timeout)
 
 
+@pytest.mark.slow
 def test_train_py_trains_the_new_method(repo_with_cutout, tiny_data, tmp_path):
     small = [a if a != "gr" else "cutout" for a in SMALL]   # conftest's narrow net, --aug cutout
     proc = run_in(repo_with_cutout, "train.py", "--data", tiny_data, *small, "--epochs", "1",
@@ -53,6 +54,7 @@ def test_train_py_trains_the_new_method(repo_with_cutout, tiny_data, tmp_path):
     assert json.loads((tmp_path / "run" / "settings.json").read_text())["train"]["aug"] == "cutout"
 
 
+@pytest.mark.slow
 def test_the_new_method_is_a_choice_and_a_column(repo_with_cutout, table_data, tmp_path):
     help_text = run_in(repo_with_cutout, "-m", "reproduce", "--table", "1", "--help").stdout
     assert "gr_after_hns, cutout); default the paper's cam,hns,gr,hns_after_gr,gr_after_hns" in " ".join(
@@ -68,6 +70,7 @@ def test_the_new_method_is_a_choice_and_a_column(repo_with_cutout, table_data, t
     assert "-gr-" not in proc.stdout and not os.path.exists(tmp_path / "logs")
 
 
+@pytest.mark.slow
 def test_train_py_and_the_table_scheduler_run_the_new_method(repo_with_cutout, table_data, tmp_path):
     # the scheduler runs train.py --aug cutout (one step of batch 256 at 1/8 width) and evaluate.py
     logs, results = tmp_path / "logs", tmp_path / "results"
@@ -119,7 +122,11 @@ def test_a_wrong_declaration_is_one_message_naming_file_and_line(tmp_path, bad, 
 
 
 def test_the_registry_reads_the_paper_s_methods_in_table_1_order(tmp_path):
+    from reproduce import paper
     assert registry.paper_methods() == ("cam", "hns", "gr", "hns_after_gr", "gr_after_hns")
+    assert [paper.METHOD_NAMES[m] for m in registry.paper_methods()] == ["CAM", "HnS", "GR", "HnS after GR",
+                                                                         "GR after HnS"]   # the paper's headers
+    assert {m for _, m in paper.TABLE1} == set(registry.paper_methods())   # each has the paper's numbers
     assert [m.name for m in registry.steps("gr_after_hns")] == ["hns", "gr"] and registry.steps("cam") == ()
     # a method the paper has not comes after the paper's, whatever its file's name
     found = registry.read(augment_copy(tmp_path, 'A = Method("aaa", source="x", steps=("gr",))\n'))
