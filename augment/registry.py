@@ -13,6 +13,7 @@ import ast
 import functools
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Optional
 
@@ -137,6 +138,20 @@ def methods():
 def names():
     """Every method's name (train.py ``--aug``'s choices): the paper's five, then the others."""
     return tuple(methods())
+
+
+class LazyNames(Sequence):
+    """:func:`names` as argparse choices, read when first used: a wrong declaration is then the entry
+    point's one ``error:`` line (``errors.run_main``), not a traceback while the settings are imported."""
+
+    def __getitem__(self, i):
+        return names()[i]
+
+    def __len__(self):
+        return len(names())
+
+    def __repr__(self):
+        return repr(names())
 
 
 def paper_methods():

@@ -16,8 +16,11 @@ from cam.protocols import IOU_THRESHOLD, PROTOCOLS
 
 METRICS = EVAL_METRICS[:3]   # the paper's three: GT-known Loc, Top-1 Loc, Top-1 Clas
 
-# Column headers: each method's declared title (augment/registry.py), as the paper prints its five.
-METHOD_NAMES = {name: m.title for name, m in augment_methods().items()}
+
+def method_title(method):
+    """A method's column header: its declared title (augment/registry.py), as the paper prints its five."""
+    return augment_methods()[method].title
+
 
 # paper Table 1: GT-known Loc, Top-1 Loc, Top-1 Clas; batch size 256.
 _TABLE1_ROWS = {
@@ -29,7 +32,6 @@ _TABLE1_ROWS = {
 TABLE1_BATCH = 256  # paper Table 1 caption: "The batch size is 256."
 TABLE1 = {(depth, method): dict(zip(METRICS, values))
           for depth, row in _TABLE1_ROWS.items() for method, values in row.items()}
-TABLE1_METHODS = paper_methods()   # Table 1's columns unless --methods names others
 
 # paper Table 2: Top-1 Loc, (ResNet34, ResNet18) for each method and batch size.
 _TABLE2_ROWS = {
@@ -82,15 +84,15 @@ def depth_rows(depths):
 
 
 class Table1:
-    """The paper's Table 1; ``methods``: its columns (default :data:`TABLE1_METHODS`), any of augment/'s
-    methods, in that order: one the paper has not gets no paper number."""
+    """The paper's Table 1; ``methods``: its columns (default the paper's, ``augment.registry.paper_methods``),
+    any of augment/'s methods, in that order: one the paper has not gets no paper number."""
     metrics = METRICS
     label_columns = 3
 
     def cells(self, batch_map, depths=None, methods=None):
         b = TABLE1_BATCH
         return [Cell(d, m, b, batch_map.get(b, b), metric, TABLE1.get((d, m), {}).get(metric))
-                for d in depth_rows(depths) for metric in self.metrics for m in methods or TABLE1_METHODS]
+                for d in depth_rows(depths) for metric in self.metrics for m in methods or paper_methods()]
 
     def title(self, trained_batches):
         b = TABLE1_BATCH
@@ -101,7 +103,7 @@ class Table1:
     def rows(self, cell, extra, depths, methods=None):
         """Rows depth x metric x (ours, paper, diff), then the baselines; columns the methods.
         ``cell(depth, method, batch, metric)``: a collected cell; ``extra(cell name, key)``: a stat."""
-        rows, methods = [], methods or TABLE1_METHODS
+        rows, methods = [], methods or paper_methods()
         for depth in depth_rows(depths):
             for i, metric in enumerate(self.metrics):
                 cs = [cell(depth, m, TABLE1_BATCH, metric) for m in methods]
@@ -111,7 +113,7 @@ class Table1:
                     rows.append(first + [show(c) for c in cs])
                 if metric == "gt_known_loc":
                     rows += [["", "", label] + [fmt_stat(extra(c["run"], key)) for c in cs] for key, label in BASELINES]
-        return ["Depth", "Metric", ""] + [METHOD_NAMES[m] for m in methods], rows
+        return ["Depth", "Metric", ""] + [method_title(m) for m in methods], rows
 
 
 class Table2:
@@ -134,7 +136,7 @@ class Table2:
         for method, b in TABLE2:
             cs = [cell(d, method, b, TABLE2_METRIC) for d in ds]
             ran = cs[0]["trained_batch"]
-            row = [METHOD_NAMES[method] if method not in seen else "", str(b) if ran == b else f"{b} (ran {ran})"]
+            row = [method_title(method) if method not in seen else "", str(b) if ran == b else f"{b} (ran {ran})"]
             seen.add(method)
             rows.append(row + [x for c in cs for x in (fmt_stat(c), fmt_num(c["paper"]), fmt_diff(c["diff"]))])
         for key, label in BASELINES:
@@ -179,7 +181,7 @@ def pair_label(claim, a, b):
     trained where it is not the paper's (the demo's): "R18 b32 (paper's b256): GR - CAM"."""
     def part(c, key):
         batch = f"b{c['trained_batch']}" + ("" if c["trained_batch"] == c["batch"] else f" (paper's b{c['batch']})")
-        return {"depth": f"R{c['depth']}", "method": METHOD_NAMES[c["method"]], "batch": batch}[key]
+        return {"depth": f"R{c['depth']}", "method": method_title(c["method"]), "batch": batch}[key]
     same = " ".join(part(a, k) for k in ("depth", "method", "batch") if k not in claim.a)
     return f"{same}: {' '.join(part(a, k) for k in claim.a)} - {' '.join(part(b, k) for k in claim.a)}"
 

@@ -49,7 +49,7 @@ def grid(result):
 def side_table(result, columns):
     """(headers, rows): a row per cell with any of ``columns`` ((key, header)), a column each; None if none."""
     extra = _extra(result)
-    rows = [[f"ResNet{c['depth']}", paper.METHOD_NAMES[c["method"]], str(c["trained_batch"])]
+    rows = [[f"ResNet{c['depth']}", paper.method_title(c["method"]), str(c["trained_batch"])]
             + [fmt_stat(extra(c["run"], k)) for k, _ in columns] for c in one_per(result["cells"], "run")]
     rows = [r for r in rows if any(v != MISSING for v in r[3:])]
     return (["Depth", "Method", "Batch"] + [h for _, h in columns], rows) if rows else None

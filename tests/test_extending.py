@@ -24,17 +24,21 @@ def doc_example():
     return text[start:text.index("```", start)]
 
 
-@pytest.fixture(scope="module")
-def repo_with_cutout(tmp_path_factory):
-    """The checkout's tracked files, copied, plus augment/cutout.py; the checkout is never written."""
-    root = tmp_path_factory.mktemp("repo")
+def copy_repo(root, module, source):
+    """The checkout's tracked files copied to ``root``, plus ``augment/<module>.py``; the checkout is
+    never written."""
     tracked = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, text=True, check=True)
     for rel in filter(None, tracked.stdout.split("\0")):
         if os.path.isfile(os.path.join(REPO, rel)):
             os.makedirs(os.path.dirname(os.path.join(root, rel)), exist_ok=True)
             shutil.copy2(os.path.join(REPO, rel), os.path.join(root, rel))
-    (root / "augment" / "cutout.py").write_text(doc_example())
+    (root / "augment" / f"{module}.py").write_text(source)
     return root
+
+
+@pytest.fixture(scope="module")
+def repo_with_cutout(tmp_path_factory):
+    return copy_repo(tmp_path_factory.mktemp("repo"), "cutout", doc_example())
 
 
 def run_in(root, *args, timeout=300):
@@ -121,10 +125,20 @@ def test_a_wrong_declaration_is_one_message_naming_file_and_line(tmp_path, bad, 
     assert message in str(e.value) and "\n" not in str(e.value)
 
 
+@pytest.mark.slow
+def test_the_entry_points_print_a_wrong_declaration_as_one_error_line(tmp_path):
+    root = copy_repo(tmp_path, "blur", 'from augment.registry import Method\n\nB = Method("blur", source="x", '
+                                       'steps=("gr", "blur2"))\n')
+    message = "error: augment/blur.py:3: method 'blur': unknown step 'blur2' (a step is a method with an "
+    for argv in (["train.py", "--help"], ["-m", "reproduce", "--table", "1", "--help"]):
+        proc = run_in(root, *argv)
+        assert proc.returncode == 2 and proc.stderr.startswith(message) and "Traceback" not in proc.stderr
+
+
 def test_the_registry_reads_the_paper_s_methods_in_table_1_order(tmp_path):
     from reproduce import paper
     assert registry.paper_methods() == ("cam", "hns", "gr", "hns_after_gr", "gr_after_hns")
-    assert [paper.METHOD_NAMES[m] for m in registry.paper_methods()] == ["CAM", "HnS", "GR", "HnS after GR",
+    assert [paper.method_title(m) for m in registry.paper_methods()] == ["CAM", "HnS", "GR", "HnS after GR",
                                                                          "GR after HnS"]   # the paper's headers
     assert {m for _, m in paper.TABLE1} == set(registry.paper_methods())   # each has the paper's numbers
     assert [m.name for m in registry.steps("gr_after_hns")] == ["hns", "gr"] and registry.steps("cam") == ()

@@ -66,7 +66,7 @@ def test_the_choices_stated_in_the_fields_are_the_codes():
     from models import DEPTHS, FINAL_STRIDES
     choices = {f.name: f.metadata.get("choices") for cls in (runrecord.ModelSettings, runrecord.TrainSettings)
                for f in dataclasses.fields(cls)}
-    assert choices["aug"] == names() and choices["aug"][:5] == paper_methods()
+    assert tuple(choices["aug"]) == names() and tuple(choices["aug"][:5]) == paper_methods()
     assert all(isinstance(augmentor_list(m, (1.0, 2.0, 3.0)), list) for m in choices["aug"])
     assert choices["depth"] == tuple(sorted(DEPTHS)) and choices["final_stride"] == tuple(sorted(FINAL_STRIDES))
     assert choices["normalize"] == runrecord.NORMALIZE and choices["recipe"] == tuple(sorted(runrecord.RECIPES))
