@@ -61,8 +61,11 @@ def _module_names(tree):
 
 def _declared(path, module):
     """The Methods declared in one file, each checked on its own; UserError naming file and line."""
-    with open(path, encoding="utf-8") as f:
-        tree = ast.parse(f.read(), path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            tree = ast.parse(f.read(), path)
+    except SyntaxError as e:
+        raise UserError(f"augment/{os.path.basename(path)}:{e.lineno}: {e.msg}") from None
     out = []
     for node in tree.body:
         call = getattr(node, "value", None)

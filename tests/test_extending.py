@@ -118,6 +118,7 @@ def augment_copy(tmp_path, bad):
     ('X = Method("blur", source="x", steps=(), paper=2)\n',
      "paper Table 1 column 2 is declared twice: augment/bad.py:1 (blur) and augment/hide_and_seek.py:"),
     ('X = Method("blur", source="x")\n', "give either augmentor= or steps="),
+    ('X = Method("blur", source="x",\n', "augment/bad.py:1: '(' was never closed"),
 ])
 def test_a_wrong_declaration_is_one_message_naming_file_and_line(tmp_path, bad, message):
     with pytest.raises(UserError) as e:
