@@ -1,12 +1,9 @@
 """Training-time augmentations: the paper's GoogLeNet Resize and Hide-and-Seek, SN-ResNet's jitter and flip.
 
-``from augment import GoogLeNetResize, HideAndSeek, augmentors_for, METHODS``.
-All are tensorpack ``imgaug.ImageAugmentor`` objects on HxWx3 uint8 BGR images
-that keep the image shape and dtype.  No TensorFlow graph code here.
+Import from the owning module: ``augment.registry`` (the methods' names, read without importing
+anything of tensorpack: the settings and the table scripts use it), ``augment.methods``
+(``augmentors_for(method)``, ``seed_augmentors``, the colour jitter), ``augment.googlenet_resize``,
+``augment.hide_and_seek``.  All augmentors are tensorpack ``imgaug.ImageAugmentor`` objects on HxWx3
+uint8 BGR images that keep the image shape and dtype.  No TensorFlow graph code here.
+A new method is one new module (docs/extending.md).
 """
-from .googlenet_resize import GoogLeNetResize, fallback_box, sample_crop_box
-from .hide_and_seek import HideAndSeek, cells_to_mask, sample_hidden_cells
-from .methods import METHODS, augmentor_list, augmentors_for, colour_jitter, seed_augmentors
-
-__all__ = ["GoogLeNetResize", "HideAndSeek", "METHODS", "augmentor_list", "augmentors_for", "colour_jitter",
-           "seed_augmentors", "sample_crop_box", "fallback_box", "sample_hidden_cells", "cells_to_mask"]

@@ -29,7 +29,7 @@ Seeding: the augmentor draws only from ``self.rng`` (a ``np.random.RandomState``
 tensorpack's convention).  ``reset_state()`` (called by tensorpack dataflows and
 after a fork) reseeds it from tensorpack's global seed or the clock; for a
 deterministic stream set ``aug.rng = np.random.RandomState(seed)`` after it, or
-use :func:`augment.seed_augmentors`.
+use :func:`augment.methods.seed_augmentors`.
 """
 import math
 
@@ -39,6 +39,8 @@ import numpy as np
 import tf_env  # noqa: F401  (before tensorpack: see tf_env.py)
 from tensorpack.dataflow import imgaug
 from tensorpack.dataflow.imgaug.transform import Transform
+
+from .registry import Method
 
 # docs/sources.md / tensorpack GoogleNetResize (2018) / paper sec. 2: 8-100% of the area
 CROP_AREA_FRACTION = (0.08, 1.0)
@@ -191,3 +193,7 @@ class GoogLeNetResize(imgaug.ImageAugmentor):
         if box is None:
             box = fallback_box(h, w, h, w)
         return CropResizeTransform(*box, out_h=h, out_w=w, interp=self.interp)
+
+
+# train.py --aug gr: the paper's GR, one GoogLeNetResize() (augment/registry.py reads this line)
+GR = Method("gr", source="paper sec. 2", title="GR", augmentor="GoogLeNetResize", paper=3)

@@ -12,7 +12,7 @@ rounded to uint8.  Cells are square, ``p x p`` pixels; on an H x W image there
 are ``ceil(H / p)`` rows and ``ceil(W / p)`` columns of cells.
 
 Seeding: draws come only from ``self.rng`` (tensorpack convention); see
-:func:`augment.seed_augmentors`.
+:func:`augment.methods.seed_augmentors`.
 """
 import functools
 import numbers
@@ -23,6 +23,8 @@ import numpy as np
 import tf_env  # noqa: F401  (before tensorpack: see tf_env.py)
 from tensorpack.dataflow import imgaug
 from tensorpack.dataflow.imgaug.transform import Transform
+
+from .registry import Method
 
 # paper sec. 3 "mixed" grids 0x0, 4x4, 8x8, 16x16 of a 64x64 image = these patch sizes (docs/sources.md)
 PATCH_SIZES = (0, 16, 8, 4)
@@ -136,3 +138,7 @@ class HideAndSeek(imgaug.ImageAugmentor):
         h, w = img.shape[:2]
         patch, cells = sample_hidden_cells(h, w, self.rng, self.patch_sizes, self.hide_prob)
         return HideTransform(patch, cells, self._fill_u8)
+
+
+# train.py --aug hns: HideAndSeek(fill=the training split's BGR mean) (augment/registry.py reads this line)
+HNS = Method("hns", source="paper sec. 2-3", title="HnS", augmentor="HideAndSeek", fill=True, paper=2)

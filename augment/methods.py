@@ -1,4 +1,7 @@
-"""The five augmentation settings of the paper's Table 1, as one tensorpack ``imgaug.AugmentorList``.
+"""The augmentors of a method (``augment/registry.py``), as one tensorpack ``imgaug.AugmentorList``.
+
+The paper's Table 1 methods, declared at the end of their modules (``cam`` and the two orders of
+the composite here):
 
 =================  ==========================================  ===================
 name               augmentors, applied in this order           source
@@ -9,6 +12,8 @@ name               augmentors, applied in this order           source
 ``hns_after_gr``   GoogLeNetResize, then HideAndSeek           paper sec. 3
 ``gr_after_hns``   HideAndSeek, then GoogLeNetResize           paper sec. 3
 =================  ==========================================  ===================
+
+Another method is one more module of ``augment/`` (docs/extending.md).
 
 Two extras the paper does not mention, each off by default (docs/sources.md),
 come AFTER the method's augmentors, in the order of
@@ -21,25 +26,22 @@ jitter, then the flip):
 SN-ResNet has no Hide-and-Seek in its augmentor list, so "after GR" is read as
 "after the method's augmentors": the jitter and the flip also come after HnS.
 """
+import importlib
+
 import numpy as np
 
 import tf_env  # noqa: F401  (before tensorpack: see tf_env.py)
 from tensorpack.dataflow import imgaug
 
-from .googlenet_resize import GoogLeNetResize
-from .hide_and_seek import HideAndSeek
+from . import registry
+from .registry import Method
 
-# the method names (train.py --aug), in the column order of the paper's Table 1
-METHODS = ("cam", "hns", "gr", "hns_after_gr", "gr_after_hns")
-
-# the augmentation steps of each method, in the order they run (not a training recipe)
-_STEPS = {
-    "cam": (),
-    "hns": ("hns",),
-    "gr": ("gr",),
-    "hns_after_gr": ("gr", "hns"),
-    "gr_after_hns": ("hns", "gr"),
-}
+# the paper's methods without an augmentor of their own (augment/registry.py reads these lines)
+CAM = Method("cam", source="paper Table 1", title="CAM", steps=(), paper=1)
+HNS_AFTER_GR = Method("hns_after_gr", source="paper sec. 3", title="HnS after GR", steps=("gr", "hns"),
+                      paper=4)
+GR_AFTER_HNS = Method("gr_after_hns", source="paper sec. 3", title="GR after HnS", steps=("hns", "gr"),
+                      paper=5)
 
 # Colour jitter constants: SN-ResNet codes/utils.py fbresnet_augmentor, the same as tensorpack
 # examples/ImageNetModels/imagenet_utils.py fbresnet_augmentor (2018), from fb.resnet.torch.
@@ -109,13 +111,14 @@ def colour_jitter():
 
 
 def augmentor_list(method, fill, *, flip=False, jitter=False):
-    """The augmentors of a Table 1 method, in application order (see the module table).
+    """The augmentors of a method, in application order (see the module table).
 
     Args:
-        method (str): one of :data:`METHODS`.
-        fill: BGR fill of HideAndSeek, 3 floats in [0, 255].  The training flow decides it
-            (``dataflow.builders.train_augmentors``: the training split's mean); it is required
-            for ``hns``, ``hns_after_gr`` and ``gr_after_hns`` and ignored otherwise.
+        method (str): one of ``augment.registry.names()``.
+        fill: BGR fill of HideAndSeek (and of any method declared with ``fill=True``), 3 floats in
+            [0, 255].  The training flow decides it (``dataflow.builders.train_augmentors``: the
+            training split's mean); it is required for ``hns``, ``hns_after_gr`` and ``gr_after_hns``
+            and ignored otherwise.
         flip (bool): append ``imgaug.Flip(horiz=True)`` (not in the paper; SN-ResNet).
         jitter (bool): append :func:`colour_jitter` before the flip (not in the paper; SN-ResNet).
 
@@ -126,12 +129,16 @@ def augmentor_list(method, fill, *, flip=False, jitter=False):
     Raises:
         ValueError: unknown ``method`` (the message lists the valid names), or no ``fill`` for HnS.
     """
-    if method not in _STEPS:
-        raise ValueError(f"unknown augmentation method {method!r}; valid methods: {', '.join(METHODS)}")
-    if fill is None and "hns" in _STEPS[method]:
+    if method not in registry.methods():
+        raise ValueError(f"unknown augmentation method {method!r}; valid methods: "
+                         f"{', '.join(registry.names())}")
+    steps = registry.steps(method)
+    if fill is None and any(s.fill for s in steps):
         raise ValueError(f"method {method!r} hides pixels: give its BGR fill (the training split's mean)")
-    make = {"gr": GoogLeNetResize, "hns": lambda: HideAndSeek(fill=fill)}
-    augs = [make[step]() for step in _STEPS[method]]
+    augs = []
+    for s in steps:   # each declaring module is imported here, and only here
+        make = getattr(importlib.import_module(s.module), s.augmentor)
+        augs.append(make(fill=fill) if s.fill else make())
     if jitter:
         augs.append(colour_jitter())
     if flip:

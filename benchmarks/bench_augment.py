@@ -18,7 +18,8 @@ import time
 import numpy as np
 
 import tf_env  # noqa: F401
-from augment import METHODS, augmentors_for, seed_augmentors
+from augment.methods import augmentors_for, seed_augmentors
+from augment.registry import names
 from errors import UserError, run_main
 
 
@@ -27,7 +28,7 @@ def parse_args(argv):
     p.add_argument("--height", type=int, default=64, help="image height (Tiny ImageNet: 64)")
     p.add_argument("--width", type=int, default=64, help="image width (Tiny ImageNet: 64)")
     p.add_argument("--count", type=int, default=20000, help="images per method")
-    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    p.add_argument("--methods", nargs="+", default=list(names()), choices=names())
     return p.parse_args(argv)
 
 

@@ -32,7 +32,7 @@ import numpy as np
 from tabulate import tabulate
 
 import tf_env  # noqa: F401
-from augment import METHODS
+from augment.registry import names
 from dataflow.builders import build_eval_dataflow, build_train_dataflow
 from dataflow.tinyimagenet import load_split
 from procs import child_processes
@@ -50,7 +50,7 @@ def parse_args(argv=None):
     p.add_argument("--data", help="Tiny ImageNet root (default: generate 10 classes x 500 images of 64x64)")
     p.add_argument("--batch", type=int, default=256, help="batch size (default 256, paper Table 1)")
     p.add_argument("--batches", type=int, default=40, help="batches timed per row (default 40)")
-    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    p.add_argument("--methods", nargs="+", default=list(names()), choices=names())
     p.add_argument("--workers", nargs="+", type=int, default=[0, 2],
                    help="worker counts to time (default 0 2; 2 workers only for the last method)")
     p.add_argument("--hash-images", type=int, default=100000,

@@ -23,7 +23,7 @@ import signal
 import numpy as np
 
 import tf_env  # noqa: F401  (before tensorpack: see tf_env.py)
-from augment import augmentors_for, seed_augmentors
+from augment.methods import augmentors_for, seed_augmentors
 from tensorpack.dataflow import BatchData, DataFlow
 
 from dataflow import DataError
@@ -193,11 +193,12 @@ def train_augmentors(split, method, *, flip=False, jitter=False):
 
 def build_train_dataflow(split, method, batch_size, *, seed=None, start=0, num_workers=0, flip=False,
                          jitter=False):
-    """The training DataFlow: shuffled batches augmented by ``method`` (one of ``augment.METHODS``).
+    """The training DataFlow: shuffled batches augmented by ``method`` (one of ``augment.registry.names()``).
 
     Args:
         split: the training :class:`dataflow.tinyimagenet.Split` (after any hold-out: ``split_holdout``).
-        method: "cam", "hns", "gr", "hns_after_gr" or "gr_after_hns" (paper Table 1).
+        method: "cam", "hns", "gr", "hns_after_gr" or "gr_after_hns" (paper Table 1), or another
+            method declared in augment/ (docs/extending.md).
         batch_size: images per batch; at most ``len(split)``.
         seed: the batches are a function of the seed, the batch's index and the settings only
             (:class:`TrainBatches`); None: a random seed.
@@ -206,7 +207,7 @@ def build_train_dataflow(split, method, batch_size, *, seed=None, start=0, num_w
             merged in the stream's order (:class:`OrderedWorkers`), which die with the process
             that forked them (:func:`die_with_parent`).
         flip: append a random horizontal flip (not in the paper; SN-ResNet, docs/sources.md).
-        jitter: append SN-ResNet's colour jitter before the flip (``augment.colour_jitter``).
+        jitter: append SN-ResNet's colour jitter before the flip (``augment.methods.colour_jitter``).
 
     Hide-and-Seek fills with ``split.mean_bgr()`` (:func:`train_augmentors`).
 

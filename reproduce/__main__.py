@@ -18,6 +18,7 @@ import sys
 import argtypes
 import fileio
 import runrecord
+from augment.registry import names as augment_methods, paper_methods
 from dataflow.synthetic import GENERATOR_VERSION, MARKER, generate
 from errors import UserError, quiet_closed_stdout, raise_interrupt, run_main
 from runrecord import cost
@@ -82,6 +83,9 @@ def build_parser(prog="python -m reproduce"):
                    help="train.py --holdout N: the last N training images per class are held out; "
                         "evaluate.py chooses the CAM threshold on them (--metrics wsol2020); "
                         "runs are named r18-gr-b256-hN; default 0 (the paper's)")
+    p.add_argument("--methods", metavar="LIST",
+                   help=f"Table 1's columns, a comma list of augment/'s methods (train.py --aug: "
+                        f"{', '.join(augment_methods())}); default the paper's {','.join(paper_methods())}")
     p.add_argument("--recipe", choices=sorted(runrecord.RECIPES),
                    help="train.py --recipe: paper (train.py's default) or sn-resnet (docs/sources.md)")
     p.add_argument("--gpu-ids", metavar="LIST", type=argtypes.gpu_list,
@@ -144,6 +148,20 @@ def parse_seeds(text):
     return seeds
 
 
+def parse_methods(text, table):
+    """``--methods``: Table 1's columns, distinct names of ``augment.registry.names()``; None: the paper's."""
+    if text is None:
+        return None
+    if table != 1:
+        raise UserError(f"--methods sets Table 1's columns; Table {table} is the paper's")
+    methods = [m.strip() for m in text.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in augment_methods()]
+    if not methods or unknown or len(set(methods)) != len(methods):
+        raise UserError(f"--methods {text!r}: expected distinct methods of augment/ (docs/extending.md), "
+                        f"comma-separated: {', '.join(augment_methods())}")
+    return methods
+
+
 def plan(args, extra):
     """Every setting of this invocation, checked; nothing is written."""
     rs.check_passthrough(extra)
@@ -170,11 +188,13 @@ def plan(args, extra):
             (argtypes.writable_dir() if written else argtypes.folder_path)(path)
         except argparse.ArgumentTypeError as e:
             raise UserError(f"{flag} {e}") from None
-    p["configs"] = rs.table_configs(args.table, p["batch_map"], p["depths"], p["seeds"], args.holdout)
+    p["methods"] = parse_methods(args.methods, args.table)
+    p["configs"] = rs.table_configs(args.table, p["batch_map"], p["depths"], p["seeds"], args.holdout,
+                                    p["methods"])
     p["selected"] = rs.select(p["configs"], args.only)
     p["info"] = {"data": os.path.abspath(p["data"]) if p["data"] else None, "logroot": p["logroot"],
                  "train_args": p["train_args"], "only": args.only, "seeds": p["seeds"], "metrics": args.metrics,
-                 "holdout": args.holdout, "recipe": args.recipe}
+                 "holdout": args.holdout, "recipe": args.recipe, "methods": p["methods"]}
     return p
 
 
@@ -276,7 +296,8 @@ def finish(args, p, every, outcomes):
     """Print and save the table and its figures.  Exit status: 1 if a run failed in this invocation,
     else INCOMPLETE if a selected run (every run without --only) has no usable result, else 0."""
     result = rs.collect(args.table, every, batch_map=p["batch_map"], outcomes=outcomes,
-                        depths=p["depths"], holdout=args.holdout, demo=args.demo, info=p["info"])
+                        depths=p["depths"], holdout=args.holdout, demo=args.demo, info=p["info"],
+                        methods=p["methods"])
     paths, kept = report.write(result, p["results"])   # first: a closed stdout (| head) must not lose them
     print("\n" + report.render(result) + "\n")
     print("results: " + ", ".join(show(x) for x in paths))

@@ -139,7 +139,7 @@ def figure2(result, path):
     images, columns the runs of the first seed, one block per depth; ``[png, pdf]``, or ``[]`` without panels."""
     first = result["seeds"][0]
     runs = {(r["cell"], r["seed"]): r for r in result["runs"].values() if r["status"] == "ok"}
-    columns = [(c["depth"], f"ResNet{c['depth']} {paper.METHOD_NAMES[c['method']]} b{c['trained_batch']}",
+    columns = [(c["depth"], f"ResNet{c['depth']} {paper.method_title(c['method'])} b{c['trained_batch']}",
                 panels_of(os.path.join(runs[(c["run"], first)]["logdir"], FIGURE_DIR)))
                for c in one_per(result["cells"], "run") if (c["run"], first) in runs]
     columns = [c for c in columns if c[2]]

@@ -8,12 +8,15 @@ from collections import namedtuple
 
 import numpy as np
 
+from augment.registry import methods as augment_methods, paper_methods
 from cam import METRIC_TITLES
 from runrecord.evaldoc import PAPER_METRICS as METRICS   # GT-known Loc, Top-1 Loc, Top-1 Clas
 
-# Column headers as the paper prints them (augment.METHODS order).
-METHOD_NAMES = {"cam": "CAM", "hns": "HnS", "gr": "GR",
-                "hns_after_gr": "HnS after GR", "gr_after_hns": "GR after HnS"}
+
+def method_title(method):
+    """A method's column header: its declared title (augment/registry.py), as the paper prints its five."""
+    return augment_methods()[method].title
+
 
 # paper Table 1: GT-known Loc, Top-1 Loc, Top-1 Clas; batch size 256.
 _TABLE1_ROWS = {
@@ -61,19 +64,31 @@ def fmt_stat(stat):
     return fmt_num(stat["mean"]) if stat["n"] == 1 else f"{stat['mean']:.2f}±{stat['std']:.2f}"
 
 
+def paper_entry(c):
+    """A collected cell's paper number; empty for a method the paper has not (it has no claim either)."""
+    return "" if c["paper"] is None else fmt_num(c["paper"])
+
+
+def diff_entry(c):
+    """A collected cell's ours - paper; empty for a method the paper has not."""
+    return "" if c["paper"] is None else fmt_diff(c["diff"])
+
+
 def depth_rows(depths):
     """The paper's depths (row order 34, 18) that were run."""
     return [d for d in DEPTHS if depths is None or d in depths]
 
 
 class Table1:
+    """The paper's Table 1; ``methods``: its columns (default the paper's, ``augment.registry.paper_methods``),
+    any of augment/'s methods, in that order: one the paper has not gets no paper number."""
     metrics = METRICS
     label_columns = 3
 
-    def cells(self, batch_map, depths=None):
+    def cells(self, batch_map, depths=None, methods=None):
         b = TABLE1_BATCH
-        return [Cell(d, m, b, batch_map.get(b, b), metric, TABLE1[(d, m)][metric])
-                for d in depth_rows(depths) for metric in self.metrics for m in METHOD_NAMES]
+        return [Cell(d, m, b, batch_map.get(b, b), metric, TABLE1.get((d, m), {}).get(metric))
+                for d in depth_rows(depths) for metric in self.metrics for m in methods or paper_methods()]
 
     def title(self, trained_batches):
         b = TABLE1_BATCH
@@ -81,34 +96,35 @@ class Table1:
                  else f"batch {'/'.join(map(str, sorted(trained_batches)))} in place of {b}")
         return f"Table 1: accuracy (%) by augmentation, {batch}; ours vs paper Table 1, diff = ours - paper"
 
-    def rows(self, cell, extra, depths):
-        """Rows depth x metric x (ours, paper, diff), then the baselines; columns the five methods.
+    def rows(self, cell, extra, depths, methods=None):
+        """Rows depth x metric x (ours, paper, diff), then the baselines; columns the methods.
         ``cell(depth, method, batch, metric)``: a collected cell; ``extra(cell name, key)``: a stat."""
-        rows = []
+        rows, methods = [], methods or paper_methods()
         for depth in depth_rows(depths):
             for i, metric in enumerate(self.metrics):
-                cs = [cell(depth, m, TABLE1_BATCH, metric) for m in METHOD_NAMES]
-                for j, (label, show) in enumerate((("ours", fmt_stat), ("paper", lambda c: fmt_num(c["paper"])),
-                                                   ("diff", lambda c: fmt_diff(c["diff"])))):
+                cs = [cell(depth, m, TABLE1_BATCH, metric) for m in methods]
+                for j, (label, show) in enumerate((("ours", fmt_stat), ("paper", paper_entry),
+                                                   ("diff", diff_entry))):
                     first = [f"ResNet{depth}" if i == j == 0 else "", METRIC_TITLES[metric] if j == 0 else "", label]
                     rows.append(first + [show(c) for c in cs])
                 if metric == "gt_known_loc":
                     rows += [["", "", label] + [fmt_stat(extra(c["run"], key)) for c in cs] for key, label in BASELINES]
-        return ["Depth", "Metric", ""] + list(METHOD_NAMES.values()), rows
+        return ["Depth", "Metric", ""] + [method_title(m) for m in methods], rows
 
 
 class Table2:
+    """The paper's Table 2, always its own methods (``methods`` is Table 1's: not taken here)."""
     metrics = (TABLE2_METRIC,)
     label_columns = 2
 
-    def cells(self, batch_map, depths=None):
+    def cells(self, batch_map, depths=None, methods=None):
         return [Cell(d, m, b, batch_map.get(b, b), TABLE2_METRIC, by_depth[d])
                 for (m, b), by_depth in TABLE2.items() for d in depth_rows(depths)]
 
     def title(self, trained_batches):
         return "Table 2: Top-1 Loc (%) by batch size and depth; ours vs paper Table 2, diff = ours - paper"
 
-    def rows(self, cell, extra, depths):
+    def rows(self, cell, extra, depths, methods=None):
         """Rows method x batch, columns per depth ours / paper / diff; then the baselines (GT-known Loc)."""
         ds = depth_rows(depths)
         headers = ["Method", "Batch size"] + [h for d in ds for h in (f"ResNet{d}", "paper", "diff")]
@@ -116,7 +132,7 @@ class Table2:
         for method, b in TABLE2:
             cs = [cell(d, method, b, TABLE2_METRIC) for d in ds]
             ran = cs[0]["trained_batch"]
-            row = [METHOD_NAMES[method] if method not in seen else "", str(b) if ran == b else f"{b} (ran {ran})"]
+            row = [method_title(method) if method not in seen else "", str(b) if ran == b else f"{b} (ran {ran})"]
             seen.add(method)
             rows.append(row + [x for c in cs for x in (fmt_stat(c), fmt_num(c["paper"]), fmt_diff(c["diff"]))])
         for key, label in BASELINES:
@@ -161,7 +177,7 @@ def pair_label(claim, a, b):
     trained where it is not the paper's (the demo's): "R18 b32 (paper's b256): GR - CAM"."""
     def part(c, key):
         batch = f"b{c['trained_batch']}" + ("" if c["trained_batch"] == c["batch"] else f" (paper's b{c['batch']})")
-        return {"depth": f"R{c['depth']}", "method": METHOD_NAMES[c["method"]], "batch": batch}[key]
+        return {"depth": f"R{c['depth']}", "method": method_title(c["method"]), "batch": batch}[key]
     same = " ".join(part(a, k) for k in ("depth", "method", "batch") if k not in claim.a)
     return f"{same}: {' '.join(part(a, k) for k in claim.a)} - {' '.join(part(b, k) for k in claim.a)}"
 

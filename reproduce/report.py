@@ -37,7 +37,9 @@ def grid(result):
     drops the paper's and diff rows and columns (its claims block shows the paper's differences)."""
     by = {(c["depth"], c["method"], c["batch"], c["metric"]): c for c in result["cells"]}
     layout = LAYOUTS[result["table"]]
-    headers, rows = layout.rows(lambda d, m, b, metric: by[(d, m, b, metric)], _extra(result), result["depths"])
+    methods = list(dict.fromkeys(c["method"] for c in result["cells"]))   # Table 1's columns, in order
+    headers, rows = layout.rows(lambda d, m, b, metric: by[(d, m, b, metric)], _extra(result),
+                                result["depths"], methods)
     if not result["demo"]:
         return headers, rows
     n, cut = layout.label_columns, ("paper", "diff")
@@ -48,7 +50,7 @@ def grid(result):
 def side_table(result, columns):
     """(headers, rows): a row per cell with any of ``columns`` ((key, header)), a column each; None if none."""
     extra = _extra(result)
-    rows = [[f"ResNet{c['depth']}", paper.METHOD_NAMES[c["method"]], str(c["trained_batch"])]
+    rows = [[f"ResNet{c['depth']}", paper.method_title(c["method"]), str(c["trained_batch"])]
             + [fmt_stat(extra(c["run"], k)) for k, _ in columns] for c in one_per(result["cells"], "run")]
     rows = [r for r in rows if any(v != MISSING for v in r[3:])]
     return (["Depth", "Method", "Batch"] + [h for _, h in columns], rows) if rows else None

@@ -25,7 +25,7 @@ from reproduce.paper import LAYOUTS, check_claims
 @dataclass(frozen=True)
 class Config:
     depth: int   # ResNet depth, 18 or 34
-    aug: str     # augmentation method, one of augment.METHODS
+    aug: str     # augmentation method, one of augment.registry.names()
     batch: int   # whole minibatch size (split over the run's GPUs by train.py)
     seed: int = 0      # train.py --seed
     holdout: int = 0   # train.py --holdout: training images per class held out
@@ -41,11 +41,12 @@ class Config:
         return runrecord.run_name(self.depth, self.aug, self.batch, self.holdout, self.seed)
 
 
-def table_configs(table, batch_map=None, depths=None, seeds=(0,), holdout=0):
+def table_configs(table, batch_map=None, depths=None, seeds=(0,), holdout=0, methods=None):
     """The runs of paper Table 1 (10 per seed) or Table 2 (18 per seed) in the paper's order, seeds of a
-    cell side by side; ``batch_map``: the paper's batch -> the one trained (the demo's); ``depths``: only those."""
+    cell side by side; ``batch_map``: the paper's batch -> the one trained (the demo's); ``depths``: only
+    those; ``methods``: Table 1's columns (default the paper's five; reproduce.paper.Table1)."""
     cells = []
-    for c in LAYOUTS[table].cells(batch_map or {}, depths):
+    for c in LAYOUTS[table].cells(batch_map or {}, depths, methods):
         cfg = Config(c.depth, c.method, c.trained_batch, holdout=holdout)
         if cfg not in cells:
             cells.append(cfg)
@@ -63,7 +64,8 @@ def select(configs, only):
                                           for n in (c.name, c.cell))]
         if not hits:
             raise UserError(f"--only {p!r} matches no run of this table; runs are: "
-                            + ", ".join(c.name for c in configs))
+                            + ", ".join(c.name for c in configs)
+                            + " (--methods sets Table 1's columns: other augment/ methods too)")
         keep.update(hits)
     return [c for c in configs if c in keep]
 
@@ -236,12 +238,13 @@ def run_entry(run, state, reason, doc, outcome):
     return entry
 
 
-def collect(table, runs, *, batch_map=None, outcomes=None, depths=None, holdout=0, demo=False, info=None):
+def collect(table, runs, *, batch_map=None, outcomes=None, depths=None, holdout=0, demo=False, info=None,
+            methods=None):
     """The result of paper Table ``table`` from ``runs`` (all its cells x seeds), as saved in tableN.json
     (docs/tables.md), with the claims tested on it (``claims``, reproduce.paper.check_claims); ``outcomes``:
     {run name: executor.Outcome} of this invocation; ``info``: facts to save.  Each run's eval.json is read
     once: its values go into the runs' entries, its records into ``result[PER_IMAGE]`` ({eval.json path:
-    PerImage or why not}, for the claims and the IoU figure; not saved)."""
+    PerImage or why not}, for the claims and the IoU figure; not saved); ``methods``: Table 1's columns (:func:`table_configs`)."""
     layout, outcomes = LAYOUTS[table], outcomes or {}
     entries, images = {}, {}
     for r in runs:
@@ -253,13 +256,13 @@ def collect(table, runs, *, batch_map=None, outcomes=None, depths=None, holdout=
             except ValueError as e:   # the claims say why
                 images[r.eval_json] = f"{r.eval_json}: {e}"
     cells, extra = [], {}
-    for c in layout.cells(batch_map or {}, depths):
+    for c in layout.cells(batch_map or {}, depths, methods):
         name = Config(c.depth, c.method, c.trained_batch, holdout=holdout).cell
         oks = [e for e in entries.values() if e["status"] == "ok" and e["cell"] == name]
         s = stat({e["seed"]: e["values"][c.metric] for e in oks})
+        diff = None if s["mean"] is None or c.paper is None else round(s["mean"] - c.paper, 2)
         cells.append({"run": name, "depth": c.depth, "method": c.method, "batch": c.batch,
-                      "trained_batch": c.trained_batch, "metric": c.metric, **s, "paper": c.paper,
-                      "diff": None if s["mean"] is None else round(s["mean"] - c.paper, 2)})
+                      "trained_batch": c.trained_batch, "metric": c.metric, **s, "paper": c.paper, "diff": diff})
         keys = sorted({k for e in oks for k in e["values"]} - set(layout.metrics))
         extra[name] = {k: stat({e["seed"]: e["values"][k] for e in oks if k in e["values"]}) for k in keys}
     result = {"table": table, "demo": demo, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),

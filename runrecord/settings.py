@@ -18,6 +18,7 @@ from dataclasses import MISSING, dataclass, field
 from typing import Optional
 
 import argtypes
+from augment.registry import LazyNames   # TensorFlow-free: the methods' names, read from augment/ with ast
 
 NORMALIZE = ("dataset", "imagenet")
 # each recipe's defaults for the four parts; an explicit flag overrides its part (docs/sources.md)
@@ -71,8 +72,8 @@ RECIPE_SOURCE = "docs/sources.md: SN-ResNet codes/utils.py"
 @dataclass
 class TrainSettings:
     """What changes the learned weights; compared on resume."""
-    aug: str = setting(source="paper Table 1", help="augmentation", required=True,
-                       choices=("cam", "hns", "gr", "hns_after_gr", "gr_after_hns"))
+    aug: str = setting(source="paper Table 1; others: augment/, docs/extending.md", help="augmentation",
+                       required=True, choices=LazyNames())
     batch: int = setting(source="paper Table 1: 32, 128, 256", type=argtypes.positive_int, flag_default=256,
                          help="the whole minibatch, split over GPUs/processes")
     epochs: int = setting(1500, source="paper sec. 3", help=f"training epochs, at most {MAX_EPOCHS}",

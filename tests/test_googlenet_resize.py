@@ -6,8 +6,7 @@ classic bug of the public code (docs/sources.md).
 import cv2
 import numpy as np
 
-from augment import GoogLeNetResize, fallback_box, sample_crop_box
-from augment.googlenet_resize import CropResizeTransform
+from augment.googlenet_resize import CropResizeTransform, GoogLeNetResize, fallback_box, sample_crop_box
 from tensorpack.dataflow import imgaug
 from tensorpack.dataflow.imgaug.transform import CropTransform
 from tests.test_augment import _image

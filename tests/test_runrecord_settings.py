@@ -66,12 +66,15 @@ def test_validation_refuses_bad_values(key, value):
 
 
 def test_the_choices_stated_in_the_fields_are_the_codes():
-    # runrecord imports no TensorFlow, so the fields state the choices that models/ and augment/ own
-    from augment import METHODS
+    # runrecord imports no TensorFlow, so the fields state the choices that models/ own; augment/'s come
+    # from its TensorFlow-free registry, and each of them builds
+    from augment.methods import augmentor_list
+    from augment.registry import names, paper_methods
     from models import DEPTHS, FINAL_STRIDES
     choices = {f.name: f.metadata.get("choices") for cls in (runrecord.ModelSettings, runrecord.TrainSettings)
                for f in dataclasses.fields(cls)}
-    assert choices["aug"] == METHODS
+    assert tuple(choices["aug"]) == names() and tuple(choices["aug"][:5]) == paper_methods()
+    assert all(isinstance(augmentor_list(m, (1.0, 2.0, 3.0)), list) for m in choices["aug"])
     assert choices["depth"] == tuple(sorted(DEPTHS)) and choices["final_stride"] == tuple(sorted(FINAL_STRIDES))
     assert choices["normalize"] == runrecord.NORMALIZE and choices["recipe"] == tuple(sorted(runrecord.RECIPES))
 

@@ -11,6 +11,7 @@ import time
 import numpy as np
 import pytest
 
+from augment.registry import names, steps
 from dataflow import DataError
 from dataflow.tinyimagenet import TinyImageNet, holdout_indices, split_holdout
 from dataflow.builders import build_eval_dataflow, build_train_dataflow
@@ -53,7 +54,7 @@ def test_train_dataflow(train):
     assert seen != sorted(seen)  # shuffled
 
 
-@pytest.mark.parametrize("method", ["hns", "gr", "hns_after_gr", "gr_after_hns"])
+@pytest.mark.parametrize("method", [m for m in names() if steps(m)])   # every method that augments
 def test_train_dataflow_is_seeded_and_augments(train, method):
     runs = []
     for _ in range(2):

@@ -26,7 +26,8 @@ import numpy as np
 import tf_env  # noqa: F401  (before tensorpack: see tf_env.py)
 import argtypes
 import fileio
-from augment.methods import METHODS, seed_augmentors
+from augment.methods import seed_augmentors
+from augment.registry import names
 from dataflow.builders import train_augmentors
 from errors import UserError, run_main
 
@@ -41,7 +42,7 @@ def parse_args(argv):
     p = argparse.ArgumentParser(prog="python -m tools.preview", description=__doc__.split("\n")[0],
                                 allow_abbrev=False)
     p.add_argument("--data", required=True, type=argtypes.data_root, help="dataset root in the Tiny ImageNet layout")
-    p.add_argument("--method", default="all", choices=(*METHODS, "all"),
+    p.add_argument("--method", default="all", choices=(*names(), "all"),
                    help="augmentation to show, or 'all' for one column per method (default: all)")
     p.add_argument("--out", required=True, type=argtypes.writable_file, help="PNG file to write")
     p.add_argument("--count", type=argtypes.positive_int, default=6, help="rows: number of images (default 6)")
@@ -63,14 +64,14 @@ def validate(args):
 def columns(method, draws):
     """``[(label, method_or_None), ...]``: what each column of the grid shows (None = original)."""
     if method == "all":
-        return [("original (cam)", None)] + [(m, m) for m in METHODS if m != "cam"]
+        return [("original (cam)", None)] + [(m, m) for m in names() if m != "cam"]
     return [("original", None)] + [(f"{method} #{k + 1}", method) for k in range(draws)]
 
 
 def augmented_rows(split, pick, cols, seed, flip=False, jitter=False):
     """For each image ``split.images[pick]`` (HxWx3 uint8 BGR), its cells (one per column), same shape and dtype."""
     augs = {m: seed_augmentors(train_augmentors(split, m, flip=flip, jitter=jitter), seed + i)
-            for i, m in enumerate(METHODS) if any(m == c for _, c in cols)}
+            for i, m in enumerate(names()) if any(m == c for _, c in cols)}
     return [[img if m is None else augs[m].augment(img) for _, m in cols] for img in split.images[pick]]
 
 
