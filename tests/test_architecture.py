@@ -1,5 +1,6 @@
 """The "never" rules of docs/architecture.md, read from the code's own imports (ast, nothing is run)."""
 import ast
+import re
 import os
 import subprocess
 import sys
@@ -107,3 +108,45 @@ def test_a_broken_rule_is_found(tmp_path, name, source, rule):
     mods = modules()
     mods[name] = str(path)
     assert {v[2] for v in violations(mods) if v[0] == name} == {rule}
+
+
+def unit(name, mods):
+    """The top-level unit of a module name as docs/architecture.md writes it: ``training/`` for a package,
+    ``argtypes.py`` for a top-level module; None for what is not this project's."""
+    top = name.split(".")[0]
+    if any(within(m, top) and m != top for m in mods):
+        return top + "/"
+    return top + ".py" if top in mods else None
+
+
+def doc_table():
+    """``[(units of the row, units its imports column names)]`` of docs/architecture.md's table."""
+    def names(cell):   # `training/`, `training.session` -> training/; `fileio.py`; what stands in (...) is a detail
+        out = set()
+        for token in re.findall(r"`([^`]+)`", re.sub(r"\([^()]*\)", "", cell)):   # (...): details
+            head = re.split(r"[/.]", token)[0]
+            out.add(head + ".py" if token == head + ".py" else head + "/")
+        return out
+
+    rows = []
+    text = open(os.path.join(REPO, "docs", "architecture.md"), encoding="utf-8").read()
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 4 and cells[0] and cells[0] not in ("floor", "---"):
+            rows.append((names(cells[1]), names(cells[2])))
+    return rows
+
+
+def test_the_architecture_table_lists_the_arrows_the_code_has():
+    """docs/architecture.md's table: each row's imports column names exactly the project's packages that
+    the row's modules import (inside functions too), and every package has a row."""
+    mods = modules()
+    rows = doc_table()
+    assert rows, "no table rows found in docs/architecture.md"
+    covered = set()
+    for owners, said in rows:
+        covered |= owners
+        has = {unit(imp, mods) for name, path in mods.items() if unit(name, mods) in owners
+               for imp in imports_of(name, path)} - {None} - owners
+        assert said == has, f"docs/architecture.md, row {sorted(owners)}: the table says {sorted(said)}, the code imports {sorted(has)}"
+    assert {unit(m, mods) for m in mods} - covered == set()
