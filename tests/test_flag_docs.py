@@ -61,3 +61,56 @@ def test_our_additions_are_marked_ours_in_train_help():
             for f in dataclasses.fields(cls) if is_flag(cls, f.name) and f.metadata["source"].startswith("ours")]
     assert len(ours) > 5
     assert [f for f in ours if "ours" not in helps[f]] == []
+
+
+def stated_defaults(doc, root=REPO):
+    """``{flag: the default column's text for it}`` of ``doc``'s flag rows: a row of several flags
+    (`--lr`, `--lr-step-epochs`) gives each its own comma-separated part; a store_true pair
+    (`--flip` / `--no-flip`) shares one."""
+    out = {}
+    with open(os.path.join(root, doc), encoding="utf-8") as f:
+        for line in f:
+            if not line.startswith("| `--"):
+                continue
+            cells = [c.strip() for c in re.split(r"(?<!\\)\|", line.strip().strip("|"))]   # not at \|
+            flags = FLAG.findall(cells[0])
+            parts = [p.strip() for p in cells[1].split(",")] if len(cells) > 1 else [""]
+            for i, flag in enumerate(flags):
+                out[flag] = parts[i] if len(parts) == len(flags) else cells[1]
+    return out
+
+
+def default_problem(flag, default, text):
+    """Why the doc's ``text`` does not state the parser's ``default`` (None if it does): a number or a
+    name must lead the text (`1e-4` for 0.0001, `` `paper` ``); an off switch reads "off"."""
+    lead = text.split(" (")[0].strip("`* ")
+    if default is False:
+        return None if lead.startswith("off") else f"{flag}: off by default, the doc says {text!r}"
+    if default is None or default is True:
+        return None
+    try:
+        same = float(lead) == float(default)
+    except ValueError:
+        same = lead == str(default)
+    return None if same else f"{flag}: the parser's default is {default!r}, the doc says {text!r}"
+
+
+@pytest.mark.parametrize("doc, make", [("docs/training.md", train_parser), ("docs/tables.md", tables_parser),
+                                       ("docs/evaluation.md", evaluate_parser)])
+def test_each_flag_table_states_its_parser_s_defaults(doc, make, monkeypatch):
+    """The defaults in the docs are the parsers' (a default changed in the code and not in its doc fails)."""
+    parser = make(monkeypatch) if make is evaluate_parser else make()
+    said = stated_defaults(doc)
+    bad = [default_problem(s, a.default, said[s]) for a in parser._actions for s in a.option_strings
+           if s in said and not s.startswith("--no-")]
+    assert [b for b in bad if b] == []
+
+
+def test_a_stated_default_that_differs_is_found(tmp_path):
+    (tmp_path / "doc.md").write_text("| `--lr`, `--epochs` | 0.1, 1500 | x |\n| `--amp` | on | y |\n"
+                                     "| `--wd` | 1e-4 | z |\n| `--recipe` | `paper` | r |\n")
+    said = stated_defaults("doc.md", root=tmp_path)
+    assert default_problem("--lr", 0.1, said["--lr"]) is None
+    assert default_problem("--epochs", 1000, said["--epochs"]) == "--epochs: the parser's default is 1000, the doc says '1500'"
+    assert default_problem("--amp", False, said["--amp"]) is not None
+    assert default_problem("--wd", 0.0001, said["--wd"]) is None and default_problem("--recipe", "paper", said["--recipe"]) is None
