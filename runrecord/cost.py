@@ -59,12 +59,12 @@ CPU_FLOP_PER_CYCLE = 32
 
 # ---- the default --workers on a GPU host: enough for the GPUs, within the host's cores
 
-# Images a GPU consumes a second, assumed: issue 25's estimate of the 28 runs in fp16 on an H100
-# (150 GPU-hours for 28 x 1.5e8 images: 7,800 img/s). Not measured; make gpu-check measures it.
+# Images a GPU consumes a second, assumed from issue 25's estimate of the 28 runs in fp16 on an H100
+# (150 GPU-hours for 28 x 1.5e8 images). Not measured; make gpu-check measures it.
 FEED_PER_GPU = 8000
-# Images a data worker makes per CPU-second at 64x64, the slowest stream of each kind, measured on the
-# 2-core development machine (docs/measurements.md, "Speed"): the paper's augmentations (GR then HnS in
-# either order, 6,200-7,300) and with --recipe sn-resnet's colour jitter (1,300-2,400).
+# Images a data worker makes per CPU-second at 64x64, the slowest stream of each kind, rounded down from
+# the figures measured on the 2-core development machine (docs/measurements.md, "Speed"): the paper's
+# augmentations (GR then HnS in either order) and with --recipe sn-resnet's colour jitter.
 WORKER_RATE = {"plain": 6000, "jitter": 1300}
 TRAINER_CORES = 2   # ours: left to the training process (its step dispatch and the one batch consumer)
 

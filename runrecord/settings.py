@@ -122,7 +122,7 @@ class TrainSettings:
     # the rest change results only in the last bits (docs/reproducibility.md)
     threads: int = setting(0, source="ours", auto="all cores",   # Eigen/oneDNN split sums by thread
                            type=argtypes.nonnegative_int,
-                           help="intra-op threads for CPU kernels, where tensorpack's 1 is ~20% slower; "
+                           help="intra-op threads for CPU kernels (tensorpack's default is 1); "
                                 "CPU results depend on it, so a resumed run must keep it")
     xla: bool = setting(False, source="ours", action="store_true",   # XLA auto-clustering fuses ops
                         help="XLA auto-clustering, GPUs only")
@@ -144,8 +144,8 @@ class SpeedSettings:
     val_every: int = setting(10, source="ours", type=argtypes.positive_int,
                              help="validation Top-1/Top-5 error every this many epochs and after the last")
     val_batch: int = setting(128, source="ours", help="batch size for validation", type=argtypes.positive_int)
-    # ours: the authors protocol costs up to ~3 ms an image on one CPU core (docs/measurements.md); 1000 of the
-    # 10,000 validation images keep it within a few percent of a GPU's training time at the paper's settings
+    # ours: 1000 of the 10,000 validation images keep the authors protocol's cost within a few percent of a
+    # GPU's training time at the paper's settings (docs/measurements.md, "Cost, localisation while training")
     loc_images: int = setting(1000, source="ours", type=argtypes.nonnegative_int, metavar="N",
                               help="GT-known and Top-1 Loc (evaluate.py's default protocol) of the first N validation "
                                    "images at each validation, in stats.json and TensorBoard; 0: off")
