@@ -42,13 +42,6 @@ from errors import UserError, run_main
 
 IMAGE_SIZE = 64     # Tiny ImageNet images are 64x64 (README "Tiny ImageNet")
 NUM_CLASSES = 200   # Tiny ImageNet: 200 classes
-# the same networks at b32, img/s, measured by this project on a 2-core AMD EPYC (Zen 5);
-# compare only on that CPU (bf16 in particular is slower than fp32 on Intel CPUs without AMX)
-REFERENCE = {
-    (18, 32, False): "tensorpack graph 20.7; PyTorch torch.compile 19.1",
-    (34, 32, False): "tensorpack graph 11.1; PyTorch torch.compile 10.3",
-    (18, 32, True): "tensorpack bf16 rewrite 34.9; PyTorch autocast bf16 37.4",
-}
 
 
 def parse_args(argv=None):
@@ -191,8 +184,7 @@ def row(args, depth, batch, det, graph, trainpath):
     overhead = f"{100 * (graph['img_s'] / trainpath['img_s'] - 1):+.1f}%" if graph and trainpath else "-"
     return [depth, batch, "on" if args.amp else "off", det,
             f"{graph['img_s']:.1f}" if graph else "-", f"{trainpath['img_s']:.1f}" if trainpath else "-", overhead,
-            f"{graph['flops'] / 1e9:.2f}" if graph else "-",
-            REFERENCE.get((depth, batch, args.amp), "") if args.width_mult == 1 and det == "on" else ""]
+            f"{graph['flops'] / 1e9:.2f}" if graph else "-"]
 
 
 def main(argv=None):
@@ -239,7 +231,7 @@ def main(argv=None):
     print(f"\nTraining speed, {IMAGE_SIZE}x{IMAGE_SIZE}, {NUM_CLASSES} classes, width x{args.width_mult}, "
           f"{device}; {args.steps} timed steps after {args.warmup}, best of {args.repeat}")
     print(tabulate(rows, headers=["depth", "batch", "amp", "determinism", "graph img/s", "train.py img/s",
-                                  "train.py step time vs graph", "fwd GFLOP/img", "reference (AMD Zen 5)"]))
+                                  "train.py step time vs graph", "fwd GFLOP/img"]))
     return 0
 
 
