@@ -282,5 +282,5 @@ def check_claims(result, images):
         out += [check_instance(claim, a, b, result, images) for a, b in pairs]
         if not pairs:
             out.append({"claim": claim.id, "section": claim.section, "sentence": claim.sentence, "cells": [],
-                        "verdict": "not computed", "reason": "its cells are not in this table (depth not run)"})
+                        "verdict": "not computed", "reason": "its cells are not in this table (a depth or a method not run)"})
     return out
