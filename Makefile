@@ -1,4 +1,4 @@
-# The two commands of the README: `make demo` and `make test`.
+# The two commands of the README: `make demo` and `make test` (which runs `make lint` first).
 # `make bench` prints the speed figures (dataflow, training, evaluation).
 # On a GPU host: `make gpu-venv` (or GPU=1 before any target that installs) adds TensorFlow's CUDA extra.
 PYTHON ?= python3
@@ -10,7 +10,7 @@ GPU ?=
 # test modules spread over this many processes (pytest-xdist; a module's fixtures stay in one process)
 TEST_WORKERS ?= 2
 
-.PHONY: demo test bench gpu-check gpu-venv
+.PHONY: demo test lint bench gpu-check gpu-venv
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -29,8 +29,15 @@ gpu-venv:
 demo: $(VENV)/.installed
 	PYTHON=$(PY) ./run_table1.sh --demo
 
-test: $(VENV)/.installed
+test: lint
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadscope
+
+# ruff's checks and its formatter (settings in pyproject.toml); every `# noqa` names its reason
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	@! grep -rnE --include='*.py' '# noqa(: [A-Z0-9, ]+)? *$$' * || \
+		{ echo 'a # noqa above names no reason: add one after the codes, e.g. # noqa: F401 (why)'; exit 1; }
 
 bench: $(VENV)/.installed
 	$(PY) -m benchmarks.bench_dataflow

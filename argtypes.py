@@ -13,6 +13,7 @@ learning rate or weight decay would train a NaN network to the end.
 Paths are types too (``writable_file``, ``writable_dir``, ``data_root``): a bad path is
 refused by the parser, before any work.
 """
+
 import argparse
 import math
 import os
@@ -32,7 +33,8 @@ def _int_at_least(low, expected):
         if value < low:
             raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
         return value
-    parse.__name__ = expected.replace(" ", "_")   # argparse names the type in some messages
+
+    parse.__name__ = expected.replace(" ", "_")  # argparse names the type in some messages
     return parse
 
 
@@ -61,6 +63,7 @@ def float_in(low=None, high=None, *, low_open=False, high_open=False, name=None)
         if not ok:
             raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
         return value
+
     parse.__name__ = f"float in {span}"
     return parse
 
@@ -81,15 +84,17 @@ def _int_range(low, high, expected):
         if not low <= value <= high:
             raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
         return value
+
     parse.__name__ = expected.replace(" ", "_")
     return parse
 
 
 # TensorFlow folds a graph seed into [0, 2**31 - 1): seeds 0 and 2**31 - 1 gave identical weights
-seed = int_in(0, 2 ** 31 - 2, "a seed")
+seed = int_in(0, 2**31 - 2, "a seed")
 
 
 # --------------------------------------------------------------------------- paths
+
 
 def _nearest_existing(path):
     parent = os.path.abspath(path)
@@ -132,8 +137,9 @@ def writable_dir(create=False, unless_holds=None):
     ``unless_holds``: a folder that already holds that file (a finished run's done.json) is
     accepted as it is, since nothing will be written there (it may be read-only).
     """
+
     def parse(text):
-        utf8_path(text)   # run folders hold TensorFlow's checkpoints and events
+        utf8_path(text)  # run folders hold TensorFlow's checkpoints and events
         if os.path.exists(text) and not os.path.isdir(text):
             raise argparse.ArgumentTypeError(f"{text}: is a file, not a folder")
         if unless_holds and os.path.isfile(os.path.join(text, unless_holds)):
@@ -141,7 +147,9 @@ def writable_dir(create=False, unless_holds=None):
         if not create:
             parent = _nearest_existing(text)
             if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
-                raise argparse.ArgumentTypeError(f"{text}: cannot be created ({parent} is not a writable folder)")
+                raise argparse.ArgumentTypeError(
+                    f"{text}: cannot be created ({parent} is not a writable folder)"
+                )
             return text
         try:
             os.makedirs(text, exist_ok=True)
@@ -150,8 +158,11 @@ def writable_dir(create=False, unless_holds=None):
                 pass
             os.remove(probe)
         except OSError as e:
-            raise argparse.ArgumentTypeError(f"{text}: not a writable folder ({e.strerror or e})") from None
+            raise argparse.ArgumentTypeError(
+                f"{text}: not a writable folder ({e.strerror or e})"
+            ) from None
         return text
+
     parse.__name__ = "folder"
     return parse
 
@@ -167,9 +178,13 @@ def data_root(text):
     """A dataset root in the Tiny ImageNet layout: a folder holding wnids.txt (read later, in full)."""
     if not os.path.isdir(text):
         what = "is a file, not a folder" if os.path.exists(text) else "no such directory"
-        raise argparse.ArgumentTypeError(f"{text}: {what} (expected the Tiny ImageNet root, with wnids.txt)")
+        raise argparse.ArgumentTypeError(
+            f"{text}: {what} (expected the Tiny ImageNet root, with wnids.txt)"
+        )
     if not os.path.isfile(os.path.join(text, "wnids.txt")):
-        raise argparse.ArgumentTypeError(f"{text}: no wnids.txt there (expected the Tiny ImageNet root)")
+        raise argparse.ArgumentTypeError(
+            f"{text}: no wnids.txt there (expected the Tiny ImageNet root)"
+        )
     return text
 
 
@@ -180,7 +195,9 @@ def gpu_list(text):
     ids = [g.strip() for g in text.split(",") if g.strip()]
     bad = [g for g in ids if not g.isdigit()]
     if bad:
-        raise argparse.ArgumentTypeError(f"expected GPU ids like 0,1,3 or 'none', got {text!r} ({bad[0]!r})")
+        raise argparse.ArgumentTypeError(
+            f"expected GPU ids like 0,1,3 or 'none', got {text!r} ({bad[0]!r})"
+        )
     return ids
 
 
@@ -189,6 +206,8 @@ class Once(argparse.Action):
 
     def __call__(self, parser, namespace, values, option_string=None):
         if getattr(namespace, self.dest) is not None:
-            parser.error(f"{option_string} given twice ({getattr(namespace, self.dest)} and {values}); "
-                         "it may be given once")
+            parser.error(
+                f"{option_string} given twice ({getattr(namespace, self.dest)} and {values}); "
+                "it may be given once"
+            )
         setattr(namespace, self.dest, values)

@@ -5,6 +5,7 @@ wrong flag, a missing checkpoint) raises :class:`UserError` with a message that
 names the file (and line).  :func:`run_main` prints it as one line on stderr
 and exits with status 2, never a bare traceback.
 """
+
 import os
 import sys
 
@@ -38,7 +39,7 @@ class _ClosedPipeTolerant:
         try:
             return method(*args)
         except BrokenPipeError:
-            os.dup2(os.open(os.devnull, os.O_WRONLY), self._stream.fileno())   # later writes succeed
+            os.dup2(os.open(os.devnull, os.O_WRONLY), self._stream.fileno())  # later writes succeed
             return method(*args)
 
     def write(self, text):

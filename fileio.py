@@ -16,6 +16,7 @@ Temporaries are named after their writer, ``.NAME.HOST-PID.XXXXXXXX.tmp`` (a fol
 are recognised and removed by :func:`remove_stale`, which a later process runs at its first
 write into the folder; a temporary of a live process, or of another host, is left alone.
 """
+
 import fcntl
 import io
 import json
@@ -79,12 +80,12 @@ def write_bytes(path, data):
         if isinstance(e, OSError):
             raise WriteError(path, e) from None
         raise
-    if folder not in _SWEPT:   # once per folder and process: a --vis folder gets thousands of writes
+    if folder not in _SWEPT:  # once per folder and process: a --vis folder gets thousands of writes
         _SWEPT.add(folder)
         remove_stale(folder, "")
 
 
-_SWEPT = set()   # folders whose stale temporaries this process removed (write_bytes)
+_SWEPT = set()  # folders whose stale temporaries this process removed (write_bytes)
 
 
 def _owner():
@@ -107,7 +108,9 @@ def remove_stale(folder, startswith):
     """Remove the temporaries in ``folder`` whose name (after the dot) starts with ``startswith`` and
     whose writer, a process of this host, no longer runs; a file or folder removed meanwhile is skipped."""
     host = _owner().rsplit("-", 1)[0]
-    stale = re.compile(rf"^\.{re.escape(startswith)}.*\.{re.escape(host)}-(\d+)\.(\w+\.tmp|partial)$")
+    stale = re.compile(
+        rf"^\.{re.escape(startswith)}.*\.{re.escape(host)}-(\d+)\.(\w+\.tmp|partial)$"
+    )
     try:
         names = os.listdir(folder)
     except OSError:
@@ -131,7 +134,7 @@ def write_folder(out, fill, done, last=None):
     parent, base = os.path.split(os.path.abspath(out))
     remove_stale(parent, base)
     tmp = os.path.join(parent, f".{base}.{_owner()}.partial")
-    shutil.rmtree(tmp, ignore_errors=True)   # this process's own, from an earlier failed call
+    shutil.rmtree(tmp, ignore_errors=True)  # this process's own, from an earlier failed call
     os.makedirs(tmp)
     try:
         fill(tmp)
@@ -192,8 +195,10 @@ def hold_lock(path, what):
         f.seek(0)
         pid = f.read().strip() or "unknown"
         f.close()
-        raise UserError(f"{what}: in use by another process (PID {pid}, lock {path}); wait for it to end "
-                        "or stop it") from None
+        raise UserError(
+            f"{what}: in use by another process (PID {pid}, lock {path}); wait for it to end "
+            "or stop it"
+        ) from None
     f.seek(0)
     f.truncate()
     f.write(f"{os.getpid()}\n")

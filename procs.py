@@ -1,6 +1,7 @@
 """Process helpers of the standard library alone (a ground module: no TensorFlow), for the data
 workers (dataflow.builders) and the table scripts' runs (reproduce.executor): a child that dies with
 its parent, the CPU time of a process's children, and the cores this process may run on."""
+
 import ctypes
 import os
 import signal
@@ -13,7 +14,7 @@ def available_cores():
     """Number of CPU cores this process may run on."""
     try:
         return len(os.sched_getaffinity(0))
-    except AttributeError:   # not Linux
+    except AttributeError:  # not Linux
         return os.cpu_count() or 1
 
 
@@ -22,17 +23,22 @@ def die_with_parent():
 
     tensorpack does this itself when python-prctl is installed; it does not build here, so a
     killed trainer would leave its data workers running (and a killed table script its runs).
-    ctypes reaches the same system call.  The signal comes when the *thread* that forked this process ends: fork from the main
-    thread (tensorpack's trainers do).  Elsewhere than Linux: a warning, nothing else.
+    ctypes reaches the same system call.  The signal comes when the *thread* that forked this process
+    ends: fork from the main thread (tensorpack's trainers do).  Elsewhere than Linux: a warning, nothing else.
     """
     if not sys.platform.startswith("linux"):
-        print("warning: child processes cannot follow their parent's death on this system; kill them by hand",
-              file=sys.stderr)
+        print(
+            "warning: child processes cannot follow their parent's death on this system; kill them by hand",
+            file=sys.stderr,
+        )
         return
     parent = os.getppid()
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-        print(f"warning: prctl(PR_SET_PDEATHSIG) failed: {os.strerror(ctypes.get_errno())}", file=sys.stderr)
+        print(
+            f"warning: prctl(PR_SET_PDEATHSIG) failed: {os.strerror(ctypes.get_errno())}",
+            file=sys.stderr,
+        )
     if os.getppid() != parent:  # the parent died before the call: nobody will send the signal
         os._exit(1)
 

@@ -21,16 +21,21 @@ train.py imports it once its flags are parsed (its ``--help`` needs no TensorFlo
   "Speed"), and TensorFlow's own CPU Conv2D refuses NCHW, which oneDNN's accepts.
   ``TF_ENABLE_ONEDNN_OPTS=0`` turns it off.
 """
+
 import logging
 import os
 import sys
 
 if "tensorflow" in sys.modules and os.environ.get("TF_USE_LEGACY_KERAS") != "1":
-    raise ImportError("tf_env must be imported before tensorflow (TF_USE_LEGACY_KERAS must be set first)")
+    raise ImportError(
+        "tf_env must be imported before tensorflow (TF_USE_LEGACY_KERAS must be set first)"
+    )
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 VERBOSE = "--verbose" in sys.argv[1:]
 # 3 also hides C++ errors: only where no NVIDIA device exists, whose one error is the failed cuInit
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2" if VERBOSE or os.path.exists("/dev/nvidiactl") else "3")
+os.environ.setdefault(
+    "TF_CPP_MIN_LOG_LEVEL", "2" if VERBOSE or os.path.exists("/dev/nvidiactl") else "3"
+)
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 COUNTERS_WARNING = "are in the checkpoint, but not found in the graph: global_step, learning_rate"
 
@@ -42,13 +47,14 @@ def _import_quietly():
     saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     try:
         os.dup2(null, 2)
-        import tensorflow  # noqa: F401
-        import tensorpack  # noqa: F401
+        import tensorflow  # noqa: F401 (imported here, quietly, for every later import)
+        import tensorpack  # noqa: F401 (imported here, quietly, for every later import)
     finally:
         os.dup2(saved, 2)
         os.close(saved)
         os.close(null)
     from tensorpack.models.registry import disable_layer_logging
+
     disable_layer_logging()
     logging.getLogger("tensorpack").addFilter(not_counters_warning)
 
@@ -56,7 +62,9 @@ def _import_quietly():
 def not_counters_warning(record):
     """A logging filter: False for tensorpack's warning that an evaluation graph lacks the
     checkpoint's training counters (they are not part of the model)."""
-    return not str(record.msg).endswith(COUNTERS_WARNING)   # not getMessage: tensorpack passes bad %-args
+    return not str(record.msg).endswith(
+        COUNTERS_WARNING
+    )  # not getMessage: tensorpack passes bad %-args
 
 
 if not VERBOSE and "tensorflow" not in sys.modules:

@@ -29,6 +29,7 @@ the git commit) and, after a run that ended well, done.json (runrecord/).
 The flags are parsed without TensorFlow (runrecord/command.py), so ``--help`` and a bad flag
 answer at once; the training itself is training/trainer.py.
 """
+
 import sys
 
 from errors import run_main
@@ -36,10 +37,11 @@ from runrecord.command import parse_args
 
 
 def main(argv=None):
-    args = parse_args(argv)   # no TensorFlow yet: --help and a bad flag end here
+    args = parse_args(argv)  # no TensorFlow yet: --help and a bad flag end here
     import tf_env  # noqa: F401  (first: sets TF_USE_LEGACY_KERAS)
     from evaluation.watch import LocalizationInferencer
     from training import trainer
+
     return trainer.main(args, localization=LocalizationInferencer)
 
 

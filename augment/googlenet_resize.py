@@ -31,6 +31,7 @@ after a fork) reseeds it from tensorpack's global seed or the clock; for a
 deterministic stream set ``aug.rng = np.random.RandomState(seed)`` after it, or
 use :func:`augment.methods.seed_augmentors`.
 """
+
 import math
 
 import cv2
@@ -61,8 +62,15 @@ def _offset(rng, side, crop, rule):
     return 0 if side == crop else rng.randint(0, side - crop)
 
 
-def sample_crop_box(h, w, rng, crop_area_fraction=CROP_AREA_FRACTION,
-                    aspect_ratio_range=ASPECT_RATIO_RANGE, max_tries=MAX_TRIES, offset_rule="2018"):
+def sample_crop_box(
+    h,
+    w,
+    rng,
+    crop_area_fraction=CROP_AREA_FRACTION,
+    aspect_ratio_range=ASPECT_RATIO_RANGE,
+    max_tries=MAX_TRIES,
+    offset_rule="2018",
+):
     """Draw one GR crop box for an image of ``h`` rows and ``w`` columns.
 
     Draws from ``rng`` in exactly the order of the 2018 ``GoogleNetResize``
@@ -129,14 +137,25 @@ class CropResizeTransform(Transform):
     def __init__(self, x0, y0, cw, ch, out_h, out_w, interp):
         super().__init__()
         # plain assignments, not tensorpack's self._init(locals()): one of these is made per image
-        self.x0, self.y0, self.cw, self.ch, self.out_h, self.out_w, self.interp = x0, y0, cw, ch, out_h, out_w, interp
+        self.x0, self.y0, self.cw, self.ch, self.out_h, self.out_w, self.interp = (
+            x0,
+            y0,
+            cw,
+            ch,
+            out_h,
+            out_w,
+            interp,
+        )
 
     def apply_image(self, img):
         """HxWxC uint8 -> out_h x out_w x C uint8; returns ``img`` itself when the crop is the identity."""
         h, w = img.shape[:2]
-        if (self.x0, self.y0, self.cw, self.ch) == (0, 0, w, h) and (self.out_h, self.out_w) == (h, w):
+        if (self.x0, self.y0, self.cw, self.ch) == (0, 0, w, h) and (self.out_h, self.out_w) == (
+            h,
+            w,
+        ):
             return img
-        crop = img[self.y0:self.y0 + self.ch, self.x0:self.x0 + self.cw]
+        crop = img[self.y0 : self.y0 + self.ch, self.x0 : self.x0 + self.cw]
         out = cv2.resize(crop, (self.out_w, self.out_h), interpolation=self.interp)
         if img.ndim == 3 and out.ndim == 2:  # cv2 drops a single channel axis
             out = out[:, :, np.newaxis]
@@ -166,14 +185,24 @@ class GoogLeNetResize(imgaug.ImageAugmentor):
         offset_rule: "2018" (default; tensorpack 2018 / SN-ResNet) or "2019" (tensorpack 0.11).
     """
 
-    def __init__(self, crop_area_fraction=CROP_AREA_FRACTION, aspect_ratio_range=ASPECT_RATIO_RANGE,
-                 max_tries=MAX_TRIES, interp=cv2.INTER_CUBIC, offset_rule="2018"):
+    def __init__(
+        self,
+        crop_area_fraction=CROP_AREA_FRACTION,
+        aspect_ratio_range=ASPECT_RATIO_RANGE,
+        max_tries=MAX_TRIES,
+        interp=cv2.INTER_CUBIC,
+        offset_rule="2018",
+    ):
         lo, hi = crop_area_fraction
         if not 0 < lo <= hi:
-            raise ValueError(f"crop_area_fraction must satisfy 0 < low <= high, got {crop_area_fraction}")
+            raise ValueError(
+                f"crop_area_fraction must satisfy 0 < low <= high, got {crop_area_fraction}"
+            )
         lo, hi = aspect_ratio_range
         if not 0 < lo <= hi:
-            raise ValueError(f"aspect_ratio_range must satisfy 0 < low <= high, got {aspect_ratio_range}")
+            raise ValueError(
+                f"aspect_ratio_range must satisfy 0 < low <= high, got {aspect_ratio_range}"
+            )
         if int(max_tries) < 1:
             raise ValueError(f"max_tries must be >= 1, got {max_tries}")
         if offset_rule not in OFFSET_RULES:
@@ -188,8 +217,15 @@ class GoogLeNetResize(imgaug.ImageAugmentor):
     def get_transform(self, img):
         """Draw a box for ``img`` (HxWxC) and return the :class:`CropResizeTransform` to (H, W)."""
         h, w = img.shape[:2]
-        box = sample_crop_box(h, w, self.rng, self.crop_area_fraction,
-                              self.aspect_ratio_range, self.max_tries, self.offset_rule)
+        box = sample_crop_box(
+            h,
+            w,
+            self.rng,
+            self.crop_area_fraction,
+            self.aspect_ratio_range,
+            self.max_tries,
+            self.offset_rule,
+        )
         if box is None:
             box = fallback_box(h, w, h, w)
         return CropResizeTransform(*box, out_h=h, out_w=w, interp=self.interp)

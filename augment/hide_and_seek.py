@@ -14,6 +14,7 @@ are ``ceil(H / p)`` rows and ``ceil(W / p)`` columns of cells.
 Seeding: draws come only from ``self.rng`` (tensorpack convention); see
 :func:`augment.methods.seed_augmentors`.
 """
+
 import functools
 import numbers
 
@@ -88,7 +89,11 @@ class HideTransform(Transform):
 
     def __init__(self, patch, cells, fill_u8):
         super().__init__()
-        self.patch, self.cells, self.fill_u8 = patch, cells, fill_u8  # not _init(locals()): one per image
+        self.patch, self.cells, self.fill_u8 = (
+            patch,
+            cells,
+            fill_u8,
+        )  # not _init(locals()): one per image
 
     def apply_image(self, img):
         """HxWxC uint8 -> a new HxWxC uint8 array (the input is never modified)."""
@@ -96,7 +101,9 @@ class HideTransform(Transform):
             return img
         h, w = img.shape[:2]
         if img.ndim != 3 or img.shape[2] != len(self.fill_u8):
-            raise ValueError(f"HideAndSeek expects HxWx{len(self.fill_u8)} images, got shape {img.shape}")
+            raise ValueError(
+                f"HideAndSeek expects HxWx{len(self.fill_u8)} images, got shape {img.shape}"
+            )
         mask = cells_to_mask(self.cells, self.patch, h, w).view(np.uint8)
         # cv2.copyTo with a uint8 mask is ~8x faster than boolean fancy assignment at 64x64
         filled = _constant_image(img.shape, self.fill_u8.tobytes())
@@ -123,8 +130,12 @@ class HideAndSeek(imgaug.ImageAugmentor):
 
     def __init__(self, patch_sizes=PATCH_SIZES, hide_prob=HIDE_PROB, *, fill):
         patch_sizes = tuple(patch_sizes)
-        if not patch_sizes or not all(isinstance(p, numbers.Integral) and p >= 0 for p in patch_sizes):
-            raise ValueError(f"patch_sizes must be a non-empty list of integers >= 0, got {patch_sizes}")
+        if not patch_sizes or not all(
+            isinstance(p, numbers.Integral) and p >= 0 for p in patch_sizes
+        ):
+            raise ValueError(
+                f"patch_sizes must be a non-empty list of integers >= 0, got {patch_sizes}"
+            )
         if not 0.0 <= float(hide_prob) <= 1.0:
             raise ValueError(f"hide_prob must be in [0, 1], got {hide_prob}")
         self._fill_u8 = fill_to_uint8(fill)
@@ -141,4 +152,6 @@ class HideAndSeek(imgaug.ImageAugmentor):
 
 
 # train.py --aug hns: HideAndSeek(fill=the training split's BGR mean) (augment/registry.py reads this line)
-HNS = Method("hns", source="paper sec. 2-3", title="HnS", augmentor="HideAndSeek", fill=True, paper=2)
+HNS = Method(
+    "hns", source="paper sec. 2-3", title="HnS", augmentor="HideAndSeek", fill=True, paper=2
+)

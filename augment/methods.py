@@ -26,6 +26,7 @@ jitter, then the flip):
 SN-ResNet has no Hide-and-Seek in its augmentor list, so "after GR" is read as
 "after the method's augmentors": the jitter and the flip also come after HnS.
 """
+
 import importlib
 
 import numpy as np
@@ -38,10 +39,12 @@ from .registry import Method
 
 # the paper's methods without an augmentor of their own (augment/registry.py reads these lines)
 CAM = Method("cam", source="paper Table 1", title="CAM", steps=(), paper=1)
-HNS_AFTER_GR = Method("hns_after_gr", source="paper sec. 3", title="HnS after GR", steps=("gr", "hns"),
-                      paper=4)
-GR_AFTER_HNS = Method("gr_after_hns", source="paper sec. 3", title="GR after HnS", steps=("hns", "gr"),
-                      paper=5)
+HNS_AFTER_GR = Method(
+    "hns_after_gr", source="paper sec. 3", title="HnS after GR", steps=("gr", "hns"), paper=4
+)
+GR_AFTER_HNS = Method(
+    "gr_after_hns", source="paper sec. 3", title="GR after HnS", steps=("hns", "gr"), paper=5
+)
 
 # Colour jitter constants: SN-ResNet codes/utils.py fbresnet_augmentor, the same as tensorpack
 # examples/ImageNetModels/imagenet_utils.py fbresnet_augmentor (2018), from fb.resnet.torch.
@@ -51,9 +54,11 @@ SATURATION_ALPHA = 0.4
 LIGHTING_STD = 0.1
 # fb.resnet.torch datasets/imagenet.lua pca, RGB order, eigenvalues of pixel values in [0, 1]
 _PCA_EIGVAL_RGB = (0.2175, 0.0188, 0.0045)
-_PCA_EIGVEC_RGB = ((-0.5675, 0.7192, 0.4009),
-                   (-0.5808, -0.0045, -0.8140),
-                   (-0.5836, -0.6948, 0.4203))
+_PCA_EIGVEC_RGB = (
+    (-0.5675, 0.7192, 0.4009),
+    (-0.5808, -0.0045, -0.8140),
+    (-0.5836, -0.6948, 0.4203),
+)
 # BGR as SN-ResNet writes them: eigenvalues reversed and scaled to 0-255, eigenvector matrix
 # reversed in both rows (channels) and columns (so column k still pairs with eigenvalue k).
 LIGHTING_EIGVAL_BGR = np.asarray(_PCA_EIGVAL_RGB[::-1]) * 255.0
@@ -102,12 +107,14 @@ def colour_jitter():
     step rounds down and clips to uint8 (tensorpack's augmentors keep the input dtype), as in 2018.
     Each is tensorpack's class with its ``repr`` computed once (``_ReprOnce``, for speed only).
     """
-    return imgaug.RandomOrderAug([
-        _BrightnessScale(BRIGHTNESS_RANGE, clip=False),
-        _Contrast(CONTRAST_RANGE, clip=False),
-        _Saturation(SATURATION_ALPHA, rgb=False),
-        _Lighting(LIGHTING_STD, eigval=LIGHTING_EIGVAL_BGR, eigvec=LIGHTING_EIGVEC_BGR),
-    ])
+    return imgaug.RandomOrderAug(
+        [
+            _BrightnessScale(BRIGHTNESS_RANGE, clip=False),
+            _Contrast(CONTRAST_RANGE, clip=False),
+            _Saturation(SATURATION_ALPHA, rgb=False),
+            _Lighting(LIGHTING_STD, eigval=LIGHTING_EIGVAL_BGR, eigvec=LIGHTING_EIGVEC_BGR),
+        ]
+    )
 
 
 def augmentor_list(method, fill, *, flip=False, jitter=False):
@@ -130,13 +137,16 @@ def augmentor_list(method, fill, *, flip=False, jitter=False):
         ValueError: unknown ``method`` (the message lists the valid names), or no ``fill`` for HnS.
     """
     if method not in registry.methods():
-        raise ValueError(f"unknown augmentation method {method!r}; valid methods: "
-                         f"{', '.join(registry.names())}")
+        raise ValueError(
+            f"unknown augmentation method {method!r}; valid methods: {', '.join(registry.names())}"
+        )
     steps = registry.steps(method)
     if fill is None and any(s.fill for s in steps):
-        raise ValueError(f"method {method!r} hides pixels: give its BGR fill (the training split's mean)")
+        raise ValueError(
+            f"method {method!r} hides pixels: give its BGR fill (the training split's mean)"
+        )
     augs = []
-    for s in steps:   # each declaring module is imported here, and only here
+    for s in steps:  # each declaring module is imported here, and only here
         make = getattr(importlib.import_module(s.module), s.augmentor)
         augs.append(make(fill=fill) if s.fill else make())
     if jitter:
@@ -178,6 +188,8 @@ def seed_augmentors(augmentors, seed):
     flat = list(_walk(augmentors if isinstance(augmentors, (list, tuple)) else [augmentors]))
     seq = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(int(seed))
     for i, aug in enumerate(flat):
-        child = np.random.SeedSequence(seq.entropy, spawn_key=seq.spawn_key + (i,), pool_size=seq.pool_size)
+        child = np.random.SeedSequence(
+            seq.entropy, spawn_key=seq.spawn_key + (i,), pool_size=seq.pool_size
+        )
         aug.rng = np.random.RandomState(np.random.MT19937(child))
     return augmentors

@@ -9,6 +9,7 @@ choices and the table scripts know every method without loading TensorFlow (docs
 rule 5). ``augment.methods.augmentor_list`` imports a declaring module only to build its augmentor.
 A wrong declaration is a ``UserError`` naming its file and line. docs/extending.md walks through it.
 """
+
 import ast
 import functools
 import os
@@ -20,7 +21,7 @@ from typing import Optional
 from errors import UserError
 
 FOLDER = os.path.dirname(os.path.abspath(__file__))
-NAME = re.compile(r"[a-z][a-z0-9_]*\Z")   # a run name's part: r18-<name>-b256 (no dash)
+NAME = re.compile(r"[a-z][a-z0-9_]*\Z")  # a run name's part: r18-<name>-b256 (no dash)
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class Method:
     ``paper``: its column in paper Table 1 (1, 2, ...), None for a method the paper has not.
     Set by the registry: ``module`` (``augment.x``) and ``where`` (``augment/x.py:LINE``).
     """
+
     name: str
     source: str
     title: str = ""
@@ -70,35 +72,53 @@ def _declared(path, module):
     for node in tree.body:
         call = getattr(node, "value", None)
         func = getattr(call, "func", None)
-        if not isinstance(call, ast.Call) or getattr(func, "id", getattr(func, "attr", None)) != "Method":
+        if (
+            not isinstance(call, ast.Call)
+            or getattr(func, "id", getattr(func, "attr", None)) != "Method"
+        ):
             continue
         where = f"augment/{os.path.basename(path)}:{node.lineno}"
         try:
             args = [ast.literal_eval(a) for a in call.args]
             kwargs = {k.arg: ast.literal_eval(k.value) for k in call.keywords}
         except ValueError:
-            raise UserError(f"{where}: Method(...) takes literal arguments only (strings, numbers, "
-                            "tuples, True/False/None)") from None
+            raise UserError(
+                f"{where}: Method(...) takes literal arguments only (strings, numbers, "
+                "tuples, True/False/None)"
+            ) from None
         if {"module", "where"} & set(kwargs):
-            raise UserError(f"{where}: Method(...) sets neither module nor where (the registry does)")
+            raise UserError(
+                f"{where}: Method(...) sets neither module nor where (the registry does)"
+            )
         try:
             m = Method(*args, **kwargs)
         except TypeError as e:
             raise UserError(f"{where}: {e}") from None
         if m.steps is not None and not isinstance(m.steps, (tuple, list)):
             raise UserError(f"{where}: method {m.name!r}: steps= is a tuple of method names")
-        m = replace(m, title=m.title or m.name, steps=None if m.steps is None else tuple(m.steps),
-                    module=module, where=where)
+        m = replace(
+            m,
+            title=m.title or m.name,
+            steps=None if m.steps is None else tuple(m.steps),
+            module=module,
+            where=where,
+        )
         if not isinstance(m.name, str) or not NAME.match(m.name):
-            raise UserError(f"{where}: method name {m.name!r}: lower case letters, digits and _, "
-                            "starting with a letter")
+            raise UserError(
+                f"{where}: method name {m.name!r}: lower case letters, digits and _, "
+                "starting with a letter"
+            )
         if not isinstance(m.source, str) or not m.source:
-            raise UserError(f"{where}: method {m.name!r} needs its source (paper section or citation)")
+            raise UserError(
+                f"{where}: method {m.name!r} needs its source (paper section or citation)"
+            )
         if (m.augmentor is None) == (m.steps is None):
             raise UserError(f"{where}: method {m.name!r}: give either augmentor= or steps=")
         if m.augmentor is not None and m.augmentor not in _module_names(tree):
-            raise UserError(f"{where}: method {m.name!r}: augmentor {m.augmentor!r} is not defined in "
-                            f"augment/{os.path.basename(path)}")
+            raise UserError(
+                f"{where}: method {m.name!r}: augmentor {m.augmentor!r} is not defined in "
+                f"augment/{os.path.basename(path)}"
+            )
         out.append(m)
     return out
 
@@ -113,22 +133,32 @@ def read(folder=FOLDER):
             for m in _declared(os.path.join(folder, f), "augment." + f[:-3]):
                 first = found.get(m.name)
                 if first is not None:
-                    raise UserError(f"method {m.name!r} is declared twice: {first.where} and {m.where}")
+                    raise UserError(
+                        f"method {m.name!r} is declared twice: {first.where} and {m.where}"
+                    )
                 found[m.name] = m
     columns = {}
     for m in found.values():
         if m.paper is not None and not isinstance(m.paper, int):
-            raise UserError(f"{m.where}: method {m.name!r}: paper={m.paper!r} is not a Table 1 column number")
+            raise UserError(
+                f"{m.where}: method {m.name!r}: paper={m.paper!r} is not a Table 1 column number"
+            )
         first = columns.setdefault(m.paper, m) if m.paper is not None else m
         if first is not m:
-            raise UserError(f"paper Table 1 column {m.paper} is declared twice: {first.where} ({first.name}) "
-                            f"and {m.where} ({m.name})")
+            raise UserError(
+                f"paper Table 1 column {m.paper} is declared twice: {first.where} ({first.name}) "
+                f"and {m.where} ({m.name})"
+            )
         for s in m.steps or ():
             if s not in found or found[s].augmentor is None:
                 known = ", ".join(n for n, x in found.items() if x.augmentor is not None)
-                raise UserError(f"{m.where}: method {m.name!r}: unknown step {s!r} (a step is a method "
-                                f"with an augmentor: {known})")
-    order = sorted(found.values(), key=lambda m: (m.paper is None, m.paper or 0))   # stable: file, line
+                raise UserError(
+                    f"{m.where}: method {m.name!r}: unknown step {s!r} (a step is a method "
+                    f"with an augmentor: {known})"
+                )
+    order = sorted(
+        found.values(), key=lambda m: (m.paper is None, m.paper or 0)
+    )  # stable: file, line
     return {m.name: m for m in order}
 
 
@@ -166,4 +196,3 @@ def steps(name):
     """The one-augmentor methods that ``name`` runs, in order (``()`` for the CAM baseline)."""
     m = methods()[name]
     return (m,) if m.augmentor is not None else tuple(methods()[s] for s in m.steps)
-

@@ -12,12 +12,13 @@ training DataFlow does (this excludes JPEG decoding, batching and the flow);
 the pool's mean.  The image pool is drawn once; timings are wall-clock and
 vary with machine load.
 """
+
 import argparse
 import time
 
 import numpy as np
 
-import tf_env  # noqa: F401
+import tf_env  # noqa: F401 (before TensorFlow: sets its environment, tf_env.py)
 from augment.methods import augmentors_for, seed_augmentors
 from augment.registry import names
 from errors import UserError, run_main
@@ -45,7 +46,9 @@ def main(argv=None):
     args = parse_args(argv)
     if args.height < 1 or args.width < 1 or args.count < 1:
         raise UserError("--height, --width and --count must be positive")
-    images = np.random.RandomState(0).randint(0, 256, (256, args.height, args.width, 3)).astype(np.uint8)
+    images = (
+        np.random.RandomState(0).randint(0, 256, (256, args.height, args.width, 3)).astype(np.uint8)
+    )
     print(f"{args.height}x{args.width} uint8 BGR, {args.count} images per method, one thread")
     fill = images.reshape(-1, 3).mean(0)
     for m in args.methods:

@@ -16,13 +16,14 @@ img/s for GR and HnS at 64x64), and with workers the wall rate per worker
 process (the target: 1,000 img/s for GR at 64x64, issue 17; with more workers
 than cores they share the cores).  With workers, two more rows: ``cam`` (no augmentation, so the
 workers are nearly free) measures the ceiling of the one consumer that receives every batch (issue 25),
-and the last method with ``--recipe sn-resnet``'s jitter and flip, the costliest stream.  The workers yield the in-process stream
-in its order (dataflow.builders.OrderedWorkers).  "+sn" rows add SN-ResNet's colour jitter and
-flip.  The evaluation flow, the JPEG decoding of the split and the checksum
+and the last method with ``--recipe sn-resnet``'s jitter and flip, the costliest stream.  The
+workers yield the in-process stream in its order (dataflow.builders.OrderedWorkers).  "+sn" rows add
+SN-ResNet's colour jitter and flip.  The evaluation flow, the JPEG decoding of the split and the checksum
 that verifies a cached split at every load (``dataflow.cache.checksum``, on
 ``--hash-images`` random 64x64x3 images) are measured too.  Timings vary with
 machine load; compare rows of one run.
 """
+
 import argparse
 import os
 import tempfile
@@ -31,7 +32,7 @@ import time
 import numpy as np
 from tabulate import tabulate
 
-import tf_env  # noqa: F401
+import tf_env  # noqa: F401 (before TensorFlow: sets its environment, tf_env.py)
 from augment.registry import names
 from dataflow.builders import build_eval_dataflow, build_train_dataflow
 from dataflow.tinyimagenet import load_split
@@ -47,14 +48,25 @@ HASH_SHAPE = (64, 64, 3)  # Tiny ImageNet's image size
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], allow_abbrev=False)
-    p.add_argument("--data", help="Tiny ImageNet root (default: generate 10 classes x 500 images of 64x64)")
+    p.add_argument(
+        "--data", help="Tiny ImageNet root (default: generate 10 classes x 500 images of 64x64)"
+    )
     p.add_argument("--batch", type=int, default=256, help="batch size (default 256, paper Table 1)")
     p.add_argument("--batches", type=int, default=40, help="batches timed per row (default 40)")
     p.add_argument("--methods", nargs="+", default=list(names()), choices=names())
-    p.add_argument("--workers", nargs="+", type=int, default=[0, 2],
-                   help="worker counts to time (default 0 2; 2 workers only for the last method)")
-    p.add_argument("--hash-images", type=int, default=100000,
-                   help="images in the checksum timing (default 100000, the train split; 0 skips it)")
+    p.add_argument(
+        "--workers",
+        nargs="+",
+        type=int,
+        default=[0, 2],
+        help="worker counts to time (default 0 2; 2 workers only for the last method)",
+    )
+    p.add_argument(
+        "--hash-images",
+        type=int,
+        default=100000,
+        help="images in the checksum timing (default 100000, the train split; 0 skips it)",
+    )
     return p.parse_args(argv)
 
 
@@ -70,9 +82,16 @@ def throughput(flow, batches, batch_size):
     warm = iter(flow)
     next(warm)
     warm.close()
-    wall0, cpu0, workers0 = time.perf_counter(), time.process_time(), sum(child_processes().values())
+    wall0, cpu0, workers0 = (
+        time.perf_counter(),
+        time.process_time(),
+        sum(child_processes().values()),
+    )
     test.start()
-    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0 + sum(child_processes().values()) - workers0
+    wall, cpu = (
+        time.perf_counter() - wall0,
+        time.process_time() - cpu0 + sum(child_processes().values()) - workers0,
+    )
     return batches * batch_size, wall, cpu
 
 
@@ -82,37 +101,79 @@ def _row(name, n, wall, cpu, workers=0):
 
 def run(root, args):
     split = load_split(root, "train", progress=False)
-    print(f"{root}: {len(split)} training images of {split.image_shape[0]}x{split.image_shape[1]}, "
-          f"batch {args.batch}, {os.cpu_count()} cores on the machine")
+    print(
+        f"{root}: {len(split)} training images of {split.image_shape[0]}x{split.image_shape[1]}, "
+        f"batch {args.batch}, {os.cpu_count()} cores on the machine"
+    )
     rows = []
     for method in args.methods:
         for sn in (False, True):
             flow = build_train_dataflow(split, method, args.batch, seed=0, flip=sn, jitter=sn)
-            rows.append(_row(f"train {method}{' +sn' if sn else ''}", *throughput(flow, args.batches, args.batch)))
+            rows.append(
+                _row(
+                    f"train {method}{' +sn' if sn else ''}",
+                    *throughput(flow, args.batches, args.batch),
+                )
+            )
     for workers in (w for w in args.workers if w > 0):
         method = args.methods[-1]
-        for name, m, sn in ((method, method, False), (f"{method} +sn", method, True),
-                            ("cam, the consumer's ceiling", "cam", False)):
-            flow = build_train_dataflow(split, m, args.batch, seed=0, num_workers=workers, flip=sn, jitter=sn)
-            rows.append(_row(f"train {name}, {workers} workers", *throughput(flow, args.batches, args.batch), workers))
+        for name, m, sn in (
+            (method, method, False),
+            (f"{method} +sn", method, True),
+            ("cam, the consumer's ceiling", "cam", False),
+        ):
+            flow = build_train_dataflow(
+                split, m, args.batch, seed=0, num_workers=workers, flip=sn, jitter=sn
+            )
+            rows.append(
+                _row(
+                    f"train {name}, {workers} workers",
+                    *throughput(flow, args.batches, args.batch),
+                    workers,
+                )
+            )
             del flow  # stops the workers
-    rows.append(_row("eval (no augmentation)", *throughput(build_eval_dataflow(split, args.batch),
-                                                           args.batches, args.batch)))
+    rows.append(
+        _row(
+            "eval (no augmentation)",
+            *throughput(build_eval_dataflow(split, args.batch), args.batches, args.batch),
+        )
+    )
 
     paths = [os.path.join(root, f) for f in split.files[:5000]]
     wall0, cpu0 = time.perf_counter(), time.process_time()
     decode_images(paths, progress=False)
-    rows.append(_row(f"JPEG decoding ({len(paths)} files, thread pool)", len(paths),
-                     time.perf_counter() - wall0, time.process_time() - cpu0))
+    rows.append(
+        _row(
+            f"JPEG decoding ({len(paths)} files, thread pool)",
+            len(paths),
+            time.perf_counter() - wall0,
+            time.process_time() - cpu0,
+        )
+    )
     if args.hash_images:
-        images = np.random.default_rng(0).integers(0, 256, (args.hash_images,) + HASH_SHAPE, np.uint8)
+        images = np.random.default_rng(0).integers(
+            0, 256, (args.hash_images,) + HASH_SHAPE, np.uint8
+        )
         wall0, cpu0 = time.perf_counter(), time.process_time()
         checksum(images)
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
-        rows.append(_row(f"cache checksum ({args.hash_images}x{'x'.join(map(str, HASH_SHAPE))} uint8, "
-                         f"{images.nbytes / 2 ** 30:.2f} GiB: {wall:.2f} s, {cpu:.2f} CPU-s)", len(images), wall, cpu))
-    print(tabulate(rows, headers=["flow", "img/s", "img/CPU-s", "CPU us/img", "img/s per worker"],
-                   floatfmt=(None, ".0f", ".0f", ".2f", ".0f")))
+        rows.append(
+            _row(
+                f"cache checksum ({args.hash_images}x{'x'.join(map(str, HASH_SHAPE))} uint8, "
+                f"{images.nbytes / 2**30:.2f} GiB: {wall:.2f} s, {cpu:.2f} CPU-s)",
+                len(images),
+                wall,
+                cpu,
+            )
+        )
+    print(
+        tabulate(
+            rows,
+            headers=["flow", "img/s", "img/CPU-s", "CPU us/img", "img/s per worker"],
+            floatfmt=(None, ".0f", ".0f", ".2f", ".0f"),
+        )
+    )
 
 
 def main(argv=None):
@@ -122,8 +183,15 @@ def main(argv=None):
     if args.data:
         return run(args.data, args)
     with tempfile.TemporaryDirectory() as tmp:
-        root = generate(os.path.join(tmp, "data"), classes=10, train_per_class=500, val_per_class=1,
-                        seed=0, height=64, width=64)  # Tiny ImageNet's image size
+        root = generate(
+            os.path.join(tmp, "data"),
+            classes=10,
+            train_per_class=500,
+            val_per_class=1,
+            seed=0,
+            height=64,
+            width=64,
+        )  # Tiny ImageNet's image size
         return run(root, args)
 
 

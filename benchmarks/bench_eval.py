@@ -13,12 +13,13 @@ contour), and with ``--threshold-sweep`` every protocol at every threshold.
 One warm-up batch is excluded.  The fixed-box baseline search is timed on
 random boxes the size of Tiny ImageNet's training split.
 """
+
 import argparse
 import time
 
 import numpy as np
 
-import tf_env  # noqa: F401
+import tf_env  # noqa: F401 (before TensorFlow: sets its environment, tf_env.py)
 from cam import NAMES, PROTOCOLS, threshold_grid
 from cam.baselines import best_fixed_box
 from evaluation.runner import build_predictor, evaluate_images, evaluators
@@ -48,34 +49,55 @@ def main(argv=None):
     args = p.parse_args(argv)
 
     size = args.image_size
-    model = ModelSettings(args.depth, args.classes, [size, size], width_mult=args.width_mult,
-                          final_stride=args.final_stride,
-                          mean_bgr=[104.0, 114.0, 122.0], std_bgr=[58.0, 57.0, 58.0])   # ~ImageNet pixel stats
+    model = ModelSettings(
+        args.depth,
+        args.classes,
+        [size, size],
+        width_mult=args.width_mult,
+        final_stride=args.final_stride,
+        mean_bgr=[104.0, 114.0, 122.0],
+        std_bgr=[58.0, 57.0, 58.0],
+    )  # ~ImageNet pixel stats
     predictor = build_predictor(model, None)
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(args.images, size, size, 3), dtype=np.uint8)
     labels = rng.integers(0, args.classes, size=args.images)
     corner = rng.integers(0, size // 2, size=(args.images, 2))
     boxes = np.concatenate([corner, corner + size // 2 - 1], axis=1)
-    timed(predictor, images[:args.batch], labels[:args.batch], boxes[:args.batch], [0.2], args.batch)  # warm-up
+    timed(
+        predictor,
+        images[: args.batch],
+        labels[: args.batch],
+        boxes[: args.batch],
+        [0.2],
+        args.batch,
+    )  # warm-up
 
     n = args.images
     fixed = timed(predictor, images, labels, boxes, [0.2], args.batch)
     swept = timed(predictor, images, labels, boxes, threshold_grid(args.sweep_step), args.batch)
     forward = fixed["forward"]
-    print(f"ResNet-{args.depth} x{args.width_mult:g}, {size}x{size} images, {args.classes} classes, "
-          f"batch {args.batch}, {n} images")
+    print(
+        f"ResNet-{args.depth} x{args.width_mult:g}, {size}x{size} images, {args.classes} classes, "
+        f"batch {args.batch}, {n} images"
+    )
     print(f"forward              {n / forward:8.1f} img/s  ({1e3 * forward / n:.2f} ms/img)")
     for name in ("cam", *NAMES, "wsol2020"):
         what = "MaxBoxAccV2 (100 thr)" if name == "wsol2020" else name
-        print(f"{what:21s}{1e6 * fixed[name] / n:8.0f} us/img = {100 * fixed[name] / forward:5.2f}% of the forward pass")
+        print(
+            f"{what:21s}{1e6 * fixed[name] / n:8.0f} us/img = {100 * fixed[name] / forward:5.2f}% of the forward pass"
+        )
     post = sum(v for k, v in fixed.items() if k != "forward")
-    print(f"all post-processing  {1e6 * post / n:8.0f} us/img = {100 * post / forward:5.2f}% of the forward pass "
-          f"(evaluate.py default: 3 protocols at 0.2 + MaxBoxAccV2)")
+    print(
+        f"all post-processing  {1e6 * post / n:8.0f} us/img = {100 * post / forward:5.2f}% of the forward pass "
+        f"(evaluate.py default: 3 protocols at 0.2 + MaxBoxAccV2)"
+    )
     sweep = sum(swept[name] for name in NAMES)
     steps = len(threshold_grid(args.sweep_step))
-    print(f"--threshold-sweep    {1e6 * sweep / n:8.0f} us/img for 3 protocols x {steps} thresholds "
-          f"= {100 * sweep / swept['forward']:5.2f}% of the forward pass")
+    print(
+        f"--threshold-sweep    {1e6 * sweep / n:8.0f} us/img for 3 protocols x {steps} thresholds "
+        f"= {100 * sweep / swept['forward']:5.2f}% of the forward pass"
+    )
 
     corner = rng.integers(0, size // 2, size=(args.train_boxes, 2))
     extent = rng.integers(size // 4, size // 2, size=(args.train_boxes, 2))
@@ -83,8 +105,10 @@ def main(argv=None):
     for name in NAMES:
         tick = time.perf_counter()
         box, hits = best_fixed_box(train, (size, size), PROTOCOLS[name])
-        print(f"fixed-box search ({name:7s}) {time.perf_counter() - tick:6.1f} s on {args.train_boxes} boxes: "
-              f"{box.tolist()} hits {100 * hits / args.train_boxes:.1f}%")
+        print(
+            f"fixed-box search ({name:7s}) {time.perf_counter() - tick:6.1f} s on {args.train_boxes} boxes: "
+            f"{box.tolist()} hits {100 * hits / args.train_boxes:.1f}%"
+        )
 
 
 if __name__ == "__main__":

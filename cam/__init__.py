@@ -12,11 +12,45 @@
 Boxes everywhere are int ``[x0, y0, x1, y1]`` with the max inclusive; the
 conventions and their sources are in docs/sources.md.
 """
-from cam.cam import class_activation_maps, normalize_map, resize_map
-from cam.metrics import METRIC_TITLES, METRICS, TOP_K, BoxEvaluator, box_area, iou, is_localized, top_k_classes
-from cam.protocols import CAM_THRESHOLD, IOU_THRESHOLD, NAMES, PROTOCOLS, WSOL_MULTI, level_maps, threshold_grid
 
-__all__ = ["class_activation_maps", "normalize_map", "resize_map", "METRICS",
-           "METRIC_TITLES",
-           "TOP_K", "BoxEvaluator", "box_area", "iou", "is_localized", "top_k_classes", "CAM_THRESHOLD",
-           "IOU_THRESHOLD", "NAMES", "PROTOCOLS", "WSOL_MULTI", "level_maps", "threshold_grid"]
+from cam.cam import class_activation_maps, normalize_map, resize_map
+from cam.metrics import (
+    METRIC_TITLES,
+    METRICS,
+    TOP_K,
+    BoxEvaluator,
+    box_area,
+    iou,
+    is_localized,
+    top_k_classes,
+)
+from cam.protocols import (
+    CAM_THRESHOLD,
+    IOU_THRESHOLD,
+    NAMES,
+    PROTOCOLS,
+    WSOL_MULTI,
+    level_maps,
+    threshold_grid,
+)
+
+__all__ = [
+    "class_activation_maps",
+    "normalize_map",
+    "resize_map",
+    "METRICS",
+    "METRIC_TITLES",
+    "TOP_K",
+    "BoxEvaluator",
+    "box_area",
+    "iou",
+    "is_localized",
+    "top_k_classes",
+    "CAM_THRESHOLD",
+    "IOU_THRESHOLD",
+    "NAMES",
+    "PROTOCOLS",
+    "WSOL_MULTI",
+    "level_maps",
+    "threshold_grid",
+]

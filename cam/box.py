@@ -26,12 +26,13 @@ Write-outs (rectangle to ``[x0, y0, x1, y1]``), see docs/sources.md:
 No contour (nothing above the cut): one box ``[0, 0, 0, 0]`` (wsolevaluation's
 choice; SN-ResNet's code crashes there).
 """
+
 import cv2
 import numpy as np
 
 PICKS = ("rect_area", "contour_area", "all")
 WRITE_OUTS = ("one_past", "tight", "one_past_clipped")
-NO_RECT = (0, 0, 0, 0)   # stands for "no contour"; written as the box [0, 0, 0, 0] (wsolevaluation)
+NO_RECT = (0, 0, 0, 0)  # stands for "no contour"; written as the box [0, 0, 0, 0] (wsolevaluation)
 
 
 def contours_of(mask):
@@ -64,17 +65,17 @@ def _rects(mask, pick):
         best = cv2.boundingRect(contours[0])
         for c in contours[1:]:
             rect = cv2.boundingRect(c)
-            if rect[2] * rect[3] > best[2] * best[3]:      # strict: the first wins ties
+            if rect[2] * rect[3] > best[2] * best[3]:  # strict: the first wins ties
                 best = rect
         return [best]
     if pick == "contour_area":
-        return [cv2.boundingRect(max(contours, key=cv2.contourArea))]   # max keeps the first on ties
+        return [cv2.boundingRect(max(contours, key=cv2.contourArea))]  # max keeps the first on ties
     raise ValueError(f"unknown pick rule {pick!r}; choose one of {PICKS}")
 
 
 def _boxes(rects, write, shape):
     boxes = write_out(rects, write, shape)
-    boxes[np.asarray(rects).reshape(-1, 4)[:, 2] == 0] = 0      # no contour: [0, 0, 0, 0]
+    boxes[np.asarray(rects).reshape(-1, 4)[:, 2] == 0] = 0  # no contour: [0, 0, 0, 0]
     return boxes
 
 

@@ -13,6 +13,7 @@ Pure NumPy + OpenCV, no TensorFlow.  Shapes and conventions:
   min-max normalised to ``[0, 1]``; the protocols (``cam.protocols``) turn it
   into the level map that box extraction reads.
 """
+
 import cv2
 import numpy as np
 
@@ -38,13 +39,17 @@ def class_activation_maps(features, fc_w, classes):
     if features.ndim != 4:
         raise ValueError(f"features must be (N, h, w, C) NHWC, got shape {features.shape}")
     if fc_w.ndim != 2 or fc_w.shape[0] != features.shape[3]:
-        raise ValueError(f"fc_w must be (C, K) with C = {features.shape[3]} feature channels, "
-                         f"got shape {fc_w.shape}")
+        raise ValueError(
+            f"fc_w must be (C, K) with C = {features.shape[3]} feature channels, "
+            f"got shape {fc_w.shape}"
+        )
     if classes.shape != (features.shape[0],):
         raise ValueError(f"classes must be ({features.shape[0]},), got shape {classes.shape}")
     if classes.size and (classes.min() < 0 or classes.max() >= fc_w.shape[1]):
-        raise ValueError(f"classes must be in [0, {fc_w.shape[1]}), got {classes.min()}..{classes.max()}")
-    weights = fc_w[:, classes].T                      # (N, C): one weight vector per image
+        raise ValueError(
+            f"classes must be in [0, {fc_w.shape[1]}), got {classes.min()}..{classes.max()}"
+        )
+    weights = fc_w[:, classes].T  # (N, C): one weight vector per image
     return np.einsum("nhwc,nc->nhw", features, weights, optimize=True).astype(np.float32)
 
 

@@ -11,6 +11,7 @@ Top-1 Loc (localised and top-1 correct), which wsolevaluation does not
 provide (its issues #14 and #50).  With a held-out evaluator, each threshold is
 the best one there and the value is read on the evaluated set at it.
 """
+
 import numpy as np
 
 # wsolevaluation evaluation.py: cam_threshold_list = np.arange(0, 1, cam_curve_interval), its CLI default 0.01
@@ -38,7 +39,10 @@ def maxboxacc_v2(evaluator, chosen_on=None):
                 value = None if values is None else float(values[evaluator.index(threshold)])
             entry[name], entry[name + "_threshold"] = value, threshold
         by_iou[str(round(100 * t))] = entry
-    means = {key: None if any(e[name] is None for e in by_iou.values())
-             else float(np.mean([e[name] for e in by_iou.values()]))
-             for key, name in (("maxboxacc_v2", "box_acc"), ("top1_loc_v2", "top1_loc"))}
+    means = {
+        key: None
+        if any(e[name] is None for e in by_iou.values())
+        else float(np.mean([e[name] for e in by_iou.values()]))
+        for key, name in (("maxboxacc_v2", "box_acc"), ("top1_loc_v2", "top1_loc"))
+    }
     return dict(means, by_iou=by_iou)

@@ -20,23 +20,30 @@ With fewer than 5 classes "top-5" means all classes.  Without a class prediction
 of another codebase without one, ``evaluation.scoremaps``) an image's ``top1`` / ``top5`` is
 None, and every metric that needs them is None (never counted as a miss).
 """
+
 import numpy as np
 
 from cam.box import boxes_at_cuts
 
-TOP_K = 5             # Top-5 Loc / Top-5 Clas (ILSVRC convention)
+TOP_K = 5  # Top-5 Loc / Top-5 Clas (ILSVRC convention)
 METRICS = ("gt_known_loc", "top1_loc", "top1_clas", "top5_loc", "top5_clas")
 # How each metric is printed (the paper's names; every table and report uses these)
-METRIC_TITLES = {"gt_known_loc": "GT-known Loc", "top1_loc": "Top-1 Loc", "top1_clas": "Top-1 Clas",
-                 "top5_loc": "Top-5 Loc", "top5_clas": "Top-5 Clas"}
+METRIC_TITLES = {
+    "gt_known_loc": "GT-known Loc",
+    "top1_loc": "Top-1 Loc",
+    "top1_clas": "Top-1 Clas",
+    "top5_loc": "Top-5 Loc",
+    "top5_clas": "Top-5 Clas",
+}
 CURVES = ("gt_known_loc", "top1_loc", "top5_loc")
 
 
 def box_area(boxes):
     """Pixel count of inclusive boxes ``(..., 4)``; a box with ``x1 < x0`` or ``y1 < y0`` has area 0."""
     boxes = np.asarray(boxes, dtype=np.int64)
-    return (np.maximum(boxes[..., 2] - boxes[..., 0] + 1, 0)
-            * np.maximum(boxes[..., 3] - boxes[..., 1] + 1, 0))
+    return np.maximum(boxes[..., 2] - boxes[..., 0] + 1, 0) * np.maximum(
+        boxes[..., 3] - boxes[..., 1] + 1, 0
+    )
 
 
 def iou(boxes_a, boxes_b, clamp=True):
@@ -60,8 +67,11 @@ def iou(boxes_a, boxes_b, clamp=True):
         union = box_area(a) + box_area(b) - inter
     else:
         inter = inter_w * inter_h
-        union = ((a[..., 2] - a[..., 0] + 1) * (a[..., 3] - a[..., 1] + 1)
-                 + (b[..., 2] - b[..., 0] + 1) * (b[..., 3] - b[..., 1] + 1) - inter)
+        union = (
+            (a[..., 2] - a[..., 0] + 1) * (a[..., 3] - a[..., 1] + 1)
+            + (b[..., 2] - b[..., 0] + 1) * (b[..., 3] - b[..., 1] + 1)
+            - inter
+        )
     ok = union > 0 if clamp else union != 0
     return np.where(ok, inter / np.where(ok, union, 1), 0.0)
 
@@ -99,10 +109,12 @@ class BoxEvaluator:
             raise ValueError("need at least one CAM threshold")
         self.iou_thresholds = tuple(float(t) for t in iou_thresholds)
         self.count = 0
-        self.unclassified = 0     # images fed without a class prediction (top1 / top5 None)
+        self.unclassified = 0  # images fed without a class prediction (top1 / top5 None)
         self.clas = {"top1_clas": 0, "top5_clas": 0}
-        self.hits = {t: {c: np.zeros(len(self.thresholds), np.int64) for c in CURVES}
-                     for t in self.iou_thresholds}
+        self.hits = {
+            t: {c: np.zeros(len(self.thresholds), np.int64) for c in CURVES}
+            for t in self.iou_thresholds
+        }
 
     def accumulate(self, levels, gt_box, top1, top5):
         """Add one image: ``levels`` its level map (``protocol.level_map``), ``gt_box`` (4,) inclusive,
@@ -116,7 +128,7 @@ class BoxEvaluator:
         boxes, owner = boxes_at_cuts(levels, p.cuts(levels, self.thresholds), p.pick, p.write)
         ious = iou(boxes, np.asarray(gt_box)[None, :], p.clamp)
         starts = np.unique(owner)
-        if len(starts) < len(boxes):                         # several boxes per mask: the best of each
+        if len(starts) < len(boxes):  # several boxes per mask: the best of each
             ends = np.append(starts[1:], len(boxes))
             best = {s: s + int(np.argmax(ious[s:e])) for s, e in zip(starts, ends)}
             owner = np.array([best[o] for o in owner])
@@ -152,8 +164,10 @@ class BoxEvaluator:
         """``{curve: (T,) percent}`` for :data:`CURVES` at one IoU threshold; Top-1 / Top-5 Loc are
         None when an image had no class prediction."""
         self._check()
-        return {c: None if self.unclassified and c != "gt_known_loc" else 100.0 * h / self.count
-                for c, h in self.hits[float(iou_threshold)].items()}
+        return {
+            c: None if self.unclassified and c != "gt_known_loc" else 100.0 * h / self.count
+            for c, h in self.hits[float(iou_threshold)].items()
+        }
 
     def index(self, threshold):
         """Position of ``threshold`` in the list (ValueError when absent)."""
@@ -166,7 +180,9 @@ class BoxEvaluator:
         """The five :data:`METRICS` (percent; None where a class prediction is missing) at one CAM threshold."""
         i = self.index(threshold)
         out = {c: None if v is None else float(v[i]) for c, v in self.curves(iou_threshold).items()}
-        out.update({c: None if self.unclassified else 100.0 * n / self.count for c, n in self.clas.items()})
+        out.update(
+            {c: None if self.unclassified else 100.0 * n / self.count for c, n in self.clas.items()}
+        )
         return {m: out[m] for m in METRICS}
 
     def best(self, curve="gt_known_loc", iou_threshold=0.5):
@@ -183,7 +199,16 @@ class BoxEvaluator:
         curves = self.curves(iou_threshold)
         threshold, value = self.best("gt_known_loc", iou_threshold)
         i = self.index(threshold)
-        return {"thresholds": self.thresholds.tolist(),
-                **{c: None if v is None else v.tolist() for c, v in curves.items()}, "num_images": self.count,
-                "best": {"threshold": threshold, "max_box_acc": value,
-                         **{c: None if curves[c] is None else float(curves[c][i]) for c in ("top1_loc", "top5_loc")}}}
+        return {
+            "thresholds": self.thresholds.tolist(),
+            **{c: None if v is None else v.tolist() for c, v in curves.items()},
+            "num_images": self.count,
+            "best": {
+                "threshold": threshold,
+                "max_box_acc": value,
+                **{
+                    c: None if curves[c] is None else float(curves[c][i])
+                    for c in ("top1_loc", "top5_loc")
+                },
+            },
+        }

@@ -19,6 +19,7 @@ is the paper's words (sec. 3) with sound arithmetic.  Level maps are ``(H, W)``
 for an image of ``H`` rows and ``W`` columns; boxes ``[x0, y0, x1, y1]`` with the
 max inclusive (Tiny ImageNet's annotation convention).
 """
+
 from dataclasses import dataclass
 
 import cv2
@@ -28,9 +29,11 @@ import numpy as np
 from cam.cam import normalize_map, resize_map
 
 NAMES = ("authors", "paper", "wsol")
-CAM_THRESHOLD = 0.2       # CAM (Zhou et al. 2016: 20% of the max), which the paper follows; SN-ResNet utils_loc.py
-IOU_THRESHOLD = 0.5       # paper sec. 3: IoU "more than 50%"
-CUBEHELIX = matplotlib.colormaps["cubehelix"]   # tensorpack.utils.viz.intensity_to_rgb's default map
+CAM_THRESHOLD = (
+    0.2  # CAM (Zhou et al. 2016: 20% of the max), which the paper follows; SN-ResNet utils_loc.py
+)
+IOU_THRESHOLD = 0.5  # paper sec. 3: IoU "more than 50%"
+CUBEHELIX = matplotlib.colormaps["cubehelix"]  # tensorpack.utils.viz.intensity_to_rgb's default map
 
 
 def authors_grey(resized):
@@ -59,13 +62,14 @@ def uint8_map(scoremap):
 @dataclass(frozen=True)
 class Protocol:
     """One protocol: how a resized CAM becomes boxes and how a box is scored (see the module table)."""
+
     name: str
-    resize: str           # "bilinear" or "cubic" (cam.cam.RESIZES)
-    levels: str           # "grey8" (authors), "float" (paper), "uint8" (wsol)
-    pick: str             # cam.box.PICKS
-    write: str            # cam.box.WRITE_OUTS
-    clamp: bool           # clamp the IoU intersection at 0 in each axis
-    strict: bool          # hit at IoU > threshold (True) or >= (False)
+    resize: str  # "bilinear" or "cubic" (cam.cam.RESIZES)
+    levels: str  # "grey8" (authors), "float" (paper), "uint8" (wsol)
+    pick: str  # cam.box.PICKS
+    write: str  # cam.box.WRITE_OUTS
+    clamp: bool  # clamp the IoU intersection at 0 in each axis
+    strict: bool  # hit at IoU > threshold (True) or >= (False)
 
     def level_map(self, resized):
         """``(H, W)`` float32 resized CAM -> the level map whose ``> cut`` pixels are foreground."""
@@ -82,13 +86,19 @@ class Protocol:
         return [int(float(t) * int(top)) for t in thresholds]
 
     def with_pick(self, pick):
-        return Protocol(self.name, self.resize, self.levels, pick, self.write, self.clamp, self.strict)
+        return Protocol(
+            self.name, self.resize, self.levels, pick, self.write, self.clamp, self.strict
+        )
 
 
 PROTOCOLS = {
-    "authors": Protocol("authors", "bilinear", "grey8", "rect_area", "one_past", clamp=False, strict=True),
+    "authors": Protocol(
+        "authors", "bilinear", "grey8", "rect_area", "one_past", clamp=False, strict=True
+    ),
     "paper": Protocol("paper", "bilinear", "float", "rect_area", "tight", clamp=True, strict=True),
-    "wsol": Protocol("wsol", "cubic", "uint8", "contour_area", "one_past_clipped", clamp=True, strict=False),
+    "wsol": Protocol(
+        "wsol", "cubic", "uint8", "contour_area", "one_past_clipped", clamp=True, strict=False
+    ),
 }
 # MaxBoxAccV2 (wsolevaluation BoxEvaluator, multi_contour_eval=True): every contour's box
 WSOL_MULTI = PROTOCOLS["wsol"].with_pick("all")
@@ -116,6 +126,7 @@ def level_maps(scoremap, image_shape, protocols):
 def whole_image_box(protocol, image_shape):
     """The box this protocol writes for a mask covering the whole image (the whole-image baseline)."""
     from cam.box import write_out
+
     height, width = image_shape
     return write_out([(0, 0, width, height)], protocol.write, image_shape)[0]
 
@@ -127,5 +138,7 @@ def threshold_grid(step=0.01):
     """
     count = round(1.0 / step) if step > 0 else 0
     if not 0 < step <= 1 or abs(count * step - 1.0) > 1e-9:
-        raise ValueError(f"the threshold step must be in (0, 1] and divide 1 (0.01, 0.005, 0.001, ...), got {step}")
+        raise ValueError(
+            f"the threshold step must be in (0, 1] and divide 1 (0.01, 0.005, 0.001, ...), got {step}"
+        )
     return np.round(np.arange(count + 1) * step, 12)

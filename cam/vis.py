@@ -4,10 +4,11 @@ All images are uint8 BGR ``(H, W, 3)``.  Boxes are int ``[x0, y0, x1, y1]``
 inclusive; a box is drawn along the outer edge of its pixels, after an
 integer nearest-neighbour upscale (``scale``) so that 64 x 64 pixels stay
 visible.  Colours follow the paper's Figure 2 caption: ground truth blue,
-estimate green, each over a white edge (ours) so that it shows on any object.  The heatmap uses matplotlib's cubehelix colour map, as the
-authors' ``tensorpack.utils.viz.intensity_to_rgb`` default; the overlay is
+estimate green, each over a white edge (ours) so that it shows on any object.  The heatmap uses
+matplotlib's cubehelix colour map, as the authors' ``tensorpack.utils.viz.intensity_to_rgb`` default; the overlay is
 ``0.5 * image + 0.5 * heatmap`` as in their code (SN-ResNet ``codes/utils_loc.py``).
 """
+
 import os
 import re
 
@@ -16,12 +17,18 @@ import numpy as np
 
 from cam.protocols import CUBEHELIX
 
-GT_COLOR = (255, 0, 0)        # BGR blue: ground truth (paper Fig. 2)
-PRED_COLOR = (0, 255, 0)      # BGR green: estimate (paper Fig. 2)
-HALO_COLOR = (255, 255, 255)  # white edge of each box: a blue box still shows on a blue object (ours)
+GT_COLOR = (255, 0, 0)  # BGR blue: ground truth (paper Fig. 2)
+PRED_COLOR = (0, 255, 0)  # BGR green: estimate (paper Fig. 2)
+HALO_COLOR = (
+    255,
+    255,
+    255,
+)  # white edge of each box: a blue box still shows on a blue object (ours)
 BACKGROUND = (255, 255, 255)
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
-PANEL_FILE = re.compile(r"^\d{5}_.+\.png$")   # the names panel_file gives (a Figure 2 folder's panels)
+PANEL_FILE = re.compile(
+    r"^\d{5}_.+\.png$"
+)  # the names panel_file gives (a Figure 2 folder's panels)
 
 
 def panel_file(index, image_file):
@@ -37,7 +44,7 @@ def heatmap(scoremap):
     Its luminance rises with the value, so the grey level follows the map
     (what the authors' protocol thresholds, ``cam.protocols.authors_grey``).
     """
-    rgb = (CUBEHELIX(np.asarray(scoremap, dtype=np.float64))[..., :3].astype(np.float32) * 255.0)
+    rgb = CUBEHELIX(np.asarray(scoremap, dtype=np.float64))[..., :3].astype(np.float32) * 255.0
     return rgb.astype(np.uint8)[..., ::-1].copy()
 
 
@@ -68,7 +75,9 @@ def figure_panels(image, scoremap, gt_box, pred_box, scale=4, caption=None):
     Returns: ``(H', 3 W scale + gaps, 3)`` uint8 BGR.
     """
     if image.shape[:2] != scoremap.shape:
-        raise ValueError(f"image {image.shape[:2]} and scoremap {scoremap.shape} must have the same (H, W)")
+        raise ValueError(
+            f"image {image.shape[:2]} and scoremap {scoremap.shape} must have the same (H, W)"
+        )
     big = upscale(image, scale)
     heat = upscale(heatmap(scoremap), scale)
     overlay = (0.5 * big.astype(np.float32) + 0.5 * heat.astype(np.float32)).astype(np.uint8)
@@ -91,7 +100,16 @@ def _text_strip(text, width, scale):
     step = text_h + base + 2
     strip = np.full((step * len(lines) + 2 * scale, width, 3), BACKGROUND, dtype=np.uint8)
     for k, line in enumerate(lines):
-        cv2.putText(strip, line, (scale, scale + text_h + k * step), _FONT, font_scale, (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.putText(
+            strip,
+            line,
+            (scale, scale + text_h + k * step),
+            _FONT,
+            font_scale,
+            (0, 0, 0),
+            1,
+            cv2.LINE_AA,
+        )
     return strip
 
 
@@ -102,11 +120,13 @@ def grid(panels, columns=2, pad=8):
     height = max(p.shape[0] for p in panels)
     width = max(p.shape[1] for p in panels)
     rows = -(-len(panels) // columns)
-    out = np.full((rows * (height + pad) + pad, columns * (width + pad) + pad, 3), BACKGROUND, np.uint8)
+    out = np.full(
+        (rows * (height + pad) + pad, columns * (width + pad) + pad, 3), BACKGROUND, np.uint8
+    )
     for i, panel in enumerate(panels):
         top = pad + (i // columns) * (height + pad)
         left = pad + (i % columns) * (width + pad)
-        out[top:top + panel.shape[0], left:left + panel.shape[1]] = panel
+        out[top : top + panel.shape[0], left : left + panel.shape[1]] = panel
     return out
 
 
@@ -118,18 +138,34 @@ def plot_sweep(sweeps, marks=(), size=(420, 640)):
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+
     height, width = size
     fig = Figure(figsize=(width / 100, height / 100), dpi=100)
     canvas = FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     for i, (name, sweep) in enumerate(sweeps.items()):
         color = f"C{i}"
-        ax.plot(sweep["thresholds"], sweep["gt_known_loc"], color=color, label=f"{name} GT-known Loc")
-        ax.plot(sweep["thresholds"], sweep["top1_loc"], color=color, linestyle="--", label=f"{name} Top-1 Loc")
+        ax.plot(
+            sweep["thresholds"], sweep["gt_known_loc"], color=color, label=f"{name} GT-known Loc"
+        )
+        ax.plot(
+            sweep["thresholds"],
+            sweep["top1_loc"],
+            color=color,
+            linestyle="--",
+            label=f"{name} Top-1 Loc",
+        )
     for t, label in marks:
         ax.axvline(t, color="grey", linewidth=0.8)
-        ax.annotate(label, (t, 1.0), xycoords=("data", "axes fraction"), fontsize=7, color="grey",
-                    xytext=(2, -10), textcoords="offset points")
+        ax.annotate(
+            label,
+            (t, 1.0),
+            xycoords=("data", "axes fraction"),
+            fontsize=7,
+            color="grey",
+            xytext=(2, -10),
+            textcoords="offset points",
+        )
     ax.set(xlabel="CAM threshold (fraction of the maximum)", ylabel="%", xlim=(0, 1), ylim=(0, 100))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)

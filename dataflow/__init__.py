@@ -14,6 +14,7 @@ Import from the module that owns a name:
 ``dataflow.tinyimagenet`` and ``dataflow.builders`` import tensorpack (hence TensorFlow); the
 annotations, the generator and the words do not, so the table scripts use them without it.
 """
+
 from errors import UserError
 
 

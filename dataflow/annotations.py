@@ -15,6 +15,7 @@ guessed by removing it.
 
 Bad input raises :class:`dataflow.DataError`, naming the file (and line).
 """
+
 import errno
 import os
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ import numpy as np
 from dataflow import DataError
 
 SPLITS = ("train", "val")
-MAX_COORD = 2 ** 31 - 1   # boxes are int32
+MAX_COORD = 2**31 - 1  # boxes are int32
 
 
 @dataclass
@@ -37,6 +38,7 @@ class Annotations:
     wnids:  class order (wnids.txt).
     lines:  N strings "annotation file:line" naming where each image is annotated.
     """
+
     files: list
     labels: np.ndarray
     boxes: np.ndarray
@@ -82,9 +84,13 @@ def _parse_box(fields, where):
     except ValueError:
         raise DataError(f"{where}: box {' '.join(fields)!r} is not four integers") from None
     if not (0 <= box[0] <= box[2] and 0 <= box[1] <= box[3]):
-        raise DataError(f"{where}: box {box} is not [x0, y0, x1, y1] with 0 <= x0 <= x1 and 0 <= y0 <= y1")
-    if max(box) > MAX_COORD:   # the boxes are int32 arrays
-        raise DataError(f"{where}: box {box} has a coordinate beyond {MAX_COORD}, no image is that large")
+        raise DataError(
+            f"{where}: box {box} is not [x0, y0, x1, y1] with 0 <= x0 <= x1 and 0 <= y0 <= y1"
+        )
+    if max(box) > MAX_COORD:  # the boxes are int32 arrays
+        raise DataError(
+            f"{where}: box {box} has a coordinate beyond {MAX_COORD}, no image is that large"
+        )
     return box
 
 
@@ -119,21 +125,39 @@ def _records(root, split, wnids):
             ann, group = os.path.join(folder, f"{wnid}_boxes.txt"), []
             for n, fields in _read_lines(ann):
                 if len(fields) != 5:
-                    raise DataError(f"{ann}:{n}: expected 'file x0 y0 x1 y1', got {' '.join(fields)!r}")
+                    raise DataError(
+                        f"{ann}:{n}: expected 'file x0 y0 x1 y1', got {' '.join(fields)!r}"
+                    )
                 group.append((fields[0], f"{ann}:{n}"))
-                records.append((f"train/{wnid}/images/{fields[0]}", label_of[wnid],
-                                _parse_box(fields[1:], f"{ann}:{n}"), f"{ann}:{n}"))
+                records.append(
+                    (
+                        f"train/{wnid}/images/{fields[0]}",
+                        label_of[wnid],
+                        _parse_box(fields[1:], f"{ann}:{n}"),
+                        f"{ann}:{n}",
+                    )
+                )
             _check_against_disk(os.path.join(folder, "images"), ann, group)
     else:
         ann, group = os.path.join(root, "val", "val_annotations.txt"), []
         for n, fields in _read_lines(ann):
             if len(fields) != 6:
-                raise DataError(f"{ann}:{n}: expected 'file wnid x0 y0 x1 y1', got {' '.join(fields)!r}")
+                raise DataError(
+                    f"{ann}:{n}: expected 'file wnid x0 y0 x1 y1', got {' '.join(fields)!r}"
+                )
             if fields[1] not in label_of:
-                raise DataError(f"{ann}:{n}: wnid {fields[1]} is not in {os.path.join(root, 'wnids.txt')}")
+                raise DataError(
+                    f"{ann}:{n}: wnid {fields[1]} is not in {os.path.join(root, 'wnids.txt')}"
+                )
             group.append((fields[0], f"{ann}:{n}"))
-            records.append((f"val/images/{fields[0]}", label_of[fields[1]],
-                            _parse_box(fields[2:], f"{ann}:{n}"), f"{ann}:{n}"))
+            records.append(
+                (
+                    f"val/images/{fields[0]}",
+                    label_of[fields[1]],
+                    _parse_box(fields[2:], f"{ann}:{n}"),
+                    f"{ann}:{n}",
+                )
+            )
         _check_against_disk(os.path.join(root, "val", "images"), ann, group)
     if not records:
         raise DataError(f"{os.path.join(root, split)}: the {split} split has no annotated images")
@@ -152,10 +176,13 @@ def read_annotations(root, split):
     check_root(root)
     wnids = read_wnids(root)
     records = _records(root, split, wnids)
-    return Annotations(files=[r[0] for r in records],
-                       labels=np.array([r[1] for r in records], np.int32),
-                       boxes=np.array([r[2] for r in records], np.int32).reshape(-1, 4),
-                       wnids=wnids, lines=[r[3] for r in records])
+    return Annotations(
+        files=[r[0] for r in records],
+        labels=np.array([r[1] for r in records], np.int32),
+        boxes=np.array([r[2] for r in records], np.int32).reshape(-1, 4),
+        wnids=wnids,
+        lines=[r[3] for r in records],
+    )
 
 
 def stat_image(path, where):

@@ -15,6 +15,7 @@ batch may be smaller.
 As for any tensorpack DataFlow, call ``reset_state()`` once before iterating
 (tensorpack's trainers and ``InferenceRunner`` do).
 """
+
 import itertools
 import mmap
 import multiprocessing
@@ -29,6 +30,7 @@ from tensorpack.dataflow import BatchData, DataFlow
 from dataflow import DataError
 from dataflow.tinyimagenet import TinyImageNet
 from procs import die_with_parent
+
 
 class TrainBatches(DataFlow):
     """Shuffled, augmented batches ``[images, labels]`` of a split, as one stream indexed by batch number.
@@ -51,25 +53,27 @@ class TrainBatches(DataFlow):
         self.split, self.augmentor, self.batch_size = split, augmentor, batch_size
         self.seed = np.random.SeedSequence().entropy if seed is None else int(seed)
         self.start = self.next = int(start)
-        self._order = (None, None)   # (pass, its permutation): computed once per pass
+        self._order = (None, None)  # (pass, its permutation): computed once per pass
 
     def __len__(self):
         return len(self.split) // self.batch_size
 
     def reset_state(self):
-        self.augmentor.reset_state()   # tensorpack's; the streams are set per batch
+        self.augmentor.reset_state()  # tensorpack's; the streams are set per batch
 
     def order(self, p):
         """The permutation of the split's indices for pass ``p``."""
         if self._order[0] != p:
-            rng = np.random.RandomState(np.random.MT19937(np.random.SeedSequence(self.seed, spawn_key=(p, 0))))
+            rng = np.random.RandomState(
+                np.random.MT19937(np.random.SeedSequence(self.seed, spawn_key=(p, 0)))
+            )
             self._order = (p, rng.permutation(len(self.split)))
         return self._order[1]
 
     def batch(self, g):
         """Batch ``g`` of the stream (see the class docstring)."""
         p, b = divmod(g, len(self))
-        idx = self.order(p)[b * self.batch_size:(b + 1) * self.batch_size]
+        idx = self.order(p)[b * self.batch_size : (b + 1) * self.batch_size]
         images = self.split.images[idx]  # a copy: augmentors never touch the split
         if self.augmentor.augmentors:
             seed_augmentors(self.augmentor, np.random.SeedSequence(self.seed, spawn_key=(p, b + 1)))
@@ -91,7 +95,9 @@ class Ring:
 
     def __init__(self, ctx, slots, shapes):
         self.slots, self.shapes = slots, [(tuple(s), np.dtype(d)) for s, d in shapes]
-        self.size = 8 + sum(int(np.prod(s)) * d.itemsize for s, d in self.shapes)   # int64 index + arrays
+        self.size = 8 + sum(
+            int(np.prod(s)) * d.itemsize for s, d in self.shapes
+        )  # int64 index + arrays
         self.memory = mmap.mmap(-1, slots * self.size)
         self.free, self.full = ctx.Semaphore(slots), ctx.Semaphore(0)
 
@@ -109,8 +115,8 @@ class Ring:
 
 def _work(flow, first, step, ring):
     """A worker of :class:`OrderedWorkers`: batches ``first, first + step, ...`` of ``flow`` into ``ring``."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)    # Ctrl-C is for the trainer, which ends us
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)   # not the trainer's handler, inherited by fork
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the trainer, which ends us
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the trainer's handler, inherited by fork
     die_with_parent()
     flow.reset_state()
     for n, g in enumerate(itertools.count(first, step)):
@@ -118,7 +124,9 @@ def _work(flow, first, step, ring):
         ring.free.acquire()
         index, views = ring.views(n)
         for view, array in zip(views, batch):
-            view[...] = array   # the shapes are fixed: every batch has batch_size images (TrainBatches)
+            view[...] = (
+                array  # the shapes are fixed: every batch has batch_size images (TrainBatches)
+            )
         index[0] = g
         ring.full.release()
 
@@ -134,6 +142,7 @@ class OrderedWorkers(DataFlow):
     ``reset_state`` (from the main thread: :func:`die_with_parent`), and die with the process that
     forked them; one that dies stops the consumer with an error naming it.
     """
+
     AHEAD = 4
 
     def __init__(self, flow, num_workers):
@@ -145,13 +154,22 @@ class OrderedWorkers(DataFlow):
         return len(self.flow)
 
     def reset_state(self):
-        ctx = multiprocessing.get_context("fork")   # the split is shared, not copied
+        ctx = multiprocessing.get_context("fork")  # the split is shared, not copied
         split, size = self.flow.split, self.flow.batch_size
-        shapes = [((size,) + split.images.shape[1:], split.images.dtype), ((size,), split.labels.dtype)]
+        shapes = [
+            ((size,) + split.images.shape[1:], split.images.dtype),
+            ((size,), split.labels.dtype),
+        ]
         self.rings = [Ring(ctx, self.AHEAD, shapes) for _ in range(self.num_workers)]
-        self.procs = [ctx.Process(target=_work, args=(self.flow, self.start + k, self.num_workers, ring),
-                                  daemon=True, name=f"TrainBatches-worker-{k}")
-                      for k, ring in enumerate(self.rings)]
+        self.procs = [
+            ctx.Process(
+                target=_work,
+                args=(self.flow, self.start + k, self.num_workers, ring),
+                daemon=True,
+                name=f"TrainBatches-worker-{k}",
+            )
+            for k, ring in enumerate(self.rings)
+        ]
         for proc in self.procs:
             proc.start()
 
@@ -160,10 +178,12 @@ class OrderedWorkers(DataFlow):
         ring = self.rings[k]
         while not ring.full.acquire(timeout=1):
             if not self.procs[k].is_alive():
-                raise RuntimeError(f"data worker {k} (pid {self.procs[k].pid}) exited with code "
-                                   f"{self.procs[k].exitcode}; its error is printed above") from None
+                raise RuntimeError(
+                    f"data worker {k} (pid {self.procs[k].pid}) exited with code "
+                    f"{self.procs[k].exitcode}; its error is printed above"
+                ) from None
         index, views = ring.views(n)
-        batch = [view.copy() for view in views]   # the slot is rewritten once released
+        batch = [view.copy() for view in views]  # the slot is rewritten once released
         assert index[0] == g, (int(index[0]), g)
         ring.free.release()
         return batch
@@ -191,8 +211,9 @@ def train_augmentors(split, method, *, flip=False, jitter=False):
     return augmentors_for(method, fill=split.mean_bgr(), flip=flip, jitter=jitter)
 
 
-def build_train_dataflow(split, method, batch_size, *, seed=None, start=0, num_workers=0, flip=False,
-                         jitter=False):
+def build_train_dataflow(
+    split, method, batch_size, *, seed=None, start=0, num_workers=0, flip=False, jitter=False
+):
     """The training DataFlow: shuffled batches augmented by ``method`` (one of ``augment.registry.names()``).
 
     Args:

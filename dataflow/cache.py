@@ -16,6 +16,7 @@ up to a whole split, are removed by the next process that writes there).  Stale 
 same split and root are removed after a write; another process removing them
 at the same time is harmless.
 """
+
 import concurrent.futures
 import hashlib
 import os
@@ -36,7 +37,10 @@ def cache_dirs(root, cache_dir):
     """Candidate cache folders, best first: the explicit one, <root>/.cache, ~/.cache/wsol-tinyimagenet."""
     if cache_dir is not None:
         return [os.fspath(cache_dir)]
-    return [os.path.join(root, ".cache"), os.path.join(os.path.expanduser("~"), ".cache", "wsol-tinyimagenet")]
+    return [
+        os.path.join(root, ".cache"),
+        os.path.join(os.path.expanduser("~"), ".cache", "wsol-tinyimagenet"),
+    ]
 
 
 def cache_stem(root, split, ann):
@@ -50,9 +54,14 @@ def cache_stem(root, split, ann):
         st = stat_image(os.path.join(root, rel), where)
         # ctime and inode too: `cp -p` / `rsync -a` keep size and mtime but not these
         h.update(f"{rel}\t{st.st_size}\t{st.st_mtime_ns}\t{st.st_ctime_ns}\t{st.st_ino}\n".encode())
-    files = ([os.path.join("train", w, f"{w}_boxes.txt") for w in ann.wnids] if split == "train"
-             else [os.path.join("val", "val_annotations.txt")])
-    for rel in ["wnids.txt"] + files:  # labels and boxes are parsed anew each time; hashed for safety
+    files = (
+        [os.path.join("train", w, f"{w}_boxes.txt") for w in ann.wnids]
+        if split == "train"
+        else [os.path.join("val", "val_annotations.txt")]
+    )
+    for rel in [
+        "wnids.txt"
+    ] + files:  # labels and boxes are parsed anew each time; hashed for safety
         with open(os.path.join(root, rel), "rb") as f:
             h.update(rel.encode() + b"\0" + f.read() + b"\0")
     # split and dataset folder in the name, so that a new entry replaces only its own stale ones
@@ -62,7 +71,7 @@ def cache_stem(root, split, ann):
 
 def _prefix(stem):
     """The part of a stem shared by all entries of one split and root (the key dropped)."""
-    return stem[:stem.rstrip("-").rindex("-") + 1]
+    return stem[: stem.rstrip("-").rindex("-") + 1]
 
 
 def checksum(images):
@@ -73,7 +82,7 @@ def checksum(images):
     damage.
     """
     data = memoryview(np.ascontiguousarray(images).reshape(-1).view(np.uint8))
-    chunks = [data[i:i + _HASH_CHUNK] for i in range(0, len(data), _HASH_CHUNK)]
+    chunks = [data[i : i + _HASH_CHUNK] for i in range(0, len(data), _HASH_CHUNK)]
     with concurrent.futures.ThreadPoolExecutor(min(4, os.cpu_count() or 1)) as pool:
         crcs = list(pool.map(zlib.crc32, chunks))
     h = hashlib.sha256(f"{images.dtype.str} {tuple(images.shape)}\n".encode())
@@ -89,7 +98,9 @@ def load_cache(dirs, stem, shape):
     """
     for folder in dirs:
         try:
-            names = sorted(n for n in os.listdir(folder) if n.startswith(stem) and n.endswith(".npy"))
+            names = sorted(
+                n for n in os.listdir(folder) if n.startswith(stem) and n.endswith(".npy")
+            )
         except OSError:
             continue
         for name in names:
@@ -102,11 +113,15 @@ def load_cache(dirs, stem, shape):
                 logger.warn(f"{path}: unreadable cache ({e}); decoding again")
                 continue
             if images.dtype != np.uint8 or images.shape != tuple(shape):
-                logger.warn(f"{path}: cache holds {images.dtype} {images.shape}, the annotations and the "
-                            f"first image say uint8 {tuple(shape)}; decoding again")
+                logger.warn(
+                    f"{path}: cache holds {images.dtype} {images.shape}, the annotations and the "
+                    f"first image say uint8 {tuple(shape)}; decoding again"
+                )
                 continue
-            if checksum(images) != name[len(stem):-len(".npy")]:
-                logger.warn(f"{path}: damaged cache (its checksum does not match its content); decoding again")
+            if checksum(images) != name[len(stem) : -len(".npy")]:
+                logger.warn(
+                    f"{path}: damaged cache (its checksum does not match its content); decoding again"
+                )
                 continue
             return images, path
     return None, None

@@ -39,6 +39,7 @@ box of the object's pixels.  One image in ``GRAY_EVERY`` of each split is
 written as a single-channel JPEG, as some real ones are.  The output is a
 function of the arguments only (one seeded ``numpy.random.Generator``).
 """
+
 import argparse
 import json
 import os
@@ -53,14 +54,32 @@ import fileio
 from dataflow import DataError
 from errors import raise_interrupt, run_main
 
-GENERATOR_VERSION = 5  # bump when the output changes, so an old output is not taken as current (5: class names)
+GENERATOR_VERSION = (
+    5  # bump when the output changes, so an old output is not taken as current (5: class names)
+)
 HEAD_SHAPES = ("disc", "ring", "square", "triangle", "plus", "diamond")
 # Names of hues 0, 30, ... 330 degrees (OpenCV hue 0, 15, ... 165), for words.txt's class names.
-HUE_NAMES = ("red", "orange", "yellow", "lime", "green", "teal", "cyan", "azure", "blue", "violet", "magenta", "pink")
+HUE_NAMES = (
+    "red",
+    "orange",
+    "yellow",
+    "lime",
+    "green",
+    "teal",
+    "cyan",
+    "azure",
+    "blue",
+    "violet",
+    "magenta",
+    "pink",
+)
 # Some real Tiny ImageNet JPEGs are grayscale (about 2%); more here so that tiny sets have some.
 GRAY_EVERY = 16
 JPEG_QUALITY = 95  # high, so that JPEG blur does not move the object's edges
-OBJECT_LENGTH = (0.4, 0.9)  # object extent along its axis, fraction of min(H, W), drawn log-uniformly
+OBJECT_LENGTH = (
+    0.4,
+    0.9,
+)  # object extent along its axis, fraction of min(H, W), drawn log-uniformly
 BODY_ASPECT = (0.45, 0.6)  # body semi-minor / semi-major axis
 HEAD_RADIUS = (0.38, 0.48)  # head radius / body semi-major axis
 # The body's class cue, tuned so that it is weaker than the head's (module docstring):
@@ -91,8 +110,10 @@ def _hsv_to_bgr(hue, sat, val):
 
 def class_name(k, num_classes):
     """``"red disc"``: the nearest hue name and the head shape of class ``k`` (words.txt, captions)."""
-    hue = 180.0 * k / num_classes   # OpenCV hue, as head_look
-    return f"{HUE_NAMES[int(round(hue / 15.0)) % len(HUE_NAMES)]} {HEAD_SHAPES[k % len(HEAD_SHAPES)]}"
+    hue = 180.0 * k / num_classes  # OpenCV hue, as head_look
+    return (
+        f"{HUE_NAMES[int(round(hue / 15.0)) % len(HUE_NAMES)]} {HEAD_SHAPES[k % len(HEAD_SHAPES)]}"
+    )
 
 
 def head_look(k, num_classes):
@@ -106,10 +127,10 @@ def _head_mask(shape, hu, hv, r):
     """Boolean mask of a head of radius ``r`` in its own frame (``hu`` points away from the body)."""
     au, av = np.abs(hu), np.abs(hv)
     if shape == "disc":
-        return hu ** 2 + hv ** 2 <= r ** 2
+        return hu**2 + hv**2 <= r**2
     if shape == "ring":
-        rho2 = hu ** 2 + hv ** 2
-        return (rho2 <= r ** 2) & (rho2 >= (0.45 * r) ** 2)
+        rho2 = hu**2 + hv**2
+        return (rho2 <= r**2) & (rho2 >= (0.45 * r) ** 2)
     if shape == "square":
         return np.maximum(au, av) <= 0.7 * r
     if shape == "triangle":  # points outward
@@ -140,7 +161,9 @@ def _background(rng, height, width):
 def render(rng, label, num_classes, height, width):
     """One image of class ``label``: (uint8 (H, W, 3) BGR, int box [x0, y0, x1, y1] inclusive)."""
     img = _background(rng, height, width)
-    a = np.exp(rng.uniform(*np.log(OBJECT_LENGTH))) * min(height, width)  # log-uniform length, then the semi-major axis:
+    a = np.exp(rng.uniform(*np.log(OBJECT_LENGTH))) * min(
+        height, width
+    )  # log-uniform length, then the semi-major axis:
     r_frac = rng.uniform(*HEAD_RADIUS)
     a /= 2 + (HEAD_OFFSET + 1) * r_frac  # length = 2a + (offset + 1) r
     b, r = a * rng.uniform(*BODY_ASPECT), max(1.5, a * r_frac)
@@ -205,8 +228,10 @@ def _check_settings(out, settings):
                     return True
             except json.JSONDecodeError:
                 pass
-    raise DataError(f"{out}: not empty and not a synthetic dataset with these settings (no {MARKER} with them: "
-                    "if an interrupted generation of an older version left it, remove it); give a new or empty directory")
+    raise DataError(
+        f"{out}: not empty and not a synthetic dataset with these settings (no {MARKER} with them: "
+        "if an interrupted generation of an older version left it, remove it); give a new or empty directory"
+    )
 
 
 def generate(out, classes=4, train_per_class=20, val_per_class=5, seed=0, height=64, width=64):
@@ -219,30 +244,52 @@ def generate(out, classes=4, train_per_class=20, val_per_class=5, seed=0, height
     ``out`` and renamed when complete (``fileio.write_folder``): an interrupted generation
     leaves no half dataset, and two at once both succeed.
     """
-    for name, value, least, most in (("classes", classes, 1, np.inf), ("train_per_class", train_per_class, 1, np.inf),
-                                     ("val_per_class", val_per_class, 1, np.inf), ("height", height, MIN_SIZE, MAX_SIZE),
-                                     ("width", width, MIN_SIZE, MAX_SIZE)):
+    for name, value, least, most in (
+        ("classes", classes, 1, np.inf),
+        ("train_per_class", train_per_class, 1, np.inf),
+        ("val_per_class", val_per_class, 1, np.inf),
+        ("height", height, MIN_SIZE, MAX_SIZE),
+        ("width", width, MIN_SIZE, MAX_SIZE),
+    ):
         if int(value) != value or not least <= value <= most:
-            raise DataError(f"synthetic dataset: {name} must be an integer >= {least}"
-                            + ("" if most == np.inf else f" and <= {most}") + f", got {value}")
-    settings = dict(generator_version=GENERATOR_VERSION, classes=classes, train_per_class=train_per_class,
-                    val_per_class=val_per_class, seed=seed, height=height, width=width)
+            raise DataError(
+                f"synthetic dataset: {name} must be an integer >= {least}"
+                + ("" if most == np.inf else f" and <= {most}")
+                + f", got {value}"
+            )
+    settings = dict(
+        generator_version=GENERATOR_VERSION,
+        classes=classes,
+        train_per_class=train_per_class,
+        val_per_class=val_per_class,
+        seed=seed,
+        height=height,
+        width=width,
+    )
     out = os.fspath(out)
     if _check_settings(out, settings):
         return out
-    fileio.write_folder(out, lambda tmp: _write_all(tmp, settings), lambda: _check_settings(out, settings),
-                        last=MARKER)
+    fileio.write_folder(
+        out,
+        lambda tmp: _write_all(tmp, settings),
+        lambda: _check_settings(out, settings),
+        last=MARKER,
+    )
     return out
 
 
 def _write_all(out, settings):
     """Write the dataset of ``settings`` (generate's arguments) into the new folder ``out``."""
-    classes, train_per_class, val_per_class, seed, height, width = (settings[k] for k in (
-        "classes", "train_per_class", "val_per_class", "seed", "height", "width"))
+    classes, train_per_class, val_per_class, seed, height, width = (
+        settings[k]
+        for k in ("classes", "train_per_class", "val_per_class", "seed", "height", "width")
+    )
     rng = np.random.default_rng(seed)
     wnids = [wnid_of(k) for k in range(classes)]
     _write_lines(os.path.join(out, "wnids.txt"), wnids)
-    words = [f"{w}\t{class_name(k, classes)}, synthetic, hue {k}/{classes}" for k, w in enumerate(wnids)]
+    words = [
+        f"{w}\t{class_name(k, classes)}, synthetic, hue {k}/{classes}" for k, w in enumerate(wnids)
+    ]
     _write_lines(os.path.join(out, "words.txt"), words + [f"{w}\t{d}" for w, d in UNRELATED_WORDS])
 
     count = 0
@@ -253,7 +300,9 @@ def _write_all(out, settings):
         for i in range(train_per_class):
             img, box = render(rng, k, classes, height, width)
             name = f"{wnid}_{i}.JPEG"
-            _write_jpeg(os.path.join(folder, "images", name), img, count % GRAY_EVERY == GRAY_EVERY - 1)
+            _write_jpeg(
+                os.path.join(folder, "images", name), img, count % GRAY_EVERY == GRAY_EVERY - 1
+            )
             lines.append("\t".join([name] + [str(x) for x in box]))
             count += 1
         _write_lines(os.path.join(folder, f"{wnid}_boxes.txt"), lines)
@@ -268,7 +317,11 @@ def _write_all(out, settings):
         _write_jpeg(os.path.join(out, "val", "images", name), img, i % GRAY_EVERY == GRAY_EVERY - 1)
         lines.append("\t".join([name, wnids[k]] + [str(x) for x in box]))
         img, _ = render(rng, int(rng.integers(classes)), classes, height, width)
-        _write_jpeg(os.path.join(out, "test", "images", f"test_{i}.JPEG"), img, i % GRAY_EVERY == GRAY_EVERY - 1)
+        _write_jpeg(
+            os.path.join(out, "test", "images", f"test_{i}.JPEG"),
+            img,
+            i % GRAY_EVERY == GRAY_EVERY - 1,
+        )
     _write_lines(os.path.join(out, "val", "val_annotations.txt"), lines)
 
     with open(os.path.join(out, MARKER), "w") as f:  # last: marks a complete dataset
@@ -278,29 +331,64 @@ def _write_all(out, settings):
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], allow_abbrev=False)
     p.add_argument("out", type=argtypes.writable_dir(), help="output directory (new or empty)")
-    p.add_argument("--classes", type=argtypes.positive_int, default=4, help="number of classes (default 4)")
-    p.add_argument("--train-per-class", type=argtypes.positive_int, default=20,
-                   help="training images per class (default 20)")
-    p.add_argument("--val-per-class", type=argtypes.positive_int, default=5, help="validation images per class (default 5)")
-    p.add_argument("--seed", type=argtypes.nonnegative_int, default=0, help="random seed (default 0)")
-    p.add_argument("--height", type=argtypes.int_in(MIN_SIZE, MAX_SIZE), default=64,
-                   help="image height (default 64, as Tiny ImageNet)")
-    p.add_argument("--width", type=argtypes.int_in(MIN_SIZE, MAX_SIZE), default=64,
-                   help="image width (default 64, as Tiny ImageNet)")
+    p.add_argument(
+        "--classes", type=argtypes.positive_int, default=4, help="number of classes (default 4)"
+    )
+    p.add_argument(
+        "--train-per-class",
+        type=argtypes.positive_int,
+        default=20,
+        help="training images per class (default 20)",
+    )
+    p.add_argument(
+        "--val-per-class",
+        type=argtypes.positive_int,
+        default=5,
+        help="validation images per class (default 5)",
+    )
+    p.add_argument(
+        "--seed", type=argtypes.nonnegative_int, default=0, help="random seed (default 0)"
+    )
+    p.add_argument(
+        "--height",
+        type=argtypes.int_in(MIN_SIZE, MAX_SIZE),
+        default=64,
+        help="image height (default 64, as Tiny ImageNet)",
+    )
+    p.add_argument(
+        "--width",
+        type=argtypes.int_in(MIN_SIZE, MAX_SIZE),
+        default=64,
+        help="image width (default 64, as Tiny ImageNet)",
+    )
     return p.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, raise_interrupt)   # a kill ends as Ctrl-C does: the partial folder is removed
+    signal.signal(
+        signal.SIGTERM, raise_interrupt
+    )  # a kill ends as Ctrl-C does: the partial folder is removed
     try:
-        generate(args.out, classes=args.classes, train_per_class=args.train_per_class,
-                 val_per_class=args.val_per_class, seed=args.seed, height=args.height, width=args.width)
+        generate(
+            args.out,
+            classes=args.classes,
+            train_per_class=args.train_per_class,
+            val_per_class=args.val_per_class,
+            seed=args.seed,
+            height=args.height,
+            width=args.width,
+        )
     except KeyboardInterrupt:
-        print(f"interrupted: nothing was written to {args.out}; run the same command again", file=sys.stderr)
+        print(
+            f"interrupted: nothing was written to {args.out}; run the same command again",
+            file=sys.stderr,
+        )
         return 130
-    print(f"{args.out}: {args.classes} classes, {args.classes * args.train_per_class} train and "
-          f"{args.classes * args.val_per_class} val images of {args.height}x{args.width}")
+    print(
+        f"{args.out}: {args.classes} classes, {args.classes * args.train_per_class} train and "
+        f"{args.classes * args.val_per_class} val images of {args.height}x{args.width}"
+    )
 
 
 if __name__ == "__main__":

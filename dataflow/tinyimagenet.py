@@ -12,6 +12,7 @@ is found by its checksum, reported and decoded again.
 
 Bad input raises :class:`dataflow.DataError`, naming the file (and line).
 """
+
 import concurrent.futures
 import os
 from dataclasses import dataclass, field
@@ -31,8 +32,14 @@ from dataflow.cache import cache_dirs, cache_stem, load_cache, save_cache
 _CHUNK = 256  # images per decoding task: large enough to amortise the thread hand-off
 # the first bytes of the formats a mislabelled .JPEG is most likely to be (the JPEG SOI marker first)
 _JPEG_MAGIC = b"\xff\xd8\xff"
-_OTHER_FORMATS = {b"\x89PNG\r\n\x1a\n": "PNG", b"GIF8": "GIF", b"BM": "BMP", b"II*\x00": "TIFF",
-                  b"MM\x00*": "TIFF", b"RIFF": "RIFF (WebP?)"}
+_OTHER_FORMATS = {
+    b"\x89PNG\r\n\x1a\n": "PNG",
+    b"GIF8": "GIF",
+    b"BM": "BMP",
+    b"II*\x00": "TIFF",
+    b"MM\x00*": "TIFF",
+    b"RIFF": "RIFF (WebP?)",
+}
 
 
 @dataclass
@@ -45,6 +52,7 @@ class Split:
     files:  N paths relative to the root, e.g. "val/images/val_0.JPEG", in annotation order.
     wnids:  class order (wnids.txt).
     """
+
     images: np.ndarray
     labels: np.ndarray
     boxes: np.ndarray
@@ -69,16 +77,16 @@ class Split:
             # From per-channel histograms: exact, and fast on the 1.2 GB train split (cv2.calcHist is C).
             # calcHist counts in float32, exact up to 2**24; chunks of at most 2**22 pixels keep it so.
             hist = np.zeros((3, 256))
-            step = max(1, 2 ** 22 // (self.images.shape[1] * self.images.shape[2]))
+            step = max(1, 2**22 // (self.images.shape[1] * self.images.shape[2]))
             for start in range(0, len(self.images), step):
-                chunk = self.images[start:start + step]
+                chunk = self.images[start : start + step]
                 chunk = chunk.reshape(-1, chunk.shape[2], 3)  # one tall image
                 for c in range(3):
                     hist[c] += cv2.calcHist([chunk], [c], None, [256], [0, 256]).ravel()
             values = np.arange(256)
             count = hist.sum(1)
             mean = (hist * values).sum(1) / count
-            var = (hist * values ** 2).sum(1) / count - mean ** 2
+            var = (hist * values**2).sum(1) / count - mean**2
             self._stats = (mean, np.sqrt(np.maximum(var, 0)))
         return self._stats
 
@@ -103,11 +111,19 @@ def _decode(path):
     except OSError as e:
         raise DataError(f"{path}: cannot read ({e.strerror})") from None
     if not data.startswith(_JPEG_MAGIC):
-        kind = next((name for magic, name in _OTHER_FORMATS.items() if data.startswith(magic)), None)
-        what = f"the file is a {kind}" if kind else "it does not start with the JPEG marker FF D8 FF"
-        raise DataError(f"{path}: not a readable JPEG ({what}); the dataset's images must be JPEG files")
+        kind = next(
+            (name for magic, name in _OTHER_FORMATS.items() if data.startswith(magic)), None
+        )
+        what = (
+            f"the file is a {kind}" if kind else "it does not start with the JPEG marker FF D8 FF"
+        )
+        raise DataError(
+            f"{path}: not a readable JPEG ({what}); the dataset's images must be JPEG files"
+        )
     # the stored pixel grid, the one the boxes are on: an EXIF orientation tag would rotate the image alone
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    img = cv2.imdecode(
+        np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+    )
     if img is None:
         raise DataError(f"{path}: not a readable JPEG (corrupt or truncated)")
     return img
@@ -125,12 +141,16 @@ def decode_images(paths, progress=True, workers=None):
         for i in range(start, min(start + _CHUNK, len(paths))):
             img = _decode(paths[i])
             if img.shape != first.shape:
-                raise DataError(f"{paths[i]}: image is {img.shape[1]}x{img.shape[0]} (WxH), but "
-                                f"{paths[0]} is {first.shape[1]}x{first.shape[0]}; a split must have one size")
+                raise DataError(
+                    f"{paths[i]}: image is {img.shape[1]}x{img.shape[0]} (WxH), but "
+                    f"{paths[0]} is {first.shape[1]}x{first.shape[0]}; a split must have one size"
+                )
             images[i] = img
         return min(start + _CHUNK, len(paths)) - start
 
-    workers = workers or min(16, (os.cpu_count() or 1) + 2)  # a few extra threads hide file-read latency
+    workers = workers or min(
+        16, (os.cpu_count() or 1) + 2
+    )  # a few extra threads hide file-read latency
     pool = concurrent.futures.ThreadPoolExecutor(workers)
     try:
         with get_tqdm(total=len(paths), desc="decoding JPEGs", disable=not progress) as bar:
@@ -170,15 +190,20 @@ def load_split(root, split, cache_dir=None, progress=True):
     height, width = images.shape[1:3]
     boxes = ann.boxes.copy()
     beyond = np.flatnonzero((boxes[:, 0] >= width) | (boxes[:, 1] >= height))
-    if len(beyond):   # it would be clipped to a 1-pixel corner box and scored
+    if len(beyond):  # it would be clipped to a 1-pixel corner box and scored
         i = beyond[0]
-        raise DataError(f"{ann.lines[i]}: box {boxes[i].tolist()} lies wholly outside the {width}x{height} (WxH) "
-                        f"image {paths[i]}" + (f" (and {len(beyond) - 1} more boxes)" if len(beyond) > 1 else ""))
+        raise DataError(
+            f"{ann.lines[i]}: box {boxes[i].tolist()} lies wholly outside the {width}x{height} (WxH) "
+            f"image {paths[i]}"
+            + (f" (and {len(beyond) - 1} more boxes)" if len(beyond) > 1 else "")
+        )
     if split == "train":
         empty = [w for k, w in enumerate(ann.wnids) if not np.any(ann.labels == k)]
         if empty:
-            logger.warn(f"{len(empty)} class(es) of wnids.txt have no training image and will never be "
-                        f"predicted well: {', '.join(empty[:5])}{' ...' if len(empty) > 5 else ''}")
+            logger.warn(
+                f"{len(empty)} class(es) of wnids.txt have no training image and will never be "
+                f"predicted well: {', '.join(empty[:5])}{' ...' if len(empty) > 5 else ''}"
+            )
     # Tiny ImageNet boxes are pixel indices in 0..63 (docs/sources.md).  A box that
     # reaches past the far edge (e.g. x1 == W) cannot be checked against the
     # real files here, so it is clipped to the image and reported, never
@@ -186,8 +211,10 @@ def load_split(root, split, cache_dir=None, progress=True):
     outside = np.flatnonzero((boxes[:, 2] >= width) | (boxes[:, 3] >= height))
     if len(outside):
         np.minimum(boxes, [width - 1, height - 1, width - 1, height - 1], out=boxes)
-        logger.warn(f"{len(outside)} {split} box(es) reach past the {width}x{height} (WxH) image and were "
-                    f"clipped to it; the first is at {ann.lines[outside[0]]}")
+        logger.warn(
+            f"{len(outside)} {split} box(es) reach past the {width}x{height} (WxH) image and were "
+            f"clipped to it; the first is at {ann.lines[outside[0]]}"
+        )
     return Split(images=images, labels=ann.labels, boxes=boxes, files=ann.files, wnids=ann.wnids)
 
 
@@ -198,7 +225,9 @@ def holdout_indices(labels, per_class, names=None):
     or fewer would have none left to train on: a DataError naming it (``names[label]`` if given).
     """
     if int(per_class) != per_class or per_class < 0:
-        raise DataError(f"hold-out must be a whole number of images per class >= 0, got {per_class}")
+        raise DataError(
+            f"hold-out must be a whole number of images per class >= 0, got {per_class}"
+        )
     labels = np.asarray(labels)
     if per_class == 0:
         return np.zeros(0, np.int64)
@@ -207,15 +236,22 @@ def holdout_indices(labels, per_class, names=None):
         idx = np.flatnonzero(labels == c)
         if len(idx) <= per_class:
             name = f"{names[c]} (label {c})" if names is not None else f"with label {c}"
-            raise DataError(f"a hold-out of {per_class} images per class leaves class {name} "
-                            f"no training image: it has {len(idx)}")
-        held.append(idx[-int(per_class):])
+            raise DataError(
+                f"a hold-out of {per_class} images per class leaves class {name} "
+                f"no training image: it has {len(idx)}"
+            )
+        held.append(idx[-int(per_class) :])
     return np.sort(np.concatenate(held))
 
 
 def _subset(split, idx):
-    return Split(images=split.images[idx], labels=split.labels[idx], boxes=split.boxes[idx],
-                 files=[split.files[i] for i in idx], wnids=split.wnids)
+    return Split(
+        images=split.images[idx],
+        labels=split.labels[idx],
+        boxes=split.boxes[idx],
+        files=[split.files[i] for i in idx],
+        wnids=split.wnids,
+    )
 
 
 def split_holdout(split, per_class):
@@ -253,4 +289,8 @@ class TinyImageNet(RNGDataFlow):
         if self.shuffle:
             self.rng.shuffle(order)
         for i in order:
-            yield [self.split.images[i].copy(), int(self.split.labels[i]), self.split.boxes[i].copy()]
+            yield [
+                self.split.images[i].copy(),
+                int(self.split.labels[i]),
+                self.split.boxes[i].copy(),
+            ]

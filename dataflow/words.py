@@ -4,6 +4,7 @@ Layout (README, "Tiny ImageNet"): one ``wnid<TAB>description`` a line, covering 
 the real file (``n01443537	goldfish, Carassius auratus``), the classes and a few unrelated lines
 in a synthetic one (dataflow.synthetic).  Used for readable captions (Figure 2), never for labels.
 """
+
 import os
 
 

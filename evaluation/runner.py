@@ -14,14 +14,24 @@ MaxBoxAccV2): all thresholds, one pass.  :func:`evaluate_folder` feeds the same
 :func:`score_maps` with the maps of a folder (:mod:`evaluation.scoremaps`, ``--cams``)
 from the same point: a map at any resolution, before resize and normalisation.
 """
+
 import contextlib
 import sys
 import time
 
 import numpy as np
 
-from cam import (NAMES, PROTOCOLS, BoxEvaluator, class_activation_maps, level_maps, maxboxacc, normalize_map,
-                 resize_map, top_k_classes)
+from cam import (
+    NAMES,
+    PROTOCOLS,
+    BoxEvaluator,
+    class_activation_maps,
+    level_maps,
+    maxboxacc,
+    normalize_map,
+    resize_map,
+    top_k_classes,
+)
 from cam.protocols import WSOL_MULTI
 from evaluation import scoremaps
 from runrecord.checkpoints import check_checkpoint, unreadable
@@ -47,22 +57,31 @@ def build_predictor(model_settings, checkpoint_prefix, train=None):
 
     if checkpoint_prefix:
         check_checkpoint(model_settings, checkpoint_prefix)
-    use_op_determinism()   # before the graph (training.session)
-    use_tf32(False)   # full float32 on GPUs whatever the training used: the CAMs and logits agree to fp32 rounding
+    use_op_determinism()  # before the graph (training.session)
+    use_tf32(
+        False
+    )  # full float32 on GPUs whatever the training used: the CAMs and logits agree to fp32 rounding
     config = PredictConfig(
         model=CAMModel(model_settings, train),
-        session_creator=SessionCreator(session_config(threads=0)),   # 0: TensorFlow uses every core
-        session_init=SmartInit(checkpoint_prefix) if checkpoint_prefix else None,   # a prefix, not a folder
+        session_creator=SessionCreator(session_config(threads=0)),  # 0: TensorFlow uses every core
+        session_init=SmartInit(checkpoint_prefix)
+        if checkpoint_prefix
+        else None,  # a prefix, not a folder
         input_names=[INPUT_IMAGE],
         # FC_W/FC_B are identities of the variables: fetching 'linear/W' would give a resource handle
-        output_names=[FEATURES, FC_W, FC_B, LOGITS], create_graph=False)
+        output_names=[FEATURES, FC_W, FC_B, LOGITS],
+        create_graph=False,
+    )
     try:
         with tf.Graph().as_default():
-            tf.compat.v1.set_random_seed(0)   # as in check_checkpoint; the checkpoint replaces them
+            tf.compat.v1.set_random_seed(0)  # as in check_checkpoint; the checkpoint replaces them
             return OfflinePredictor(config)
     except (tf.errors.OpError, ValueError) as e:
-        raise unreadable(checkpoint_prefix, e, "cannot restore the checkpoint; is a model-*.data file "
-                                                "truncated or damaged?") from None
+        raise unreadable(
+            checkpoint_prefix,
+            e,
+            "cannot restore the checkpoint; is a model-*.data file truncated or damaged?",
+        ) from None
 
 
 def evaluators(thresholds):
@@ -76,6 +95,7 @@ def evaluators(thresholds):
 def _progress(total, desc):
     """A progress bar on stderr; yields the ``progress(done, total)`` callable of :func:`score_maps`."""
     from tensorpack.utils.utils import get_tqdm
+
     with get_tqdm(total=total, desc=desc, file=sys.stderr) as bar:
         yield lambda done, _: bar.update(done - bar.n)
 
@@ -83,8 +103,15 @@ def _progress(total, desc):
 def evaluate_split(predictor, split, indices, evaluators, desc, **kwargs):
     """:func:`evaluate_images` over the images ``indices`` of a loaded ``split``, with a progress bar."""
     with _progress(len(indices), desc) as progress:
-        return evaluate_images(predictor, split.images[indices], split.labels[indices], split.boxes[indices],
-                               evaluators, progress=progress, **kwargs)
+        return evaluate_images(
+            predictor,
+            split.images[indices],
+            split.labels[indices],
+            split.boxes[indices],
+            evaluators,
+            progress=progress,
+            **kwargs,
+        )
 
 
 def evaluate_folder(folder, top5, split, indices, evaluators, desc, *, batch_size=128, **kwargs):
@@ -96,15 +123,37 @@ def evaluate_folder(folder, top5, split, indices, evaluators, desc, *, batch_siz
     def batches():
         for start in range(0, len(files), batch_size):
             tick = time.perf_counter()
-            maps = [scoremaps.read_map(folder, f) for f in files[start:start + batch_size]]
-            yield maps, None if top5 is None else top5[start:start + batch_size], {"read": time.perf_counter() - tick}
+            maps = [scoremaps.read_map(folder, f) for f in files[start : start + batch_size]]
+            yield (
+                maps,
+                None if top5 is None else top5[start : start + batch_size],
+                {"read": time.perf_counter() - tick},
+            )
+
     with _progress(len(files), desc) as progress:
-        return score_maps(batches(), split.image_shape, split.labels[indices], split.boxes[indices], evaluators,
-                          progress=progress, **kwargs)
+        return score_maps(
+            batches(),
+            split.image_shape,
+            split.labels[indices],
+            split.boxes[indices],
+            evaluators,
+            progress=progress,
+            **kwargs,
+        )
 
 
-def evaluate_images(predictor, images, labels, gt_boxes, evaluators, *, batch_size=128, record=None,
-                    keep_maps_for=(), progress=None):
+def evaluate_images(
+    predictor,
+    images,
+    labels,
+    gt_boxes,
+    evaluators,
+    *,
+    batch_size=128,
+    record=None,
+    keep_maps_for=(),
+    progress=None,
+):
     """Forward ``images`` and feed the ground-truth class CAM of each to every evaluator (:func:`score_maps`).
 
     Args:
@@ -119,23 +168,44 @@ def evaluate_images(predictor, images, labels, gt_boxes, evaluators, *, batch_si
     def batches():
         for start in range(0, len(images), batch_size):
             tick = time.perf_counter()
-            features, fc_w, raw["fc_b"], logits = predictor(images[start:start + batch_size])
+            features, fc_w, raw["fc_b"], logits = predictor(images[start : start + batch_size])
             forward = time.perf_counter() - tick
             tick = time.perf_counter()
-            cams = class_activation_maps(features, fc_w, labels[start:start + batch_size])
+            cams = class_activation_maps(features, fc_w, labels[start : start + batch_size])
             top5 = top_k_classes(logits)
             raw["cams"].append(cams)
             raw["logits"].append(logits)
             yield cams, top5, {"forward": forward, "cam": time.perf_counter() - tick}
-    out = score_maps(batches(), images.shape[1:3], labels, gt_boxes, evaluators, record=record,
-                     keep_maps_for=keep_maps_for, progress=progress)
-    out.update(cams=np.concatenate(raw["cams"]), logits=np.concatenate(raw["logits"]),
-               fc_bias=np.asarray(raw["fc_b"], dtype=np.float32))
+
+    out = score_maps(
+        batches(),
+        images.shape[1:3],
+        labels,
+        gt_boxes,
+        evaluators,
+        record=record,
+        keep_maps_for=keep_maps_for,
+        progress=progress,
+    )
+    out.update(
+        cams=np.concatenate(raw["cams"]),
+        logits=np.concatenate(raw["logits"]),
+        fc_bias=np.asarray(raw["fc_b"], dtype=np.float32),
+    )
     return out
 
 
-def score_maps(batches, image_shape, labels, gt_boxes, evaluators, *, record=None, keep_maps_for=(),
-               progress=None):
+def score_maps(
+    batches,
+    image_shape,
+    labels,
+    gt_boxes,
+    evaluators,
+    *,
+    record=None,
+    keep_maps_for=(),
+    progress=None,
+):
     """Feed one score map per image to every evaluator: the one CAM-to-numbers pass.
 
     Args:
@@ -164,12 +234,17 @@ def score_maps(batches, image_shape, labels, gt_boxes, evaluators, *, record=Non
         if top5 is None:
             top1_ok = top5_ok = [None] * len(maps)
         else:
-            top1_ok, top5_ok = top5[:, 0] == labels[start:stop], (top5 == labels[start:stop, None]).any(axis=1)
+            top1_ok, top5_ok = (
+                top5[:, 0] == labels[start:stop],
+                (top5 == labels[start:stop, None]).any(axis=1),
+            )
         for j, scoremap in enumerate(maps):
             tick = time.perf_counter()
             levels, resized = level_maps(scoremap, image_shape, protocols)
             for name, ev in evaluators.items():
-                ious, boxes = ev.accumulate(levels[name], gt_boxes[start + j], top1_ok[j], top5_ok[j])
+                ious, boxes = ev.accumulate(
+                    levels[name], gt_boxes[start + j], top1_ok[j], top5_ok[j]
+                )
                 if record and name == record[0]:
                     out["ious"].append(ious[at])
                     out["pred_boxes"].append(boxes[at])
@@ -177,7 +252,9 @@ def score_maps(batches, image_shape, labels, gt_boxes, evaluators, *, record=Non
                 timing[name] = timing.get(name, 0.0) + now - tick
                 tick = now
             if start + j in keep:
-                out["maps"][start + j] = normalize_map(resized.get("bilinear", resize_map(scoremap, image_shape)))
+                out["maps"][start + j] = normalize_map(
+                    resized.get("bilinear", resize_map(scoremap, image_shape))
+                )
         out["top5"].append(top5)
         start = stop
         if progress is not None:

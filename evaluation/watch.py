@@ -7,7 +7,8 @@ Top-1 Loc of the first ``--loc-images`` validation images under evaluate.py's de
 paper's CAM threshold; InferenceRunner puts them in stats.json and TensorBoard.  train.py hands it to
 ``training.trainer`` (training/ imports no evaluation/).
 """
-import tf_env  # noqa: F401
+
+import tf_env  # noqa: F401 (before TensorFlow: sets its environment, tf_env.py)
 
 from tensorpack.callbacks import Inferencer
 
@@ -15,7 +16,7 @@ from cam import CAM_THRESHOLD, NAMES, PROTOCOLS, BoxEvaluator
 from evaluation.runner import evaluate_images
 from models import FC_B, FC_W, FEATURES, LOGITS
 
-PROTOCOL = NAMES[0]   # "authors": evaluate.py's default --protocol (SN-ResNet's evaluation)
+PROTOCOL = NAMES[0]  # "authors": evaluate.py's default --protocol (SN-ResNet's evaluation)
 # the stats.json / TensorBoard names of the localisation metrics (val-error-top1's style)
 LOC_STATS = {"gt_known_loc": "val-gt-known-loc", "top1_loc": "val-top1-loc"}
 
@@ -43,13 +44,20 @@ class LocalizationInferencer(Inferencer):
     def _on_fetches(self, outputs):
         n, start = len(outputs[0]), self.seen
         if start + n > len(self.split.labels):
-            raise RuntimeError(f"the validation stream gave more than the {len(self.split.labels)} images of the split")
+            raise RuntimeError(
+                f"the validation stream gave more than the {len(self.split.labels)} images of the split"
+            )
         self.seen += n
         n = min(n, self.limit - start)
-        if n > 0:   # the forward pass is done: evaluate_images' "predictor" hands back its outputs
-            evaluate_images(lambda _: [o[:n] for o in outputs[:1]] + outputs[1:3] + [outputs[3][:n]],
-                            self.split.images[start:start + n], self.split.labels[start:start + n],
-                            self.split.boxes[start:start + n], self.evaluators, batch_size=n)
+        if n > 0:  # the forward pass is done: evaluate_images' "predictor" hands back its outputs
+            evaluate_images(
+                lambda _: [o[:n] for o in outputs[:1]] + outputs[1:3] + [outputs[3][:n]],
+                self.split.images[start : start + n],
+                self.split.labels[start : start + n],
+                self.split.boxes[start : start + n],
+                self.evaluators,
+                batch_size=n,
+            )
 
     def _after_inference(self):
         summary = self.evaluators[self.protocol].summary(self.threshold)

@@ -1,14 +1,19 @@
 """What the training graph adds to the loss and its gradients: weight decay, a finiteness
 check, and the static loss scale of fp16 training (used by :class:`models.resnet.CAMModel`)."""
+
 import tf_env  # noqa: F401  (sets TF_USE_LEGACY_KERAS before tensorflow is imported)
 
 import tensorflow as tf
 from tensorpack.models import regularize_cost
 from tensorpack.tfutils import optimizer as tp_optimizer
 
-NONFINITE_LOSS = "non-finite training loss"   # the check_numerics message train.py recognises
-NONFINITE_GRADIENT = "non-finite fp16 gradient"   # the same for a gradient that overflowed the loss scale
-FP16_LOSS_SCALE = 128.0   # static loss scale for fp16 (NVIDIA's mixed-precision guide uses 128 for ResNets)
+NONFINITE_LOSS = "non-finite training loss"  # the check_numerics message train.py recognises
+NONFINITE_GRADIENT = (
+    "non-finite fp16 gradient"  # the same for a gradient that overflowed the loss scale
+)
+FP16_LOSS_SCALE = (
+    128.0  # static loss scale for fp16 (NVIDIA's mixed-precision guide uses 128 for ResNets)
+)
 # conv kernels and the FC weight are named ".../W" in tensorpack; BN's gamma/beta and
 # the FC bias ("b") are not decayed (paper sec. 3: weight decay 1e-4)
 WEIGHT_DECAY_PATTERN = r"/W$"
@@ -17,7 +22,9 @@ WEIGHT_DECAY_PATTERN = r"/W$"
 def weight_decay_cost(weight_decay):
     """``weight_decay * sum(w**2) / 2`` over the weights matching WEIGHT_DECAY_PATTERN
     (gradient ``weight_decay * w``, the usual SGD weight decay); named ``wd_cost``."""
-    return regularize_cost(WEIGHT_DECAY_PATTERN, lambda w: weight_decay * tf.nn.l2_loss(w), name="wd_cost")
+    return regularize_cost(
+        WEIGHT_DECAY_PATTERN, lambda w: weight_decay * tf.nn.l2_loss(w), name="wd_cost"
+    )
 
 
 def check_finite(loss):
@@ -25,6 +32,7 @@ def check_finite(loss):
     loss stops the training step with an InvalidArgumentError naming NONFINITE_LOSS before
     any weight changes.  A plain ``check_numerics(loss)`` would be pruned: the gradients do
     not read the loss's value (the seed gradient's shape is folded to a constant)."""
+
     @tf.custom_gradient
     def checked(x):
         check = tf.debugging.check_numerics(x, NONFINITE_LOSS)
@@ -32,7 +40,9 @@ def check_finite(loss):
         def grad(dy):
             with tf.control_dependencies([check]):
                 return tf.identity(dy)
+
         return tf.identity(x), grad
+
     return checked(loss)
 
 
@@ -52,8 +62,10 @@ class StaticLossScale(tp_optimizer.ProxyOptimizer):
         """The unscaled gradients, each released only after a check that all of them are finite: an
         fp16 gradient that overflowed stops the step with an InvalidArgumentError naming
         NONFINITE_GRADIENT before any weight changes (a finite loss can have an infinite gradient)."""
-        grads = [(None if g is None else g / self._scale, v)
-                 for g, v in self._opt.compute_gradients(loss * self._scale, *args, **kwargs)]
+        grads = [
+            (None if g is None else g / self._scale, v)
+            for g, v in self._opt.compute_gradients(loss * self._scale, *args, **kwargs)
+        ]
         present = [g for g, _ in grads if g is not None]
         if not present:
             return grads

@@ -25,6 +25,7 @@ stride 2 (an 8x8 map from a 64x64 input).
 Images enter as uint8 BGR, (N, H, W, 3); the graph normalises them with the
 ``mean_bgr``/``std_bgr`` it is given, so a predictor takes raw pixels.
 """
+
 import tf_env  # noqa: F401  (sets TF_USE_LEGACY_KERAS before tensorflow is imported)
 
 import numpy as np
@@ -44,12 +45,12 @@ tf1 = tf.compat.v1
 # ---------------------------------------------------------------------------
 # Tensor names that evaluation reads. All are relative to the tower: unprefixed in a predictor built with
 # PredictConfig/OfflinePredictor and in single-device training.
-INPUT_IMAGE = "input"     # uint8 (N, H, W, 3) BGR, raw pixels; normalised in-graph
-INPUT_LABEL = "label"     # int32 (N,) class index in [0, num_classes)
-FEATURES = "features"     # float32 (N, h, w, C) NHWC always: last map, after the final BN+ReLU
-FC_W = "fc_W"             # float32 (C, K): identity of the FC weight (not the resource handle)
-FC_B = "fc_b"             # float32 (K,): identity of the FC bias
-LOGITS = "logits"         # float32 (N, K)
+INPUT_IMAGE = "input"  # uint8 (N, H, W, 3) BGR, raw pixels; normalised in-graph
+INPUT_LABEL = "label"  # int32 (N,) class index in [0, num_classes)
+FEATURES = "features"  # float32 (N, h, w, C) NHWC always: last map, after the final BN+ReLU
+FC_W = "fc_W"  # float32 (C, K): identity of the FC weight (not the resource handle)
+FC_B = "fc_b"  # float32 (K,): identity of the FC bias
+LOGITS = "logits"  # float32 (N, K)
 WRONG_TOP1 = "wrong-top1"  # float32 (N,): 1.0 where the top-1 class is wrong (ClassificationError)
 WRONG_TOP5 = "wrong-top5"  # float32 (N,): 1.0 where the label is not in the top min(5, K)
 # ---------------------------------------------------------------------------
@@ -59,11 +60,18 @@ DEPTHS = {
     18: [2, 2, 2, 2],
     34: [3, 4, 6, 3],
 }
-BASE_WIDTHS = (64, 128, 256, 512)   # He et al. 2016 table 1: widths 64/128/256/512
-STEM_KERNEL = 7                      # junsukchoe/SN-ResNet codes/train_resnet_tiny.py: 7x7 stem at stride 1, no max-pool
+BASE_WIDTHS = (64, 128, 256, 512)  # He et al. 2016 table 1: widths 64/128/256/512
+STEM_KERNEL = (
+    7  # junsukchoe/SN-ResNet codes/train_resnet_tiny.py: 7x7 stem at stride 1, no max-pool
+)
 FINAL_STRIDES = {
-    4: (1, 2, 2, 1),   # SN-ResNet codes/train_resnet_tiny.py: last group at stride 1 (16x16 map from 64x64)
-    8: (1, 2, 2, 2),   # not the paper's: the usual last-group stride 2 (8x8 map from 64x64)
+    4: (
+        1,
+        2,
+        2,
+        1,
+    ),  # SN-ResNet codes/train_resnet_tiny.py: last group at stride 1 (16x16 map from 64x64)
+    8: (1, 2, 2, 2),  # not the paper's: the usual last-group stride 2 (8x8 map from 64x64)
 }
 AMP_MODES = (False, "bf16", "fp16")
 # --normalize imagenet: x / 255, then ImageNet's mean/std in BGR order, written here in pixel
@@ -81,6 +89,8 @@ def normalization(normalize, train):
     if normalize == "imagenet":
         return list(IMAGENET_MEAN_BGR), list(IMAGENET_STD_BGR)
     return train.mean_bgr().tolist(), train.std_bgr().tolist()
+
+
 # --early-grad-scale scales the gradients of the stem and groups 0-2 (junsukchoe/SN-ResNet
 # codes/train_resnet_tiny.py: ScaleGradient 0.1 on 'conv0.*' and 'group[0-2].*'); the optional
 # tower prefix covers the replicas of SyncMultiGPUTrainerReplicated
@@ -101,24 +111,28 @@ def param_count(depth, width_mult, num_classes):
     """
     widths = scaled_widths(width_mult)
     c_in = widths[0]
-    total = 3 * STEM_KERNEL ** 2 * c_in + 2 * c_in
+    total = 3 * STEM_KERNEL**2 * c_in + 2 * c_in
     for c, n in zip(widths, DEPTHS[depth]):
         total += 9 * c_in * c + 9 * c * c + (c_in * c if c_in != c else 0) + (n - 1) * 18 * c * c
-        total += 2 * c * (2 * n)   # BatchNorm gamma/beta: 2n - 1 in the blocks + 1 at the group end
+        total += 2 * c * (2 * n)  # BatchNorm gamma/beta: 2n - 1 in the blocks + 1 at the group end
         c_in = c
     return total + c_in * num_classes + num_classes
 
 
 def _shortcut(l, ch_out, stride, data_format):
     ch_in = l.shape[1 if data_format == "channels_first" else 3]
-    if ch_in != ch_out or stride != 1:   # projection only where the shape changes
+    if ch_in != ch_out or stride != 1:  # projection only where the shape changes
         # A 1x1 convolution at stride s with SAME padding reads pixels 0, s, 2s, ...:
         # exactly a subsampling followed by a 1x1 convolution at stride 1 (same
         # variables, same numbers).  Written that way because TF 2.21's oneDNN
         # filter gradient of a 1x1 stride-2 conv crashes the process (double free)
         # when the input has <= 8 channels at >= 64x64, i.e. narrow nets on Tiny ImageNet.
         if stride != 1:
-            l = l[:, :, ::stride, ::stride] if data_format == "channels_first" else l[:, ::stride, ::stride, :]
+            l = (
+                l[:, :, ::stride, ::stride]
+                if data_format == "channels_first"
+                else l[:, ::stride, ::stride, :]
+            )
         return Conv2D("convshortcut", l, ch_out, 1, strides=1)
     return l
 
@@ -126,7 +140,7 @@ def _shortcut(l, ch_out, stride, data_format):
 def preact_basicblock(l, ch_out, stride, preact, data_format):
     """Two 3x3 convolutions with a pre-activation; ``preact=False`` for the first
     block of a group, whose input is already activated (the previous group's bnlast)."""
-    shortcut = l   # with preact the un-activated sum; else already BN+ReLU'd, shared by both paths
+    shortcut = l  # with preact the un-activated sum; else already BN+ReLU'd, shared by both paths
     if preact:
         l = BNReLU("preact", l)
     l = Conv2D("conv1", l, ch_out, 3, strides=stride, activation=BNReLU)
@@ -158,9 +172,15 @@ def backbone(image, depth, *, width_mult=1.0, final_stride=4, data_format="chann
     widths = scaled_widths(width_mult)
     strides = FINAL_STRIDES[final_stride]
     # He initialisation over fan-out and bias-free convs, as tensorpack's ResNet example
-    with argscope(Conv2D, use_bias=False, data_format=data_format,
-                  kernel_initializer=tf1.variance_scaling_initializer(scale=2.0, mode="fan_out")), \
-            argscope([BatchNorm, GlobalAvgPooling], data_format=data_format):
+    with (
+        argscope(
+            Conv2D,
+            use_bias=False,
+            data_format=data_format,
+            kernel_initializer=tf1.variance_scaling_initializer(scale=2.0, mode="fan_out"),
+        ),
+        argscope([BatchNorm, GlobalAvgPooling], data_format=data_format),
+    ):
         l = Conv2D("conv0", image, widths[0], STEM_KERNEL, strides=1, activation=BNReLU)
         for g, (count, width, stride) in enumerate(zip(blocks, widths, strides)):
             l = preact_group(l, f"group{g}", width, count, stride, data_format)
@@ -204,7 +224,9 @@ class CAMModel(ModelDesc):
         if model.depth not in DEPTHS:
             raise ValueError(f"depth must be one of {sorted(DEPTHS)}, got {model.depth}")
         if model.final_stride not in FINAL_STRIDES:
-            raise ValueError(f"final_stride must be one of {sorted(FINAL_STRIDES)}, got {model.final_stride}")
+            raise ValueError(
+                f"final_stride must be one of {sorted(FINAL_STRIDES)}, got {model.final_stride}"
+            )
         if train is not None and train.amp not in AMP_MODES:
             raise ValueError(f"amp must be one of {AMP_MODES}, got {train.amp!r}")
         if train is not None and train.data_format not in ("NHWC", "NCHW"):
@@ -217,23 +239,37 @@ class CAMModel(ModelDesc):
 
     def inputs(self):
         h, w = self.image_shape
-        return [tf.TensorSpec((None, h, w, 3), tf.uint8, INPUT_IMAGE),
-                tf.TensorSpec((None,), tf.int32, INPUT_LABEL)]
+        return [
+            tf.TensorSpec((None, h, w, 3), tf.uint8, INPUT_IMAGE),
+            tf.TensorSpec((None,), tf.int32, INPUT_LABEL),
+        ]
 
     def build_graph(self, image, label):
         m, fmt = self.settings, "channels_first" if self.data_format == "NCHW" else "channels_last"
         x = (tf.cast(image, tf.float32) - tf.constant(self.mean_bgr)) / tf.constant(self.std_bgr)
         if fmt == "channels_first":
             x = tf.transpose(x, [0, 3, 1, 2])
-        fmap = backbone(x, int(m.depth), width_mult=float(m.width_mult),
-                        final_stride=int(m.final_stride), data_format=fmt)
+        fmap = backbone(
+            x,
+            int(m.depth),
+            width_mult=float(m.width_mult),
+            final_stride=int(m.final_stride),
+            data_format=fmt,
+        )
         logits = cam_head(fmap, int(m.num_classes), fmt)
 
-        xent = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
-            labels=label, logits=logits), name="xentropy-loss")
-        wrong1 = tf.cast(tf.logical_not(tf1.nn.in_top_k(logits, label, 1)), tf.float32, name=WRONG_TOP1)
-        tf.cast(tf.logical_not(tf1.nn.in_top_k(logits, label, min(5, int(m.num_classes)))),
-                tf.float32, name=WRONG_TOP5)
+        xent = tf.reduce_mean(
+            tf.nn.sparse_softmax_cross_entropy_with_logits(labels=label, logits=logits),
+            name="xentropy-loss",
+        )
+        wrong1 = tf.cast(
+            tf.logical_not(tf1.nn.in_top_k(logits, label, 1)), tf.float32, name=WRONG_TOP1
+        )
+        tf.cast(
+            tf.logical_not(tf1.nn.in_top_k(logits, label, min(5, int(m.num_classes)))),
+            tf.float32,
+            name=WRONG_TOP5,
+        )
         if not get_current_tower_context().is_training:
             return xent
         train_error = tf.reduce_mean(wrong1, name="train-error-top1")
@@ -246,16 +282,26 @@ class CAMModel(ModelDesc):
         t = self._training("optimizer()")
         lr = tf1.get_variable("learning_rate", initializer=float(t.lr), trainable=False)
         tf1.summary.scalar("learning-rate", lr)  # "learning_rate" is the variable's name
-        opt = tf1.train.MomentumOptimizer(lr, float(t.momentum), use_nesterov=True)  # paper sec. 3: Nesterov
+        opt = tf1.train.MomentumOptimizer(
+            lr, float(t.momentum), use_nesterov=True
+        )  # paper sec. 3: Nesterov
         if t.amp == "fp16":
             opt = StaticLossScale(opt, FP16_LOSS_SCALE)
         if t.early_grad_scale != 1.0:
-            opt = tp_optimizer.apply_grad_processors(opt, [gradproc.ScaleGradient(
-                [(EARLY_LAYERS, float(t.early_grad_scale))], verbose=False)])
+            opt = tp_optimizer.apply_grad_processors(
+                opt,
+                [
+                    gradproc.ScaleGradient(
+                        [(EARLY_LAYERS, float(t.early_grad_scale))], verbose=False
+                    )
+                ],
+            )
         return opt
 
     def _training(self, what):
         if self.train is None:
-            raise ValueError(f"CAMModel: {what} needs the training settings: CAMModel(model, train), "
-                             "not the inference-only CAMModel(model)")
+            raise ValueError(
+                f"CAMModel: {what} needs the training settings: CAMModel(model, train), "
+                "not the inference-only CAMModel(model)"
+            )
         return self.train

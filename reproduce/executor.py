@@ -1,5 +1,6 @@
 """Carry out a table's runs over slots, one subprocess at a time per slot: a slot is the GPU ids of one
 run (``CUDA_VISIBLE_DEVICES``) or None for a CPU slot.  One table script per log root (reproduce.__main__)."""
+
 import collections
 import itertools
 import os
@@ -18,7 +19,7 @@ from procs import die_with_parent
 from runrecord.machine import nvidia_smi
 from reproduce import runs as rs
 
-LOCK = ".tables.lock"   # in the log root: held by the one table script that runs there
+LOCK = ".tables.lock"  # in the log root: held by the one table script that runs there
 
 
 def detect_gpus(env=None, smi="nvidia-smi"):
@@ -26,13 +27,17 @@ def detect_gpus(env=None, smi="nvidia-smi"):
     A ``CUDA_VISIBLE_DEVICES`` entry that is not what ``--gpu-ids`` takes (ids; CUDA's GPU-/MIG- UUIDs too)
     is a UserError: a typo there would plan every run on a GPU that does not exist."""
     env = os.environ if env is None else env
-    if "CUDA_VISIBLE_DEVICES" in env:   # CUDA stops at the first invalid id
+    if "CUDA_VISIBLE_DEVICES" in env:  # CUDA stops at the first invalid id
         text = env["CUDA_VISIBLE_DEVICES"]
-        gpus = list(itertools.takewhile(lambda g: g not in ("", "-1"), (g.strip() for g in text.split(","))))
+        gpus = list(
+            itertools.takewhile(lambda g: g not in ("", "-1"), (g.strip() for g in text.split(",")))
+        )
         bad = [g for g in gpus if not (g.isdigit() or g.startswith(("GPU-", "MIG-")))]
         if bad:
-            raise UserError(f"CUDA_VISIBLE_DEVICES={text!r}: {bad[0]!r} is not a GPU id (expected ids like "
-                            "0,1,3, or empty or -1 for none); correct it, or give --gpu-ids")
+            raise UserError(
+                f"CUDA_VISIBLE_DEVICES={text!r}: {bad[0]!r} is not a GPU id (expected ids like "
+                "0,1,3, or empty or -1 for none); correct it, or give --gpu-ids"
+            )
         return gpus
     return [g["index"] for g in nvidia_smi(smi)]
 
@@ -43,11 +48,17 @@ def make_slots(gpus, gpus_per_run=1, parallel=1, runs_per_gpu=1):
     CPU slots (None)."""
     if gpus:
         if gpus_per_run > len(gpus):
-            raise UserError(f"--gpus-per-run {gpus_per_run} but only {len(gpus)} GPU(s) available: {','.join(gpus)}")
-        groups = [gpus[i:i + gpus_per_run] for i in range(0, len(gpus) - gpus_per_run + 1, gpus_per_run)]
+            raise UserError(
+                f"--gpus-per-run {gpus_per_run} but only {len(gpus)} GPU(s) available: {','.join(gpus)}"
+            )
+        groups = [
+            gpus[i : i + gpus_per_run] for i in range(0, len(gpus) - gpus_per_run + 1, gpus_per_run)
+        ]
         return [g for _ in range(runs_per_gpu) for g in groups]
     if runs_per_gpu > 1:
-        raise UserError(f"--runs-per-gpu {runs_per_gpu}: no GPU is used; use --parallel on a machine without GPUs")
+        raise UserError(
+            f"--runs-per-gpu {runs_per_gpu}: no GPU is used; use --parallel on a machine without GPUs"
+        )
     return [None] * parallel
 
 
@@ -70,13 +81,14 @@ def env_prefix(slot):
 @dataclass
 class Outcome:
     """What happened to a run: ``ok`` (with ``did`` = skipped/evaluated/trained) or ``failed``."""
+
     status: str
     did: str = ""
     message: str = ""
     log: str = ""
-    seconds: float = 0.0         # train and evaluate, wall
-    train_seconds: float = 0.0   # train.py alone (0: not trained in this invocation)
-    eval_seconds: float = 0.0    # evaluate.py alone
+    seconds: float = 0.0  # train and evaluate, wall
+    train_seconds: float = 0.0  # train.py alone (0: not trained in this invocation)
+    eval_seconds: float = 0.0  # evaluate.py alone
 
 
 def show(path):
@@ -120,8 +132,14 @@ class Executor:
                     return None
                 # the child gets SIGKILL when this script dies, even by kill -9: no orphan train.py
                 # keeps training (and holding its logdir's lock) after the table script is gone
-                p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                     stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
+                p = subprocess.Popen(
+                    cmd,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    preexec_fn=die_with_parent,
+                )
                 self._procs.add(p)
             try:
                 return p.wait()
@@ -165,8 +183,12 @@ class Executor:
                         with self._lock:
                             self.watch.finished(run, outcomes[run.name])
                     self._report(run, outcomes[run.name])
-                worked = any(outcomes[r.name].did != "skipped" for r in ran)   # not after each skipped run
-                if self.watch is not None and (worked or self.progress_every and time.time() - shown >= self.progress_every):
+                worked = any(
+                    outcomes[r.name].did != "skipped" for r in ran
+                )  # not after each skipped run
+                if self.watch is not None and (
+                    worked or self.progress_every and time.time() - shown >= self.progress_every
+                ):
                     shown = time.time()
                     with self._lock:
                         line = self.watch.line() if futures else None
@@ -181,15 +203,20 @@ class Executor:
 
     def _report(self, run, out):
         if out.status == "ok" and out.did != "skipped":
-            took = (f"trained in {out.train_seconds / 60:.1f} min, evaluated in {out.eval_seconds / 60:.1f} min"
-                    if out.did == "trained" else f"evaluated in {out.eval_seconds / 60:.1f} min")
+            took = (
+                f"trained in {out.train_seconds / 60:.1f} min, evaluated in {out.eval_seconds / 60:.1f} min"
+                if out.did == "trained"
+                else f"evaluated in {out.eval_seconds / 60:.1f} min"
+            )
             self.log(f"done     {run.name}: {took}; {show(run.eval_json)}")
         elif out.status == "ok":
             self.log(f"skip     {run.name}: finished; {show(run.eval_json)}")
         elif not self._stopping.is_set():
             lines = tail(out.log).rstrip()
-            self.log(f"FAILED   {run.name}: {out.message}; log {show(out.log)}"
-                     + ("\n    " + lines.replace("\n", "\n    ") if lines else ""))
+            self.log(
+                f"FAILED   {run.name}: {out.message}; log {show(out.log)}"
+                + ("\n    " + lines.replace("\n", "\n    ") if lines else "")
+            )
 
     def stop(self):
         """Terminate the subprocesses this executor started (SIGTERM, then SIGKILL after 30 s)."""
@@ -213,7 +240,7 @@ def carry_out(ex, run, slot):
     state, reason, _ = rs.run_state(run)
     if state == rs.EVALUATED:
         return Outcome("ok", "skipped", reason)
-    if state == rs.CONFLICT:   # the folder changed since the up-front check
+    if state == rs.CONFLICT:  # the folder changed since the up-front check
         return Outcome("failed", message=reason, log=run.train_log)
     env = slot_env(slot)
     did = "evaluated"
@@ -224,11 +251,19 @@ def carry_out(ex, run, slot):
         if rc is None:
             return Outcome("failed", message="stopped", log=run.train_log)
         if rc != 0:
-            return Outcome("failed", message=f"train.py exited with status {rc}", log=run.train_log,
-                           seconds=time.time() - t0)
+            return Outcome(
+                "failed",
+                message=f"train.py exited with status {rc}",
+                log=run.train_log,
+                seconds=time.time() - t0,
+            )
         if not os.path.exists(os.path.join(run.logdir, runrecord.DONE)):
-            return Outcome("failed", message="train.py exited 0 but wrote no done.json",
-                           log=run.train_log, seconds=time.time() - t0)
+            return Outcome(
+                "failed",
+                message="train.py exited 0 but wrote no done.json",
+                log=run.train_log,
+                seconds=time.time() - t0,
+            )
         did = "trained"
     t1 = time.time()
     ex.log(f"evaluate {run.name} on {slot_name(slot)}; log {show(run.eval_log)}")
@@ -236,9 +271,16 @@ def carry_out(ex, run, slot):
     rc = ex.call(run.eval_cmd, env, run.eval_log)
     if rc is None:
         return Outcome("failed", message="stopped", log=run.eval_log)
-    problem = f"evaluate.py exited with status {rc}" if rc else runrecord.read_evaluation(run.logdir)[1]
+    problem = (
+        f"evaluate.py exited with status {rc}" if rc else runrecord.read_evaluation(run.logdir)[1]
+    )
     if problem:
         return Outcome("failed", message=problem, log=run.eval_log, seconds=time.time() - t0)
     t2 = time.time()
-    return Outcome("ok", did, seconds=t2 - t0, train_seconds=t1 - t0 if did == "trained" else 0.0,
-                   eval_seconds=t2 - t1)
+    return Outcome(
+        "ok",
+        did,
+        seconds=t2 - t0,
+        train_seconds=t1 - t0 if did == "trained" else 0.0,
+        eval_seconds=t2 - t1,
+    )

@@ -1,5 +1,6 @@
 """The runs of a table, one per cell and seed: names, folders, train.py / evaluate.py commands, the
 settings each will train with, its state, and the table's result from their eval.json (docs/tables.md)."""
+
 import fnmatch
 import functools
 import os
@@ -14,7 +15,7 @@ import cv2
 
 import runrecord
 from errors import UserError
-from runrecord import CONFLICT, EVALUATED, NEW, RESUMABLE, TRAINED  # noqa: F401 (the states)
+from runrecord import CONFLICT, EVALUATED, NEW, RESUMABLE, TRAINED  # the states
 from runrecord.command import command_settings
 from runrecord.machine import Machine
 from runrecord.machine import describe as describe_machine
@@ -24,11 +25,11 @@ from reproduce.paper import LAYOUTS, check_claims
 
 @dataclass(frozen=True)
 class Config:
-    depth: int   # ResNet depth, 18 or 34
-    aug: str     # augmentation method, one of augment.registry.names()
-    batch: int   # whole minibatch size (split over the run's GPUs by train.py)
-    seed: int = 0      # train.py --seed
-    holdout: int = 0   # train.py --holdout: training images per class held out
+    depth: int  # ResNet depth, 18 or 34
+    aug: str  # augmentation method, one of augment.registry.names()
+    batch: int  # whole minibatch size (split over the run's GPUs by train.py)
+    seed: int = 0  # train.py --seed
+    holdout: int = 0  # train.py --holdout: training images per class held out
 
     @property
     def cell(self):
@@ -60,12 +61,20 @@ def select(configs, only):
         return list(configs)
     keep = set()
     for p in (p.strip() for p in only.split(",") if p.strip()):
-        hits = [c for c in configs if any(fnmatch.fnmatchcase(n, p) or fnmatch.fnmatchcase(n, p + "-*")
-                                          for n in (c.name, c.cell))]
+        hits = [
+            c
+            for c in configs
+            if any(
+                fnmatch.fnmatchcase(n, p) or fnmatch.fnmatchcase(n, p + "-*")
+                for n in (c.name, c.cell)
+            )
+        ]
         if not hits:
-            raise UserError(f"--only {p!r} matches no run of this table; runs are: "
-                            + ", ".join(c.name for c in configs)
-                            + " (--methods sets Table 1's columns: other augment/ methods too)")
+            raise UserError(
+                f"--only {p!r} matches no run of this table; runs are: "
+                + ", ".join(c.name for c in configs)
+                + " (--methods sets Table 1's columns: other augment/ methods too)"
+            )
         keep.update(hits)
     return [c for c in configs if c in keep]
 
@@ -76,53 +85,76 @@ class Expectation:
 
     def __init__(self, data, gpus_per_run):
         from dataflow.annotations import read_annotations
+
         self.data = os.path.abspath(data)
         # the machine assumed: this one, with the run's GPUs, TensorFlow's oneDNN on (tf_env.py)
         self.machine = Machine(gpus=gpus_per_run)
-        self.train, self.val = read_annotations(self.data, "train"), read_annotations(self.data, "val")
+        self.train, self.val = (
+            read_annotations(self.data, "train"),
+            read_annotations(self.data, "val"),
+        )
         first = os.path.join(self.data, self.train.files[0])
         image = cv2.imread(first, cv2.IMREAD_UNCHANGED)
         if image is None:
             raise UserError(f"{first}: cannot be decoded as an image ({self.train.lines[0]})")
         self.image_shape = list(image.shape[:2])
         # fingerprint(holdout), once per holdout
-        self.fingerprint = functools.lru_cache(None)(functools.partial(runrecord.dataset_fingerprint, self.train,
-                                                                        self.val))
+        self.fingerprint = functools.lru_cache(None)(
+            functools.partial(runrecord.dataset_fingerprint, self.train, self.val)
+        )
 
     def settings(self, train_argv):
         """RunSettings of ``train.py <train_argv>``, from train.py's own parser, environment and settings
         (``runrecord.command``: they refuse unknown and abbreviated flags), with the dataset fingerprint
         of the annotations."""
         try:
-            return command_settings(train_argv, self.machine, self.fingerprint, len(self.train.wnids),
-                                    self.image_shape)
+            return command_settings(
+                train_argv, self.machine, self.fingerprint, len(self.train.wnids), self.image_shape
+            )
         except SystemExit as e:
             if e.code:
-                raise UserError("train.py refuses a run's command (its message is above: an option after --, "
-                                "or a --logdir it cannot create); nothing was run") from None
+                raise UserError(
+                    "train.py refuses a run's command (its message is above: an option after --, "
+                    "or a --logdir it cannot create); nothing was run"
+                ) from None
             raise
 
 
 TO_TRAIN = (NEW, RESUMABLE)
-PER_IMAGE = "per_image"     # the key of collect's per-image views in a result: kept in memory, not saved
-FIGURE_DIR = "figure2"       # evaluate.py --vis output of a run, read by reproduce.report (Figure 2)
-FIGURE_IMAGES = 4            # validation images per run in Figure 2 (evaluate.py --vis-count)
-FIGURE_SCALE = 2             # pixel upscale of the panels (evaluate.py --vis-scale)
+PER_IMAGE = (
+    "per_image"  # the key of collect's per-image views in a result: kept in memory, not saved
+)
+FIGURE_DIR = "figure2"  # evaluate.py --vis output of a run, read by reproduce.report (Figure 2)
+FIGURE_IMAGES = 4  # validation images per run in Figure 2 (evaluate.py --vis-count)
+FIGURE_SCALE = 2  # pixel upscale of the panels (evaluate.py --vis-scale)
 # train.py flags the scripts set for every run; passing them (or any prefix of them) is refused.
-RESERVED_TRAIN_FLAGS = ("--data", "--depth", "--aug", "--batch", "--logdir", "--gpus", "--seed", "--holdout")
-HINTS = {"--gpus": "use --gpus-per-run for GPUs per run", "--seed": "use --seeds",
-         "--holdout": "use the table option --holdout, before --"}
+RESERVED_TRAIN_FLAGS = (
+    "--data",
+    "--depth",
+    "--aug",
+    "--batch",
+    "--logdir",
+    "--gpus",
+    "--seed",
+    "--holdout",
+)
+HINTS = {
+    "--gpus": "use --gpus-per-run for GPUs per run",
+    "--seed": "use --seeds",
+    "--holdout": "use the table option --holdout, before --",
+}
 
 
 @dataclass
 class Run:
     """One run (a config and a seed): commands are argv lists without the GPU environment."""
+
     config: Config
     logdir: str
     train_cmd: list
     eval_cmd: list
-    expected: Optional[runrecord.RunSettings] = None   # what train_cmd trains; None: not compared
-    problem: Optional[str] = None   # why train_cmd cannot train here (a run not selected to run)
+    expected: Optional[runrecord.RunSettings] = None  # what train_cmd trains; None: not compared
+    problem: Optional[str] = None  # why train_cmd cannot train here (a run not selected to run)
 
     name = property(lambda self: self.config.name)
     eval_json = property(lambda self: os.path.join(self.logdir, runrecord.EVAL))
@@ -139,12 +171,25 @@ def check_passthrough(train_args):
         if flag.startswith("--") and len(flag) >= 3 and hit:
             name = flag if flag == hit else f"{flag} (an abbreviation of {hit})"
             hint = f" ({HINTS[hit]})" if hit in HINTS else ""
-            raise UserError(f"{name} is set by the table script for each run and cannot be passed "
-                            f"to train.py{hint}")
+            raise UserError(
+                f"{name} is set by the table script for each run and cannot be passed "
+                f"to train.py{hint}"
+            )
 
 
-def make_runs(configs, *, data, logroot, train_args=(), gpus_per_run=0, python=None, repo=None,
-              expectation=None, strict=True, eval_args=()):
+def make_runs(
+    configs,
+    *,
+    data,
+    logroot,
+    train_args=(),
+    gpus_per_run=0,
+    python=None,
+    repo=None,
+    expectation=None,
+    strict=True,
+    eval_args=(),
+):
     """A :class:`Run` per config (``gpus_per_run`` 0: CPU, no ``--gpus``).  ``expectation``: an
     :class:`Expectation` of ``data`` to compare each folder with, or None (--report-only); ``strict``: a run
     train.py would refuse is a UserError, else its ``problem`` (runs that are only reported)."""
@@ -155,12 +200,41 @@ def make_runs(configs, *, data, logroot, train_args=(), gpus_per_run=0, python=N
     for c in configs:
         logdir = os.path.join(logroot, c.name)
         holdout = ["--holdout", str(c.holdout)] if c.holdout else []
-        argv = (["--data", data, "--depth", str(c.depth), "--aug", c.aug, "--batch", str(c.batch),
-                 "--seed", str(c.seed), "--logdir", logdir] + holdout
-                + (["--gpus", str(gpus_per_run)] if gpus_per_run else []) + list(train_args))
-        ev = [python, os.path.join(repo, "evaluate.py"), "--load", logdir, "--data", data,
-              "--json", os.path.join(logdir, runrecord.EVAL), "--vis", os.path.join(logdir, FIGURE_DIR),
-              "--vis-count", str(FIGURE_IMAGES), "--vis-scale", str(FIGURE_SCALE)]
+        argv = (
+            [
+                "--data",
+                data,
+                "--depth",
+                str(c.depth),
+                "--aug",
+                c.aug,
+                "--batch",
+                str(c.batch),
+                "--seed",
+                str(c.seed),
+                "--logdir",
+                logdir,
+            ]
+            + holdout
+            + (["--gpus", str(gpus_per_run)] if gpus_per_run else [])
+            + list(train_args)
+        )
+        ev = [
+            python,
+            os.path.join(repo, "evaluate.py"),
+            "--load",
+            logdir,
+            "--data",
+            data,
+            "--json",
+            os.path.join(logdir, runrecord.EVAL),
+            "--vis",
+            os.path.join(logdir, FIGURE_DIR),
+            "--vis-count",
+            str(FIGURE_IMAGES),
+            "--vis-scale",
+            str(FIGURE_SCALE),
+        ]
         # the CAM threshold chosen on the held-out training images; then the demo's --protocol
         ev += (["--threshold-from-holdout"] if c.holdout else []) + list(eval_args)
         expected = problem = None
@@ -170,7 +244,9 @@ def make_runs(configs, *, data, logroot, train_args=(), gpus_per_run=0, python=N
             if strict:
                 raise
             problem = f"train.py would refuse it here: {e}"
-        runs.append(Run(c, logdir, [python, os.path.join(repo, "train.py")] + argv, ev, expected, problem))
+        runs.append(
+            Run(c, logdir, [python, os.path.join(repo, "train.py")] + argv, ev, expected, problem)
+        )
     return runs
 
 
@@ -188,13 +264,18 @@ def run_state(run):
 
 def refuse_conflicts(runs, states):
     """UserError naming every run whose folder holds other settings, or that train.py would refuse."""
-    bad = [f"  {r.name}: " + states[r.name][1].replace("\n", "\n    ") for r in runs
-           if states[r.name][0] == CONFLICT]
+    bad = [
+        f"  {r.name}: " + states[r.name][1].replace("\n", "\n    ")
+        for r in runs
+        if states[r.name][0] == CONFLICT
+    ]
     if bad:
-        raise UserError("refusing to run: these folders hold runs with other settings than this command's "
-                        "(another dataset, other train.py settings, or run files without settings.json):\n"
-                        + "\n".join(bad)
-                        + "\nUse another --logroot, or remove those folders; nothing was run or written")
+        raise UserError(
+            "refusing to run: these folders hold runs with other settings than this command's "
+            "(another dataset, other train.py settings, or run files without settings.json):\n"
+            + "\n".join(bad)
+            + "\nUse another --logroot, or remove those folders; nothing was run or written"
+        )
 
 
 def describe(run, state, env):
@@ -209,20 +290,31 @@ def describe(run, state, env):
 
 # ---- the result: each run's values from its eval.json, and per cell their mean ± std over the seeds
 
+
 def stat(by_seed):
     """``{seed: value}`` -> ``{"mean", "std", "n", "seeds"}``; std is the sample std (n - 1), 0 for one seed."""
     vals = list(by_seed.values())
     n = len(vals)
-    return {"mean": round(statistics.fmean(vals), 2) if n else None,
-            "std": round(statistics.stdev(vals), 2) if n > 1 else (0.0 if n else None),
-            "n": n, "seeds": {str(s): round(v, 2) for s, v in sorted(by_seed.items())}}
+    return {
+        "mean": round(statistics.fmean(vals), 2) if n else None,
+        "std": round(statistics.stdev(vals), 2) if n > 1 else (0.0 if n else None),
+        "n": n,
+        "seeds": {str(s): round(v, 2) for s, v in sorted(by_seed.items())},
+    }
 
 
 def run_entry(run, state, reason, doc, outcome):
     """What the result keeps of one run: status ok / missing / failed, its values (``doc.values()``,
     ``doc``: the EvalDoc of an EVALUATED run) and protocol."""
-    entry = {"cell": run.config.cell, "seed": run.config.seed, "logdir": run.logdir,
-             "eval_json": run.eval_json, "status": "missing", "values": None, "protocol": None}
+    entry = {
+        "cell": run.config.cell,
+        "seed": run.config.seed,
+        "logdir": run.logdir,
+        "eval_json": run.eval_json,
+        "status": "missing",
+        "values": None,
+        "protocol": None,
+    }
     settings, _ = runrecord.read_settings(os.path.join(run.logdir, runrecord.SETTINGS))
     # [] before issue 24
     entry["machines"] = [describe_machine(m) for m in (settings or {}).get("machine") or []]
@@ -238,13 +330,24 @@ def run_entry(run, state, reason, doc, outcome):
     return entry
 
 
-def collect(table, runs, *, batch_map=None, outcomes=None, depths=None, holdout=0, demo=False, info=None,
-            methods=None):
+def collect(
+    table,
+    runs,
+    *,
+    batch_map=None,
+    outcomes=None,
+    depths=None,
+    holdout=0,
+    demo=False,
+    info=None,
+    methods=None,
+):
     """The result of paper Table ``table`` from ``runs`` (all its cells x seeds), as saved in tableN.json
     (docs/tables.md), with the claims tested on it (``claims``, reproduce.paper.check_claims); ``outcomes``:
     {run name: executor.Outcome} of this invocation; ``info``: facts to save.  Each run's eval.json is read
     once: its values go into the runs' entries, its records into ``result[PER_IMAGE]`` ({eval.json path:
-    PerImage or why not}, for the claims and the IoU figure; not saved); ``methods``: Table 1's columns (:func:`table_configs`)."""
+    PerImage or why not}, for the claims and the IoU figure; not saved); ``methods``: Table 1's columns
+    (:func:`table_configs`)."""
     layout, outcomes = LAYOUTS[table], outcomes or {}
     entries, images = {}, {}
     for r in runs:
@@ -253,7 +356,7 @@ def collect(table, runs, *, batch_map=None, outcomes=None, depths=None, holdout=
         if entries[r.name]["status"] == "ok":
             try:
                 images[r.eval_json] = doc.per_image()
-            except ValueError as e:   # the claims say why
+            except ValueError as e:  # the claims say why
                 images[r.eval_json] = f"{r.eval_json}: {e}"
     cells, extra = [], {}
     for c in layout.cells(batch_map or {}, depths, methods):
@@ -261,17 +364,43 @@ def collect(table, runs, *, batch_map=None, outcomes=None, depths=None, holdout=
         oks = [e for e in entries.values() if e["status"] == "ok" and e["cell"] == name]
         s = stat({e["seed"]: e["values"][c.metric] for e in oks})
         diff = None if s["mean"] is None or c.paper is None else round(s["mean"] - c.paper, 2)
-        cells.append({"run": name, "depth": c.depth, "method": c.method, "batch": c.batch,
-                      "trained_batch": c.trained_batch, "metric": c.metric, **s, "paper": c.paper, "diff": diff})
+        cells.append(
+            {
+                "run": name,
+                "depth": c.depth,
+                "method": c.method,
+                "batch": c.batch,
+                "trained_batch": c.trained_batch,
+                "metric": c.metric,
+                **s,
+                "paper": c.paper,
+                "diff": diff,
+            }
+        )
         keys = sorted({k for e in oks for k in e["values"]} - set(layout.metrics))
-        extra[name] = {k: stat({e["seed"]: e["values"][k] for e in oks if k in e["values"]}) for k in keys}
-    result = {"table": table, "demo": demo, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-              "info": info or {}, "seeds": sorted({r.config.seed for r in runs}),
-              "depths": sorted({r.config.depth for r in runs}, reverse=True),
-              "protocols": sorted({e["protocol"] for e in entries.values() if e["protocol"]}),
-              "cells": cells, "extra": extra, "runs": entries,
-              "schedule": sorted({x for r in runs if entries[r.name]["status"] == "ok"
-                                  for x in schedule.changes(r.logdir)})}
+        extra[name] = {
+            k: stat({e["seed"]: e["values"][k] for e in oks if k in e["values"]}) for k in keys
+        }
+    result = {
+        "table": table,
+        "demo": demo,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "info": info or {},
+        "seeds": sorted({r.config.seed for r in runs}),
+        "depths": sorted({r.config.depth for r in runs}, reverse=True),
+        "protocols": sorted({e["protocol"] for e in entries.values() if e["protocol"]}),
+        "cells": cells,
+        "extra": extra,
+        "runs": entries,
+        "schedule": sorted(
+            {
+                x
+                for r in runs
+                if entries[r.name]["status"] == "ok"
+                for x in schedule.changes(r.logdir)
+            }
+        ),
+    }
     result["claims"] = check_claims(result, images)
     result[PER_IMAGE] = images
     return result

@@ -1,13 +1,19 @@
 """Whether a finished run trained on the paper's schedule: the settings a short run (``-- --epochs 1``)
 changed, read from its settings.json, so that a table of such runs is never titled as the paper's."""
+
 import dataclasses
 
 import runrecord
 
 # the settings whose defaults are the paper's schedule and network (their ``source`` in runrecord/settings.py)
-PAPER_FIELDS = {"train": [f.name for f in dataclasses.fields(runrecord.TrainSettings)
-                          if f.metadata["source"].startswith("paper") and f.default is not dataclasses.MISSING],
-                "model": ["width_mult", "final_stride"]}
+PAPER_FIELDS = {
+    "train": [
+        f.name
+        for f in dataclasses.fields(runrecord.TrainSettings)
+        if f.metadata["source"].startswith("paper") and f.default is not dataclasses.MISSING
+    ],
+    "model": ["width_mult", "final_stride"],
+}
 
 
 def changes(logdir):

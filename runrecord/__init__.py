@@ -24,16 +24,110 @@ never on the "speed" section, the data path or the commit, so a dataset moved el
 or a run continued on other hardware is accepted.  No TensorFlow is imported except by the
 functions that read checkpoints or build a graph.
 """
-from runrecord.checkpoints import (CHECKPOINT_NAME, STATE_FILE, check_checkpoint,  # noqa: F401
-                                   checkpoint_fc_classes, checkpoint_files, checkpoint_problem,
-                                   checkpoint_shapes, checkpoint_step,
-                                   latest_checkpoint, resolve_checkpoint, unreadable)
-from runrecord.dataset import (dataset_fingerprint, dataset_problem, pixels_sha1,  # noqa: F401
-                               used_images)
-from runrecord.evaldoc import EvalDoc  # noqa: F401
-from runrecord.settings import (DERIVED, NORMALIZE, RECIPES, ModelSettings, RunSettings,  # noqa: F401
-                                SpeedSettings, TrainSettings, add_flags, field_default, resolve_recipe)
-from runrecord.state import (CONFLICT, DONE, EVAL, EVALUATED, NEW, RESUMABLE, SETTINGS,  # noqa: F401
-                             STATS, TRAINED, checkpoint_digest, checkpoint_reference, folder_state,
-                             load_settings, note_machine, read_evaluation, read_json, read_settings,
-                             run_name, run_state, settings_path, write_json)
+
+from runrecord.checkpoints import (
+    CHECKPOINT_NAME,
+    STATE_FILE,
+    check_checkpoint,
+    checkpoint_fc_classes,
+    checkpoint_files,
+    checkpoint_problem,
+    checkpoint_shapes,
+    checkpoint_step,
+    latest_checkpoint,
+    resolve_checkpoint,
+    unreadable,
+)
+from runrecord.dataset import (
+    dataset_fingerprint,
+    dataset_problem,
+    pixels_sha1,
+    used_images,
+)
+from runrecord.evaldoc import EvalDoc
+from runrecord.settings import (
+    DERIVED,
+    NORMALIZE,
+    RECIPES,
+    ModelSettings,
+    RunSettings,
+    SpeedSettings,
+    TrainSettings,
+    add_flags,
+    field_default,
+    resolve_recipe,
+)
+from runrecord.state import (
+    CONFLICT,
+    DONE,
+    EVAL,
+    EVALUATED,
+    NEW,
+    RESUMABLE,
+    SETTINGS,
+    STATS,
+    TRAINED,
+    checkpoint_digest,
+    checkpoint_reference,
+    folder_state,
+    load_settings,
+    note_machine,
+    read_evaluation,
+    read_json,
+    read_settings,
+    run_name,
+    run_state,
+    settings_path,
+    write_json,
+)
+
+# the run record's public names, re-exported from the module that owns each
+__all__ = [
+    "CHECKPOINT_NAME",
+    "STATE_FILE",
+    "check_checkpoint",
+    "checkpoint_fc_classes",
+    "checkpoint_files",
+    "checkpoint_problem",
+    "checkpoint_shapes",
+    "checkpoint_step",
+    "latest_checkpoint",
+    "resolve_checkpoint",
+    "unreadable",
+    "dataset_fingerprint",
+    "dataset_problem",
+    "pixels_sha1",
+    "used_images",
+    "DERIVED",
+    "NORMALIZE",
+    "RECIPES",
+    "ModelSettings",
+    "RunSettings",
+    "SpeedSettings",
+    "TrainSettings",
+    "add_flags",
+    "field_default",
+    "resolve_recipe",
+    "CONFLICT",
+    "DONE",
+    "EVAL",
+    "EVALUATED",
+    "NEW",
+    "RESUMABLE",
+    "SETTINGS",
+    "STATS",
+    "TRAINED",
+    "checkpoint_digest",
+    "checkpoint_reference",
+    "folder_state",
+    "load_settings",
+    "note_machine",
+    "read_evaluation",
+    "read_json",
+    "read_settings",
+    "run_name",
+    "run_state",
+    "settings_path",
+    "write_json",
+    "EvalDoc",
+]

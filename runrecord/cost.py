@@ -12,6 +12,7 @@ A device is the name ``nvidia-smi`` gives for a GPU ("NVIDIA H100 80GB HBM3"), o
 FLOPs are counted, not measured (:func:`forward_macs`); an hour figure is either measured
 (a recorded rate: where and when) or estimated (FLOPs over the device's peak: a lower bound).
 """
+
 import os
 import re
 import time
@@ -26,9 +27,11 @@ from runrecord.state import read_json
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RATES = os.path.join("results", "rates.json")
 PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
-PAPER_EPOCHS = field_default(TrainSettings, "epochs")   # paper sec. 3: 1500 epochs
-PAPER_TRAIN_IMAGES = 200 * 500    # Tiny ImageNet: 200 classes x 500 training images (README "Tiny ImageNet")
-PAPER_IMAGE_SHAPE = (64, 64)      # Tiny ImageNet images are 64x64
+PAPER_EPOCHS = field_default(TrainSettings, "epochs")  # paper sec. 3: 1500 epochs
+PAPER_TRAIN_IMAGES = (
+    200 * 500
+)  # Tiny ImageNet: 200 classes x 500 training images (README "Tiny ImageNet")
+PAPER_IMAGE_SHAPE = (64, 64)  # Tiny ImageNet images are 64x64
 PAPER_CLASSES = 200
 # The layer plan of models.resnet.backbone, restated without TensorFlow: blocks per group (He et al.
 # 2016 table 1), group widths 64/128/256/512, a 7x7 stride-1 stem and group strides per final stride
@@ -47,10 +50,10 @@ TRAIN_PER_FORWARD = 3
 # Pre-Ampere GPUs have no TF32: TensorFlow runs float32 there.
 GPU_PEAKS = (
     ("H100 PCIe", {"fp32": 51e12, "tf32": 378e12, "fp16": 756e12, "bf16": 756e12}),
-    ("H100", {"fp32": 67e12, "tf32": 494.7e12, "fp16": 989.4e12, "bf16": 989.4e12}),   # SXM5
-    ("H200", {"fp32": 67e12, "tf32": 494.7e12, "fp16": 989.4e12, "bf16": 989.4e12}),   # SXM
+    ("H100", {"fp32": 67e12, "tf32": 494.7e12, "fp16": 989.4e12, "bf16": 989.4e12}),  # SXM5
+    ("H200", {"fp32": 67e12, "tf32": 494.7e12, "fp16": 989.4e12, "bf16": 989.4e12}),  # SXM
     ("A100", {"fp32": 19.5e12, "tf32": 156e12, "fp16": 312e12, "bf16": 312e12}),
-    ("V100", {"fp32": 15.7e12, "tf32": 15.7e12, "fp16": 125e12}),                      # SXM2
+    ("V100", {"fp32": 15.7e12, "tf32": 15.7e12, "fp16": 125e12}),  # SXM2
 )
 # A CPU's estimated peak: cores x clock x 32 float32 FLOP a cycle (two 256-bit FMA units, or one
 # 512-bit: 2 x 8 lanes x 2 FLOP; x86 since Haswell / Zen 2). An estimate, never a measurement.
@@ -66,7 +69,9 @@ FEED_PER_GPU = 8000
 # the figures measured on the 2-core development machine (docs/measurements.md, "Speed"): the paper's
 # augmentations (GR then HnS in either order) and with --recipe sn-resnet's colour jitter.
 WORKER_RATE = {"plain": 6000, "jitter": 1300}
-TRAINER_CORES = 2   # ours: left to the training process (its step dispatch and the one batch consumer)
+TRAINER_CORES = (
+    2  # ours: left to the training process (its step dispatch and the one batch consumer)
+)
 
 
 def default_workers(gpus, cores, jitter=False):
@@ -101,21 +106,42 @@ def record_rate(device, depth, batch, precision, img_per_s, command, *, path=Non
         raise ValueError(f"img_per_s must be positive, got {img_per_s!r}")
     path = path or rates_path()
     key = (device, int(depth), int(batch), precision)
-    kept = [e for e in read_rates(path) if (e.get("device"), e.get("depth"), e.get("batch"), e.get("precision")) != key]
-    kept.append({"device": device, "depth": int(depth), "batch": int(batch), "precision": precision,
-                 "img_per_s": float(img_per_s), "command": command, "host": host or os.uname().nodename,
-                 "measured": time.strftime("%Y-%m-%d %H:%M")})
+    kept = [
+        e
+        for e in read_rates(path)
+        if (e.get("device"), e.get("depth"), e.get("batch"), e.get("precision")) != key
+    ]
+    kept.append(
+        {
+            "device": device,
+            "depth": int(depth),
+            "batch": int(batch),
+            "precision": precision,
+            "img_per_s": float(img_per_s),
+            "command": command,
+            "host": host or os.uname().nodename,
+            "measured": time.strftime("%Y-%m-%d %H:%M"),
+        }
+    )
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fileio.write_json(path, {"rates": sorted(kept, key=lambda e: (e["device"], e["depth"], e["batch"],
-                                                                  e["precision"]))})
+    fileio.write_json(
+        path,
+        {
+            "rates": sorted(
+                kept, key=lambda e: (e["device"], e["depth"], e["batch"], e["precision"])
+            )
+        },
+    )
 
 
-def forward_macs(depth, width_mult=1.0, final_stride=4, image_shape=PAPER_IMAGE_SHAPE, num_classes=PAPER_CLASSES):
+def forward_macs(
+    depth, width_mult=1.0, final_stride=4, image_shape=PAPER_IMAGE_SHAPE, num_classes=PAPER_CLASSES
+):
     """Multiply-adds of one image's forward pass: every convolution (SAME padding) and the FC layer;
     BatchNorm, ReLU, the sums and the pooling (under 1% here) are not counted."""
-    widths = [max(1, int(round(w * width_mult))) for w in _WIDTHS]   # models.resnet.scaled_widths
+    widths = [max(1, int(round(w * width_mult))) for w in _WIDTHS]  # models.resnet.scaled_widths
     h, w = image_shape
-    macs = h * w * _STEM ** 2 * 3 * widths[0]
+    macs = h * w * _STEM**2 * 3 * widths[0]
     c_in = widths[0]
     for blocks, c, s in zip(_BLOCKS[depth], widths, _STRIDES[final_stride]):
         h, w = -(-h // s), -(-w // s)
@@ -143,14 +169,16 @@ def peak(device):
     if device.startswith("CPU "):
         cores = re.search(r", (\d+) cores$", device)
         mhz = _cpu_mhz()
-        return {"fp32": int(cores.group(1)) * mhz * 1e6 * CPU_FLOP_PER_CYCLE} if cores and mhz else {}
+        return (
+            {"fp32": int(cores.group(1)) * mhz * 1e6 * CPU_FLOP_PER_CYCLE} if cores and mhz else {}
+        )
     return next((dict(p) for name, p in GPU_PEAKS if name in device), {})
 
 
 def _cpu_mhz(cpuinfo="/proc/cpuinfo"):
     try:
         return max(float(p["cpu MHz"]) for p in read_cpuinfo(cpuinfo) if "cpu MHz" in p)
-    except ValueError:   # none listed, or not a number
+    except ValueError:  # none listed, or not a number
         return None
 
 
@@ -159,13 +187,17 @@ def precision(amp, gpus, device="", tf32=False):
     train.py's ``--tf32`` asks for it on a GPU that has it (Ampere and newer), else "fp32"."""
     if amp:
         return amp
-    return "tf32" if tf32 and gpus and peak(device).get("tf32", 0) > peak(device).get("fp32", 0) else "fp32"
+    return (
+        "tf32"
+        if tf32 and gpus and peak(device).get("tf32", 0) > peak(device).get("fp32", 0)
+        else "fp32"
+    )
 
 
 @dataclass
 class Rate:
-    img_per_s: float   # None: neither measured nor estimable
-    how: str           # "measured on <device> <date> (<command>)" or "estimated: ..."
+    img_per_s: float  # None: neither measured nor estimable
+    how: str  # "measured on <device> <date> (<command>)" or "estimated: ..."
     measured: bool
 
 
@@ -173,17 +205,39 @@ def rate_for(device, depth, batch, prec, flops_per_image, rates=None, paper_mode
     """The training rate of a run: the recorded one for (device, depth, batch, precision) when the run
     has the paper's network shape (``paper_model``), else an estimate at ``device``'s peak."""
     rates = read_rates() if rates is None else rates
-    hit = next((e for e in rates if (e.get("device"), e.get("depth"), e.get("batch"), e.get("precision"))
-                == (device, depth, batch, prec)), None) if paper_model else None
+    hit = (
+        next(
+            (
+                e
+                for e in rates
+                if (e.get("device"), e.get("depth"), e.get("batch"), e.get("precision"))
+                == (device, depth, batch, prec)
+            ),
+            None,
+        )
+        if paper_model
+        else None
+    )
     if hit:
-        return Rate(hit["img_per_s"], f"measured on {hit.get('host', '?')} {hit.get('measured', '')} "
-                                      f"({hit.get('command', '?')})", True)
+        return Rate(
+            hit["img_per_s"],
+            f"measured on {hit.get('host', '?')} {hit.get('measured', '')} "
+            f"({hit.get('command', '?')})",
+            True,
+        )
     top = peak(device).get(prec)
     if not top:
         return Rate(None, f"no rate measured and no known peak for {prec} on {device}", False)
-    bound = "an assumed CPU peak" if device.startswith("CPU ") else "the datasheet peak, a lower bound on the time"
-    return Rate(top / flops_per_image, f"estimated: FLOPs at the {prec} peak of {device} ({top / 1e12:.3g} "
-                                        f"TFLOP/s, {bound})", False)
+    bound = (
+        "an assumed CPU peak"
+        if device.startswith("CPU ")
+        else "the datasheet peak, a lower bound on the time"
+    )
+    return Rate(
+        top / flops_per_image,
+        f"estimated: FLOPs at the {prec} peak of {device} ({top / 1e12:.3g} TFLOP/s, {bound})",
+        False,
+    )
 
 
 def fmt_hours(hours, unit="h"):
@@ -198,8 +252,10 @@ def fmt_hours(hours, unit="h"):
 def paper_runs(table):
     """``[(depth, batch)]`` of one seed of paper Table ``table`` (reproduce.paper's layouts); ``"both"``: the
     distinct runs of the two (Table 2 reuses Table 1's batch-256 CAM, HnS and GR runs)."""
-    one = [(d, 256) for d in (34, 18) for _ in range(5)]   # paper Table 1: 5 methods at batch 256
-    two = [(d, b) for d in (34, 18) for _ in range(3) for b in (32, 128, 256)]   # Table 2: CAM/HnS/GR x 3
+    one = [(d, 256) for d in (34, 18) for _ in range(5)]  # paper Table 1: 5 methods at batch 256
+    two = [
+        (d, b) for d in (34, 18) for _ in range(3) for b in (32, 128, 256)
+    ]  # Table 2: CAM/HnS/GR x 3
     return {1: one, 2: two, "both": one + [r for r in two if r[1] != 256]}[table]
 
 
@@ -208,7 +264,9 @@ def cost_lines(device, precisions=None, rates=None):
     100,000 images), per precision; each line says whether its rates were measured or estimated."""
     unit = "CPU-hours" if device.startswith("CPU ") else "GPU-hours"
     # train.py's precisions: float32 (TF32 where the GPU has it), --amp = fp16 on GPUs, bf16 on CPUs
-    precisions = precisions or [p for p in ("fp32", "tf32", "fp16") if p in peak(device)] or ["fp32"]
+    precisions = (
+        precisions or [p for p in ("fp32", "tf32", "fp16") if p in peak(device)] or ["fp32"]
+    )
     images = PAPER_EPOCHS * PAPER_TRAIN_IMAGES
     lines = []
     for table in (1, 2, "both"):
@@ -217,27 +275,54 @@ def cost_lines(device, precisions=None, rates=None):
             total, measured, estimated = 0.0, [], 0
             for depth, batch in runs:
                 r = rate_for(device, depth, batch, prec, train_flops(depth), rates)
-                total = None if total is None or r.img_per_s is None else total + images / r.img_per_s / 3600
+                total = (
+                    None
+                    if total is None or r.img_per_s is None
+                    else total + images / r.img_per_s / 3600
+                )
                 if r.measured:
                     measured.append(r.how)
                 elif r.img_per_s is not None:
                     estimated += 1
-            label = "; ".join(([f"{len(measured)} run(s) at rates {sorted(set(measured))[0]}"
-                                + (" and others" if len(set(measured)) > 1 else "")] if measured else [])
-                              + ([f"{estimated} run(s) estimated: FLOPs at the peak"
-                                 + ("" if device.startswith("CPU ") else ", a lower bound")] if estimated else [])
-                              + ([f"no rate measured and no known peak for {prec} on this device: record one with "
-                                  "make gpu-check"] if total is None else []))
+            label = "; ".join(
+                (
+                    [
+                        f"{len(measured)} run(s) at rates {sorted(set(measured))[0]}"
+                        + (" and others" if len(set(measured)) > 1 else "")
+                    ]
+                    if measured
+                    else []
+                )
+                + (
+                    [
+                        f"{estimated} run(s) estimated: FLOPs at the peak"
+                        + ("" if device.startswith("CPU ") else ", a lower bound")
+                    ]
+                    if estimated
+                    else []
+                )
+                + (
+                    [
+                        f"no rate measured and no known peak for {prec} on this device: record one with "
+                        "make gpu-check"
+                    ]
+                    if total is None
+                    else []
+                )
+            )
             flops = sum(images * train_flops(d) for d, _ in runs)
-            lines.append(f"{'Tables 1 and 2' if table == 'both' else f'Table {table}'}, one seed ({len(runs)} runs, {flops:.3g} FLOP), {prec} on {device}: "
-                         f"{fmt_hours(total, unit)} ({label})")
+            lines.append(
+                f"{'Tables 1 and 2' if table == 'both' else f'Table {table}'}, one seed "
+                f"({len(runs)} runs, {flops:.3g} FLOP), {prec} on {device}: "
+                f"{fmt_hours(total, unit)} ({label})"
+            )
     return lines
 
 
 # ---- a run's measured epoch times: <logdir>/progress.json, written by training.watch.ProgressRecord
 
-PROGRESS = "progress.json"   # {"epochs", "steps_per_epoch", "batch", "start_epoch", "started", "ends": [[e, t]]}
-RECENT_EPOCHS = 10           # ours: the epoch time is the median of this many newest epoch ends
+PROGRESS = "progress.json"  # {"epochs", "steps_per_epoch", "batch", "start_epoch", "started", "ends": [[e, t]]}
+RECENT_EPOCHS = 10  # ours: the epoch time is the median of this many newest epoch ends
 
 
 def read_progress(logdir):
@@ -245,7 +330,7 @@ def read_progress(logdir):
     reader racing the atomic writer still sees a whole file, fileio)."""
     try:
         doc = read_json(os.path.join(logdir, PROGRESS))
-    except Exception:   # noqa: BLE001 (absent, unreadable, half-copied: no progress to show)
+    except Exception:  # absent, unreadable, half-copied: no progress to show
         return None
     return doc if isinstance(doc, dict) and isinstance(doc.get("ends"), list) else None
 
@@ -256,7 +341,9 @@ def epoch_seconds(progress):
     ends = progress["ends"]
     if len(ends) == 1:
         return (ends[0][1] - progress["started"]) / max(1, ends[0][0] - progress["start_epoch"] + 1)
-    gaps = sorted([(tb - ta) / max(1, eb - ea) for (ea, ta), (eb, tb) in zip(ends, ends[1:])][-RECENT_EPOCHS:])
+    gaps = sorted(
+        [(tb - ta) / max(1, eb - ea) for (ea, ta), (eb, tb) in zip(ends, ends[1:])][-RECENT_EPOCHS:]
+    )
     return gaps[len(gaps) // 2] if gaps else None
 
 

@@ -1,5 +1,6 @@
 """What identifies the data a run learned from: the dataset fingerprint that settings.json
 records, and the check of the data at hand against it.  No TensorFlow is imported here."""
+
 import hashlib
 
 import numpy as np
@@ -27,10 +28,15 @@ def dataset_fingerprint(train, val, holdout=0):
         h.update(np.ascontiguousarray(split.labels, dtype=np.int64).tobytes())
         h.update(np.ascontiguousarray(split.boxes, dtype=np.int64).tobytes())
     pixels = {name: pixels_sha1(s) for name, s in (("train", train), ("val", val))}
-    return {"num_classes": len(train.wnids), "train_images": len(train.labels),
-            "val_images": len(val.labels), "holdout": int(holdout),
-            "train_used": used_images(train.labels, holdout), "sha1": h.hexdigest(),
-            "pixels": pixels if None not in pixels.values() else None}
+    return {
+        "num_classes": len(train.wnids),
+        "train_images": len(train.labels),
+        "val_images": len(val.labels),
+        "holdout": int(holdout),
+        "train_used": used_images(train.labels, holdout),
+        "sha1": h.hexdigest(),
+        "pixels": pixels if None not in pixels.values() else None,
+    }
 
 
 def pixels_sha1(split):
@@ -47,8 +53,10 @@ def dataset_problem(recorded, train, val, evaluated=None):
     """
     mine = dataset_fingerprint(train, val, recorded.get("holdout", 0))
     if recorded.get("sha1") not in (None, mine["sha1"]):
-        return ("its class order (wnids.txt), file names, labels or boxes differ from the run's "
-                f"(dataset.sha1 {recorded['sha1'][:12]} vs {mine['sha1'][:12]})")
+        return (
+            "its class order (wnids.txt), file names, labels or boxes differ from the run's "
+            f"(dataset.sha1 {recorded['sha1'][:12]} vs {mine['sha1'][:12]})"
+        )
     name, split = evaluated or (None, None)
     stored = (recorded.get("pixels") or {}).get(name)
     if stored and stored != pixels_sha1(split):

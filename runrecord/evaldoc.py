@@ -13,6 +13,7 @@ evaluation/report.py assembles it (``report.document``).  A part that an older e
 write is None here and absent from ``to_json()``, so an old file reads and writes back as it was;
 keys outside the layout are not kept.  TensorFlow-free (NumPy and cam/ only).
 """
+
 import functools
 import json
 import math
@@ -25,8 +26,8 @@ import numpy as np
 from cam.metrics import METRICS, is_localized
 from cam.protocols import IOU_THRESHOLD, PROTOCOLS
 
-PAPER_METRICS = METRICS[:3]   # the paper's three: GT-known Loc, Top-1 Loc, Top-1 Clas
-LOC_METRICS = ("gt_known_loc", "top1_loc")   # what the protocols change (classification is the same)
+PAPER_METRICS = METRICS[:3]  # the paper's three: GT-known Loc, Top-1 Loc, Top-1 Clas
+LOC_METRICS = ("gt_known_loc", "top1_loc")  # what the protocols change (classification is the same)
 EFFECTS = (("authors_vs_paper", "authors", "paper"), ("paper_vs_wsol", "paper", "wsol"))
 
 # The per-image view of the records: the protocol, the image files (N,), {metric: uint8 (N,) 0/1 hits}
@@ -46,17 +47,26 @@ def _get(d, *keys):
 @dataclass
 class EvalDoc:
     """evaluate.py's document; the parts in the file's order.  None: a part the file does not have."""
-    summary: dict                     # {metric: percent} of the chosen protocol at the summary threshold
-    protocol: Optional[str] = None    # the chosen protocol: authors, paper or wsol
+
+    summary: dict  # {metric: percent} of the chosen protocol at the summary threshold
+    protocol: Optional[str] = None  # the chosen protocol: authors, paper or wsol
     protocols: Optional[dict] = None  # {protocol: {"summary", "baselines", "holdout", "sweep"}}
-    wsol2020: Optional[dict] = None   # MaxBoxAccV2 and its Top-1 Loc twin (and with held-out thresholds)
-    settings: Optional[dict] = None   # the checkpoint reference, the images, the model, the thresholds
-    records: Optional[list] = None    # per image, under the chosen protocol: file, label, top5, boxes, iou
-    timing: Optional[dict] = None     # seconds per stage
+    wsol2020: Optional[dict] = (
+        None  # MaxBoxAccV2 and its Top-1 Loc twin (and with held-out thresholds)
+    )
+    settings: Optional[dict] = (
+        None  # the checkpoint reference, the images, the model, the thresholds
+    )
+    records: Optional[list] = (
+        None  # per image, under the chosen protocol: file, label, top5, boxes, iou
+    )
+    timing: Optional[dict] = None  # seconds per stage
 
     def to_json(self):
         """The JSON object (a dict) as evaluate.py writes it."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+        return {
+            f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None
+        }
 
     @classmethod
     def from_json(cls, doc):
@@ -69,8 +79,14 @@ class EvalDoc:
         if bad:
             raise ValueError(f"a non-finite metric ({bad[0]})")
         obj = (dict, "a JSON object")
-        kinds = {"protocol": (str, "a string"), "protocols": obj, "wsol2020": obj, "settings": obj,
-                 "records": (list, "a list"), "timing": obj}
+        kinds = {
+            "protocol": (str, "a string"),
+            "protocols": obj,
+            "wsol2020": obj,
+            "settings": obj,
+            "records": (list, "a list"),
+            "timing": obj,
+        }
         for name, (kind, said) in kinds.items():
             value = doc.get(name)
             if value is not None and not isinstance(value, kind):
@@ -126,12 +142,14 @@ class EvalDoc:
         protos = self.protocols or {}
         mine = protos.get(self.protocol)
         values = {m: self.summary.get(m) for m in METRICS}
-        values.update(baseline_whole_image=_get(mine, "baselines", "whole_image"),
-                      baseline_best_fixed_box=_get(mine, "baselines", "best_fixed_box"),
-                      maxboxacc_v2=_get(self.wsol2020, "maxboxacc_v2"),
-                      maxboxacc_v2_holdout=_get(self.wsol2020, "holdout", "maxboxacc_v2"),
-                      holdout_top1_loc=_get(mine, "holdout", "summary", "top1_loc"),
-                      holdout_threshold=_get(mine, "holdout", "threshold"))
+        values.update(
+            baseline_whole_image=_get(mine, "baselines", "whole_image"),
+            baseline_best_fixed_box=_get(mine, "baselines", "best_fixed_box"),
+            maxboxacc_v2=_get(self.wsol2020, "maxboxacc_v2"),
+            maxboxacc_v2_holdout=_get(self.wsol2020, "holdout", "maxboxacc_v2"),
+            holdout_top1_loc=_get(mine, "holdout", "summary", "top1_loc"),
+            holdout_threshold=_get(mine, "holdout", "threshold"),
+        )
         for name, a, b in EFFECTS:
             for m in LOC_METRICS:
                 x, y = _get(protos, a, "summary", m), _get(protos, b, "summary", m)
@@ -157,4 +175,6 @@ class EvalDoc:
             raise ValueError(f"malformed records ({type(e).__name__}: {e})") from None
         gt = is_localized(ious, IOU_THRESHOLD, PROTOCOLS[self.protocol].strict)
         hits = {"gt_known_loc": gt, "top1_clas": clas, "top1_loc": gt & clas}
-        return PerImage(self.protocol, files, {k: v.astype(np.uint8) for k, v in hits.items()}, ious)
+        return PerImage(
+            self.protocol, files, {k: v.astype(np.uint8) for k, v in hits.items()}, ious
+        )

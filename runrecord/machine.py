@@ -23,6 +23,7 @@ resume on another machine)::
 
 No TensorFlow here: the caller (training.machine) passes the libraries it has imported.
 """
+
 import os
 import platform
 import shutil
@@ -32,9 +33,21 @@ from typing import Optional
 
 from procs import available_cores
 
-SEGMENT_KEYS = ("platform", "python", "cpu", "gpus", "libraries")   # what makes two machines the same
-CPUINFO_FIELDS = (("model name", "model"), ("vendor_id", "vendor"), ("cpu family", "family"),
-                  ("model", "model_id"), ("stepping", "stepping"), ("flags", "flags"))
+SEGMENT_KEYS = (
+    "platform",
+    "python",
+    "cpu",
+    "gpus",
+    "libraries",
+)  # what makes two machines the same
+CPUINFO_FIELDS = (
+    ("model name", "model"),
+    ("vendor_id", "vendor"),
+    ("cpu family", "family"),
+    ("model", "model_id"),
+    ("stepping", "stepping"),
+    ("flags", "flags"),
+)
 
 
 SMI_QUERY = ["--query-gpu=index,name,driver_version,compute_cap", "--format=csv,noheader"]
@@ -47,8 +60,14 @@ def read_cpuinfo(cpuinfo="/proc/cpuinfo"):
             blocks = f.read().split("\n\n")
     except OSError:
         return []
-    return [dict((k.strip(), v.strip()) for k, _, v in (line.partition(":") for line in block.splitlines()))
-            for block in blocks if block.strip()]
+    return [
+        dict(
+            (k.strip(), v.strip())
+            for k, _, v in (line.partition(":") for line in block.splitlines())
+        )
+        for block in blocks
+        if block.strip()
+    ]
 
 
 def cpu_record(cpuinfo="/proc/cpuinfo"):
@@ -80,8 +99,14 @@ def nvidia_smi(smi="nvidia-smi", timeout=60):
         parts = [p.strip() for p in line.split(",")]
         if len(parts) == 4 and "." in parts[3]:
             major, minor = parts[3].split(".")[:2]
-            gpus.append({"index": parts[0], "name": parts[1], "driver": parts[2],
-                         "capability": (int(major), int(minor))})
+            gpus.append(
+                {
+                    "index": parts[0],
+                    "name": parts[1],
+                    "driver": parts[2],
+                    "capability": (int(major), int(minor)),
+                }
+            )
     return gpus
 
 
@@ -96,7 +121,9 @@ def nvidia_device():
     broken: train.py refuses to fall back to the CPU silently (``runrecord.command.make_env``)."""
     hidden = os.environ.get("CUDA_VISIBLE_DEVICES")
     if hidden is not None and (not hidden.strip() or hidden.strip().startswith("-")):
-        return None   # hidden on purpose ("" or "-1": the table scripts' CPU runs, tools/gpu_check.py)
+        return (
+            None  # hidden on purpose ("" or "-1": the table scripts' CPU runs, tools/gpu_check.py)
+        )
     if os.path.exists("/dev/nvidiactl"):
         return "/dev/nvidiactl"
     return "nvidia-smi on PATH" if shutil.which("nvidia-smi") else None
@@ -114,19 +141,30 @@ def physical_memory():
 class Machine:
     """The facts train.py's flags resolve against (``runrecord.command.make_env``).  The table scripts
     assume theirs (``Machine(gpus=...)``: the GPUs of one run); train.py's are ``training.machine.facts()``."""
-    gpus: int                                              # GPUs TensorFlow sees
-    nvidia: Optional[str] = None   # an NVIDIA device that CUDA_VISIBLE_DEVICES does not hide (:func:`nvidia_device`)
-    cores: int = field(default_factory=available_cores)    # --threads' default
+
+    gpus: int  # GPUs TensorFlow sees
+    nvidia: Optional[str] = (
+        None  # an NVIDIA device that CUDA_VISIBLE_DEVICES does not hide (:func:`nvidia_device`)
+    )
+    cores: int = field(default_factory=available_cores)  # --threads' default
     bf16: bool = field(default_factory=cpu_supports_bf16)  # --amp on the CPU needs it
-    onednn: bool = True                                    # TensorFlow's oneDNN CPU kernels (tf_env.py)
-    memory: Optional[int] = field(default_factory=physical_memory)   # bytes of RAM (None: unknown)
-    record: Optional[dict] = None   # settings.json's machine record (:func:`machine_record`); None: not recorded
+    onednn: bool = True  # TensorFlow's oneDNN CPU kernels (tf_env.py)
+    memory: Optional[int] = field(default_factory=physical_memory)  # bytes of RAM (None: unknown)
+    record: Optional[dict] = (
+        None  # settings.json's machine record (:func:`machine_record`); None: not recorded
+    )
 
 
 def machine_record(libraries, from_step=0, cpuinfo="/proc/cpuinfo"):
     """The record of this machine (module docstring), for a training segment from ``from_step``."""
-    return {"from_step": from_step, "platform": platform.platform(), "python": platform.python_version(),
-            "cpu": cpu_record(cpuinfo), "gpus": gpu_record(), "libraries": dict(libraries)}
+    return {
+        "from_step": from_step,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu": cpu_record(cpuinfo),
+        "gpus": gpu_record(),
+        "libraries": dict(libraries),
+    }
 
 
 def same_machine(a, b):
@@ -145,12 +183,19 @@ def describe(record):
     """One line: ``AMD EPYC 7B13 (family 25 model 1, avx2), 2 CPUs; TF 2.21.0, oneDNN on`` (+ GPUs)."""
     cpu, libs = record.get("cpu") or {}, record.get("libraries") or {}
     flags = set(str(cpu.get("flags", "")).split())
-    simd = [f for f in ("amx_bf16", "avx512_bf16", "avx512f", "avx2") if f in flags][:1] or ["no avx2"]
-    text = (f"{cpu.get('model', 'unknown CPU')} (family {cpu.get('family', '?')} model {cpu.get('model_id', '?')}, "
-            f"{simd[0]}), {cpu.get('logical_cpus', '?')} CPUs; TF {libs.get('tensorflow', '?')}, "
-            f"NumPy {libs.get('numpy', '?')}, oneDNN {libs.get('onednn', '?')}")
+    simd = [f for f in ("amx_bf16", "avx512_bf16", "avx512f", "avx2") if f in flags][:1] or [
+        "no avx2"
+    ]
+    text = (
+        f"{cpu.get('model', 'unknown CPU')} (family {cpu.get('family', '?')} model {cpu.get('model_id', '?')}, "
+        f"{simd[0]}), {cpu.get('logical_cpus', '?')} CPUs; TF {libs.get('tensorflow', '?')}, "
+        f"NumPy {libs.get('numpy', '?')}, oneDNN {libs.get('onednn', '?')}"
+    )
     gpus = record.get("gpus") or []
     if gpus:
         names = sorted({g["name"] for g in gpus})
-        text += f"; {len(gpus)} GPU(s) {', '.join(names)}, driver {gpus[0]['driver']}, cuDNN {libs.get('cudnn_build', '?')}"
+        text += (
+            f"; {len(gpus)} GPU(s) {', '.join(names)}, driver {gpus[0]['driver']}, "
+            f"cuDNN {libs.get('cudnn_build', '?')}"
+        )
     return text

@@ -5,6 +5,7 @@ RESUMABLE, TRAINED, EVALUATED or CONFLICT).  :func:`read_settings` is the one re
 settings.json, :func:`read_evaluation` tells whether a folder's eval.json (read by
 :meth:`runrecord.evaldoc.EvalDoc.read`) counts.  :func:`run_name` names a run (and its default folder).
 """
+
 import hashlib
 import json
 import os
@@ -18,19 +19,29 @@ from runrecord.settings import RunSettings
 
 SETTINGS = "settings.json"
 DONE = "done.json"
-STATS = "stats.json"        # tensorpack's JSONWriter.FILENAME
+STATS = "stats.json"  # tensorpack's JSONWriter.FILENAME
 EVAL = "eval.json"
 
-NEW, RESUMABLE, TRAINED, EVALUATED, CONFLICT = "new", "resumable", "trained", "evaluated", "conflict"
+NEW, RESUMABLE, TRAINED, EVALUATED, CONFLICT = (
+    "new",
+    "resumable",
+    "trained",
+    "evaluated",
+    "conflict",
+)
 
 # --------------------------------------------------------------------------- files
+
 
 def run_name(depth, aug, batch, holdout=0, seed=0):
     """A run's name, and its folder under train_log/ or a table's log root: ``r{depth}-{aug}-b{batch}``,
     then ``-h{holdout}`` with held-out images and ``-s{seed}`` for a seed other than 0
     (``r18-gr-b256-h10-s2``)."""
-    return (f"r{depth}-{aug}-b{batch}" + (f"-h{holdout}" if holdout else "")
-            + (f"-s{seed}" if seed else ""))
+    return (
+        f"r{depth}-{aug}-b{batch}"
+        + (f"-h{holdout}" if holdout else "")
+        + (f"-s{seed}" if seed else "")
+    )
 
 
 def read_json(path):
@@ -48,7 +59,9 @@ def write_json(path, obj):
 
 
 def settings_path(logdir_or_prefix):
-    folder = logdir_or_prefix if os.path.isdir(logdir_or_prefix) else os.path.dirname(logdir_or_prefix)
+    folder = (
+        logdir_or_prefix if os.path.isdir(logdir_or_prefix) else os.path.dirname(logdir_or_prefix)
+    )
     return os.path.join(folder, SETTINGS)
 
 
@@ -63,9 +76,9 @@ def read_settings(path):
         return None, str(e)
     if not isinstance(doc, dict):
         return None, f"{path}: not train.py's settings.json layout (not a JSON object)"
-    for section in ("model", "train"):   # every reader looks into these two
+    for section in ("model", "train"):  # every reader looks into these two
         if not isinstance(doc.get(section), dict):
-            return None, f"{path}: not train.py's settings.json layout (no \"{section}\" object)"
+            return None, f'{path}: not train.py\'s settings.json layout (no "{section}" object)'
     return doc, None
 
 
@@ -84,6 +97,7 @@ def load_settings(logdir_or_prefix):
 
 
 # --------------------------------------------------------------------------- eval.json's checkpoint
+
 
 def checkpoint_digest(prefix):
     """sha256 hex of checkpoint ``prefix``'s ``.index`` file.  The index holds each tensor's
@@ -120,6 +134,7 @@ def note_machine(logdir, record):
 
 # --------------------------------------------------------------------------- state
 
+
 def _mtime(path):
     try:
         return os.path.getmtime(path)
@@ -147,18 +162,25 @@ def read_evaluation(logdir):
 
 def _checkpoint_problem(logdir, doc, older):
     """Why ``doc`` (the folder's eval.json, ``older`` than done.json or not) does not count, or None."""
-    if older and doc.checkpoint_sha256 is None:   # with the digest, times do not matter (a copy)
+    if older and doc.checkpoint_sha256 is None:  # with the digest, times do not matter (a copy)
         return f"{EVAL} is older than {DONE}"
     checkpoint, scope = doc.checkpoint, doc.scope
     steps = checkpoint_files(logdir)
-    newest = os.path.join(os.path.realpath(logdir), f"{CHECKPOINT_NAME}-{max(steps)}") if steps else None
+    newest = (
+        os.path.join(os.path.realpath(logdir), f"{CHECKPOINT_NAME}-{max(steps)}") if steps else None
+    )
     if not isinstance(checkpoint, str) or scope is None:
         return f"{EVAL} does not name its checkpoint and images (written by an older evaluate.py)"
-    path = os.path.realpath(os.path.join(logdir, checkpoint))   # relative to eval.json's folder; or absolute
+    path = os.path.realpath(
+        os.path.join(logdir, checkpoint)
+    )  # relative to eval.json's folder; or absolute
     if os.path.dirname(path) != os.path.realpath(logdir):
         return f"{EVAL} evaluates {checkpoint}, a checkpoint of another folder" + (
             " (an absolute path, as evaluate.py wrote before issue 24: a moved or copied run is evaluated "
-            "again)" if os.path.isabs(checkpoint) else "")
+            "again)"
+            if os.path.isabs(checkpoint)
+            else ""
+        )
     if newest and path != newest:
         return f"{EVAL} evaluates {os.path.basename(checkpoint)}, not the newest {os.path.basename(newest)}"
     digest = doc.checkpoint_sha256
@@ -184,7 +206,9 @@ def folder_state(logdir, expected=None):
     usable EvalDoc of an EVALUATED folder (eval.json read once), else None.
     """
     has_settings = os.path.isfile(os.path.join(logdir, SETTINGS))
-    leftovers = [f for f in (STATE_FILE, STATS, DONE, EVAL) if os.path.exists(os.path.join(logdir, f))]
+    leftovers = [
+        f for f in (STATE_FILE, STATS, DONE, EVAL) if os.path.exists(os.path.join(logdir, f))
+    ]
     steps = checkpoint_files(logdir)
     if not has_settings:
         if leftovers or steps:
@@ -194,10 +218,23 @@ def folder_state(logdir, expected=None):
     if expected is not None:
         diffs = load_settings(logdir).differences(expected)
         if diffs:
-            return CONFLICT, (f"{logdir} holds a run with other settings ({SETTINGS}):\n  "
-                              + "\n  ".join(diffs)), None
+            return (
+                CONFLICT,
+                (
+                    f"{logdir} holds a run with other settings ({SETTINGS}):\n  "
+                    + "\n  ".join(diffs)
+                ),
+                None,
+            )
     if not os.path.exists(os.path.join(logdir, DONE)):
-        return RESUMABLE, (f"resumable from {CHECKPOINT_NAME}-{max(steps)}" if steps
-                           else "started, no checkpoint yet"), None
+        return (
+            RESUMABLE,
+            (
+                f"resumable from {CHECKPOINT_NAME}-{max(steps)}"
+                if steps
+                else "started, no checkpoint yet"
+            ),
+            None,
+        )
     doc, problem = read_evaluation(logdir)
     return (TRAINED, problem, None) if problem else (EVALUATED, "trained and evaluated", doc)

@@ -17,6 +17,7 @@ TensorFlow's op determinism, which train.py and evaluate.py turn on for their pr
 (training/session.py), is turned off again after each test: once on, it refuses the
 unseeded random ops of the graphs later tests build in the same process.
 """
+
 import json
 import os
 import re
@@ -33,8 +34,20 @@ from dataflow.synthetic import generate
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = ["--depth", "18", "--aug", "gr", "--batch", "8", "--width-mult", "0.125", "--threads", "2"]
 # the same narrow net without a batch size, 3 steps per epoch (test_gpu_towers.py, test_gpu_layouts.py)
-SMALL_3STEPS = ["--depth", "18", "--aug", "gr", "--width-mult", "0.125", "--threads", "2",
-                "--steps-per-epoch", "3", "--val-every", "2"]
+SMALL_3STEPS = [
+    "--depth",
+    "18",
+    "--aug",
+    "gr",
+    "--width-mult",
+    "0.125",
+    "--threads",
+    "2",
+    "--steps-per-epoch",
+    "3",
+    "--val-every",
+    "2",
+]
 TINY = dict(classes=4, train_per_class=12, val_per_class=4, seed=0, height=32, width=40)
 
 
@@ -53,14 +66,21 @@ def data(tiny_data, tmp_path):
 def op_determinism_off_afterwards():
     yield
     if "tensorflow" in sys.modules:
-        from tensorflow.python.framework import config   # no public switch-off
+        from tensorflow.python.framework import config  # no public switch-off
+
         config.disable_op_determinism()
 
 
 def run_script(*args, timeout=300, **kw):
     """``python ARGS`` (e.g. ``"train.py", "--data", ...``) in the repository root, output captured."""
-    return subprocess.run([sys.executable, *map(str, args)], cwd=REPO, capture_output=True, text=True,
-                          timeout=timeout, **kw)
+    return subprocess.run(
+        [sys.executable, *map(str, args)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **kw,
+    )
 
 
 def run_py(*args, timeout=300):
@@ -74,6 +94,7 @@ def refused(argv):
     from errors import UserError
     from runrecord import command
     from training import machine, trainer
+
     flags, facts = command.parse_args(argv), machine.facts()
     with pytest.raises(UserError) as info:
         trainer.check_memory(flags, facts)
@@ -89,11 +110,17 @@ def evaluate_cams(tiny_data, load, out):
 def assert_cam_identity(cams):
     """``cams.mean() + bias == logit`` for every image's label (GAP then FC is linear)."""
     n = np.arange(len(cams["labels"]))
-    np.testing.assert_allclose(cams["cams"].mean(axis=(1, 2)) + cams["fc_bias"][cams["labels"]],
-                               cams["logits"][n, cams["labels"]], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        cams["cams"].mean(axis=(1, 2)) + cams["fc_bias"][cams["labels"]],
+        cams["logits"][n, cams["labels"]],
+        rtol=1e-4,
+        atol=1e-4,
+    )
 
 
-TABLE_ROW = re.compile(r"^\|\s*(GT-known Loc|Top-1 Loc|Top-1 Clas|Top-5 Loc|Top-5 Clas)\s*\|\s*([0-9.]+)\s*\|$")
+TABLE_ROW = re.compile(
+    r"^\|\s*(GT-known Loc|Top-1 Loc|Top-1 Clas|Top-5 Loc|Top-5 Clas)\s*\|\s*([0-9.]+)\s*\|$"
+)
 
 
 def save_random_model(logdir, num_classes, image_shape, step=3, holdout=0, width_mult=0.125):
@@ -104,18 +131,33 @@ def save_random_model(logdir, num_classes, image_shape, step=3, holdout=0, width
 
     from models import CAMModel
     from runrecord import ModelSettings
+
     tf1 = tf.compat.v1
-    model = CAMModel(ModelSettings(depth=18, num_classes=num_classes, image_shape=list(image_shape),
-                                   width_mult=width_mult, mean_bgr=[100.0, 110.0, 120.0], std_bgr=[60.0, 60.0, 60.0]))
+    model = CAMModel(
+        ModelSettings(
+            depth=18,
+            num_classes=num_classes,
+            image_shape=list(image_shape),
+            width_mult=width_mult,
+            mean_bgr=[100.0, 110.0, 120.0],
+            std_bgr=[60.0, 60.0, 60.0],
+        )
+    )
     with tf.Graph().as_default():
-        tf1.set_random_seed(0)   # also needed once an in-process evaluate.py turned op determinism on
+        tf1.set_random_seed(
+            0
+        )  # also needed once an in-process evaluate.py turned op determinism on
         inputs = [tf1.placeholder(s.dtype, s.shape, s.name) for s in model.get_input_signature()]
         with TowerContext("", is_training=False):
             model.build_graph(*inputs)
         with tf1.Session() as sess:
             sess.run(tf1.global_variables_initializer())
             tf1.train.Saver().save(sess, os.path.join(logdir, "model"), global_step=step)
-    settings = {"model": asdict(model.settings), "train": {"aug": "cam", "batch": 8, "holdout": holdout}, "speed": {}}
+    settings = {
+        "model": asdict(model.settings),
+        "train": {"aug": "cam", "batch": 8, "holdout": holdout},
+        "speed": {},
+    }
     with open(os.path.join(logdir, "settings.json"), "w") as f:
         json.dump(settings, f)
     return os.path.join(logdir, f"model-{step}")
@@ -132,6 +174,7 @@ def evaluate_in_process(argv, capsys):
     """Run evaluate.py's main as the CLI would; returns (exit code, stdout, stderr)."""
     import evaluate
     from errors import run_main
+
     try:
         code = run_main(evaluate.main, argv)
     except SystemExit as e:
@@ -143,8 +186,11 @@ def evaluate_in_process(argv, capsys):
 def printed_summary(stdout):
     """The five metrics of the table evaluate.py printed, by their cam.METRICS names."""
     from cam import METRICS
+
     rows = dict(m.groups() for m in map(TABLE_ROW.match, stdout.splitlines()) if m)
-    keys = dict(zip(("GT-known Loc", "Top-1 Loc", "Top-1 Clas", "Top-5 Loc", "Top-5 Clas"), METRICS))
+    keys = dict(
+        zip(("GT-known Loc", "Top-1 Loc", "Top-1 Clas", "Top-5 Loc", "Top-5 Clas"), METRICS)
+    )
     return {keys[title]: float(value) for title, value in rows.items()}
 
 
@@ -163,12 +209,24 @@ def expect_error(argv, capsys, *fragments):
 def run_settings(**changes):
     """A RunSettings; ``changes`` as ``{"train.lr": 0.2, "speed.workers": 4, "data": "/x"}``."""
     import runrecord
+
     s = runrecord.RunSettings(
-        runrecord.ModelSettings(depth=18, num_classes=4, image_shape=[32, 40], width_mult=0.125,
-                                mean_bgr=[1.0, 2.0, 3.0], std_bgr=[4.0, 5.0, 6.0]),
-        runrecord.TrainSettings(aug="gr", batch=8, epochs=3, steps_per_epoch=6, final_step=18, threads=2),
+        runrecord.ModelSettings(
+            depth=18,
+            num_classes=4,
+            image_shape=[32, 40],
+            width_mult=0.125,
+            mean_bgr=[1.0, 2.0, 3.0],
+            std_bgr=[4.0, 5.0, 6.0],
+        ),
+        runrecord.TrainSettings(
+            aug="gr", batch=8, epochs=3, steps_per_epoch=6, final_step=18, threads=2
+        ),
         runrecord.SpeedSettings(workers=0),
-        data="/a", dataset={"sha1": "abc", "holdout": 0}, git_commit="x")
+        data="/a",
+        dataset={"sha1": "abc", "holdout": 0},
+        git_commit="x",
+    )
     for key, value in changes.items():
         section, _, name = key.partition(".")
         if name:
@@ -186,8 +244,11 @@ def cam_model(depth, num_classes, image_shape, **fields):
     """``CAMModel(ModelSettings, TrainSettings)``; ``fields`` go to whichever settings has them."""
     from models import CAMModel
     from runrecord import ModelSettings, TrainSettings
+
     model = {k: fields.pop(k) for k in list(fields) if k in ModelSettings.__dataclass_fields__}
-    model = ModelSettings(depth, num_classes, list(image_shape), **dict(dict(mean_bgr=MEAN, std_bgr=STD), **model))
+    model = ModelSettings(
+        depth, num_classes, list(image_shape), **dict(dict(mean_bgr=MEAN, std_bgr=STD), **model)
+    )
     return CAMModel(model, TrainSettings(aug="cam", batch=8, **fields))
 
 
@@ -197,6 +258,7 @@ def build(model, batch=None, training=False):
     from tensorpack.tfutils.tower import TowerContext
 
     from models import INPUT_IMAGE, INPUT_LABEL
+
     tf1 = tf.compat.v1
     g = tf.Graph()
     with g.as_default():

@@ -3,6 +3,7 @@
 GoogLeNet Resize: test_googlenet_resize.py.  Images are non-square (30x50) on
 purpose: width/height swaps are the classic bug of the public code (docs/sources.md).
 """
+
 import cv2
 import numpy as np
 import pytest
@@ -28,11 +29,10 @@ def _apply(augs, img):
 
 # ---------------------------------------------------------------- HnS
 
+
 def test_cells_to_mask_by_hand_cuts_the_last_row_and_column_short():
     cells = np.array([[1, 0, 1], [0, 1, 0]], bool)
-    expected = np.array([[1, 1, 0, 0, 1],
-                         [1, 1, 0, 0, 1],
-                         [0, 0, 1, 1, 0]], bool)
+    expected = np.array([[1, 1, 0, 0, 1], [1, 1, 0, 0, 1], [0, 0, 1, 1, 0]], bool)
     np.testing.assert_array_equal(cells_to_mask(cells, 2, 3, 5), expected)
 
 
@@ -64,11 +64,11 @@ def test_hns_hides_whole_grid_cells_from_the_top_left_on_non_square_images():
     out = aug.augment(img)
     for i in range(4):
         for j in range(7):
-            got = out[i * p:(i + 1) * p, j * p:(j + 1) * p]
+            got = out[i * p : (i + 1) * p, j * p : (j + 1) * p]
             if cells[i, j]:
                 assert (got == np.array([200, 201, 202], np.uint8)).all()
             else:
-                np.testing.assert_array_equal(got, img[i * p:(i + 1) * p, j * p:(j + 1) * p])
+                np.testing.assert_array_equal(got, img[i * p : (i + 1) * p, j * p : (j + 1) * p])
 
 
 def test_hns_draws_each_patch_size_uniformly_and_cells_with_hide_prob():
@@ -77,7 +77,9 @@ def test_hns_draws_each_patch_size_uniformly_and_cells_with_hide_prob():
     patches = np.array([p for p, _ in draws])
     for p in (0, 16, 8, 4):
         assert abs((patches == p).mean() - 0.25) < 0.03
-    assert {c.shape for p, c in draws if p == 16} == {(4, 4)}  # paper sec. 3: 4x4 grid = 16 px cells
+    assert {c.shape for p, c in draws if p == 16} == {
+        (4, 4)
+    }  # paper sec. 3: 4x4 grid = 16 px cells
     hidden = np.concatenate([c.ravel() for p, c in draws if p == 4])
     assert abs(hidden.mean() - 0.5) < 0.01
 
@@ -100,14 +102,24 @@ def test_hns_has_no_default_fill():
     assert [type(a) for a in augmentor_list("gr", fill=None)] == [GoogLeNetResize]
 
 
-@pytest.mark.parametrize("kwargs", [dict(hide_prob=1.5), dict(patch_sizes=(-1,)), dict(patch_sizes=()),
-                                    dict(patch_sizes=(2.5,)), dict(fill=(1, 2)), dict(fill=(0, 0, 300))])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(hide_prob=1.5),
+        dict(patch_sizes=(-1,)),
+        dict(patch_sizes=()),
+        dict(patch_sizes=(2.5,)),
+        dict(fill=(1, 2)),
+        dict(fill=(0, 0, 300)),
+    ],
+)
 def test_hns_rejects_bad_arguments(kwargs):
     with pytest.raises(ValueError):
         HideAndSeek(**{"fill": FILL, **kwargs})
 
 
 # ---------------------------------------------------------------- methods and seeding
+
 
 def test_methods_build_augmentors_in_the_named_order():
     kinds = {m: [type(a) for a in augmentors_for(m, FILL).augmentors] for m in paper_methods()}
@@ -179,7 +191,9 @@ def test_seeded_augmentors_are_reproducible_and_seed_dependent():
 def test_augmentors_work_inside_a_tensorpack_dataflow():
     imgs = [[_image(30, 50, seed=s)] for s in range(4)]
     for method in names():
-        flow = AugmentImageComponent(DataFromList(imgs, shuffle=False), augmentor_list(method, FILL, jitter=True))
+        flow = AugmentImageComponent(
+            DataFromList(imgs, shuffle=False), augmentor_list(method, FILL, jitter=True)
+        )
         flow.reset_state()
         out = [dp[0] for dp in flow]
         assert len(out) == 4 and all(o.shape == (30, 50, 3) and o.dtype == np.uint8 for o in out)
@@ -187,10 +201,18 @@ def test_augmentors_work_inside_a_tensorpack_dataflow():
 
 def test_lighting_constants_are_fb_resnet_torch_in_bgr():
     # fb.resnet.torch's PCA lighting in RGB, as its transforms.lua computes it, on a reversed image
-    from augment.methods import LIGHTING_EIGVAL_BGR, LIGHTING_EIGVEC_BGR, _PCA_EIGVAL_RGB, _PCA_EIGVEC_RGB
+    from augment.methods import (
+        LIGHTING_EIGVAL_BGR,
+        LIGHTING_EIGVEC_BGR,
+        _PCA_EIGVAL_RGB,
+        _PCA_EIGVEC_RGB,
+    )
+
     alpha_bgr = np.array([0.3, -1.2, 0.7], np.float32)
     bgr = np.full((2, 3, 3), 100, np.float32)
-    lighting = imgaug.Lighting(0.1, eigval=LIGHTING_EIGVAL_BGR, eigvec=LIGHTING_EIGVEC_BGR, clip=False)
+    lighting = imgaug.Lighting(
+        0.1, eigval=LIGHTING_EIGVAL_BGR, eigvec=LIGHTING_EIGVEC_BGR, clip=False
+    )
     out = lighting._augment(bgr, alpha_bgr)
     alpha_rgb = alpha_bgr[::-1]  # eigenvalue k of the BGR list is eigenvalue 2 - k of the RGB list
     rgb_shift = np.array(_PCA_EIGVEC_RGB) @ (alpha_rgb * np.array(_PCA_EIGVAL_RGB) * 255)
@@ -199,47 +221,85 @@ def test_lighting_constants_are_fb_resnet_torch_in_bgr():
 
 # ---------------------------------------------------------------- preview
 
+
 def test_preview_writes_a_grid_with_one_row_per_image(tiny_data, tmp_path):
     from tools import preview
+
     out = tmp_path / "grid.png"
-    preview.main(["--data", tiny_data, "--method", "gr", "--out", str(out), "--count", "3", "--draws", "2",
-                  "--scale", "1"])
+    preview.main(
+        [
+            "--data",
+            tiny_data,
+            "--method",
+            "gr",
+            "--out",
+            str(out),
+            "--count",
+            "3",
+            "--draws",
+            "2",
+            "--scale",
+            "1",
+        ]
+    )
     grid = cv2.imread(str(out))
     h, w = 32, 40  # conftest.TINY
-    assert grid.shape == (preview.HEADER + 3 * (h + preview.GAP), preview.GAP + 3 * (w + preview.GAP), 3)
+    assert grid.shape == (
+        preview.HEADER + 3 * (h + preview.GAP),
+        preview.GAP + 3 * (w + preview.GAP),
+        3,
+    )
 
 
 def test_preview_all_has_one_column_per_method():
     from tools import preview
+
     labels = [label for label, _ in preview.columns("all", draws=5)]
-    assert labels[:5] == ["original (cam)", "hns", "gr", "hns_after_gr", "gr_after_hns"]   # then any other
+    assert labels[:5] == [
+        "original (cam)",
+        "hns",
+        "gr",
+        "hns_after_gr",
+        "gr_after_hns",
+    ]  # then any other
     assert len(labels) == len(names())
 
 
-@pytest.mark.parametrize("bad, message", [
-    (["--data", "/no/such/dir", "--out", "{tmp}/g.png"], "argument --data: /no/such/dir: no such directory"),
-    (["--data", "{data}", "--out", "{tmp}/missing/g.png"], "does not exist"),
-    (["--data", "{data}", "--out", "{tmp}/g.jpg"], "must end in .png"),
-    (["--data", "{data}", "--out", "{tmp}/g.png", "--count", "0"], "argument --count"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (
+            ["--data", "/no/such/dir", "--out", "{tmp}/g.png"],
+            "argument --data: /no/such/dir: no such directory",
+        ),
+        (["--data", "{data}", "--out", "{tmp}/missing/g.png"], "does not exist"),
+        (["--data", "{data}", "--out", "{tmp}/g.jpg"], "must end in .png"),
+        (["--data", "{data}", "--out", "{tmp}/g.png", "--count", "0"], "argument --count"),
+    ],
+)
 def test_preview_bad_input_is_one_user_error(tiny_data, tmp_path, bad, message, capsys):
     from tools import preview
     from errors import UserError
+
     argv = [a.format(tmp=tmp_path, data=tiny_data) for a in bad]
-    with pytest.raises((UserError, SystemExit)) as e:   # the parser's types, or validate()
+    with pytest.raises((UserError, SystemExit)) as e:  # the parser's types, or validate()
         preview.main(argv)
     assert message in (str(e.value) if isinstance(e.value, UserError) else capsys.readouterr().err)
 
 
-@pytest.mark.parametrize("module, argv, flag", [
-    ("tools.preview", ["--data", "DATA", "--out", "o.png"], "--method"),
-    ("benchmarks.bench_augment", [], "--methods"),
-    ("benchmarks.bench_dataflow", [], "--methods"),
-])
+@pytest.mark.parametrize(
+    "module, argv, flag",
+    [
+        ("tools.preview", ["--data", "DATA", "--out", "o.png"], "--method"),
+        ("benchmarks.bench_augment", [], "--methods"),
+        ("benchmarks.bench_dataflow", [], "--methods"),
+    ],
+)
 def test_parsers_refuse_abbreviated_flags(module, argv, flag, capsys, tiny_data):
     # issue 8: with argparse's allow_abbrev=True, "--meth" was taken for the full flag
     import importlib
-    argv = [tiny_data if a == "DATA" else a for a in argv]   # --data is checked by the parser
+
+    argv = [tiny_data if a == "DATA" else a for a in argv]  # --data is checked by the parser
     parse_args = importlib.import_module(module).parse_args
     assert parse_args(argv + [flag, "gr"]).__dict__[flag[2:]] in ("gr", ["gr"])
     with pytest.raises(SystemExit):

@@ -1,7 +1,9 @@
-"""The Tiny ImageNet reader, its annotations and its errors (the cache: test_dataflow_cache.py; the flows: test_trainflow.py).
+"""The Tiny ImageNet reader, its annotations and its errors (the cache: test_dataflow_cache.py;
+the flows: test_trainflow.py).
 
 All on the generated ``tiny_data`` (4 classes, 12 train + 4 val per class, 32 high x 40 wide).
 """
+
 import os
 import shutil
 
@@ -31,7 +33,9 @@ def _write(path, lines):
 
 @pytest.fixture(scope="module")
 def train(tiny_data, tmp_path_factory):
-    return load_split(tiny_data, "train", cache_dir=tmp_path_factory.mktemp("cache"), progress=False)
+    return load_split(
+        tiny_data, "train", cache_dir=tmp_path_factory.mktemp("cache"), progress=False
+    )
 
 
 @pytest.fixture(scope="module")
@@ -47,13 +51,17 @@ def test_train_split(tiny_data, train):
     assert train.labels.dtype == np.int32 and train.boxes.dtype == np.int32
     np.testing.assert_array_equal(train.labels, np.repeat(np.arange(4), 12))
     w = wnids[2]
-    rows = [line.split("\t") for line in _read(os.path.join(tiny_data, "train", w, f"{w}_boxes.txt"))]
+    rows = [
+        line.split("\t") for line in _read(os.path.join(tiny_data, "train", w, f"{w}_boxes.txt"))
+    ]
     assert train.files[24:36] == [f"train/{w}/images/{r[0]}" for r in rows]
     np.testing.assert_array_equal(train.boxes[24:36], [[int(x) for x in r[1:]] for r in rows])
 
 
 def test_val_split(tiny_data, val):
-    rows = [line.split("\t") for line in _read(os.path.join(tiny_data, "val", "val_annotations.txt"))]
+    rows = [
+        line.split("\t") for line in _read(os.path.join(tiny_data, "val", "val_annotations.txt"))
+    ]
     wnids = _read(os.path.join(tiny_data, "wnids.txt"))
     assert val.files == [f"val/images/{r[0]}" for r in rows]
     np.testing.assert_array_equal(val.labels, [wnids.index(r[1]) for r in rows])
@@ -101,7 +109,7 @@ def _truncate(path):
     with open(path, "rb") as f:
         data = f.read()
     with open(path, "wb") as f:
-        f.write(data[:len(data) // 2])
+        f.write(data[: len(data) // 2])
 
 
 def _val_ann(data):
@@ -114,46 +122,108 @@ def _boxes(data):
 
 
 BREAKAGES = {
-    "malformed train line": ("train", lambda d: _set_line(_boxes(d)[0], 2, "oops\t1\t2"),
-                             r"_boxes\.txt:3: expected 'file x0 y0 x1 y1'"),
-    "malformed val line": ("val", lambda d: _set_line(_val_ann(d), 4, "val_4.JPEG\tn00000001\t1\t2\tx\t5"),
-                           r"val_annotations\.txt:5: box .* is not four integers"),
-    "negative box": ("val", lambda d: _set_line(_val_ann(d), 0, "val_0.JPEG\tn00000000\t-1\t0\t3\t5"),
-                     r"val_annotations\.txt:1: box \[-1, 0, 3, 5\] is not \[x0, y0, x1, y1\]"),
-    "unknown wnid": ("val", lambda d: _set_line(_val_ann(d), 1, "val_1.JPEG\tn12345678\t0\t0\t3\t3"),
-                     r"val_annotations\.txt:2: wnid n12345678 is not in .*wnids\.txt"),
-    "annotated but missing": ("val", lambda d: os.remove(os.path.join(d, "val", "images", "val_2.JPEG")),
-                              r"val_annotations\.txt:3: image .*val_2\.JPEG does not exist"),
-    "on disk but not annotated": ("val", lambda d: _write(_val_ann(d), _read(_val_ann(d))[1:]),
-                                  r"val_0\.JPEG: image has no line in .*val_annotations\.txt"),
-    "corrupt jpeg": ("val", lambda d: _write(os.path.join(d, "val", "images", "val_5.JPEG"), ["garbage"]),
-                     r"val_5\.JPEG: not a readable JPEG"),
-    "truncated jpeg": ("val", lambda d: _truncate(os.path.join(d, "val", "images", "val_7.JPEG")),
-                       r"val_7\.JPEG: not a readable JPEG"),
-    "other size": ("val", lambda d: cv2.imwrite(os.path.join(d, "val", "images", "val_6.JPEG"),
-                                                np.zeros((H, W + 1, 3), np.uint8)),
-                   r"val_6\.JPEG: image is 41x32 \(WxH\), but .*val_0\.JPEG is 40x32"),
-    "empty split": ("val", lambda d: (shutil.rmtree(os.path.join(d, "val", "images")),
-                                      os.mkdir(os.path.join(d, "val", "images")), _write(_val_ann(d), [])),
-                    r"the val split has no annotated images"),
-    "missing class folder": ("train", lambda d: shutil.rmtree(_boxes(d)[0].rsplit(os.sep, 1)[0]),
-                             r"train/n00000001: no such directory \(class n00000001 of wnids.txt\)"),
-    "missing annotation file": ("val", lambda d: os.remove(_val_ann(d)), r"val_annotations\.txt: no such file"),
-    "missing wnids": ("val", lambda d: os.remove(os.path.join(d, "wnids.txt")), r"wnids\.txt: no such file"),
-    "repeated wnid": ("val", lambda d: _write(os.path.join(d, "wnids.txt"), ["n00000000"] * 2),
-                      r"wnids\.txt:2: wnid n00000000 repeats line 1"),
+    "malformed train line": (
+        "train",
+        lambda d: _set_line(_boxes(d)[0], 2, "oops\t1\t2"),
+        r"_boxes\.txt:3: expected 'file x0 y0 x1 y1'",
+    ),
+    "malformed val line": (
+        "val",
+        lambda d: _set_line(_val_ann(d), 4, "val_4.JPEG\tn00000001\t1\t2\tx\t5"),
+        r"val_annotations\.txt:5: box .* is not four integers",
+    ),
+    "negative box": (
+        "val",
+        lambda d: _set_line(_val_ann(d), 0, "val_0.JPEG\tn00000000\t-1\t0\t3\t5"),
+        r"val_annotations\.txt:1: box \[-1, 0, 3, 5\] is not \[x0, y0, x1, y1\]",
+    ),
+    "unknown wnid": (
+        "val",
+        lambda d: _set_line(_val_ann(d), 1, "val_1.JPEG\tn12345678\t0\t0\t3\t3"),
+        r"val_annotations\.txt:2: wnid n12345678 is not in .*wnids\.txt",
+    ),
+    "annotated but missing": (
+        "val",
+        lambda d: os.remove(os.path.join(d, "val", "images", "val_2.JPEG")),
+        r"val_annotations\.txt:3: image .*val_2\.JPEG does not exist",
+    ),
+    "on disk but not annotated": (
+        "val",
+        lambda d: _write(_val_ann(d), _read(_val_ann(d))[1:]),
+        r"val_0\.JPEG: image has no line in .*val_annotations\.txt",
+    ),
+    "corrupt jpeg": (
+        "val",
+        lambda d: _write(os.path.join(d, "val", "images", "val_5.JPEG"), ["garbage"]),
+        r"val_5\.JPEG: not a readable JPEG",
+    ),
+    "truncated jpeg": (
+        "val",
+        lambda d: _truncate(os.path.join(d, "val", "images", "val_7.JPEG")),
+        r"val_7\.JPEG: not a readable JPEG",
+    ),
+    "other size": (
+        "val",
+        lambda d: cv2.imwrite(
+            os.path.join(d, "val", "images", "val_6.JPEG"), np.zeros((H, W + 1, 3), np.uint8)
+        ),
+        r"val_6\.JPEG: image is 41x32 \(WxH\), but .*val_0\.JPEG is 40x32",
+    ),
+    "empty split": (
+        "val",
+        lambda d: (
+            shutil.rmtree(os.path.join(d, "val", "images")),
+            os.mkdir(os.path.join(d, "val", "images")),
+            _write(_val_ann(d), []),
+        ),
+        r"the val split has no annotated images",
+    ),
+    "missing class folder": (
+        "train",
+        lambda d: shutil.rmtree(_boxes(d)[0].rsplit(os.sep, 1)[0]),
+        r"train/n00000001: no such directory \(class n00000001 of wnids.txt\)",
+    ),
+    "missing annotation file": (
+        "val",
+        lambda d: os.remove(_val_ann(d)),
+        r"val_annotations\.txt: no such file",
+    ),
+    "missing wnids": (
+        "val",
+        lambda d: os.remove(os.path.join(d, "wnids.txt")),
+        r"wnids\.txt: no such file",
+    ),
+    "repeated wnid": (
+        "val",
+        lambda d: _write(os.path.join(d, "wnids.txt"), ["n00000000"] * 2),
+        r"wnids\.txt:2: wnid n00000000 repeats line 1",
+    ),
     # issue 9 item 7: a traceback (FileNotFoundError / OSError ELOOP from os.stat) before
-    "dangling symlink": ("val", lambda d: _relink(d, "val_2.JPEG", "gone.JPEG"),
-                         r"val_annotations\.txt:3: image .*val_2\.JPEG is a symbolic link to gone\.JPEG, "
-                         r"which does not exist"),
-    "symlink loop": ("val", lambda d: _relink(d, "val_3.JPEG", "val_3.JPEG"),
-                     r"val_annotations\.txt:4: image .*val_3\.JPEG is a symbolic link loop"),
+    "dangling symlink": (
+        "val",
+        lambda d: _relink(d, "val_2.JPEG", "gone.JPEG"),
+        r"val_annotations\.txt:3: image .*val_2\.JPEG is a symbolic link to gone\.JPEG, "
+        r"which does not exist",
+    ),
+    "symlink loop": (
+        "val",
+        lambda d: _relink(d, "val_3.JPEG", "val_3.JPEG"),
+        r"val_annotations\.txt:4: image .*val_3\.JPEG is a symbolic link loop",
+    ),
     # issue 9 item 8: silently decoded before (OpenCV reads PNG whatever the name)
-    "png named .JPEG": ("val", lambda d: cv2.imwrite(os.path.join(d, "val", "images", "val_1.png"),
-                                                     np.zeros((H, W, 3), np.uint8))
-                        and os.replace(os.path.join(d, "val", "images", "val_1.png"),
-                                       os.path.join(d, "val", "images", "val_1.JPEG")),
-                        r"val_1\.JPEG: not a readable JPEG \(the file is a PNG\)"),
+    "png named .JPEG": (
+        "val",
+        lambda d: (
+            cv2.imwrite(
+                os.path.join(d, "val", "images", "val_1.png"), np.zeros((H, W, 3), np.uint8)
+            )
+            and os.replace(
+                os.path.join(d, "val", "images", "val_1.png"),
+                os.path.join(d, "val", "images", "val_1.JPEG"),
+            )
+        ),
+        r"val_1\.JPEG: not a readable JPEG \(the file is a PNG\)",
+    ),
 }
 
 
@@ -207,6 +277,7 @@ def test_utf8_bom_in_wnids_is_dropped(data, tiny_data):
 def test_read_annotations_matches_load_split_without_decoding(tiny_data, train, monkeypatch):
     def no_decoding(*args, **kwargs):
         raise AssertionError("read_annotations decoded an image")
+
     monkeypatch.setattr(cv2, "imdecode", no_decoding)
     ann = read_annotations(tiny_data, "train")
     assert ann.files == train.files and ann.wnids == train.wnids

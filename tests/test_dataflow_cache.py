@@ -2,6 +2,7 @@
 
 All on the generated ``tiny_data`` (4 classes, 4 val images per class, 32 high x 40 wide).
 """
+
 import os
 
 import cv2
@@ -23,6 +24,7 @@ def test_cache_is_reused_and_invalidated(data, tmp_path, monkeypatch):
 
     def no_decoding(*args, **kwargs):
         raise AssertionError("decoded again although the cache is valid")
+
     with monkeypatch.context() as m:
         m.setattr(tin, "decode_images", no_decoding)
         again = load_split(data, "val", cache_dir=cache, progress=False)
@@ -97,13 +99,17 @@ def test_stale_cache_removal_tolerates_another_process(data, tmp_path, monkeypat
         if os.path.exists(path):
             real_remove(path)  # the other process got there first ...
         real_remove(path)  # ... so this one finds nothing to remove
+
     monkeypatch.setattr(os, "remove", raced_remove)
     split = load_split(data, "val", cache_dir=cache, progress=False)
-    assert (split.images[0] == 0).all() and not os.path.exists(stale) and len(os.listdir(cache)) == 1
+    assert (
+        (split.images[0] == 0).all() and not os.path.exists(stale) and len(os.listdir(cache)) == 1
+    )
 
 
 def test_checksum_sees_bytes_shape_and_dtype():
     from dataflow.cache import checksum
+
     a = np.arange(2 * 3 * 4 * 3, dtype=np.uint8).reshape(2, 3, 4, 3)
     b = a.copy()
     b[1, 2, 3, 2] ^= 1

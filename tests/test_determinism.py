@@ -9,6 +9,7 @@ command; with ``--checkpoint-every 3`` (7 epochs of 1 step: checkpoints at steps
 killed after step 5, between two checkpoints, and compared with the same 7 epochs saved every epoch.
 docs/reproducibility.md says what is and is not covered.
 """
+
 import concurrent.futures
 import json
 import os
@@ -17,15 +18,33 @@ import signal
 import numpy as np
 import pytest
 
-import tf_env  # noqa: F401
+import tf_env  # noqa: F401 (before TensorFlow: sets its environment, tf_env.py)
 import tensorflow as tf
 
 from dataflow.synthetic import generate
 from tests.conftest import run_script
 
-RUN = ["--depth", "18", "--aug", "gr", "--batch", "8", "--width-mult", "0.125", "--threads", "1",
-       "--epochs", "2", "--steps-per-epoch", "3", "--val-every", "2", "--flip", "--jitter"]
-KILL_AFTER = 5   # global step: in epoch 2, after the checkpoint of step 3
+RUN = [
+    "--depth",
+    "18",
+    "--aug",
+    "gr",
+    "--batch",
+    "8",
+    "--width-mult",
+    "0.125",
+    "--threads",
+    "1",
+    "--epochs",
+    "2",
+    "--steps-per-epoch",
+    "3",
+    "--val-every",
+    "2",
+    "--flip",
+    "--jitter",
+]
+KILL_AFTER = 5  # global step: in epoch 2, after the checkpoint of step 3
 # 7 epochs of one step, a checkpoint every 3 epochs and after the last: steps 3, 6, 7 (killed after step 5)
 EVERY3 = ["--epochs", "7", "--steps-per-epoch", "1"]
 # train.py's own path with one extra callback that SIGKILLs the process after KILL_AFTER steps
@@ -45,7 +64,7 @@ class Kill(Callback):
 args = parse_args(sys.argv[1:])
 trainer.run(args, machine.facts(), extra_callbacks=[Kill()], localization=LocalizationInferencer)
 """
-TIMING = ("QueueInput/queue_size",)   # stats.json: how full tensorpack's queue was, a timing
+TIMING = ("QueueInput/queue_size",)  # stats.json: how full tensorpack's queue was, a timing
 
 
 def python(*args, expect=0):
@@ -59,33 +78,65 @@ def train(data, logdir, *flags):
 
 
 def killed_and_resumed(data, logdir, *flags, kill=KILL_AFTER, saved=3, unsaved=6):
-    python("-c", KILLED.format(kill=kill), "--data", data, "--logdir", logdir, *RUN, *flags, expect=-signal.SIGKILL)
+    python(
+        "-c",
+        KILLED.format(kill=kill),
+        "--data",
+        data,
+        "--logdir",
+        logdir,
+        *RUN,
+        *flags,
+        expect=-signal.SIGKILL,
+    )
     assert os.path.exists(os.path.join(logdir, f"model-{saved}.index"))
-    assert not os.path.exists(os.path.join(logdir, f"model-{unsaved}.index"))   # really killed before it
+    assert not os.path.exists(
+        os.path.join(logdir, f"model-{unsaved}.index")
+    )  # really killed before it
     return train(data, logdir, *flags)
 
 
 def evaluate_twice(data, logdir):
     for name in ("eval1.json", "eval2.json"):
-        python("evaluate.py", "--load", logdir, "--data", data, "--json", os.path.join(logdir, name))
+        python(
+            "evaluate.py", "--load", logdir, "--data", data, "--json", os.path.join(logdir, name)
+        )
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """``{name: logdir}`` of every run, made two at a time; the data root is ``runs["data"]``."""
     root = tmp_path_factory.mktemp("determinism")
-    data = generate(root / "data", classes=3, train_per_class=24, val_per_class=4, seed=0, height=24, width=40)
-    d = {name: str(root / name) for name in
-         ("base", "workers", "seed1", "towers", "towers_again", "resumed", "resumed_workers", "every1", "every3")}
-    jobs = [lambda: (train(data, d["base"]), evaluate_twice(data, d["base"])),
-            lambda: train(data, d["workers"], "--workers", "2"),
-            lambda: train(data, d["seed1"], "--seed", "1"),
-            lambda: train(data, d["towers"], "--towers", "2"),
-            lambda: train(data, d["towers_again"], "--towers", "2", "--workers", "2"),
-            lambda: d.update(resumed_log=killed_and_resumed(data, d["resumed"])),
-            lambda: killed_and_resumed(data, d["resumed_workers"], "--workers", "2"),
-            lambda: train(data, d["every1"], *EVERY3),
-            lambda: d.update(every3_log=killed_and_resumed(data, d["every3"], *EVERY3, "--checkpoint-every", "3"))]
+    data = generate(
+        root / "data", classes=3, train_per_class=24, val_per_class=4, seed=0, height=24, width=40
+    )
+    d = {
+        name: str(root / name)
+        for name in (
+            "base",
+            "workers",
+            "seed1",
+            "towers",
+            "towers_again",
+            "resumed",
+            "resumed_workers",
+            "every1",
+            "every3",
+        )
+    }
+    jobs = [
+        lambda: (train(data, d["base"]), evaluate_twice(data, d["base"])),
+        lambda: train(data, d["workers"], "--workers", "2"),
+        lambda: train(data, d["seed1"], "--seed", "1"),
+        lambda: train(data, d["towers"], "--towers", "2"),
+        lambda: train(data, d["towers_again"], "--towers", "2", "--workers", "2"),
+        lambda: d.update(resumed_log=killed_and_resumed(data, d["resumed"])),
+        lambda: killed_and_resumed(data, d["resumed_workers"], "--workers", "2"),
+        lambda: train(data, d["every1"], *EVERY3),
+        lambda: d.update(
+            every3_log=killed_and_resumed(data, d["every3"], *EVERY3, "--checkpoint-every", "3")
+        ),
+    ]
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         for job in [pool.submit(j) for j in jobs]:
             job.result()
@@ -94,14 +145,20 @@ def runs(tmp_path_factory):
 
 def variables(logdir, step=6):
     prefix = os.path.join(logdir, f"model-{step}")
-    return {name: tf.train.load_variable(prefix, name) for name, _ in tf.train.list_variables(prefix)}
+    return {
+        name: tf.train.load_variable(prefix, name) for name, _ in tf.train.list_variables(prefix)
+    }
 
 
 def differing(a, b, step=6):
     """Names of the variables of two runs' final checkpoints that are not bit-identical."""
     va, vb = variables(a, step), variables(b, step)
     assert va.keys() == vb.keys() and len(va) > 100
-    return sorted(n for n in va if np.max(np.abs(np.asarray(va[n], np.float64) - np.asarray(vb[n], np.float64))) > 0)
+    return sorted(
+        n
+        for n in va
+        if np.max(np.abs(np.asarray(va[n], np.float64) - np.asarray(vb[n], np.float64))) > 0
+    )
 
 
 def stats(logdir):
@@ -125,7 +182,7 @@ def test_two_towers_twice(runs):
 def test_killed_and_resumed_equals_never_interrupted(runs):
     assert "Resuming from" in runs["resumed_log"] and "global step 3" in runs["resumed_log"]
     assert differing(runs["base"], runs["resumed"]) == []
-    assert stats(runs["base"]) == stats(runs["resumed"])   # epoch 1 kept, epoch 2 trained again
+    assert stats(runs["base"]) == stats(runs["resumed"])  # epoch 1 kept, epoch 2 trained again
 
 
 @pytest.mark.slow
@@ -143,7 +200,9 @@ def test_evaluate_twice_gives_the_same_eval_json(runs):
     reports = []
     for name in ("eval1.json", "eval2.json"):
         with open(os.path.join(runs["base"], name)) as f:
-            reports.append({k: v for k, v in json.load(f).items() if k != "timing"})   # seconds per stage
+            reports.append(
+                {k: v for k, v in json.load(f).items() if k != "timing"}
+            )  # seconds per stage
     assert reports[0]["summary"] and reports[0] == reports[1]
 
 
@@ -151,7 +210,11 @@ def test_evaluate_twice_gives_the_same_eval_json(runs):
 def test_checkpoint_every_3_killed_between_checkpoints_equals_never_interrupted(runs):
     """Resumed from step 3 after a kill after step 5: epochs 4-7 again, equal to saving every epoch."""
     assert "Resuming from" in runs["every3_log"] and "global step 3" in runs["every3_log"]
-    assert sorted(int(f[6:-6]) for f in os.listdir(runs["every3"]) if f.endswith(".index")) == [3, 6, 7]
+    assert sorted(int(f[6:-6]) for f in os.listdir(runs["every3"]) if f.endswith(".index")) == [
+        3,
+        6,
+        7,
+    ]
     assert differing(runs["every1"], runs["every3"], step=7) == []
     assert stats(runs["every1"]) == stats(runs["every3"])
 
@@ -165,7 +228,19 @@ def test_localisation_in_stats_equals_evaluate(runs):
     assert last["epoch_num"] == 2 and ev["protocol"] == "authors"
     assert last["val-gt-known-loc"] == pytest.approx(ev["summary"]["gt_known_loc"])
     assert last["val-top1-loc"] == pytest.approx(ev["summary"]["top1_loc"])
-    assert "val-gt-known-loc" in stats(runs["every1"])[1] and "val-gt-known-loc" not in stats(runs["every1"])[0]
-    events = [os.path.join(runs["base"], f) for f in os.listdir(runs["base"]) if f.startswith("events.out")]
-    tags = {v.tag for path in events for e in tf.compat.v1.train.summary_iterator(path) for v in e.summary.value}
-    assert {"val-gt-known-loc", "val-top1-loc", "xentropy-loss"} <= tags   # TensorBoard's scalars
+    assert (
+        "val-gt-known-loc" in stats(runs["every1"])[1]
+        and "val-gt-known-loc" not in stats(runs["every1"])[0]
+    )
+    events = [
+        os.path.join(runs["base"], f)
+        for f in os.listdir(runs["base"])
+        if f.startswith("events.out")
+    ]
+    tags = {
+        v.tag
+        for path in events
+        for e in tf.compat.v1.train.summary_iterator(path)
+        for v in e.summary.value
+    }
+    assert {"val-gt-known-loc", "val-top1-loc", "xentropy-loss"} <= tags  # TensorBoard's scalars

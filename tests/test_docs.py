@@ -1,5 +1,6 @@
 """Every cross-reference to a section of the README or of docs/ names a heading that exists
 (comments, docstrings, Makefile, shell scripts and the docs themselves are read as text)."""
+
 import os
 import re
 
@@ -21,7 +22,7 @@ def headings(path):
             if line.startswith("#"):
                 titles.append(line.lstrip("#").strip().lower())
             elif line.startswith("**") and "**" in line[2:]:
-                titles.append(line[2:line.index("**", 2)].strip().lower())
+                titles.append(line[2 : line.index("**", 2)].strip().lower())
     return titles
 
 
@@ -53,18 +54,32 @@ def dangling(refs):
 
 
 def test_the_pattern_finds_the_reference_forms_in_use():
-    found = REFERENCE.findall('see README, "Demo"; docs/tables.md, "Reuse" and docs/sources.md ("Evaluation x", ...)')
-    assert found == [("README", "Demo"), ("docs/tables.md", "Reuse"), ("docs/sources.md", "Evaluation x")]
+    found = REFERENCE.findall(
+        'see README, "Demo"; docs/tables.md, "Reuse" and docs/sources.md ("Evaluation x", ...)'
+    )
+    assert found == [
+        ("README", "Demo"),
+        ("docs/tables.md", "Reuse"),
+        ("docs/sources.md", "Evaluation x"),
+    ]
 
 
 def test_a_reference_to_a_missing_section_is_reported():
-    bad = dangling([("x.py:1", "README.md", "No such section anywhere"), ("x.py:2", "README.md", "Quick start"),
-                    ("x.py:3", "docs/training.md", "Resume"), ("x.py:4", "docs/nothing.md", "Quick start")])
-    assert bad == ['x.py:1: README.md has no section "No such section anywhere"',
-                   'x.py:4: docs/nothing.md has no section "Quick start"']
+    bad = dangling(
+        [
+            ("x.py:1", "README.md", "No such section anywhere"),
+            ("x.py:2", "README.md", "Quick start"),
+            ("x.py:3", "docs/training.md", "Resume"),
+            ("x.py:4", "docs/nothing.md", "Quick start"),
+        ]
+    )
+    assert bad == [
+        'x.py:1: README.md has no section "No such section anywhere"',
+        'x.py:4: docs/nothing.md has no section "Quick start"',
+    ]
 
 
 def test_every_section_reference_points_to_an_existing_heading():
     refs = references()
-    assert len(refs) >= 10   # the repository's own references were read
+    assert len(refs) >= 10  # the repository's own references were read
     assert dangling(refs) == []

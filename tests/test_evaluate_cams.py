@@ -115,7 +115,10 @@ def test_own_maps_round_trip_to_the_same_numbers(own_maps, tiny_data, tmp_path, 
 def test_integer_predictions_are_class_indices(own_maps, maps, tiny_data, tmp_path, capsys):
     """predictions.npy as top-k class indices (best first) gives the numbers of the logits it came from."""
     logits = np.load(os.path.join(maps, "predictions.npy"))
-    np.save(os.path.join(maps, "predictions.npy"), np.argsort(-logits, axis=1, kind="stable").astype(np.int32))
+    np.save(
+        os.path.join(maps, "predictions.npy"),
+        np.argsort(-logits, axis=1, kind="stable").astype(np.int32),
+    )
     code, _, err = evaluate_in_process(
         ["--cams", maps, "--data", tiny_data, "--json", str(tmp_path / "i.json")], capsys
     )

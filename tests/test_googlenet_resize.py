@@ -3,16 +3,23 @@
 Images are non-square (30x50, 37x61, 9x7) on purpose: width/height swaps are the
 classic bug of the public code (docs/sources.md).
 """
+
 import cv2
 import numpy as np
 
-from augment.googlenet_resize import CropResizeTransform, GoogLeNetResize, fallback_box, sample_crop_box
+from augment.googlenet_resize import (
+    CropResizeTransform,
+    GoogLeNetResize,
+    fallback_box,
+    sample_crop_box,
+)
 from tensorpack.dataflow import imgaug
 from tensorpack.dataflow.imgaug.transform import CropTransform
 from tests.test_augment import _image
 
 
 # ---------------------------------------------------------------- GR: boxes
+
 
 def test_gr_boxes_stay_inside_and_respect_area_and_aspect():
     h, w = 300, 500  # non-square, large enough that rounding moves area/aspect by < 2%
@@ -29,7 +36,12 @@ def test_gr_boxes_stay_inside_and_respect_area_and_aspect():
     # the whole range is used, not one corner of it (the largest box that fits, 400x300, is 0.8)
     assert frac.min() < 0.1 and frac.max() > 0.75 and ratio.max() > 1.25
     # 2018 rule: the first row/column is used, the last one only by a crop that spans the side
-    assert (x0 == 0).any() and (x0 + cw == w - 1).any() and (y0 == 0).any() and (y0 + ch == h - 1).any()
+    assert (
+        (x0 == 0).any()
+        and (x0 + cw == w - 1).any()
+        and (y0 == 0).any()
+        and (y0 + ch == h - 1).any()
+    )
     assert ((x0 + cw < w) | (cw == w)).all() and ((y0 + ch < h) | (ch == h)).all()
 
 
@@ -79,7 +91,9 @@ def test_gr_offset_statistic_fails_on_the_2019_rule():
     # 1 / (w - cw + 1) of the draws: hundreds of times here.
     h, w = 9, 7
     rng = np.random.RandomState(0)
-    boxes = np.array([b for b in (sample_crop_box(h, w, rng) for _ in range(20000)) if b is not None])
+    boxes = np.array(
+        [b for b in (sample_crop_box(h, w, rng) for _ in range(20000)) if b is not None]
+    )
     x0, y0, cw, ch = boxes.T
     assert ((x0 + cw < w) | (cw == w)).all() and ((y0 + ch < h) | (ch == h)).all()
     spans = cw == w
@@ -87,19 +101,26 @@ def test_gr_offset_statistic_fails_on_the_2019_rule():
     # the range 0 .. w - cw - 1 is used uniformly: for cw = w - 2, offsets 0 and 1 equally often
     sel = cw == w - 2
     assert sel.sum() > 500 and abs((x0[sel] == 0).mean() - 0.5) < 0.05 and set(x0[sel]) == {0, 1}
-    rule_2019 = np.array([b for b in (sample_crop_box(h, w, rng, offset_rule="2019") for _ in range(2000))
-                          if b is not None])
+    rule_2019 = np.array(
+        [
+            b
+            for b in (sample_crop_box(h, w, rng, offset_rule="2019") for _ in range(2000))
+            if b is not None
+        ]
+    )
     assert (rule_2019[:, 0] + rule_2019[:, 2] == w).sum() > 100  # the 2019 rule does touch the edge
 
 
 def test_gr_swap_makes_portrait_and_landscape_equally_likely():
     # small areas always fit, so no rejection biases the orientation
     rng = np.random.RandomState(2)
-    boxes = np.array([sample_crop_box(400, 400, rng, crop_area_fraction=(0.08, 0.3)) for _ in range(2000)])
+    boxes = np.array(
+        [sample_crop_box(400, 400, rng, crop_area_fraction=(0.08, 0.3)) for _ in range(2000)]
+    )
     cw, ch = boxes[:, 2], boxes[:, 3]
     landscape = (cw > ch)[cw != ch].mean()
     assert abs(landscape - 0.5) < 0.05  # sd ~0.011 over 2000 draws
-    assert abs((cw * ch / 400 ** 2).mean() - 0.19) < 0.01  # mean of U(0.08, 0.3)
+    assert abs((cw * ch / 400**2).mean() - 0.19) < 0.01  # mean of U(0.08, 0.3)
 
 
 def test_gr_2019_rule_matches_tensorpack_0_11_under_the_same_seed():
@@ -123,13 +144,18 @@ def test_gr_2019_rule_matches_tensorpack_0_11_under_the_same_seed():
 def test_gr_fallback_when_nothing_fits_returns_the_image_unchanged():
     rng = np.random.RandomState(0)
     assert sample_crop_box(30, 50, rng, crop_area_fraction=(1.5, 2.0)) is None
-    assert sample_crop_box(30, 50, rng, crop_area_fraction=(0.9, 1.0), aspect_ratio_range=(3.0, 4.0)) is None
+    assert (
+        sample_crop_box(30, 50, rng, crop_area_fraction=(0.9, 1.0), aspect_ratio_range=(3.0, 4.0))
+        is None
+    )
     aug = GoogLeNetResize(crop_area_fraction=(1.5, 2.0))
     aug.rng = np.random.RandomState(0)
     img = _image(30, 50)
     for _ in range(5):
         np.testing.assert_array_equal(aug.augment(img), img)
-    assert aug.rng.randint(1 << 30) == _rng_after_draws(0, 5 * 10 * 3)  # 10 tries x (area, aspect, coin)
+    assert aug.rng.randint(1 << 30) == _rng_after_draws(
+        0, 5 * 10 * 3
+    )  # 10 tries x (area, aspect, coin)
 
 
 def _rng_after_draws(seed, n):
@@ -148,6 +174,7 @@ def test_fallback_box_is_resize_cover_then_centre_crop():
 
 # ---------------------------------------------------------------- GR: images
 
+
 def test_gr_output_is_the_crop_resized_back_to_the_input_shape():
     img = _image(30, 50, high=256)
     aug = GoogLeNetResize()
@@ -157,7 +184,7 @@ def test_gr_output_is_the_crop_resized_back_to_the_input_shape():
     assert isinstance(t, CropResizeTransform) and (t.x0, t.y0, t.cw, t.ch) == box
     out = t.apply_image(img)
     x0, y0, cw, ch = box
-    expected = cv2.resize(img[y0:y0 + ch, x0:x0 + cw], (50, 30), interpolation=cv2.INTER_CUBIC)
+    expected = cv2.resize(img[y0 : y0 + ch, x0 : x0 + cw], (50, 30), interpolation=cv2.INTER_CUBIC)
     assert out.shape == (30, 50, 3) and out.dtype == np.uint8
     np.testing.assert_array_equal(out, expected)
 

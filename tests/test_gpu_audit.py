@@ -11,11 +11,12 @@ when it starts and which TensorFlow can run on the CPU as if on a GPU.  The othe
 rewrites (layout, remapper fusions, XLA) are not seen here (docs/reproducibility.md, "What the CPU
 checks for the GPU").
 """
+
 import os
 
 import pytest
 
-import tf_env  # noqa: F401
+import tf_env  # noqa: F401 (before TensorFlow: sets its environment, tf_env.py)
 import tensorflow as tf
 from tensorpack.train import launch_train_with_config
 from tensorpack.train.base import Trainer
@@ -55,8 +56,10 @@ REFUSED = {
     "FakeQuantWithMinMaxVarsGradient": "tensorflow/core/kernels/fake_quant_ops.cc",
     "FakeQuantWithMinMaxVarsPerChannelGradient": "tensorflow/core/kernels/fake_quant_ops.cc",
     # "Scatter ops with ref inputs" (resource variables' ResourceScatter* are deterministic)
-    **{f"Scatter{kind}": "tensorflow/core/kernels/scatter_op.cc"
-       for kind in ("Add", "Sub", "Mul", "Div", "Min", "Max")},
+    **{
+        f"Scatter{kind}": "tensorflow/core/kernels/scatter_op.cc"
+        for kind in ("Add", "Sub", "Mul", "Div", "Min", "Max")
+    },
 }
 # Not refused, though non-associative on floats: the segment reductions (Segment*, UnsortedSegment*)
 # switch to deterministic kernels under op determinism (tensorflow/core/kernels/segment_reduction_ops_impl.h,
@@ -64,7 +67,11 @@ REFUSED = {
 # deterministic loss's GatherV2.
 # Refused by attribute: the fused batch-norm gradient in inference mode ("A deterministic GPU implementation
 # of fused batch-norm backprop, when training is disabled, is not currently available").
-BN_GRADS = {"FusedBatchNormGrad", "FusedBatchNormGradV2", "FusedBatchNormGradV3"}   # fused_batch_norm_op.cc
+BN_GRADS = {
+    "FusedBatchNormGrad",
+    "FusedBatchNormGradV2",
+    "FusedBatchNormGradV3",
+}  # fused_batch_norm_op.cc
 # and, on every device, a random op without a seed ("When determinism is enabled, random ops must have a
 # seed specified": tensorflow/core/util/guarded_philox_random.cc).
 
@@ -80,9 +87,13 @@ def refused_nodes(graph):
         if node.op in REFUSED:
             out.append(f"{node.name} ({node.op}): {REFUSED[node.op]}")
         elif node.op in BN_GRADS and not attr["is_training"].b:
-            out.append(f"{node.name} ({node.op}, is_training=False): tensorflow/core/kernels/fused_batch_norm_op.cc")
+            out.append(
+                f"{node.name} ({node.op}, is_training=False): tensorflow/core/kernels/fused_batch_norm_op.cc"
+            )
         elif "seed" in attr and "seed2" in attr and attr["seed"].i == 0 and attr["seed2"].i == 0:
-            out.append(f"{node.name} ({node.op}, no seed): tensorflow/core/util/guarded_philox_random.cc")
+            out.append(
+                f"{node.name} ({node.op}, no seed): tensorflow/core/util/guarded_philox_random.cc"
+            )
     return out
 
 
@@ -94,8 +105,15 @@ CPU_ONLY = {"SaveV2", "RestoreV2", "ScalarSummary", "MergeSummary"}
 def cpu_only_types(graph):
     """The op types of ``graph`` that TensorFlow 2.21 (a CUDA build) has no GPU kernel for."""
     from tensorflow.python.framework import kernels
-    return {t for t in {op.type for op in graph.get_operations()}
-            if not any(k.device_type in ("GPU", "DEFAULT") for k in kernels.get_registered_kernels_for_op(t).kernel)}
+
+    return {
+        t
+        for t in {op.type for op in graph.get_operations()}
+        if not any(
+            k.device_type in ("GPU", "DEFAULT")
+            for k in kernels.get_registered_kernels_for_op(t).kernel
+        )
+    }
 
 
 def fp16_rewritten(graph, monkeypatch):
@@ -103,11 +121,13 @@ def fp16_rewritten(graph, monkeypatch):
     GPU (TF_AUTO_MIXED_PRECISION_GRAPH_REWRITE_SIMULATE_GPU, tensorflow/core/grappler/optimizers/
     auto_mixed_precision.cc), with the other passes off: a GraphDef."""
     from tensorflow.python.grappler import tf_optimizer
+
     monkeypatch.setenv("TF_AUTO_MIXED_PRECISION_GRAPH_REWRITE_SIMULATE_GPU", "1")
     with graph.as_default():
         meta = tf1.train.export_meta_graph(graph=graph)
     meta.collection_def["train_op"].node_list.value.extend(
-        op.name for op in graph.get_operations() if op.type == "NoOp" and "train_op" in op.name)
+        op.name for op in graph.get_operations() if op.type == "NoOp" and "train_op" in op.name
+    )
     config = tf1.ConfigProto()
     config.graph_options.rewrite_options.optimizers.append("auto_mixed_precision")
     config.graph_options.rewrite_options.min_graph_nodes = -1
@@ -123,14 +143,21 @@ def training_graph(data, logdir, flags, monkeypatch, machine=None):
     this one, as train.py does), up to the session; no step runs."""
     args = command.parse_args(["--data", str(data), "--logdir", str(logdir), *flags])
     split, used, val = trainer.load_data(args)
-    facts = command.DataFacts(runrecord.dataset_fingerprint(split, val, args.holdout), split.num_classes,
-                              split.image_shape, models.normalization(args.normalize, split))
-    env, settings = command.resolve(args, this.facts() if machine is None else machine, lambda _: facts)
-    os.makedirs(args.logdir)   # trainer.lock_logdir's part
+    facts = command.DataFacts(
+        runrecord.dataset_fingerprint(split, val, args.holdout),
+        split.num_classes,
+        split.image_shape,
+        models.normalization(args.normalize, split),
+    )
+    env, settings = command.resolve(
+        args, this.facts() if machine is None else machine, lambda _: facts
+    )
+    os.makedirs(args.logdir)  # trainer.lock_logdir's part
     prefix, _, start_epoch = trainer.prepare_logdir(settings, env, args.logdir)
 
     def stop(*_, **__):
         raise Built
+
     monkeypatch.setattr(Trainer, "initialize", stop)
     graph = tf.Graph()
     with graph.as_default():
@@ -146,22 +173,34 @@ CASES = {
     "NCHW": (["--data-format", "NCHW"], None),
     "sn-resnet recipe": (["--recipe", "sn-resnet"], None),
     # the fp16 graph (StaticLossScale) as train.py builds it where one GPU is visible
-    "fp16 --amp": (["--amp", "--gpus", "1", "--workers", "0"], Machine(gpus=1, cores=2, bf16=False)),
+    "fp16 --amp": (
+        ["--amp", "--gpus", "1", "--workers", "0"],
+        Machine(gpus=1, cores=2, bf16=False),
+    ),
 }
 
 
 @pytest.mark.parametrize("case", CASES)
 def test_training_graph_holds_no_op_a_gpu_refuses(case, tiny_data, tmp_path, monkeypatch):
     flags, machine = CASES[case]
-    graph, settings = training_graph(tiny_data, tmp_path / "run", SMALL + flags, monkeypatch, machine)
+    graph, settings = training_graph(
+        tiny_data, tmp_path / "run", SMALL + flags, monkeypatch, machine
+    )
     types = {op.type for op in graph.get_operations()}
-    assert "Conv2DBackpropFilter" in types and "FusedBatchNormGradV3" in types   # the whole training graph
+    assert (
+        "Conv2DBackpropFilter" in types and "FusedBatchNormGradV3" in types
+    )  # the whole training graph
     assert refused_nodes(graph) == []
     if case == "fp16 --amp":
         assert settings.train.amp == "fp16"
         rewritten = fp16_rewritten(graph, monkeypatch)
         half = {n.op for n in rewritten.node if n.attr["T"].type == tf.float16.as_datatype_enum}
-        assert {"Conv2D", "Conv2DBackpropFilter", "FusedBatchNormGradV3", "IsFinite"} <= half   # rewritten
+        assert {
+            "Conv2D",
+            "Conv2DBackpropFilter",
+            "FusedBatchNormGradV3",
+            "IsFinite",
+        } <= half  # rewritten
         assert refused_nodes(rewritten) == []
     assert tf.sysconfig.get_build_info()["is_cuda_build"] and cpu_only_types(graph) <= CPU_ONLY
 
@@ -170,13 +209,16 @@ def test_training_graph_holds_no_op_a_gpu_refuses(case, tiny_data, tmp_path, mon
 def test_evaluation_graph_holds_no_op_a_gpu_refuses(data_format):
     from evaluation.runner import build_predictor
     from tests.conftest import run_settings
+
     s = run_settings(**{"train.data_format": data_format})
     predictor = build_predictor(s.model, None, train=s.train)
     assert "FusedBatchNormV3" in {op.type for op in predictor.sess.graph.get_operations()}
     assert refused_nodes(predictor.sess.graph) == []
 
 
-def test_the_audit_sees_the_fused_loss_of_a_graph_built_before_determinism(tiny_data, tmp_path, monkeypatch):
+def test_the_audit_sees_the_fused_loss_of_a_graph_built_before_determinism(
+    tiny_data, tmp_path, monkeypatch
+):
     """The code before the fix (determinism turned on after the graph): the fused loss, which a GPU refuses."""
     monkeypatch.setattr(session, "use_op_determinism", lambda on=True: None)
     graph, _ = training_graph(tiny_data, tmp_path / "run", SMALL, monkeypatch)
@@ -188,9 +230,15 @@ def test_the_audit_reads_attributes():
     with tf.Graph().as_default() as g:
         x = tf1.placeholder(tf.float32, (2, 4, 4, 3))
         for training in (True, False):
-            y, *_ = tf1.nn.fused_batch_norm(x, tf.ones(3), tf.zeros(3), mean=None if training else tf.zeros(3),
-                                            variance=None if training else tf.ones(3), is_training=training,
-                                            name=f"bn_{training}")
+            y, *_ = tf1.nn.fused_batch_norm(
+                x,
+                tf.ones(3),
+                tf.zeros(3),
+                mean=None if training else tf.zeros(3),
+                variance=None if training else tf.ones(3),
+                is_training=training,
+                name=f"bn_{training}",
+            )
             tf1.gradients(y, x)
         tf1.random_uniform((2,), name="unseeded")
         tf1.random_uniform((2,), seed=1, name="seeded")

@@ -5,6 +5,7 @@
 * the fp16 static loss scale, at graph level;
 * ``--amp``: learns on a CPU with bf16 arithmetic, refused with a clear error elsewhere.
 """
+
 import dataclasses
 import json
 import os
@@ -12,7 +13,7 @@ import os
 import numpy as np
 import pytest
 
-import tf_env  # noqa: F401
+import tf_env  # noqa: F401 (before TensorFlow: sets its environment, tf_env.py)
 import tensorflow as tf
 from tensorpack.tfutils.tower import TowerContext
 
@@ -27,12 +28,16 @@ tf1 = tf.compat.v1
 
 # --------------------------------------------------------------------------- layouts
 
+
 def _variables(data_format):
     g = tf.Graph()
     with g.as_default():
-        model = CAMModel(runrecord.ModelSettings(18, 4, [32, 40], width_mult=0.0625, mean_bgr=[100, 110, 120],
-                                                 std_bgr=[60, 60, 60]),
-                         runrecord.TrainSettings(aug="cam", batch=8, data_format=data_format))
+        model = CAMModel(
+            runrecord.ModelSettings(
+                18, 4, [32, 40], width_mult=0.0625, mean_bgr=[100, 110, 120], std_bgr=[60, 60, 60]
+            ),
+            runrecord.TrainSettings(aug="cam", batch=8, data_format=data_format),
+        )
         image = tf1.placeholder(tf.uint8, (None, 32, 40, 3), INPUT_IMAGE)
         label = tf1.placeholder(tf.int32, (None,), INPUT_LABEL)
         with TowerContext("", is_training=True):
@@ -54,27 +59,54 @@ def test_nchw_checkpoint_evaluates_like_nhwc(tiny_data, tmp_path):
     features, FC weights and logits as the NCHW graph the checkpoint was trained in."""
     from dataflow.tinyimagenet import load_split
     from evaluation.runner import build_predictor
+
     logdir = str(tmp_path / "nchw")
-    run_py("train.py", "--data", tiny_data, *SMALL_3STEPS, "--batch", "8", "--epochs", "1",
-           "--data-format", "NCHW", "--logdir", logdir)
+    run_py(
+        "train.py",
+        "--data",
+        tiny_data,
+        *SMALL_3STEPS,
+        "--batch",
+        "8",
+        "--epochs",
+        "1",
+        "--data-format",
+        "NCHW",
+        "--logdir",
+        logdir,
+    )
     assert_cam_identity(evaluate_cams(tiny_data, logdir, tmp_path / "cams.npz"))
     settings = runrecord.load_settings(logdir)
     prefix, _ = runrecord.latest_checkpoint(logdir)
     images = load_split(tiny_data, "val", progress=False).images[:8]
     nhwc = build_predictor(settings.model, prefix)(images)
-    nchw = build_predictor(settings.model, prefix, dataclasses.replace(settings.train, data_format="NCHW"))(images)
+    nchw = build_predictor(
+        settings.model, prefix, dataclasses.replace(settings.train, data_format="NCHW")
+    )(images)
     for a, b in zip(nhwc, nchw):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
 
 def test_nchw_on_the_cpu_without_onednn_is_a_clear_error(tiny_data, tmp_path, monkeypatch):
     monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")
-    message = refused(["--data", tiny_data, *SMALL_3STEPS, "--batch", "8", "--data-format", "NCHW",
-                       "--logdir", str(tmp_path / "x")])
+    message = refused(
+        [
+            "--data",
+            tiny_data,
+            *SMALL_3STEPS,
+            "--batch",
+            "8",
+            "--data-format",
+            "NCHW",
+            "--logdir",
+            str(tmp_path / "x"),
+        ]
+    )
     assert message.startswith("--data-format NCHW on the CPU needs TensorFlow's oneDNN kernels")
 
 
 # --------------------------------------------------------------------------- precisions
+
 
 def _one_step(amp):
     """One step of CAMModel's optimizer (Nesterov momentum; with ``amp="fp16"`` wrapped in the
@@ -89,8 +121,10 @@ def _one_step(amp):
         w = tf1.get_variable("w", initializer=tf.constant(rng.randn(3, 2), tf.float32))
         b = tf1.get_variable("b", initializer=tf.zeros([2]))
         loss = tf.reduce_mean(tf.square(tf.matmul(x, w) + b - y))
-        model = CAMModel(runrecord.ModelSettings(18, 2, [32, 40], mean_bgr=[0, 0, 0], std_bgr=[1, 1, 1]),
-                         runrecord.TrainSettings(aug="cam", batch=8, lr=0.1, amp=amp))
+        model = CAMModel(
+            runrecord.ModelSettings(18, 2, [32, 40], mean_bgr=[0, 0, 0], std_bgr=[1, 1, 1]),
+            runrecord.TrainSettings(aug="cam", batch=8, lr=0.1, amp=amp),
+        )
         opt = model.get_optimizer()
         inner = opt._opt if amp else opt
         raw, compute = [], inner.compute_gradients
@@ -103,7 +137,7 @@ def _one_step(amp):
             sess.run(tf1.global_variables_initializer())
             raw_v, grad_v = sess.run([[gr for gr, _ in raw], [gr for gr, _ in grads]])
             sess.run(step)
-            sess.run(step)   # twice: the momentum slots take part too
+            sess.run(step)  # twice: the momentum slots take part too
             after = sess.run({v.op.name: v.read_value() for v in tf1.global_variables()})
     return raw_v, grad_v, after, created
 
@@ -113,27 +147,56 @@ def test_fp16_loss_scale_changes_neither_gradients_nor_variables():
     raw_plain, plain, after_plain, created_plain = _one_step(False)
     raw_scaled, scaled, after_scaled, created_scaled = _one_step("fp16")
     assert scale > 1
-    for r, p in zip(raw_scaled, raw_plain):        # differentiated: scale x the loss
+    for r, p in zip(raw_scaled, raw_plain):  # differentiated: scale x the loss
         np.testing.assert_allclose(r, scale * p, rtol=1e-6)
-    for s, p in zip(scaled, plain):                # returned: divided back
+    for s, p in zip(scaled, plain):  # returned: divided back
         np.testing.assert_allclose(s, p, rtol=1e-6)
-    assert created_scaled == created_plain and "w/Momentum" in created_plain   # no variable of its own
-    assert after_scaled.keys() == after_plain.keys() == {"w", "b", "w/Momentum", "b/Momentum", "learning_rate"}
-    for name in after_plain:                       # the same update of the same variables
+    assert (
+        created_scaled == created_plain and "w/Momentum" in created_plain
+    )  # no variable of its own
+    assert (
+        after_scaled.keys()
+        == after_plain.keys()
+        == {"w", "b", "w/Momentum", "b/Momentum", "learning_rate"}
+    )
+    for name in after_plain:  # the same update of the same variables
         np.testing.assert_allclose(after_scaled[name], after_plain[name], rtol=1e-6)
-    assert np.abs(after_plain["b"]).min() > 0      # b started at 0: the steps did update
+    assert np.abs(after_plain["b"]).min() > 0  # b started at 0: the steps did update
 
 
 @pytest.mark.slow
 def test_amp_on_this_cpu(tiny_data, tmp_path):
     """--amp is TF's oneDNN bf16 rewrite on a CPU with AVX512_BF16/AMX; elsewhere a clear error."""
     logdir = str(tmp_path / "amp")
-    if not cpu_supports_bf16():   # e.g. AMD Zen 3 and older, Intel before Cooper Lake
-        assert "AVX512_BF16" in refused(["--data", tiny_data, "--aug", "cam", "--amp", "--logdir", logdir])
+    if not cpu_supports_bf16():  # e.g. AMD Zen 3 and older, Intel before Cooper Lake
+        assert "AVX512_BF16" in refused(
+            ["--data", tiny_data, "--aug", "cam", "--amp", "--logdir", logdir]
+        )
         return
-    args = ["train.py", "--data", tiny_data, "--depth", "18", "--aug", "cam", "--batch", "16",
-            "--width-mult", "0.25", "--threads", "2", "--epochs", "8", "--lr-step-epochs", "8",
-            "--val-every", "8", "--amp", "--logdir", logdir]
+    args = [
+        "train.py",
+        "--data",
+        tiny_data,
+        "--depth",
+        "18",
+        "--aug",
+        "cam",
+        "--batch",
+        "16",
+        "--width-mult",
+        "0.25",
+        "--threads",
+        "2",
+        "--epochs",
+        "8",
+        "--lr-step-epochs",
+        "8",
+        "--val-every",
+        "8",
+        "--amp",
+        "--logdir",
+        logdir,
+    ]
     run_py(*args)
     with open(os.path.join(logdir, "stats.json")) as f:
         stats = json.load(f)

@@ -1,8 +1,9 @@
 """models/: the training step: weight decay, the fp16 loss scale, the early-layer gradient scale, a non-finite loss."""
+
 import numpy as np
 import pytest
 
-import tf_env  # noqa: F401
+import tf_env  # noqa: F401 (before TensorFlow: sets its environment, tf_env.py)
 import tensorflow as tf
 from tensorpack.tfutils.tower import TowerContext
 
@@ -22,14 +23,18 @@ def test_weight_decay_applies_to_conv_and_fc_weights_only():
         variables = tf1.trainable_variables()
         grads = tf1.gradients(wd, variables)
         decayed = {v.op.name for v, gr in zip(variables, grads) if gr is not None}
-        expected = {v.op.name for v in variables if len(v.shape) in (2, 4)}   # conv kernels and the FC matrix
+        expected = {
+            v.op.name for v in variables if len(v.shape) in (2, 4)
+        }  # conv kernels and the FC matrix
         assert decayed == expected
         assert "linear/W" in decayed and "linear/b" not in decayed
         assert not any(n.endswith(("gamma", "beta")) for n in decayed)
         with tf1.Session(graph=g) as sess:
             sess.run(tf1.global_variables_initializer())
             value, weights = sess.run([wd, [v for v in variables if v.op.name in expected]])
-        assert value == pytest.approx(1e-4 * sum((w.astype(np.float64) ** 2).sum() for w in weights) / 2, rel=1e-5)
+        assert value == pytest.approx(
+            1e-4 * sum((w.astype(np.float64) ** 2).sum() for w in weights) / 2, rel=1e-5
+        )
 
 
 def test_fp16_loss_scale_returns_unscaled_gradients():
@@ -41,8 +46,12 @@ def test_fp16_loss_scale_returns_unscaled_gradients():
         variables = tf1.trainable_variables()
         scaled = model.get_optimizer().compute_gradients(cost, var_list=variables)
         plain = tf1.gradients(cost, variables)
-        feed = {INPUT_IMAGE + ":0": np.random.RandomState(2).randint(0, 256, (2, 32, 40, 3)).astype(np.uint8),
-                INPUT_LABEL + ":0": np.array([1, 3], np.int32)}
+        feed = {
+            INPUT_IMAGE + ":0": np.random.RandomState(2)
+            .randint(0, 256, (2, 32, 40, 3))
+            .astype(np.uint8),
+            INPUT_LABEL + ":0": np.array([1, 3], np.int32),
+        }
         with tf1.Session(graph=g) as sess:
             sess.run(tf1.global_variables_initializer())
             a, b = sess.run([[gr for gr, _ in scaled], plain], feed)
@@ -56,6 +65,7 @@ def test_narrow_net_on_64x64_trains_without_crashing(tmp_path):
     # oneDNN filter gradient crashed the process ("double free"). Run out of process.
     import subprocess
     import sys
+
     script = f"""
 import tf_env
 import numpy as np, tensorflow as tf
@@ -77,16 +87,22 @@ with tf1.Session() as s:
         s.run(step, {{image: np.random.randint(0, 255, (8, 64, 64, 3)), label: [0, 1, 2, 0, 1, 2, 0, 1]}})
 print("trained")
 """
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
-                         cwd=str(__import__("pathlib").Path(__file__).resolve().parents[1]))
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=str(__import__("pathlib").Path(__file__).resolve().parents[1]),
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "trained" in out.stdout
 
 
 def one_step_deltas(early_grad_scale, images, labels, lr=0.5):
     """Every trainable variable's change after one optimizer step on ``images``, from the same init."""
-    model = cam_model(18, 3, images.shape[1:3], width_mult=0.125, lr=lr,
-                     early_grad_scale=early_grad_scale)
+    model = cam_model(
+        18, 3, images.shape[1:3], width_mult=0.125, lr=lr, early_grad_scale=early_grad_scale
+    )
     g = tf.Graph()
     with g.as_default():
         tf1.set_random_seed(0)
@@ -114,7 +130,7 @@ def test_early_grad_scale_scales_exactly_conv0_and_groups_0_to_2():
     late = [n for n in plain if n not in early]
     assert {n.split("/")[0] for n in late} == {"group3", "linear"} and len(early) > 20
     for name in plain:
-        np.testing.assert_array_equal(plain[name][0], scaled[name][0])   # same initial weights
+        np.testing.assert_array_equal(plain[name][0], scaled[name][0])  # same initial weights
         expected = plain[name][1] * (0.1 if name in early else 1.0)
         assert np.abs(plain[name][1]).max() > 0, name
         # float32 rounding of (after - before) is ~1e-8 here; the scale makes 90% differences
@@ -122,8 +138,9 @@ def test_early_grad_scale_scales_exactly_conv0_and_groups_0_to_2():
 
 
 def test_a_nonfinite_loss_stops_the_step_before_any_weight_changes():
-    model = cam_model(18, 3, (24, 20), width_mult=0.125,
-                     weight_decay=float("inf"))   # train.py refuses it; here it makes the loss inf
+    model = cam_model(
+        18, 3, (24, 20), width_mult=0.125, weight_decay=float("inf")
+    )  # train.py refuses it; here it makes the loss inf
     g = tf.Graph()
     with g.as_default():
         image = tf1.placeholder(tf.uint8, (2, 24, 20, 3), INPUT_IMAGE)

@@ -1,4 +1,5 @@
 """The synthetic dataset: Tiny ImageNet layout, determinism under a seed, objects inside their boxes."""
+
 import filecmp
 import os
 import re
@@ -15,8 +16,12 @@ from tests.conftest import TINY
 
 
 def _all_files(root):
-    return sorted(os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root) for f in fs
-                  if not os.path.relpath(d, root).startswith(".cache"))
+    return sorted(
+        os.path.relpath(os.path.join(d, f), root)
+        for d, _, fs in os.walk(root)
+        for f in fs
+        if not os.path.relpath(d, root).startswith(".cache")
+    )
 
 
 def _lines(path):
@@ -32,13 +37,19 @@ def test_layout(tiny_data):
     # readable class names for captions (issue 24): "red disc", from words.txt's first comma part
     from dataflow.synthetic import class_name
     from dataflow.words import class_names
+
     assert class_names(tiny_data, wnids) == [class_name(k, len(wnids)) for k in range(len(wnids))]
-    assert class_names(tiny_data, wnids)[0] == "red disc" and class_names("/nonexistent", wnids) == wnids
+    assert (
+        class_names(tiny_data, wnids)[0] == "red disc"
+        and class_names("/nonexistent", wnids) == wnids
+    )
 
     for w in wnids:
         rows = _lines(os.path.join(tiny_data, "train", w, f"{w}_boxes.txt"))
         assert [r[0] for r in rows] == [f"{w}_{i}.JPEG" for i in range(TINY["train_per_class"])]
-        assert sorted(os.listdir(os.path.join(tiny_data, "train", w, "images"))) == sorted(r[0] for r in rows)
+        assert sorted(os.listdir(os.path.join(tiny_data, "train", w, "images"))) == sorted(
+            r[0] for r in rows
+        )
 
     rows = _lines(os.path.join(tiny_data, "val", "val_annotations.txt"))
     n_val = TINY["classes"] * TINY["val_per_class"]
@@ -50,7 +61,9 @@ def test_layout(tiny_data):
     h, w = TINY["height"], TINY["width"]
     for r in rows:
         x0, y0, x1, y1 = map(int, r[2:])
-        assert 0 <= x0 < x1 <= w - 1 and 0 <= y0 < y1 <= h - 1  # inclusive, inside a 40-wide, 32-high image
+        assert (
+            0 <= x0 < x1 <= w - 1 and 0 <= y0 < y1 <= h - 1
+        )  # inclusive, inside a 40-wide, 32-high image
         img = cv2.imread(os.path.join(tiny_data, "val", "images", r[0]), cv2.IMREAD_UNCHANGED)
         assert img.shape[:2] == (h, w)
 
@@ -58,7 +71,10 @@ def test_layout(tiny_data):
 def test_some_jpegs_are_grayscale(tiny_data):
     folder = os.path.join(tiny_data, "val", "images")
     n_val = TINY["classes"] * TINY["val_per_class"]
-    channels = [cv2.imread(os.path.join(folder, f"val_{i}.JPEG"), cv2.IMREAD_UNCHANGED).ndim for i in range(n_val)]
+    channels = [
+        cv2.imread(os.path.join(folder, f"val_{i}.JPEG"), cv2.IMREAD_UNCHANGED).ndim
+        for i in range(n_val)
+    ]
     assert channels == [2 if i % GRAY_EVERY == GRAY_EVERY - 1 else 3 for i in range(n_val)]
 
 
@@ -96,7 +112,9 @@ def test_classes_look_different():
 
 
 def test_reuse_and_refuse(tmp_path):
-    out = generate(tmp_path / "d", classes=2, train_per_class=1, val_per_class=1, height=20, width=30)
+    out = generate(
+        tmp_path / "d", classes=2, train_per_class=1, val_per_class=1, height=20, width=30
+    )
     mtime = os.stat(os.path.join(out, "wnids.txt")).st_mtime_ns
     assert generate(out, classes=2, train_per_class=1, val_per_class=1, height=20, width=30) == out
     assert os.stat(os.path.join(out, "wnids.txt")).st_mtime_ns == mtime  # same settings: left as is
@@ -107,8 +125,23 @@ def test_reuse_and_refuse(tmp_path):
 
 
 def test_cli(tmp_path, capsys):
-    main([str(tmp_path / "cli"), "--classes", "2", "--train-per-class", "3", "--val-per-class", "1",
-          "--height", "20", "--width", "30", "--seed", "1"])
+    main(
+        [
+            str(tmp_path / "cli"),
+            "--classes",
+            "2",
+            "--train-per-class",
+            "3",
+            "--val-per-class",
+            "1",
+            "--height",
+            "20",
+            "--width",
+            "30",
+            "--seed",
+            "1",
+        ]
+    )
     assert "2 classes, 6 train and 2 val images of 20x30" in capsys.readouterr().out
     assert len(os.listdir(tmp_path / "cli" / "train")) == 2
 
@@ -117,10 +150,16 @@ def test_cli(tmp_path, capsys):
 def test_cli_bad_input_exits_2_with_one_line(tmp_path):
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("")
-    r = subprocess.run([sys.executable, "-m", "dataflow.synthetic", str(tmp_path / "full")],
-                       capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(__file__)))
+    r = subprocess.run(
+        [sys.executable, "-m", "dataflow.synthetic", str(tmp_path / "full")],
+        capture_output=True,
+        text=True,
+        cwd=os.path.dirname(os.path.dirname(__file__)),
+    )
     assert r.returncode == 2
-    assert r.stderr.startswith("error: ") and "not empty" in r.stderr and "Traceback" not in r.stderr
+    assert (
+        r.stderr.startswith("error: ") and "not empty" in r.stderr and "Traceback" not in r.stderr
+    )
 
 
 def test_no_fixed_box_fits_many_objects():
@@ -128,6 +167,7 @@ def test_no_fixed_box_fits_many_objects():
     # protocol's IoU > 0.5) hits at most 10% of 300 objects at 48x48; some objects are cut by the border.
     from cam.baselines import best_fixed_box
     from cam.protocols import PROTOCOLS
+
     rng = np.random.default_rng(0)
     boxes = np.array([render(rng, k % 6, 6, 48, 48)[1] for k in range(300)])
     _, hits = best_fixed_box(boxes, (48, 48), PROTOCOLS["paper"])

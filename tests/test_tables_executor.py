@@ -1,5 +1,6 @@
 """Tests of reproduce/executor.py: GPU slots and their detection, the scheduler with stand-in commands
 instead of train.py / evaluate.py, and the one table script per log root."""
+
 import os
 
 import pytest
@@ -16,7 +17,7 @@ from tests.tables_fixtures import fake_run, table_data, write_eval  # noqa: F401
 
 def test_gpu_slots():
     assert ex.make_slots(["0", "1", "2", "3"], 2) == [["0", "1"], ["2", "3"]]
-    assert ex.make_slots(["0", "1", "2"], 2) == [["0", "1"]]   # the odd GPU stays idle
+    assert ex.make_slots(["0", "1", "2"], 2) == [["0", "1"]]  # the odd GPU stays idle
     assert ex.make_slots([], 1, parallel=3) == [None, None, None]
     with pytest.raises(UserError, match="only 2 GPU"):
         ex.make_slots(["0", "1"], 4)
@@ -43,7 +44,9 @@ def test_executor_failure_skip_and_gpus(tmp_path):
     write_eval(evalonly.logdir, 1, 1, 1)
     os.remove(evalonly.eval_json)
     msgs = []
-    outcomes = Executor([["0", "1"], ["2", "3"]], log=msgs.append).run_all([ok, bad, done, evalonly])
+    outcomes = Executor([["0", "1"], ["2", "3"]], log=msgs.append).run_all(
+        [ok, bad, done, evalonly]
+    )
     names = {r.name: r.config.aug for r in (ok, bad, done, evalonly)}
     outcomes = {names[k]: v for k, v in outcomes.items()}
     assert outcomes["ok"].status == "ok" and outcomes["ok"].did == "trained"
@@ -59,12 +62,32 @@ def test_executor_failure_skip_and_gpus(tmp_path):
 
 def test_a_second_table_script_on_the_same_logroot_is_refused(tmp_path, table_data):
     logs = tmp_path / "logs"
-    run = rs.make_runs(rs.select(rs.table_configs(1), "r18-cam"), data=table_data, logroot=str(logs),
-                       expectation=Expectation(table_data, 0))[0]
-    write_eval(run.logdir, 50.0, 25.0, 40.0, settings=run.expected)   # finished: this script only skips it
-    argv = ["--table", "1", "--data", table_data, "--logroot", str(logs), "--results", str(tmp_path / "res"),
-            "--gpu-ids", "none", "--only", "r18-cam"]
-    holder = fileio.hold_lock(str(logs / LOCK), "another table script")   # as a script running there holds it
+    run = rs.make_runs(
+        rs.select(rs.table_configs(1), "r18-cam"),
+        data=table_data,
+        logroot=str(logs),
+        expectation=Expectation(table_data, 0),
+    )[0]
+    write_eval(
+        run.logdir, 50.0, 25.0, 40.0, settings=run.expected
+    )  # finished: this script only skips it
+    argv = [
+        "--table",
+        "1",
+        "--data",
+        table_data,
+        "--logroot",
+        str(logs),
+        "--results",
+        str(tmp_path / "res"),
+        "--gpu-ids",
+        "none",
+        "--only",
+        "r18-cam",
+    ]
+    holder = fileio.hold_lock(
+        str(logs / LOCK), "another table script"
+    )  # as a script running there holds it
     try:
         with pytest.raises(UserError, match=f"--logroot {logs}: in use by another process"):
             cli.main(argv)

@@ -1,5 +1,6 @@
 """Tests of reproduce/runs.py and reproduce/paper.py's numbers: the configurations, --only, --seeds, run
 states and reuse, the train.py / evaluate.py commands and the flags the table script reserves."""
+
 import os
 import shutil
 
@@ -29,7 +30,10 @@ def test_configs_names_and_seeds():
     assert {c.name for c in t1 if c.aug in ("cam", "hns", "gr")} <= {c.name for c in t2}  # reuse
     assert {c.batch for c in rs.table_configs(2, {32: 4, 128: 16, 256: 32})} == {4, 16, 32}
     two = rs.table_configs(1, seeds=[0, 1], depths=(18,))
-    assert [c.name for c in two[:2]] == ["r18-cam-b256", "r18-cam-b256-s1"]  # seed 0 keeps today's name
+    assert [c.name for c in two[:2]] == [
+        "r18-cam-b256",
+        "r18-cam-b256-s1",
+    ]  # seed 0 keeps today's name
     assert len(two) == 10 and {c.depth for c in two} == {18} and two[1].cell == "r18-cam-b256"
     assert cli.parse_seeds("3") == [0, 1, 2] and cli.parse_seeds("0,4,7") == [0, 4, 7]
     assert cli.parse_seeds("5,") == [5] and cli.parse_seeds(2) == [0, 1]
@@ -53,31 +57,52 @@ def test_run_states(tmp_path):
     assert rs.run_state(run)[0] == rs.NEW
     write_eval(run.logdir, 1, 1, 1)
     state, _, doc = rs.run_state(run)
-    assert state == rs.EVALUATED and doc.summary["top1_loc"] == 1   # the document, read once
-    os.rmdir(run.figure_dir)   # evaluated before the tables asked for Figure 2: evaluated again
+    assert state == rs.EVALUATED and doc.summary["top1_loc"] == 1  # the document, read once
+    os.rmdir(run.figure_dir)  # evaluated before the tables asked for Figure 2: evaluated again
     assert rs.run_state(run) == (rs.TRAINED, "evaluated without the figure panels (figure2/)", None)
     os.makedirs(run.figure_dir)
     os.utime(os.path.join(run.logdir, "done.json"), (5000, 5000))
-    assert rs.run_state(run)[0] == rs.TRAINED      # eval.json older than done.json
+    assert rs.run_state(run)[0] == rs.TRAINED  # eval.json older than done.json
     os.remove(os.path.join(run.logdir, "done.json"))
     assert rs.run_state(run)[0] == rs.RESUMABLE
 
 
 def test_finished_run_is_never_reused_for_other_settings(tmp_path, table_data):
     expect = Expectation(table_data, 0)
-    run = make_run(tmp_path, table_data, train_args=["--epochs", "2", "--threads", "1"], expectation=expect)
+    run = make_run(
+        tmp_path, table_data, train_args=["--epochs", "2", "--threads", "1"], expectation=expect
+    )
     assert run.expected.train.epochs == 2 and run.expected.train.seed == 0
-    write_eval(run.logdir, 1, 1, 1, settings=run.expected)      # as train.py and evaluate.py leave it
-    same = make_run(tmp_path, table_data, train_args=["--threads=1", "--epochs=2", "--workers", "3"],
-                    expectation=expect)   # speed settings only
+    write_eval(run.logdir, 1, 1, 1, settings=run.expected)  # as train.py and evaluate.py leave it
+    same = make_run(
+        tmp_path,
+        table_data,
+        train_args=["--threads=1", "--epochs=2", "--workers", "3"],
+        expectation=expect,
+    )  # speed settings only
     assert rs.run_state(same)[0] == rs.EVALUATED
-    for other in (["--epochs", "3"], ["--epochs", "2", "--lr", "0.05"], ["--epochs", "2", "--recipe", "sn-resnet"],
-                  ["--epochs", "2", "--threads", "2"], ["--epochs", "2", "--threads", "1", "--nondeterministic"]):
-        state, reason, _ = rs.run_state(make_run(tmp_path, table_data, train_args=other, expectation=expect))
+    for other in (
+        ["--epochs", "3"],
+        ["--epochs", "2", "--lr", "0.05"],
+        ["--epochs", "2", "--recipe", "sn-resnet"],
+        ["--epochs", "2", "--threads", "2"],
+        ["--epochs", "2", "--threads", "1", "--nondeterministic"],
+    ):
+        state, reason, _ = rs.run_state(
+            make_run(tmp_path, table_data, train_args=other, expectation=expect)
+        )
         assert state == rs.CONFLICT and "other settings" in reason
-    seed1 = make_run(tmp_path, table_data, "r18-gr-b256-s1", ["--epochs", "2", "--threads", "1"], seeds=(1,),
-                     expectation=expect)
-    assert seed1.expected.train.seed == 1 and seed1.expected.differences(run.expected) == ["train.seed: 1 -> 0"]
+    seed1 = make_run(
+        tmp_path,
+        table_data,
+        "r18-gr-b256-s1",
+        ["--epochs", "2", "--threads", "1"],
+        seeds=(1,),
+        expectation=expect,
+    )
+    assert seed1.expected.train.seed == 1 and seed1.expected.differences(run.expected) == [
+        "train.seed: 1 -> 0"
+    ]
     with pytest.raises(UserError, match="(?s)r18-gr-b256.*nothing was run"):
         rs.refuse_conflicts([run], {run.name: (rs.CONFLICT, "holds a run with other settings")})
     other_data = tmp_path / "other"
@@ -85,20 +110,52 @@ def test_finished_run_is_never_reused_for_other_settings(tmp_path, table_data):
     ann = other_data / "val" / "val_annotations.txt"
     lines = ann.read_text().splitlines()
     first = lines[0].split("\t")
-    lines[0] = "\t".join(first[:2] + [str(int(first[2]) + 1)] + first[3:])   # one box moved by a pixel
+    lines[0] = "\t".join(
+        first[:2] + [str(int(first[2]) + 1)] + first[3:]
+    )  # one box moved by a pixel
     ann.write_text("\n".join(lines) + "\n")
-    state, reason, _ = rs.run_state(make_run(tmp_path, other_data, train_args=["--epochs", "2"],
-                                          expectation=Expectation(str(other_data), 0)))
+    state, reason, _ = rs.run_state(
+        make_run(
+            tmp_path,
+            other_data,
+            train_args=["--epochs", "2"],
+            expectation=Expectation(str(other_data), 0),
+        )
+    )
     assert state == rs.CONFLICT and "dataset.sha1" in reason
 
 
 def test_commands(tmp_path):
     run = make_run(tmp_path, tmp_path, "r18-gr-b256-s1", train_args=["--epochs", "2"], seeds=(1,))
     logdir = str(tmp_path / "logs" / "r18-gr-b256-s1")
-    assert run.train_cmd == ["py", "/repo/train.py", "--data", str(tmp_path), "--depth", "18", "--aug", "gr",
-                             "--batch", "256", "--seed", "1", "--logdir", logdir, "--epochs", "2"]
-    assert run.eval_cmd[:8] == ["py", "/repo/evaluate.py", "--load", logdir, "--data", str(tmp_path),
-                                "--json", os.path.join(logdir, "eval.json")]
+    assert run.train_cmd == [
+        "py",
+        "/repo/train.py",
+        "--data",
+        str(tmp_path),
+        "--depth",
+        "18",
+        "--aug",
+        "gr",
+        "--batch",
+        "256",
+        "--seed",
+        "1",
+        "--logdir",
+        logdir,
+        "--epochs",
+        "2",
+    ]
+    assert run.eval_cmd[:8] == [
+        "py",
+        "/repo/evaluate.py",
+        "--load",
+        logdir,
+        "--data",
+        str(tmp_path),
+        "--json",
+        os.path.join(logdir, "eval.json"),
+    ]
     assert run.eval_cmd[8:10] == ["--vis", run.figure_dir]
     gpu_run = rs.make_runs(rs.table_configs(1)[:1], data="d", logroot="l", gpus_per_run=2)[0]
     assert gpu_run.train_cmd[-2:] == ["--gpus", "2"]

@@ -2,6 +2,7 @@
 
 All on the generated ``tiny_data`` (4 classes, 12 train + 4 val per class, 32 high x 40 wide).
 """
+
 import os
 import signal
 import subprocess
@@ -45,8 +46,12 @@ def test_train_dataflow(train):
     assert len(batches) == len(df) == N_TRAIN // 5
     seen = []
     for images, labels in batches:
-        assert images.shape == (5, H, W, 3) and images.dtype == np.uint8 and labels.dtype == np.int32
-        for img, label in zip(images, labels):  # "cam" does not augment: each image is a split image
+        assert (
+            images.shape == (5, H, W, 3) and images.dtype == np.uint8 and labels.dtype == np.int32
+        )
+        for img, label in zip(
+            images, labels
+        ):  # "cam" does not augment: each image is a split image
             (j,) = np.nonzero((train.images == img).all(axis=(1, 2, 3)))
             assert train.labels[j[0]] == label
             seen.append(j[0])
@@ -54,7 +59,7 @@ def test_train_dataflow(train):
     assert seen != sorted(seen)  # shuffled
 
 
-@pytest.mark.parametrize("method", [m for m in names() if steps(m)])   # every method that augments
+@pytest.mark.parametrize("method", [m for m in names() if steps(m)])  # every method that augments
 def test_train_dataflow_is_seeded_and_augments(train, method):
     runs = []
     for _ in range(2):
@@ -102,6 +107,7 @@ def test_eval_dataflow(val):
 
 # ---------------------------------------------------------------- hold-out (issue 12)
 
+
 def test_holdout_indices_are_the_last_of_each_class_in_file_order():
     labels = np.array([2, 0, 0, 2, 1, 0, 1, 2, 1, 1])
     np.testing.assert_array_equal(holdout_indices(labels, 1), [5, 7, 9])
@@ -140,6 +146,7 @@ def test_held_out_images_never_reach_the_training_flow(train):
 
 # ---------------------------------------------------------------- augmentation in the flow
 
+
 def test_hns_fill_is_the_training_split_mean(train):
     (hns,) = build_train_dataflow(train, "hns", 4).augmentor.augmentors
     np.testing.assert_array_equal(hns.fill, train.mean_bgr())
@@ -150,21 +157,29 @@ def test_jitter_and_flip_in_the_flow_are_seeded(train):
         flow = build_train_dataflow(train, "cam", 8, seed=4, **kwargs)
         flow.reset_state()
         return list(flow)
+
     plain, jittered, again = batches(), batches(jitter=True), batches(jitter=True)
     for (a, la), (b, lb), (c, _) in zip(plain, jittered, again):
-        np.testing.assert_array_equal(la, lb)  # the same order: the augmentors have their own streams
+        np.testing.assert_array_equal(
+            la, lb
+        )  # the same order: the augmentors have their own streams
         np.testing.assert_array_equal(b, c)
         assert b.dtype == np.uint8 and not np.array_equal(a, b)
     flipped = batches(flip=True)
-    mirrored = sum((b == a[:, :, ::-1]).all(axis=(1, 2, 3)).sum() for (a, _), (b, _) in zip(plain, flipped))
+    mirrored = sum(
+        (b == a[:, :, ::-1]).all(axis=(1, 2, 3)).sum() for (a, _), (b, _) in zip(plain, flipped)
+    )
     assert 0.25 < mirrored / N_TRAIN < 0.75  # about half of the images, each mirrored whole
 
 
 # ---------------------------------------------------------------- the stream, workers (issues 8, 13, 17)
 
+
 def _flow(split, start=0, workers=0, seed=7):
     """GR with jitter and flip (every augmentor draws), batches of 6: 8 per pass."""
-    return build_train_dataflow(split, "gr", 6, seed=seed, start=start, num_workers=workers, flip=True, jitter=True)
+    return build_train_dataflow(
+        split, "gr", 6, seed=seed, start=start, num_workers=workers, flip=True, jitter=True
+    )
 
 
 def _passes(flow, n):
@@ -174,24 +189,30 @@ def _passes(flow, n):
 
 
 def _same(a, b):
-    return len(a) == len(b) and all(np.array_equal(x[0], y[0]) and np.array_equal(x[1], y[1]) for x, y in zip(a, b))
+    return len(a) == len(b) and all(
+        np.array_equal(x[0], y[0]) and np.array_equal(x[1], y[1]) for x, y in zip(a, b)
+    )
 
 
 def test_stream_depends_on_the_batch_index_not_on_the_start(train):
-    whole = _passes(_flow(train), 4)                     # passes 1-4 from the start
+    whole = _passes(_flow(train), 4)  # passes 1-4 from the start
     assert len(whole) == 32 and not _same(whole[:8], whole[8:16])
-    assert _same(_passes(_flow(train, start=16), 2), whole[16:])     # started at pass 3 (a resumed run)
-    assert _same(_passes(_flow(train, start=11), 2), whole[11:24])   # mid-pass: to its end, then the next
-    assert not _same(_passes(_flow(train, seed=8), 1), whole[:8])    # the seed matters
+    assert _same(
+        _passes(_flow(train, start=16), 2), whole[16:]
+    )  # started at pass 3 (a resumed run)
+    assert _same(
+        _passes(_flow(train, start=11), 2), whole[11:24]
+    )  # mid-pass: to its end, then the next
+    assert not _same(_passes(_flow(train, seed=8), 1), whole[:8])  # the seed matters
 
 
 @pytest.mark.slow
 def test_workers_yield_the_in_process_stream(train):
-    alone = _passes(_flow(train, start=5), 3)   # 3 + 8 + 8 batches, from batch 5 (mid-pass)
+    alone = _passes(_flow(train, start=5), 3)  # 3 + 8 + 8 batches, from batch 5 (mid-pass)
     for workers in (2, 3):
         flow = _flow(train, start=5, workers=workers)
         assert _same(_passes(flow, 3), alone), f"{workers} workers"
-        del flow   # stops the workers
+        del flow  # stops the workers
 
 
 def _alive(pid):
@@ -203,22 +224,33 @@ def _alive(pid):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc; the death signal is Linux's")
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="reads /proc; the death signal is Linux's"
+)
 def test_killing_the_consumer_of_two_workers_leaves_no_worker_behind(tiny_data, tmp_path):
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    code = (f"from dataflow.tinyimagenet import load_split\n"
-            f"from dataflow.builders import build_train_dataflow\n"
-            f"split = load_split({tiny_data!r}, 'train', cache_dir={str(tmp_path)!r}, progress=False)\n"
-            f"flow = build_train_dataflow(split, 'gr', 4, seed=0, num_workers=2)\n"
-            f"flow.reset_state()\n"
-            f"it = iter(flow); next(it); next(it)\n"
-            f"print('READY', flush=True)\n"
-            f"import time; time.sleep(120)\n")
-    consumer = subprocess.Popen([sys.executable, "-c", code], cwd=repo, stdout=subprocess.PIPE,
-                                stderr=subprocess.DEVNULL, text=True)
+    code = (
+        f"from dataflow.tinyimagenet import load_split\n"
+        f"from dataflow.builders import build_train_dataflow\n"
+        f"split = load_split({tiny_data!r}, 'train', cache_dir={str(tmp_path)!r}, progress=False)\n"
+        f"flow = build_train_dataflow(split, 'gr', 4, seed=0, num_workers=2)\n"
+        f"flow.reset_state()\n"
+        f"it = iter(flow); next(it); next(it)\n"
+        f"print('READY', flush=True)\n"
+        f"import time; time.sleep(120)\n"
+    )
+    consumer = subprocess.Popen(
+        [sys.executable, "-c", code],
+        cwd=repo,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         lines = iter(consumer.stdout.readline, "")
-        assert any(line.strip() == "READY" for line in lines), "the consumer died before its workers ran"
+        assert any(line.strip() == "READY" for line in lines), (
+            "the consumer died before its workers ran"
+        )
         workers = list(child_processes(consumer.pid))
         assert len(workers) >= 2
     finally:

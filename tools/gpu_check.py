@@ -21,6 +21,7 @@ evaluate.py on the 1-GPU and the NCHW checkpoints. Without a GPU it says so, run
 replicated towers on the CPU, twice, with the same checks and ratio; the DataFlow rate;
 evaluate.py) and prints SKIP for the GPU lines.
 """
+
 import tf_env  # noqa: F401  (first: sets TF_USE_LEGACY_KERAS)
 
 import argparse
@@ -48,12 +49,38 @@ from training import machine
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = dict(classes=10, train_per_class=60, val_per_class=10, seed=0, height=64, width=64)
-GPU_RUN = ["--depth", "18", "--aug", "gr", "--batch", "256", "--epochs", "2", "--steps-per-epoch", "15",
-           "--val-every", "2"]   # the paper's net and whole batch; epoch 2 is timed
-PAPER_BATCHES = (32, 256)   # paper Table 2's smallest and largest batch
-PAPER_DEPTHS = (18, 34)     # paper sec. 3
-CPU_RUN = ["--depth", "18", "--aug", "gr", "--batch", "16", "--width-mult", "0.125", "--epochs", "2",
-           "--steps-per-epoch", "4", "--val-every", "2"]   # narrow: the code path, not the speed
+GPU_RUN = [
+    "--depth",
+    "18",
+    "--aug",
+    "gr",
+    "--batch",
+    "256",
+    "--epochs",
+    "2",
+    "--steps-per-epoch",
+    "15",
+    "--val-every",
+    "2",
+]  # the paper's net and whole batch; epoch 2 is timed
+PAPER_BATCHES = (32, 256)  # paper Table 2's smallest and largest batch
+PAPER_DEPTHS = (18, 34)  # paper sec. 3
+CPU_RUN = [
+    "--depth",
+    "18",
+    "--aug",
+    "gr",
+    "--batch",
+    "16",
+    "--width-mult",
+    "0.125",
+    "--epochs",
+    "2",
+    "--steps-per-epoch",
+    "4",
+    "--val-every",
+    "2",
+]  # narrow: the code path, not the speed
 FEED_SECONDS = 10
 
 
@@ -70,9 +97,13 @@ class Report:
 
 def run(args, log, cpu_only=False):
     """Run ``python args...`` in the repo; (ok, last line of output). Output goes to ``log``."""
-    env = dict(os.environ, CUDA_VISIBLE_DEVICES="") if cpu_only else None   # towers would take the GPUs
+    env = (
+        dict(os.environ, CUDA_VISIBLE_DEVICES="") if cpu_only else None
+    )  # towers would take the GPUs
     with open(log, "w") as f:
-        proc = subprocess.run([sys.executable, *args], cwd=REPO, stdout=f, stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.run(
+            [sys.executable, *args], cwd=REPO, stdout=f, stderr=subprocess.STDOUT, env=env
+        )
     with open(log) as f:
         tail = [ln.strip() for ln in f.read().splitlines() if ln.strip()][-1:]
     return proc.returncode == 0, (tail[0][:150] if tail else "")
@@ -82,9 +113,12 @@ def train(report, name, work, data, flags, probe_checks=None, cpu_only=False):
     """tools/tower_probe.py (train.py's path) with ``flags``; report one line;
     return (logdir, img/s), or (None, None) if it failed."""
     logdir = os.path.join(work, name.replace(" ", "-"))
-    shutil.rmtree(logdir, ignore_errors=True)   # a fresh run, also with --keep
-    ok, tail = run(["-m", "tools.tower_probe", "--data", data, "--logdir", logdir, *flags], logdir + ".log",
-                   cpu_only)
+    shutil.rmtree(logdir, ignore_errors=True)  # a fresh run, also with --keep
+    ok, tail = run(
+        ["-m", "tools.tower_probe", "--data", data, "--logdir", logdir, *flags],
+        logdir + ".log",
+        cpu_only,
+    )
     if not ok:
         report.line("FAIL", name, detail=f"{tail} (log: {logdir}.log)")
         return None, None
@@ -93,7 +127,9 @@ def train(report, name, work, data, flags, probe_checks=None, cpu_only=False):
     batch = sum(probe["steps"][0]["images"])
     rate = batch * probe["steps_per_epoch"] / probe["epoch_seconds"][-1]
     problems = tower_problems(probe, batch) if probe_checks else []
-    report.line("FAIL" if problems else "PASS", name, rate, "; ".join(problems) or probe_checks or "")
+    report.line(
+        "FAIL" if problems else "PASS", name, rate, "; ".join(problems) or probe_checks or ""
+    )
     return logdir, rate
 
 
@@ -101,7 +137,9 @@ def tower_problems(probe, batch):
     """What the probe found wrong with the towers (tools/tower_probe.py), as short sentences."""
     n, out = probe["towers"], []
     if any(s["images"] != [batch // n] * n for s in probe["steps"]):
-        out.append(f"towers got {[s['images'] for s in probe['steps']]} images, expected {batch // n} each")
+        out.append(
+            f"towers got {[s['images'] for s in probe['steps']]} images, expected {batch // n} each"
+        )
     if not all(s["distinct_images"] for s in probe["steps"]):
         out.append("towers got the same images")
     if max(max(s["bn_vs_own"]) for s in probe["steps"]) > 1e-3:
@@ -120,17 +158,30 @@ def identical(report, name, first, second):
         return
     prefixes = [runrecord.latest_checkpoint(logdir)[0] for logdir in (first, second)]
     names = [n for n, _ in tf.train.list_variables(prefixes[0])]
-    differ = [n for n in names if not np.array_equal(*(tf.train.load_variable(p, n) for p in prefixes))]
-    detail = f"{len(differ)} of {len(names)} variables differ" + (f" (first: {differ[0]})" if differ else "")
+    differ = [
+        n for n in names if not np.array_equal(*(tf.train.load_variable(p, n) for p in prefixes))
+    ]
+    detail = f"{len(differ)} of {len(names)} variables differ" + (
+        f" (first: {differ[0]})" if differ else ""
+    )
     report.line("FAIL" if differ else "PASS", name, detail=detail)
 
 
 def determinism_cost(report, name, work, data, flags, rate, cpu_only=False):
     """A run of ``flags`` with --nondeterministic; print the speed ratio of op determinism to it."""
-    _, fast = train(report, name + " --nondeterministic", work, data, flags + ["--nondeterministic"],
-                    cpu_only=cpu_only)
+    _, fast = train(
+        report,
+        name + " --nondeterministic",
+        work,
+        data,
+        flags + ["--nondeterministic"],
+        cpu_only=cpu_only,
+    )
     if rate and fast:
-        print(f"      deterministic / --nondeterministic speed ({name}): {rate / fast:.2f}", flush=True)
+        print(
+            f"      deterministic / --nondeterministic speed ({name}): {rate / fast:.2f}",
+            flush=True,
+        )
 
 
 def evaluate(report, name, work, data, logdir):
@@ -139,16 +190,22 @@ def evaluate(report, name, work, data, logdir):
         report.line("FAIL", name, detail="no checkpoint (its training failed)")
         return
     out = os.path.join(work, name.replace(" ", "-") + ".npz")
-    ok, tail = run(["evaluate.py", "--load", logdir, "--data", data, "--save-cams", out], out + ".log")
+    ok, tail = run(
+        ["evaluate.py", "--load", logdir, "--data", data, "--save-cams", out], out + ".log"
+    )
     if not ok:
         report.line("FAIL", name, detail=f"{tail} (log: {out}.log)")
         return
     cams = np.load(out)
     n, labels = np.arange(len(cams["labels"])), cams["labels"]
     # evaluate.py computes in float32 whatever --tf32 trained with (evaluation.runner): float32 rounding's tolerance
-    gap = np.abs(cams["cams"].mean(axis=(1, 2)) + cams["fc_bias"][labels] - cams["logits"][n, labels]).max()
+    gap = np.abs(
+        cams["cams"].mean(axis=(1, 2)) + cams["fc_bias"][labels] - cams["logits"][n, labels]
+    ).max()
     status = "PASS" if gap < 1e-3 * max(1.0, np.abs(cams["logits"]).max()) else "FAIL"
-    report.line(status, name, detail=f"{len(labels)} images; cams.mean() + bias == logit within {gap:.1e}")
+    report.line(
+        status, name, detail=f"{len(labels)} images; cams.mean() + bias == logit within {gap:.1e}"
+    )
 
 
 def data_feed(report, data, workers, need):
@@ -156,22 +213,33 @@ def data_feed(report, data, workers, need):
     jitter and flip, ``workers`` processes, for ``FEED_SECONDS``; PASS if it yields ``need`` img/s."""
     split = load_split(data, "train")
     recipe = resolve_recipe("sn-resnet")
-    flow = build_train_dataflow(split, "hns_after_gr", 256, seed=0, num_workers=workers, flip=recipe["flip"],
-                                jitter=recipe["jitter"])
+    flow = build_train_dataflow(
+        split,
+        "hns_after_gr",
+        256,
+        seed=0,
+        num_workers=workers,
+        flip=recipe["flip"],
+        jitter=recipe["jitter"],
+    )
     flow.reset_state()
     images, start, batches = 0, None, 0
     while start is None or time.perf_counter() - start < FEED_SECONDS:
-        for batch, *_ in flow:   # one pass over the training images per loop
+        for batch, *_ in flow:  # one pass over the training images per loop
             batches += 1
             if batches == 3:
-                start, images = time.perf_counter(), 0   # after the workers have started
+                start, images = time.perf_counter(), 0  # after the workers have started
             images += len(batch)
             if start and time.perf_counter() - start >= FEED_SECONDS:
                 break
     rate = images / (time.perf_counter() - start)
     ok = need is None or rate >= need
-    detail = f"sn-resnet recipe, {workers} workers" + (f", need {need:.0f} img/s (fastest run)" if need else "")
-    report.line("PASS" if ok else "FAIL", "data feed", rate, detail + ("" if ok else ": raise --workers"))
+    detail = f"sn-resnet recipe, {workers} workers" + (
+        f", need {need:.0f} img/s (fastest run)" if need else ""
+    )
+    report.line(
+        "PASS" if ok else "FAIL", "data feed", rate, detail + ("" if ok else ": raise --workers")
+    )
 
 
 def twice(report, name, work, data, flags):
@@ -190,10 +258,20 @@ def speeds(report, work, data, device):
         for batch in PAPER_BATCHES:
             for precision, extra in (("fp32", []), ("fp16", ["--amp"])):
                 name = f"speed R{depth} b{batch} {precision}"
-                flags = GPU_RUN + ["--gpus", "1", "--depth", str(depth), "--batch", str(batch), *extra]
+                flags = GPU_RUN + [
+                    "--gpus",
+                    "1",
+                    "--depth",
+                    str(depth),
+                    "--batch",
+                    str(batch),
+                    *extra,
+                ]
                 _, rate = train(report, name, work, data, flags)
                 if rate:
-                    cost.record_rate(device, depth, batch, precision, rate, "python train.py " + " ".join(flags))
+                    cost.record_rate(
+                        device, depth, batch, precision, rate, "python train.py " + " ".join(flags)
+                    )
                     rates.append(rate)
     for line in cost.cost_lines(device):
         print(f"      {line}", flush=True)
@@ -202,7 +280,9 @@ def speeds(report, work, data, device):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], allow_abbrev=False)
-    p.add_argument("--keep", metavar="DIR", help="work in DIR and keep it (default: a temporary folder)")
+    p.add_argument(
+        "--keep", metavar="DIR", help="work in DIR and keep it (default: a temporary folder)"
+    )
     args = p.parse_args(argv)
     work = args.keep or tempfile.mkdtemp(prefix="gpu-check-")
     code = check(work)
@@ -221,7 +301,7 @@ def check(work):
     print(f"gpu-check in {work}: {available_cores()} CPU cores", *lines, sep="\n", flush=True)
     for problem in problems:
         report.line("FAIL", "GPU host", detail=problem)
-    if gpus and problems:   # the driver cannot run TensorFlow's kernels: every GPU line would fail
+    if gpus and problems:  # the driver cannot run TensorFlow's kernels: every GPU line would fail
         print("the GPU paths were not run: fix the FAIL above first", flush=True)
         return 1
     data = generate(os.path.join(work, "data"), **DATA)
@@ -229,8 +309,15 @@ def check(work):
 
     # the CPU part: the replicated trainer's towers on the CPU, and evaluation
     cpu = CPU_RUN + ["--gpus", "0", "--towers", "2", *threads]
-    logdir, rate_cpu = train(report, "2 towers on the CPU", work, data, cpu, "batch split, BN, sync checked",
-                             cpu_only=True)
+    logdir, rate_cpu = train(
+        report,
+        "2 towers on the CPU",
+        work,
+        data,
+        cpu,
+        "batch split, BN, sync checked",
+        cpu_only=True,
+    )
     again, _ = train(report, "2 towers on the CPU, again", work, data, cpu, cpu_only=True)
     identical(report, "rerun identical (CPU, 2 towers)", logdir, again)
     determinism_cost(report, "2 towers on the CPU", work, data, cpu, rate_cpu, cpu_only=True)
@@ -238,11 +325,19 @@ def check(work):
     if not gpus:
         data_feed(report, data, 0, None)
         report.line("SKIP", "GPU paths", detail="no GPU visible")
-        print("no GPU visible: the GPU paths were not run; on a GPU host see docs/training.md, "
-              "\"The first hour on a GPU host\"", flush=True)
+        print(
+            "no GPU visible: the GPU paths were not run; on a GPU host see docs/training.md, "
+            '"The first hour on a GPU host"',
+            flush=True,
+        )
         return 1 if report.failed else 0
     gpu_part(report, work, data, gpus)
-    print(f"{len(report.failed)} failed: {', '.join(report.failed)}" if report.failed else "all passed", flush=True)
+    print(
+        f"{len(report.failed)} failed: {', '.join(report.failed)}"
+        if report.failed
+        else "all passed",
+        flush=True,
+    )
     return 1 if report.failed else 0
 
 
@@ -255,9 +350,17 @@ def gpu_part(report, work, data, gpus):
     if gpus > 1:
         # a whole minibatch the GPU count divides (256 does not divide by 3, 5, 6 or 7)
         replicated = GPU_RUN + ["--gpus", str(gpus), "--batch", str(256 // gpus * gpus)]
-        mode = "hierarchical" if gpus == 8 else "gpu"   # tensorpack 0.11 SyncMultiGPUTrainerReplicated's choice
-        many, rate_all = train(report, f"{gpus} GPUs replicated ({mode})", work, data, replicated,
-                               "batch split, BN, sync checked")
+        mode = (
+            "hierarchical" if gpus == 8 else "gpu"
+        )  # tensorpack 0.11 SyncMultiGPUTrainerReplicated's choice
+        many, rate_all = train(
+            report,
+            f"{gpus} GPUs replicated ({mode})",
+            work,
+            data,
+            replicated,
+            "batch split, BN, sync checked",
+        )
         again, _ = train(report, f"{gpus} GPUs replicated, again", work, data, replicated)
         identical(report, f"rerun identical ({gpus} GPUs)", many, again)
     else:
@@ -273,8 +376,12 @@ def gpu_part(report, work, data, gpus):
     if rate_xla and rate1:
         print(f"      --xla / plain speed (both deterministic): {rate_xla / rate1:.2f}", flush=True)
     device = next((g["name"] for g in nvidia_smi()), "GPU")
-    fastest = max(r for r in (speeds(report, work, data, device), rate_all, rate1, 0.0) if r is not None)
-    workers = cost.default_workers(gpus, available_cores(), jitter=True)   # train.py's default, sn-resnet
+    fastest = max(
+        r for r in (speeds(report, work, data, device), rate_all, rate1, 0.0) if r is not None
+    )
+    workers = cost.default_workers(
+        gpus, available_cores(), jitter=True
+    )  # train.py's default, sn-resnet
     data_feed(report, data, workers, fastest or None)
 
 

@@ -9,6 +9,7 @@ TensorFlow 2.21's wheel holds machine code (SASS) for ``sm_60, sm_70, sm_80, sm_
 the driver JIT-compiles that PTX (ISA 8.5, CUDA 12.5), which needs an R555 driver or newer
 (docs/sources.md, "GPU hosts: driver and TF32").
 """
+
 import tf_env  # noqa: F401  (first: sets TF_USE_LEGACY_KERAS)
 
 import importlib.util
@@ -19,7 +20,10 @@ import tensorflow as tf
 from runrecord.machine import nvidia_device, nvidia_smi
 from training import machine
 
-PTX_MIN_DRIVER = (555, 0)   # CUDA 12.5 release notes: PTX ISA 8.5 needs driver >= 555 (docs/sources.md)
+PTX_MIN_DRIVER = (
+    555,
+    0,
+)  # CUDA 12.5 release notes: PTX ISA 8.5 needs driver >= 555 (docs/sources.md)
 
 
 def version(text):
@@ -30,8 +34,14 @@ def version(text):
 def kernels(build):
     """``(sass, ptx)``: the compute capabilities (major, minor) of the wheel's machine code and of its PTX."""
     caps = build.get("cuda_compute_capabilities") or []
-    parse = lambda c: (int(c.split("_")[1][:-1]), int(c.split("_")[1][-1]))  # noqa: E731  "sm_89" -> (8, 9)
-    return ([parse(c) for c in caps if c.startswith("sm_")], [parse(c) for c in caps if c.startswith("compute_")])
+
+    def parse(c):  # "sm_89" -> (8, 9)
+        return int(c.split("_")[1][:-1]), int(c.split("_")[1][-1])
+
+    return (
+        [parse(c) for c in caps if c.startswith("sm_")],
+        [parse(c) for c in caps if c.startswith("compute_")],
+    )
 
 
 def driver_problem(driver, capability, build):
@@ -45,9 +55,11 @@ def driver_problem(driver, capability, build):
         built = ", ".join(build["cuda_compute_capabilities"])
         return f"TensorFlow {tf.__version__} has no kernel for {sm} (built for {built})"
     if version(driver) < PTX_MIN_DRIVER:
-        return (f"driver {driver} is older than R{PTX_MIN_DRIVER[0]}: it cannot JIT-compile TensorFlow "
-                f"{tf.__version__}'s PTX for {sm} (the wheel has machine code up to sm_89 only); "
-                f"install an R{PTX_MIN_DRIVER[0]} driver or newer")
+        return (
+            f"driver {driver} is older than R{PTX_MIN_DRIVER[0]}: it cannot JIT-compile TensorFlow "
+            f"{tf.__version__}'s PTX for {sm} (the wheel has machine code up to sm_89 only); "
+            f"install an R{PTX_MIN_DRIVER[0]} driver or newer"
+        )
     return None
 
 
@@ -55,9 +67,14 @@ def no_gpu_reason(build, smi):
     """Why TensorFlow sees no GPU where an NVIDIA device exists, as far as can be told from outside."""
     if not build.get("is_cuda_build"):
         return "this TensorFlow is not a CUDA build"
-    if importlib.util.find_spec("nvidia") is None or importlib.util.find_spec("nvidia.cudnn") is None:
-        return ("TensorFlow's CUDA libraries (the nvidia-* wheels of tensorflow[and-cuda]) are not installed: "
-                "run `make gpu-venv`")
+    if (
+        importlib.util.find_spec("nvidia") is None
+        or importlib.util.find_spec("nvidia.cudnn") is None
+    ):
+        return (
+            "TensorFlow's CUDA libraries (the nvidia-* wheels of tensorflow[and-cuda]) are not installed: "
+            "run `make gpu-venv`"
+        )
     for gpu in smi:
         problem = driver_problem(gpu["driver"], gpu["capability"], build)
         if problem:
@@ -71,15 +88,22 @@ def report(smi=None, build=None, visible=None):
     build = tf.sysconfig.get_build_info() if build is None else build
     visible = machine.visible_gpus() if visible is None else visible
     caps = " ".join(build.get("cuda_compute_capabilities") or ["none"])
-    lines = [f"TensorFlow {tf.__version__}: CUDA {build.get('cuda_version', 'none')}, cuDNN "
-             f"{build.get('cudnn_version', 'none')}, kernels for {caps}"]
-    lines += [f"GPU {i}: {g['name']}, compute capability {'.'.join(map(str, g['capability']))}, driver {g['driver']}"
-              for i, g in enumerate(smi)]
+    lines = [
+        f"TensorFlow {tf.__version__}: CUDA {build.get('cuda_version', 'none')}, cuDNN "
+        f"{build.get('cudnn_version', 'none')}, kernels for {caps}"
+    ]
+    lines += [
+        f"GPU {i}: {g['name']}, compute capability {'.'.join(map(str, g['capability']))}, driver {g['driver']}"
+        for i, g in enumerate(smi)
+    ]
     problems = [p for p in (driver_problem(g["driver"], g["capability"], build) for g in smi) if p]
     evidence = nvidia_device()
     if evidence and not visible:
-        problems.insert(0, f"an NVIDIA device is present ({evidence}) but TensorFlow sees no GPU: "
-                           f"{no_gpu_reason(build, smi)}")
+        problems.insert(
+            0,
+            f"an NVIDIA device is present ({evidence}) but TensorFlow sees no GPU: "
+            f"{no_gpu_reason(build, smi)}",
+        )
     lines.append(f"TensorFlow sees {visible} GPU(s)")
     return lines, sorted(set(problems), key=problems.index)
 

@@ -18,6 +18,7 @@ jitter and horizontal flip after the method).  Images are
 enlarged ``--scale`` times with nearest-neighbour so that single pixels and
 grid cells stay visible.
 """
+
 import argparse
 
 import cv2
@@ -39,19 +40,47 @@ FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog="python -m tools.preview", description=__doc__.split("\n")[0],
-                                allow_abbrev=False)
-    p.add_argument("--data", required=True, type=argtypes.data_root, help="dataset root in the Tiny ImageNet layout")
-    p.add_argument("--method", default="all", choices=(*names(), "all"),
-                   help="augmentation to show, or 'all' for one column per method (default: all)")
+    p = argparse.ArgumentParser(
+        prog="python -m tools.preview", description=__doc__.split("\n")[0], allow_abbrev=False
+    )
+    p.add_argument(
+        "--data",
+        required=True,
+        type=argtypes.data_root,
+        help="dataset root in the Tiny ImageNet layout",
+    )
+    p.add_argument(
+        "--method",
+        default="all",
+        choices=(*names(), "all"),
+        help="augmentation to show, or 'all' for one column per method (default: all)",
+    )
     p.add_argument("--out", required=True, type=argtypes.writable_file, help="PNG file to write")
-    p.add_argument("--count", type=argtypes.positive_int, default=6, help="rows: number of images (default 6)")
-    p.add_argument("--draws", type=argtypes.positive_int, default=5, help="augmented columns for one method (default 5)")
+    p.add_argument(
+        "--count", type=argtypes.positive_int, default=6, help="rows: number of images (default 6)"
+    )
+    p.add_argument(
+        "--draws",
+        type=argtypes.positive_int,
+        default=5,
+        help="augmented columns for one method (default 5)",
+    )
     p.add_argument("--seed", type=int, default=0, help="picks the images and seeds the augmentors")
-    p.add_argument("--split", default="train", choices=("train", "val"), help="split to sample (default train)")
-    p.add_argument("--scale", type=argtypes.int_in(1, 32), default=2, help="nearest-neighbour enlargement (default 2)")
-    p.add_argument("--flip", action="store_true", help="add the training flow's random horizontal flip")
-    p.add_argument("--jitter", action="store_true", help="add the training flow's colour jitter (SN-ResNet)")
+    p.add_argument(
+        "--split", default="train", choices=("train", "val"), help="split to sample (default train)"
+    )
+    p.add_argument(
+        "--scale",
+        type=argtypes.int_in(1, 32),
+        default=2,
+        help="nearest-neighbour enlargement (default 2)",
+    )
+    p.add_argument(
+        "--flip", action="store_true", help="add the training flow's random horizontal flip"
+    )
+    p.add_argument(
+        "--jitter", action="store_true", help="add the training flow's colour jitter (SN-ResNet)"
+    )
     return p.parse_args(argv)
 
 
@@ -70,9 +99,14 @@ def columns(method, draws):
 
 def augmented_rows(split, pick, cols, seed, flip=False, jitter=False):
     """For each image ``split.images[pick]`` (HxWx3 uint8 BGR), its cells (one per column), same shape and dtype."""
-    augs = {m: seed_augmentors(train_augmentors(split, m, flip=flip, jitter=jitter), seed + i)
-            for i, m in enumerate(names()) if any(m == c for _, c in cols)}
-    return [[img if m is None else augs[m].augment(img) for _, m in cols] for img in split.images[pick]]
+    augs = {
+        m: seed_augmentors(train_augmentors(split, m, flip=flip, jitter=jitter), seed + i)
+        for i, m in enumerate(names())
+        if any(m == c for _, c in cols)
+    }
+    return [
+        [img if m is None else augs[m].augment(img) for _, m in cols] for img in split.images[pick]
+    ]
 
 
 def _put_label(canvas, text, x, width):
@@ -82,8 +116,16 @@ def _put_label(canvas, text, x, width):
     while tw > width and size > 0.2:
         size -= 0.05
         (tw, th), _ = cv2.getTextSize(text, FONT, size, 1)
-    cv2.putText(canvas, text, (x + max(0, (width - tw) // 2), (HEADER + th) // 2), FONT, size, TEXT, 1,
-                cv2.LINE_AA)
+    cv2.putText(
+        canvas,
+        text,
+        (x + max(0, (width - tw) // 2), (HEADER + th) // 2),
+        FONT,
+        size,
+        TEXT,
+        1,
+        cv2.LINE_AA,
+    )
 
 
 def make_grid(rows, labels, scale):
@@ -91,32 +133,44 @@ def make_grid(rows, labels, scale):
     h, w = rows[0][0].shape[:2]
     ch, cw = h * scale, w * scale
     ncol = len(labels)
-    canvas = np.full((HEADER + len(rows) * (ch + GAP), GAP + ncol * (cw + GAP), 3), BACKGROUND, np.uint8)
+    canvas = np.full(
+        (HEADER + len(rows) * (ch + GAP), GAP + ncol * (cw + GAP), 3), BACKGROUND, np.uint8
+    )
     for j, text in enumerate(labels):
         _put_label(canvas, text, GAP + j * (cw + GAP), cw)
     for i, row in enumerate(rows):
         y = HEADER + i * (ch + GAP)
         for j, cell in enumerate(row):
             x = GAP + j * (cw + GAP)
-            canvas[y:y + ch, x:x + cw] = cv2.resize(cell, (cw, ch), interpolation=cv2.INTER_NEAREST)
+            canvas[y : y + ch, x : x + cw] = cv2.resize(
+                cell, (cw, ch), interpolation=cv2.INTER_NEAREST
+            )
     return canvas
 
 
 def main(argv=None):
     args = parse_args(argv)
     validate(args)
-    from dataflow.tinyimagenet import load_split  # imported late: a bad flag fails before the loader's imports
+    from dataflow.tinyimagenet import (
+        load_split,
+    )  # imported late: a bad flag fails before the loader's imports
 
     split = load_split(args.data, args.split, progress=False)
     n = len(split.images)
     if n == 0:
         raise UserError(f"--data {args.data}: the {args.split} split has no images")
-    pick = np.sort(np.random.RandomState(args.seed).choice(n, size=min(args.count, n), replace=False))
+    pick = np.sort(
+        np.random.RandomState(args.seed).choice(n, size=min(args.count, n), replace=False)
+    )
     cols = columns(args.method, args.draws)
     rows = augmented_rows(split, pick, cols, args.seed, flip=args.flip, jitter=args.jitter)
     grid = make_grid(rows, [label for label, _ in cols], args.scale)
-    fileio.write_png(args.out, grid)   # a failed write: one message naming the path (fileio.WriteError)
-    print(f"wrote {args.out}: {len(rows)} images x {len(cols)} columns ({', '.join(l for l, _ in cols)})")
+    fileio.write_png(
+        args.out, grid
+    )  # a failed write: one message naming the path (fileio.WriteError)
+    print(
+        f"wrote {args.out}: {len(rows)} images x {len(cols)} columns ({', '.join(ln for ln, _ in cols)})"
+    )
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ and tools/gpu_check.py. Example::
     python -m tools.tower_probe --data demo_data --aug gr --batch 8 --towers 2 \\
         --width-mult 0.125 --epochs 1 --steps-per-epoch 3 --logdir /tmp/probe
 """
+
 import tf_env  # noqa: F401  (first: sets TF_USE_LEGACY_KERAS)
 
 import hashlib
@@ -44,7 +45,10 @@ from training import machine, trainer
 tf1 = tf.compat.v1
 PROBE = "towers.json"
 PROBED_STEPS = 3
-BN_INPUT, BN_MEAN = "conv0/Conv2D:0", "conv0/bn/FusedBatchNormV3:1"   # models.resnet stem, tensorpack names
+BN_INPUT, BN_MEAN = (
+    "conv0/Conv2D:0",
+    "conv0/bn/FusedBatchNormV3:1",
+)  # models.resnet stem, tensorpack names
 
 
 def tower_copies(variables):
@@ -70,12 +74,18 @@ def read_ops(groups):
 def max_differences(sess, reads):
     """``{name: max |tower i - tower 0| over i}`` for the output of :func:`read_ops`."""
     values = sess.run(reads)
-    return {n: max(float(np.max(np.abs(np.asarray(c, np.float64) - np.asarray(copies[0], np.float64))))
-                   for c in copies[1:]) for n, copies in values.items()}
+    return {
+        n: max(
+            float(np.max(np.abs(np.asarray(c, np.float64) - np.asarray(copies[0], np.float64))))
+            for c in copies[1:]
+        )
+        for n, copies in values.items()
+    }
 
 
 class TowerProbe(Callback):
     """The checks described in the module docstring; results in ``self.report`` and ``path``."""
+
     _chief_only = False
 
     def __init__(self, path, data_format="NHWC"):
@@ -85,13 +95,21 @@ class TowerProbe(Callback):
 
     def _setup_graph(self):
         handles = self.trainer.towers.training()
-        self._fetch = [{"images": h.get_tensor(INPUT_IMAGE), "bn_in": h.get_tensor(BN_INPUT),
-                        "bn_mean": h.get_tensor(BN_MEAN)} for h in handles]
+        self._fetch = [
+            {
+                "images": h.get_tensor(INPUT_IMAGE),
+                "bn_in": h.get_tensor(BN_INPUT),
+                "bn_mean": h.get_tensor(BN_MEAN),
+            }
+            for h in handles
+        ]
         self.report["towers"] = len(handles)
-        self.report["devices"] = [h.get_tensor(BN_INPUT).device for h in handles]   # as requested
+        self.report["devices"] = [h.get_tensor(BN_INPUT).device for h in handles]  # as requested
         self._mid_epoch_done = False
-        self._trace = not machine.visible_gpus()   # a GPU trace needs CUPTI, which a host may lack
-        slots = [v for v in tf1.global_variables() + tf1.local_variables() if "/Momentum" in v.op.name]
+        self._trace = not machine.visible_gpus()  # a GPU trace needs CUPTI, which a host may lack
+        slots = [
+            v for v in tf1.global_variables() + tf1.local_variables() if "/Momentum" in v.op.name
+        ]
         self._trained = read_ops(tower_copies(tf1.trainable_variables() + slots))
         self._all = read_ops(tower_copies(tf1.global_variables() + tf1.local_variables()))
 
@@ -102,9 +120,10 @@ class TowerProbe(Callback):
         self.report["epoch_seconds"].append(time.perf_counter() - self._start)
 
     def _before_run(self, _):
-        if not self.report["steps"] and self._trace:   # where the first step's ops really ran
-            return tf1.train.SessionRunArgs(self._fetch, options=tf1.RunOptions(
-                trace_level=tf1.RunOptions.FULL_TRACE))
+        if not self.report["steps"] and self._trace:  # where the first step's ops really ran
+            return tf1.train.SessionRunArgs(
+                self._fetch, options=tf1.RunOptions(trace_level=tf1.RunOptions.FULL_TRACE)
+            )
         if len(self.report["steps"]) < PROBED_STEPS:
             return tf1.train.SessionRunArgs(self._fetch)
         return None
@@ -114,15 +133,21 @@ class TowerProbe(Callback):
         if towers is None:
             return
         if not self.report["steps"] and self._trace:
-            self.report["ran_on"] = sorted({d.device for d in run_values.run_metadata.step_stats.dev_stats})
+            self.report["ran_on"] = sorted(
+                {d.device for d in run_values.run_metadata.step_stats.dev_stats}
+            )
         whole = np.concatenate([t["bn_in"] for t in towers]).mean(axis=self._axes)
-        step = {"images": [int(t["images"].shape[0]) for t in towers],
-                # the mean each tower normalised with, against its own images and the whole batch
-                "bn_vs_own": [float(np.max(np.abs(t["bn_mean"] - t["bn_in"].mean(axis=self._axes))))
-                              for t in towers],
-                "bn_vs_whole": [float(np.max(np.abs(t["bn_mean"] - whole))) for t in towers],
-                "distinct_images": len({t["images"].tobytes() for t in towers}) == len(towers),
-                "images_sha1": [hashlib.sha1(t["images"].tobytes()).hexdigest() for t in towers]}
+        step = {
+            "images": [int(t["images"].shape[0]) for t in towers],
+            # the mean each tower normalised with, against its own images and the whole batch
+            "bn_vs_own": [
+                float(np.max(np.abs(t["bn_mean"] - t["bn_in"].mean(axis=self._axes))))
+                for t in towers
+            ],
+            "bn_vs_whole": [float(np.max(np.abs(t["bn_mean"] - whole))) for t in towers],
+            "distinct_images": len({t["images"].tobytes() for t in towers}) == len(towers),
+            "images_sha1": [hashlib.sha1(t["images"].tobytes()).hexdigest() for t in towers],
+        }
         self.report["steps"].append(step)
 
     def _trigger_step(self):
@@ -147,7 +172,9 @@ def main(argv=None):
     path = os.path.join(args.logdir, PROBE)
     with open(path) as f:
         report = json.load(f)
-    report["feeders_after_run"] = [t.name for t in threading.enumerate() if t.name.startswith("EnqueueThread")]
+    report["feeders_after_run"] = [
+        t.name for t in threading.enumerate() if t.name.startswith("EnqueueThread")
+    ]
     with open(path, "w") as f:
         json.dump(report, f, indent=1, sort_keys=True)
     return 0

@@ -1,5 +1,6 @@
 """The learning-rate schedule and the small tensorpack callbacks used by train.py."""
-import tf_env  # noqa: F401
+
+import tf_env  # noqa: F401 (before TensorFlow: sets its environment, tf_env.py)
 
 import logging
 
@@ -41,6 +42,7 @@ class ResumeCheck(Callback):
     Guards the resume rule (every checkpoint is at an epoch end) in every
     process of a ``--cluster`` run.
     """
+
     _chief_only = False
 
     def __init__(self, steps_per_epoch):
@@ -52,7 +54,8 @@ class ResumeCheck(Callback):
             raise RuntimeError(
                 f"restored global_step {self.global_step} but starting epoch "
                 f"{self.trainer.loop.starting_epoch} expects {expected}: the logdir and the "
-                "checkpoint disagree")
+                "checkpoint disagree"
+            )
 
 
 # tensorpack's add_moving_summary keeps the moving averages of the training summaries (the
@@ -63,7 +66,11 @@ SUMMARY_AVERAGES = "summary_moving_averages"
 
 def _summary_averages():
     # not the average size of the input queue (QueueInput/queue_size): a timing, not a result
-    return [v for v in tf1.local_variables() if v.op.name.startswith("EMA/") and "/queue_size" not in v.op.name]
+    return [
+        v
+        for v in tf1.local_variables()
+        if v.op.name.startswith("EMA/") and "/queue_size" not in v.op.name
+    ]
 
 
 class CheckedModelSaver(ModelSaver):
@@ -75,7 +82,9 @@ class CheckedModelSaver(ModelSaver):
     """
 
     def __init__(self, **kwargs):
-        super().__init__(var_collections=[tf1.GraphKeys.GLOBAL_VARIABLES, SUMMARY_AVERAGES], **kwargs)
+        super().__init__(
+            var_collections=[tf1.GraphKeys.GLOBAL_VARIABLES, SUMMARY_AVERAGES], **kwargs
+        )
 
     def _setup_graph(self):
         for v in _summary_averages():
@@ -84,19 +93,26 @@ class CheckedModelSaver(ModelSaver):
 
     def _before_train(self):
         try:
-            super()._before_train()   # writes graph-<time>.meta into the logdir
+            super()._before_train()  # writes graph-<time>.meta into the logdir
         except (OSError, ValueError, tf.errors.OpError) as e:
-            raise UserError(f"{self.checkpoint_dir}: cannot write the graph file before training "
-                            f"({_reason(e)})") from None
+            raise UserError(
+                f"{self.checkpoint_dir}: cannot write the graph file before training ({_reason(e)})"
+            ) from None
 
     def _trigger(self):
         path = f"{self.path}-{self.global_step}"
         try:
-            self.saver.save(tf1.get_default_session(), self.path, global_step=tf1.train.get_global_step(),
-                            write_meta_graph=False)
+            self.saver.save(
+                tf1.get_default_session(),
+                self.path,
+                global_step=tf1.train.get_global_step(),
+                write_meta_graph=False,
+            )
         except (OSError, ValueError, tf.errors.OpError) as e:
-            raise UserError(f"{path}: cannot write the checkpoint ({_reason(e)}); training stopped at "
-                            f"global step {self.global_step}, the checkpoints written before are kept") from None
+            raise UserError(
+                f"{path}: cannot write the checkpoint ({_reason(e)}); training stopped at "
+                f"global step {self.global_step}, the checkpoints written before are kept"
+            ) from None
         logger.info(f"Model saved to {path}.")
 
 
@@ -116,8 +132,11 @@ def _reason(error):
     failure (e.g. "... model-6.data-00000-of-00001.tempstate123: No space left on device"), not the
     node lines ("[[...]]") nor the OOM "Hint:" TensorFlow appends to every ResourceExhaustedError."""
     if isinstance(error, tf.errors.OpError):
-        lines = [line.strip() for line in error.message.splitlines()
-                 if line.strip() and not line.strip().startswith(("[[", "Hint:", "This isn't available"))]
+        lines = [
+            line.strip()
+            for line in error.message.splitlines()
+            if line.strip() and not line.strip().startswith(("[[", "Hint:", "This isn't available"))
+        ]
         return lines[-1] if lines else type(error).__name__
     if getattr(error, "strerror", None):
         return error.strerror + (f": {error.filename}" if getattr(error, "filename", None) else "")

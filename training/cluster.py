@@ -26,7 +26,8 @@ graph_builder/distributed.py calls TF 1 names (``tf.train.replica_device_setter`
 ``tf.*``; their constructors fail with "module 'tensorflow._api.v2.train' has no
 attribute 'replica_device_setter'" (docs/training.md, "Several machines").
 """
-import tf_env  # noqa: F401
+
+import tf_env  # noqa: F401 (before TensorFlow: sets its environment, tf_env.py)
 
 import os
 import sys
@@ -38,8 +39,8 @@ from errors import UserError
 
 tf1 = tf.compat.v1
 JOB = "worker"
-DONE_QUEUE = "train_py_done"   # shared name of the queue on which a task waits for the chief
-POLL_SECONDS = 60   # ours: how often a waiting task checks that the chief still answers
+DONE_QUEUE = "train_py_done"  # shared name of the queue on which a task waits for the chief
+POLL_SECONDS = 60  # ours: how often a waiting task checks that the chief still answers
 
 
 def server(hosts, task, config):
@@ -49,19 +50,27 @@ def server(hosts, task, config):
     spec = tf.train.ClusterSpec({JOB: hosts})
     try:
         return tf.distribute.Server(spec, job_name=JOB, task_index=task, config=config, start=True)
-    except tf.errors.UnknownError as e:   # "Could not start gRPC server"
-        raise UserError(f"--cluster: task {task} cannot listen on {hosts[task]} ({e.message}); is the port "
-                        "in use, or is this not that host?") from None
+    except tf.errors.UnknownError as e:  # "Could not start gRPC server"
+        raise UserError(
+            f"--cluster: task {task} cannot listen on {hosts[task]} ({e.message}); is the port "
+            "in use, or is this not that host?"
+        ) from None
 
 
 def bounded(seconds, peer, call, after=""):
     """``call()``; if it has not returned within ``seconds``, print an ``error:`` line naming ``peer``
     and end this process with exit code 2.  The call cannot be interrupted (it waits inside
     TensorFlow's runtime), so the process ends without unwinding; checkpoints already written stay."""
+
     def give_up():
-        print(f"error: --cluster: {peer} did not answer within {seconds:g} s (--peer-timeout); is it running, "
-              f"and is its port open?{after}", file=sys.stderr, flush=True)
+        print(
+            f"error: --cluster: {peer} did not answer within {seconds:g} s (--peer-timeout); is it running, "
+            f"and is its port open?{after}",
+            file=sys.stderr,
+            flush=True,
+        )
         os._exit(2)
+
     timer = threading.Timer(seconds, give_up)
     timer.daemon = True
     timer.start()
@@ -90,7 +99,9 @@ def task_gpus(target, task, config, timeout, peer):
             ping = tf.identity(tf1.placeholder_with_default(0, ()))
         with tf1.Session(target, config=_filtered(config, task)) as sess:
             bounded(timeout, peer, lambda: sess.run(ping))
-            return sum(d.device_type == "GPU" and f"/task:{task}/" in d.name for d in sess.list_devices())
+            return sum(
+                d.device_type == "GPU" and f"/task:{task}/" in d.name for d in sess.list_devices()
+            )
 
 
 def chief(hosts, env, config):
@@ -104,8 +115,10 @@ def chief(hosts, env, config):
         except tf.errors.UnavailableError:
             raise UserError(f"--cluster: {peer} does not answer; start it first") from None
         if found < env.gpus:
-            raise UserError(f"--cluster: {peer} has {found} GPU(s); the chief places {env.gpus} tower(s) on every "
-                            f"task (--gpus {env.gpus}): give every task the same --gpus and GPUs")
+            raise UserError(
+                f"--cluster: {peer} has {found} GPU(s); the chief places {env.gpus} tower(s) on every "
+                f"task (--gpus {env.gpus}): give every task the same --gpus and GPUs"
+            )
     return srv
 
 
@@ -113,6 +126,7 @@ def placement(towers_per_task):
     """A device function: tower ``i``'s ``/gpu:i`` -> task ``i // towers_per_task``'s device
     ``i % towers_per_task`` (soft placement takes its CPU where it has no GPU); the rest
     (input queue, saver, validation) -> the chief, task 0."""
+
     def place(op):
         spec = tf.DeviceSpec.from_string(op.device or "")
         if spec.job is not None:
@@ -121,6 +135,7 @@ def placement(towers_per_task):
             task, index = divmod(spec.device_index or 0, towers_per_task)
             return spec.replace(job=JOB, task=task, device_index=index).to_string()
         return spec.replace(job=JOB, task=0).to_string()
+
     return place
 
 
@@ -133,8 +148,10 @@ def serve(hosts, task, config, timeout):
     """A non-chief task: serve the chief's towers until it says training is over; if the chief stops
     answering for ``timeout`` seconds, an ``error:`` line and exit code 2."""
     srv = server(hosts, task, config)
-    print(f"task {task} of {len(hosts)}: serving {hosts[task]} until the chief ({hosts[0]}) has finished",
-          flush=True)
+    print(
+        f"task {task} of {len(hosts)}: serving {hosts[task]} until the chief ({hosts[0]}) has finished",
+        flush=True,
+    )
     chief_peer = f"the chief ({hosts[0]})"
     with tf.Graph().as_default():
         done = _done_queue(task).dequeue()
@@ -148,8 +165,11 @@ def serve(hosts, task, config, timeout):
                     try:
                         task_gpus(srv.target, 0, config, timeout, chief_peer)
                     except tf.errors.UnavailableError:
-                        print(f"error: --cluster: {chief_peer} stopped answering; this task ends", file=sys.stderr,
-                              flush=True)
+                        print(
+                            f"error: --cluster: {chief_peer} stopped answering; this task ends",
+                            file=sys.stderr,
+                            flush=True,
+                        )
                         return 2
     print(f"task {task}: the chief has finished", flush=True)
     return 0
@@ -168,8 +188,15 @@ def release(target, hosts, timeout):
     for task in range(1, len(hosts)):
         peer = f"task {task} ({hosts[task]})"
         try:
-            bounded(timeout, peer, lambda: _release(target, task),
-                    " Training itself has ended; re-running the command records a finished run (done.json)")
+            bounded(
+                timeout,
+                peer,
+                lambda: _release(target, task),
+                " Training itself has ended; re-running the command records a finished run (done.json)",
+            )
         except tf.errors.UnavailableError:
-            print(f"warning: --cluster: {peer} no longer answers; it was not told that training ended",
-                  file=sys.stderr, flush=True)
+            print(
+                f"warning: --cluster: {peer} no longer answers; it was not told that training ended",
+                file=sys.stderr,
+                flush=True,
+            )

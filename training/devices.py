@@ -5,7 +5,8 @@ examples split it over GPUs, ``batch // num_gpus`` per tower, with BatchNorm
 statistics per tower; ``--cluster`` adds the GPUs of other machines as towers.  How many towers
 and the per-tower batch follow from the flags (``runrecord.command.towers``, ``split_batch``).
 """
-import tf_env  # noqa: F401
+
+import tf_env  # noqa: F401 (before TensorFlow: sets its environment, tf_env.py)
 
 import tensorflow as tf
 from tensorpack import QueueInput
@@ -34,11 +35,14 @@ class SplitQueueInput(QueueInput):
         self._towers, self._parts = num_towers, None
 
     def _get_input_tensors(self):
-        if self._parts is None:   # the first tower's call builds the one dequeue
+        if self._parts is None:  # the first tower's call builds the one dequeue
             whole = super()._get_input_tensors()
             with tf.device("/cpu:0"), self.cached_name_scope():
-                self._parts = list(zip(*[tf.split(t, self._towers, name=f"split_{i}")
-                                         for i, t in enumerate(whole)]))
+                self._parts = list(
+                    zip(
+                        *[tf.split(t, self._towers, name=f"split_{i}") for i, t in enumerate(whole)]
+                    )
+                )
         return list(self._parts[get_current_tower_context().index])
 
 

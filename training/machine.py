@@ -4,6 +4,7 @@ The facts that need no TensorFlow (cores, RAM, bf16, the NVIDIA device node, ``n
 ``/proc/cpuinfo``) and the machine record are :mod:`runrecord.machine`'s; :func:`facts` adds what
 only TensorFlow can tell, for ``runrecord.command.resolve``.
 """
+
 import importlib.metadata
 import os
 import sys
@@ -42,9 +43,15 @@ def libraries():
     and cuDNN build versions, and the installed NVIDIA packages.  oneDNN is linked into TensorFlow's
     wheel and TensorFlow reports no oneDNN version: the TensorFlow version fixes it."""
     info = tf.sysconfig.get_build_info()
-    libs = {"tensorflow": tf.__version__, "tensorpack": tensorpack.__version__, "numpy": np.__version__,
-            "opencv": cv2.__version__, "onednn": "on" if tf_env.onednn_enabled() else "off",
-            "cuda_build": info.get("cuda_version"), "cudnn_build": info.get("cudnn_version")}
+    libs = {
+        "tensorflow": tf.__version__,
+        "tensorpack": tensorpack.__version__,
+        "numpy": np.__version__,
+        "opencv": cv2.__version__,
+        "onednn": "on" if tf_env.onednn_enabled() else "off",
+        "cuda_build": info.get("cuda_version"),
+        "cudnn_build": info.get("cudnn_version"),
+    }
     for name in NVIDIA_PACKAGES:
         try:
             libs[name] = importlib.metadata.version(name)
@@ -55,5 +62,9 @@ def libraries():
 
 def facts():
     """This machine's :class:`runrecord.machine.Machine`, with its record for settings.json."""
-    return Machine(gpus=visible_gpus(), nvidia=nvidia_device(), onednn=tf_env.onednn_enabled(),
-                   record=machine_record(libraries()))
+    return Machine(
+        gpus=visible_gpus(),
+        nvidia=nvidia_device(),
+        onednn=tf_env.onednn_enabled(),
+        record=machine_record(libraries()),
+    )

@@ -4,6 +4,7 @@ Resuming derives the epoch from the checkpoint's global step (checkpoints are
 written at epoch ends), not from stats.json: a kill between ModelSaver and the
 JSON writer would otherwise train one epoch twice.
 """
+
 import os
 import shutil
 import time
@@ -25,18 +26,24 @@ def resume_point(logdir, steps_per_epoch, *, restart=False, warn=print):
         damaged = runrecord.checkpoint_files(logdir)
         if damaged and not restart:
             names = ", ".join(f"{runrecord.CHECKPOINT_NAME}-{s}" for s in sorted(damaged))
-            raise UserError(f"{logdir} holds checkpoints ({names}) but none can be restored; "
-                            "pass --restart to train from step 0 (they are moved aside, not deleted)")
+            raise UserError(
+                f"{logdir} holds checkpoints ({names}) but none can be restored; "
+                "pass --restart to train from step 0 (they are moved aside, not deleted)"
+            )
         if damaged:
             discard(logdir, [n for names in damaged.values() for n in names])
         return None, 0, 1
     prefix, step = found
     if restart:
-        raise UserError(f"--restart: {prefix} restores; it only applies when no checkpoint does "
-                        "(choose another --logdir to start over)")
+        raise UserError(
+            f"--restart: {prefix} restores; it only applies when no checkpoint does "
+            "(choose another --logdir to start over)"
+        )
     if step % steps_per_epoch:
-        raise UserError(f"{prefix}: global step {step} is not at an epoch end of {steps_per_epoch} "
-                        "steps; the checkpoint was not written by this train.py with these settings")
+        raise UserError(
+            f"{prefix}: global step {step} is not at an epoch end of {steps_per_epoch} "
+            "steps; the checkpoint was not written by this train.py with these settings"
+        )
     return prefix, step, step // steps_per_epoch + 1
 
 
@@ -63,10 +70,12 @@ def trim_stats(logdir, global_step, last_epoch):
         return
     try:
         history = runrecord.read_json(path)
-    except UserError as e:   # e.g. truncated by a full disk; it is only the per-epoch history
-        raise UserError(f"{e}; it holds only the per-epoch statistics, not the weights: move it aside "
-                        f"(mv {path} {path}.damaged) and re-run the same command to continue from the "
-                        "checkpoint") from None
+    except UserError as e:  # e.g. truncated by a full disk; it is only the per-epoch history
+        raise UserError(
+            f"{e}; it holds only the per-epoch statistics, not the weights: move it aside "
+            f"(mv {path} {path}.damaged) and re-run the same command to continue from the "
+            "checkpoint"
+        ) from None
     stats = [s for s in history if int(s.get("global_step", 0)) <= global_step]
     if last_epoch > 0 and (not stats or int(stats[-1]["epoch_num"]) != last_epoch):
         stats.append({"epoch_num": last_epoch, "global_step": global_step})

@@ -9,7 +9,8 @@ which leaves all cores but one idle in each CPU kernel, and its
 global one, which makes TensorFlow print "... will trigger an error in the
 future" (tensorpack 0.11 tfutils/sesscreate.py). :class:`SessionCreator` fixes both.
 """
-import tf_env  # noqa: F401
+
+import tf_env  # noqa: F401 (before TensorFlow: sets its environment, tf_env.py)
 
 import tensorflow as tf
 from tensorflow.core.protobuf import rewriter_config_pb2
@@ -103,11 +104,15 @@ class SessionCreator(NewSessionCreator):
 
     def create_session(self):
         if self.deterministic and not tf_config.is_op_determinism_enabled():
-            raise RuntimeError("op determinism must be on before the graph is built "
-                               "(training.session.use_op_determinism); it is off")
-        init_ops = [tf1.global_variables_initializer(),
-                    tf1.local_variables_initializer(),
-                    tf1.tables_initializer()]
+            raise RuntimeError(
+                "op determinism must be on before the graph is built "
+                "(training.session.use_op_determinism); it is off"
+            )
+        init_ops = [
+            tf1.global_variables_initializer(),
+            tf1.local_variables_initializer(),
+            tf1.tables_initializer(),
+        ]
         sess = tf1.Session(target=self.target, config=self.config)
         sess.run(init_ops)
         return sess
