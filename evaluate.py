@@ -61,12 +61,8 @@ from runrecord import (
 
 MAX_VIS_SCALE = 32  # a 64x64 image becomes 2048x2048 per panel; larger ran out of memory
 SWEEP_STEP = 0.01  # threshold grid of the sweep and of --threshold-from-holdout (wsolevaluation's default step)
-RUN_RECORD = (
-    STATE_FILE,
-    SETTINGS,
-    DONE,
-    STATS,
-)  # a run folder's record beside its checkpoints (runrecord/)
+# a run folder's record beside its checkpoints (runrecord/)
+RUN_RECORD = (STATE_FILE, SETTINGS, DONE, STATS)
 
 
 def parse_args(argv=None):

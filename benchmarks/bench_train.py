@@ -91,15 +91,14 @@ def train_argv(args, depth, batch, data, logdir):
         str(batch),
         "--epochs",
         "1",
+    ]
+    argv += [
         "--steps-per-epoch",
         str(args.warmup + args.steps),
         "--width-mult",
         str(args.width_mult),
-        "--val-every",
-        "1",
-        "--logdir",
-        logdir,
     ]
+    argv += ["--val-every", "1", "--logdir", logdir]
     return (
         argv
         + (["--amp"] if args.amp else [])
@@ -219,29 +218,10 @@ def worker_train(args):
 def measure(args, mode, depth, batch, data, determinism):
     """Run one worker in a fresh process; return its JSON result."""
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
-        cmd = [
-            sys.executable,
-            "-m",
-            "benchmarks.bench_train",
-            "--worker",
-            mode,
-            "--depth",
-            str(depth),
-            "--batch",
-            str(batch),
-            "--steps",
-            str(args.steps),
-            "--warmup",
-            str(args.warmup),
-            "--width-mult",
-            str(args.width_mult),
-            "--data",
-            data,
-            "--out",
-            out.name,
-            "--determinism",
-            determinism,
-        ]
+        cmd = [sys.executable, "-m", "benchmarks.bench_train", "--worker", mode, "--data", data]
+        cmd += ["--depth", str(depth), "--batch", str(batch), "--steps", str(args.steps)]
+        cmd += ["--warmup", str(args.warmup), "--width-mult", str(args.width_mult)]
+        cmd += ["--out", out.name, "--determinism", determinism]
         if args.amp:
             cmd.append("--amp")
         proc = subprocess.run(

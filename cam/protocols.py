@@ -29,9 +29,8 @@ import numpy as np
 from cam.cam import normalize_map, resize_map
 
 NAMES = ("authors", "paper", "wsol")
-CAM_THRESHOLD = (
-    0.2  # CAM (Zhou et al. 2016: 20% of the max), which the paper follows; SN-ResNet utils_loc.py
-)
+# CAM (Zhou et al. 2016: 20% of the max), which the paper follows; SN-ResNet utils_loc.py
+CAM_THRESHOLD = 0.2
 IOU_THRESHOLD = 0.5  # paper sec. 3: IoU "more than 50%"
 CUBEHELIX = matplotlib.colormaps["cubehelix"]  # tensorpack.utils.viz.intensity_to_rgb's default map
 

@@ -19,11 +19,8 @@ from cam.protocols import CUBEHELIX
 
 GT_COLOR = (255, 0, 0)  # BGR blue: ground truth (paper Fig. 2)
 PRED_COLOR = (0, 255, 0)  # BGR green: estimate (paper Fig. 2)
-HALO_COLOR = (
-    255,
-    255,
-    255,
-)  # white edge of each box: a blue box still shows on a blue object (ours)
+# white edge of each box: a blue box still shows on a blue object (ours)
+HALO_COLOR = (255, 255, 255)
 BACKGROUND = (255, 255, 255)
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 PANEL_FILE = re.compile(

@@ -124,9 +124,8 @@ def _work(flow, first, step, ring):
         ring.free.acquire()
         index, views = ring.views(n)
         for view, array in zip(views, batch):
-            view[...] = (
-                array  # the shapes are fixed: every batch has batch_size images (TrainBatches)
-            )
+            # the shapes are fixed: every batch has batch_size images (TrainBatches)
+            view[...] = array
         index[0] = g
         ring.full.release()
 

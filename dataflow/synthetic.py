@@ -54,9 +54,8 @@ import fileio
 from dataflow import DataError
 from errors import raise_interrupt, run_main
 
-GENERATOR_VERSION = (
-    5  # bump when the output changes, so an old output is not taken as current (5: class names)
-)
+# bump when the output changes, so an old output is not taken as current (5: class names)
+GENERATOR_VERSION = 5
 HEAD_SHAPES = ("disc", "ring", "square", "triangle", "plus", "diamond")
 # Names of hues 0, 30, ... 330 degrees (OpenCV hue 0, 15, ... 165), for words.txt's class names.
 HUE_NAMES = (
@@ -76,10 +75,8 @@ HUE_NAMES = (
 # Some real Tiny ImageNet JPEGs are grayscale (about 2%); more here so that tiny sets have some.
 GRAY_EVERY = 16
 JPEG_QUALITY = 95  # high, so that JPEG blur does not move the object's edges
-OBJECT_LENGTH = (
-    0.4,
-    0.9,
-)  # object extent along its axis, fraction of min(H, W), drawn log-uniformly
+# object extent along its axis, fraction of min(H, W), drawn log-uniformly
+OBJECT_LENGTH = (0.4, 0.9)
 BODY_ASPECT = (0.45, 0.6)  # body semi-minor / semi-major axis
 HEAD_RADIUS = (0.38, 0.48)  # head radius / body semi-major axis
 # The body's class cue, tuned so that it is weaker than the head's (module docstring):

@@ -8,12 +8,10 @@ from tensorpack.models import regularize_cost
 from tensorpack.tfutils import optimizer as tp_optimizer
 
 NONFINITE_LOSS = "non-finite training loss"  # the check_numerics message train.py recognises
-NONFINITE_GRADIENT = (
-    "non-finite fp16 gradient"  # the same for a gradient that overflowed the loss scale
-)
-FP16_LOSS_SCALE = (
-    128.0  # static loss scale for fp16 (NVIDIA's mixed-precision guide uses 128 for ResNets)
-)
+# the same for a gradient that overflowed the loss scale
+NONFINITE_GRADIENT = "non-finite fp16 gradient"
+# static loss scale for fp16 (NVIDIA's mixed-precision guide uses 128 for ResNets)
+FP16_LOSS_SCALE = 128.0
 # conv kernels and the FC weight are named ".../W" in tensorpack; BN's gamma/beta and
 # the FC bias ("b") are not decayed (paper sec. 3: weight decay 1e-4)
 WEIGHT_DECAY_PATTERN = r"/W$"

@@ -56,14 +56,10 @@ WRONG_TOP5 = "wrong-top5"  # float32 (N,): 1.0 where the label is not in the top
 # ---------------------------------------------------------------------------
 
 # depth -> blocks per group (paper sec. 3: ResNet18 and ResNet34; He et al. 2016 table 1)
-DEPTHS = {
-    18: [2, 2, 2, 2],
-    34: [3, 4, 6, 3],
-}
+DEPTHS = {18: [2, 2, 2, 2], 34: [3, 4, 6, 3]}
 BASE_WIDTHS = (64, 128, 256, 512)  # He et al. 2016 table 1: widths 64/128/256/512
-STEM_KERNEL = (
-    7  # junsukchoe/SN-ResNet codes/train_resnet_tiny.py: 7x7 stem at stride 1, no max-pool
-)
+# junsukchoe/SN-ResNet codes/train_resnet_tiny.py: 7x7 stem at stride 1, no max-pool
+STEM_KERNEL = 7
 FINAL_STRIDES = {
     4: (
         1,

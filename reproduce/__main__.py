@@ -36,31 +36,18 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO_DATA = dict(classes=6, train_per_class=250, val_per_class=200, seed=0, height=48, width=48)
 # Narrow net, short schedule, passed to train.py before the user's extras: 12 epochs, the rate / 10 after
 # 10, so that every seed's classifier converges (docs/claims.md, "The demo's design").
-DEMO_TRAIN_ARGS = [
-    "--width-mult",
-    "0.125",
-    "--final-stride",
-    "4",
-    "--epochs",
-    "12",
-    "--lr-step-epochs",
-    "10",
-]
+DEMO_TRAIN_ARGS = "--width-mult 0.125 --final-stride 4 --epochs 12 --lr-step-epochs 10".split()
 # The paper's batch sizes (paper Table 2: 32, 128, 256) scaled down by 8 for the 1500-image training set.
 DEMO_BATCH = {32: 4, 128: 16, 256: 32}
 DEMO_PARALLEL = 2  # runs at once on a CPU-only machine, 1 thread each: a width-0.125 run keeps ~1.3 of 2 cores busy
 DEMO_SEEDS = 5  # runs per cell (train.py --seed 0-4): 3 left GR > CAM inconclusive on 2 of 5 seed sets (docs/claims.md)
-DEMO_EVAL_ARGS = [
-    "--protocol",
-    "paper",
-]  # sound IoU arithmetic: a corner box hits nothing (docs/claims.md)
+# sound IoU arithmetic: a corner box hits nothing (docs/claims.md)
+DEMO_EVAL_ARGS = ["--protocol", "paper"]
 DEMO_DEPTHS = (18,)  # ResNet-18 only: ResNet-34 doubles the time
-MAX_SEEDS = (
-    100  # ours, like --epochs' bound: 100 seeds plan 1800 runs of Table 2 (10**9 made a 23 GB plan)
-)
-MAX_PARALLEL = (
-    1024  # ours: runs at once on a machine without GPUs; 10**12 was a MemoryError in the slot list
-)
+# ours, like --epochs' bound: 100 seeds plan 1800 runs of Table 2 (10**9 made a 23 GB plan)
+MAX_SEEDS = 100
+# ours: runs at once on a machine without GPUs; 10**12 was a MemoryError in the slot list
+MAX_PARALLEL = 1024
 INCOMPLETE = 3  # exit status of a table with a selected run missing (1: a run failed; 2: refused)
 
 

@@ -121,23 +121,14 @@ class Expectation:
 
 
 TO_TRAIN = (NEW, RESUMABLE)
-PER_IMAGE = (
-    "per_image"  # the key of collect's per-image views in a result: kept in memory, not saved
-)
+# the key of collect's per-image views in a result: kept in memory, not saved
+PER_IMAGE = "per_image"
 FIGURE_DIR = "figure2"  # evaluate.py --vis output of a run, read by reproduce.report (Figure 2)
 FIGURE_IMAGES = 4  # validation images per run in Figure 2 (evaluate.py --vis-count)
 FIGURE_SCALE = 2  # pixel upscale of the panels (evaluate.py --vis-scale)
 # train.py flags the scripts set for every run; passing them (or any prefix of them) is refused.
-RESERVED_TRAIN_FLAGS = (
-    "--data",
-    "--depth",
-    "--aug",
-    "--batch",
-    "--logdir",
-    "--gpus",
-    "--seed",
-    "--holdout",
-)
+RESERVED_TRAIN_FLAGS = ("--data", "--depth", "--aug", "--batch", "--logdir", "--gpus", "--seed")
+RESERVED_TRAIN_FLAGS += ("--holdout",)
 HINTS = {
     "--gpus": "use --gpus-per-run for GPUs per run",
     "--seed": "use --seeds",
@@ -200,41 +191,13 @@ def make_runs(
     for c in configs:
         logdir = os.path.join(logroot, c.name)
         holdout = ["--holdout", str(c.holdout)] if c.holdout else []
-        argv = (
-            [
-                "--data",
-                data,
-                "--depth",
-                str(c.depth),
-                "--aug",
-                c.aug,
-                "--batch",
-                str(c.batch),
-                "--seed",
-                str(c.seed),
-                "--logdir",
-                logdir,
-            ]
-            + holdout
-            + (["--gpus", str(gpus_per_run)] if gpus_per_run else [])
-            + list(train_args)
-        )
-        ev = [
-            python,
-            os.path.join(repo, "evaluate.py"),
-            "--load",
-            logdir,
-            "--data",
-            data,
-            "--json",
-            os.path.join(logdir, runrecord.EVAL),
-            "--vis",
-            os.path.join(logdir, FIGURE_DIR),
-            "--vis-count",
-            str(FIGURE_IMAGES),
-            "--vis-scale",
-            str(FIGURE_SCALE),
-        ]
+        argv = ["--data", data, "--depth", str(c.depth), "--aug", c.aug, "--batch", str(c.batch)]
+        argv += ["--seed", str(c.seed), "--logdir", logdir] + holdout
+        argv += (["--gpus", str(gpus_per_run)] if gpus_per_run else []) + list(train_args)
+        ev = [python, os.path.join(repo, "evaluate.py"), "--load", logdir, "--data", data]
+        ev += ["--json", os.path.join(logdir, runrecord.EVAL)]
+        ev += ["--vis", os.path.join(logdir, FIGURE_DIR)]
+        ev += ["--vis-count", str(FIGURE_IMAGES), "--vis-scale", str(FIGURE_SCALE)]
         # the CAM threshold chosen on the held-out training images; then the demo's --protocol
         ev += (["--threshold-from-holdout"] if c.holdout else []) + list(eval_args)
         expected = problem = None

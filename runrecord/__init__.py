@@ -38,12 +38,7 @@ from runrecord.checkpoints import (
     resolve_checkpoint,
     unreadable,
 )
-from runrecord.dataset import (
-    dataset_fingerprint,
-    dataset_problem,
-    pixels_sha1,
-    used_images,
-)
+from runrecord.dataset import dataset_fingerprint, dataset_problem, pixels_sha1, used_images
 from runrecord.evaldoc import EvalDoc
 from runrecord.settings import (
     DERIVED,

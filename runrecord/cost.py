@@ -28,9 +28,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RATES = os.path.join("results", "rates.json")
 PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
 PAPER_EPOCHS = field_default(TrainSettings, "epochs")  # paper sec. 3: 1500 epochs
-PAPER_TRAIN_IMAGES = (
-    200 * 500
-)  # Tiny ImageNet: 200 classes x 500 training images (README "Tiny ImageNet")
+# Tiny ImageNet: 200 classes x 500 training images (README "Tiny ImageNet")
+PAPER_TRAIN_IMAGES = 200 * 500
 PAPER_IMAGE_SHAPE = (64, 64)  # Tiny ImageNet images are 64x64
 PAPER_CLASSES = 200
 # The layer plan of models.resnet.backbone, restated without TensorFlow: blocks per group (He et al.
@@ -69,9 +68,8 @@ FEED_PER_GPU = 8000
 # the figures measured on the 2-core development machine (docs/measurements.md, "Speed"): the paper's
 # augmentations (GR then HnS in either order) and with --recipe sn-resnet's colour jitter.
 WORKER_RATE = {"plain": 6000, "jitter": 1300}
-TRAINER_CORES = (
-    2  # ours: left to the training process (its step dispatch and the one batch consumer)
-)
+# ours: left to the training process (its step dispatch and the one batch consumer)
+TRAINER_CORES = 2
 
 
 def default_workers(gpus, cores, jitter=False):
@@ -253,9 +251,8 @@ def paper_runs(table):
     """``[(depth, batch)]`` of one seed of paper Table ``table`` (reproduce.paper's layouts); ``"both"``: the
     distinct runs of the two (Table 2 reuses Table 1's batch-256 CAM, HnS and GR runs)."""
     one = [(d, 256) for d in (34, 18) for _ in range(5)]  # paper Table 1: 5 methods at batch 256
-    two = [
-        (d, b) for d in (34, 18) for _ in range(3) for b in (32, 128, 256)
-    ]  # Table 2: CAM/HnS/GR x 3
+    # Table 2: CAM/HnS/GR x 3
+    two = [(d, b) for d in (34, 18) for _ in range(3) for b in (32, 128, 256)]
     return {1: one, 2: two, "both": one + [r for r in two if r[1] != 256]}[table]
 
 

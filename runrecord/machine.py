@@ -33,13 +33,8 @@ from typing import Optional
 
 from procs import available_cores
 
-SEGMENT_KEYS = (
-    "platform",
-    "python",
-    "cpu",
-    "gpus",
-    "libraries",
-)  # what makes two machines the same
+# what makes two machines the same
+SEGMENT_KEYS = ("platform", "python", "cpu", "gpus", "libraries")
 CPUINFO_FIELDS = (
     ("model name", "model"),
     ("vendor_id", "vendor"),

@@ -34,12 +34,10 @@ RECIPES = {
 # model keys that follow from the data (normalize="dataset") and may be unknown (None) in
 # settings built before the pixels are read; compared only when both sides know them
 DERIVED = ("mean_bgr", "std_bgr")
-MAX_EPOCHS = (
-    10**6
-)  # ours: 650 times the paper's 1500; larger values only exhaust memory in the schedule
-MIN_STEPS_CAP = (
-    1000  # ours: --steps-per-epoch may exceed one pass up to this, for benchmarks on small data
-)
+# ours: 650 times the paper's 1500; larger values only exhaust memory in the schedule
+MAX_EPOCHS = 10**6
+# ours: --steps-per-epoch may exceed one pass up to this, for benchmarks on small data
+MIN_STEPS_CAP = 1000
 
 
 def setting(

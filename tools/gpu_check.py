@@ -49,38 +49,13 @@ from training import machine
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = dict(classes=10, train_per_class=60, val_per_class=10, seed=0, height=64, width=64)
-GPU_RUN = [
-    "--depth",
-    "18",
-    "--aug",
-    "gr",
-    "--batch",
-    "256",
-    "--epochs",
-    "2",
-    "--steps-per-epoch",
-    "15",
-    "--val-every",
-    "2",
-]  # the paper's net and whole batch; epoch 2 is timed
+# the paper's net and whole batch; epoch 2 is timed
+GPU_RUN = "--depth 18 --aug gr --batch 256 --epochs 2 --steps-per-epoch 15 --val-every 2".split()
 PAPER_BATCHES = (32, 256)  # paper Table 2's smallest and largest batch
 PAPER_DEPTHS = (18, 34)  # paper sec. 3
-CPU_RUN = [
-    "--depth",
-    "18",
-    "--aug",
-    "gr",
-    "--batch",
-    "16",
-    "--width-mult",
-    "0.125",
-    "--epochs",
-    "2",
-    "--steps-per-epoch",
-    "4",
-    "--val-every",
-    "2",
-]  # narrow: the code path, not the speed
+# narrow: the code path, not the speed
+CPU_RUN = "--depth 18 --aug gr --batch 16 --width-mult 0.125 --epochs 2 --steps-per-epoch 4".split()
+CPU_RUN += ["--val-every", "2"]
 FEED_SECONDS = 10
 
 
@@ -97,9 +72,8 @@ class Report:
 
 def run(args, log, cpu_only=False):
     """Run ``python args...`` in the repo; (ok, last line of output). Output goes to ``log``."""
-    env = (
-        dict(os.environ, CUDA_VISIBLE_DEVICES="") if cpu_only else None
-    )  # towers would take the GPUs
+    # towers would take the GPUs
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="") if cpu_only else None
     with open(log, "w") as f:
         proc = subprocess.run(
             [sys.executable, *args], cwd=REPO, stdout=f, stderr=subprocess.STDOUT, env=env
@@ -258,15 +232,8 @@ def speeds(report, work, data, device):
         for batch in PAPER_BATCHES:
             for precision, extra in (("fp32", []), ("fp16", ["--amp"])):
                 name = f"speed R{depth} b{batch} {precision}"
-                flags = GPU_RUN + [
-                    "--gpus",
-                    "1",
-                    "--depth",
-                    str(depth),
-                    "--batch",
-                    str(batch),
-                    *extra,
-                ]
+                flags = GPU_RUN + ["--gpus", "1", "--depth", str(depth), "--batch", str(batch)]
+                flags += extra
                 _, rate = train(report, name, work, data, flags)
                 if rate:
                     cost.record_rate(
@@ -350,9 +317,8 @@ def gpu_part(report, work, data, gpus):
     if gpus > 1:
         # a whole minibatch the GPU count divides (256 does not divide by 3, 5, 6 or 7)
         replicated = GPU_RUN + ["--gpus", str(gpus), "--batch", str(256 // gpus * gpus)]
-        mode = (
-            "hierarchical" if gpus == 8 else "gpu"
-        )  # tensorpack 0.11 SyncMultiGPUTrainerReplicated's choice
+        # tensorpack 0.11 SyncMultiGPUTrainerReplicated's choice
+        mode = "hierarchical" if gpus == 8 else "gpu"
         many, rate_all = train(
             report,
             f"{gpus} GPUs replicated ({mode})",

@@ -20,10 +20,8 @@ import tensorflow as tf
 from runrecord.machine import nvidia_device, nvidia_smi
 from training import machine
 
-PTX_MIN_DRIVER = (
-    555,
-    0,
-)  # CUDA 12.5 release notes: PTX ISA 8.5 needs driver >= 555 (docs/sources.md)
+# CUDA 12.5 release notes: PTX ISA 8.5 needs driver >= 555 (docs/sources.md)
+PTX_MIN_DRIVER = (555, 0)
 
 
 def version(text):

@@ -157,11 +157,12 @@ def make_callbacks(settings, val, localization=None):
     # taken before the lr setter runs, and the checkpoint after it, so that a resumed run
     # starts from the rate its next epoch uses. progress.json before the checkpoint, whose write stays
     # next to stats.json's (tensorpack's monitors come last); its epoch times include every callback.
+    # the chief's logdir
     progress = (
         [watch.ProgressRecord(logger.get_logger_dir(), t.epochs, t.steps_per_epoch, t.batch)]
         if logger.get_logger_dir()
         else []
-    )  # the chief's logdir
+    )
     return [
         MovingAverageSummary(),
         ProgressBar([LOSS]),
