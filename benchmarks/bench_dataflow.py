@@ -11,10 +11,9 @@ Loads the training split into memory (decoding it, or from the cache), then
 for each method drives ``build_train_dataflow`` with tensorpack's
 ``TestDataSpeed`` for ``--batches`` batches (after one warm-up batch) and
 prints images per second of wall time and per CPU-second (this process plus
-its data workers, read from /proc: the per-core figure; the target is 10,000
-img/s for GR and HnS at 64x64), and with workers the wall rate per worker
-process (the target: 1,000 img/s for GR at 64x64, issue 17; with more workers
-than cores they share the cores).  With workers, two more rows: ``cam`` (no augmentation, so the
+its data workers, read from /proc: the per-core figure), and with workers the wall rate per worker
+process (with more workers than cores they share the cores); both targets are in
+docs/measurements.md, "Speed".  With workers, two more rows: ``cam`` (no augmentation, so the
 workers are nearly free) measures the ceiling of the one consumer that receives every batch (issue 25),
 and the last method with ``--recipe sn-resnet``'s jitter and flip, the costliest stream.  The
 workers yield the in-process stream in its order (dataflow.builders.OrderedWorkers).  "+sn" rows add
