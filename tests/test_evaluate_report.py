@@ -172,12 +172,9 @@ def test_threshold_from_holdout(tiny_data, tmp_path, capsys):
     for r in report["protocols"].values():  # fit on the 12 - 3 = 9 per class trained on
         assert r["baselines"]["fixed_box_fit_on"].startswith("36 ")
 
-    expect_error(
-        ["--load", tiny_run(tiny_data, tmp_path), "--data", tiny_data, "--threshold-from-holdout"],
-        capsys,
-        "--threshold-from-holdout",
-        "train.holdout",
-    )
+    no_holdout = tiny_run(tiny_data, tmp_path)
+    argv = ["--load", no_holdout, "--data", tiny_data, "--threshold-from-holdout"]
+    expect_error(argv, capsys, "--threshold-from-holdout", "train.holdout")
 
 
 def tiny_run(tiny_data, tmp_path):

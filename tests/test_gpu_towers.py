@@ -206,6 +206,9 @@ def test_a_dead_peer_ends_the_chief_and_a_dead_chief_ends_a_task(tiny_data, tmp_
         ",".join(f"127.0.0.1:{p}" for p in pair) for pair in (ports[:2], ports[2:])
     )
     flags = [*SMALL_3STEPS, "--batch", "8", "--peer-timeout", "3"]
+    chief = ["--data", tiny_data, *flags, "--logdir", str(tmp_path / "c")]
+    chief += ["--cluster", chief_hosts]
+    task = [*flags, "--cluster", task_hosts, "--task", "1"]
     procs = [
         subprocess.Popen(
             [sys.executable, "train.py", *argv],
@@ -214,18 +217,7 @@ def test_a_dead_peer_ends_the_chief_and_a_dead_chief_ends_a_task(tiny_data, tmp_
             stderr=subprocess.PIPE,
             text=True,
         )
-        for argv in (
-            [
-                "--data",
-                tiny_data,
-                *flags,
-                "--logdir",
-                str(tmp_path / "c"),
-                "--cluster",
-                chief_hosts,
-            ],
-            [*flags, "--cluster", task_hosts, "--task", "1"],
-        )
+        for argv in (chief, task)
     ]
     try:
         outs = [p.communicate(timeout=120) for p in procs]
