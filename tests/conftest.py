@@ -34,20 +34,8 @@ from dataflow.synthetic import generate
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = ["--depth", "18", "--aug", "gr", "--batch", "8", "--width-mult", "0.125", "--threads", "2"]
 # the same narrow net without a batch size, 3 steps per epoch (test_gpu_towers.py, test_gpu_layouts.py)
-SMALL_3STEPS = [
-    "--depth",
-    "18",
-    "--aug",
-    "gr",
-    "--width-mult",
-    "0.125",
-    "--threads",
-    "2",
-    "--steps-per-epoch",
-    "3",
-    "--val-every",
-    "2",
-]
+SMALL_3STEPS = "--depth 18 --aug gr --width-mult 0.125 --threads 2".split()
+SMALL_3STEPS += "--steps-per-epoch 3 --val-every 2".split()
 TINY = dict(classes=4, train_per_class=12, val_per_class=4, seed=0, height=32, width=40)
 
 

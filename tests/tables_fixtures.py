@@ -132,3 +132,13 @@ def fake_run(tmp_path, name, train_code, eval_code="pass"):
     return rs.Run(
         rs.Config(18, name, 1), logdir, [sys.executable, "-c", tr], [sys.executable, "-c", ev]
     )
+
+
+def table_argv(table, *rest, data=None, logroot=None, results=None):
+    """A command line of ``python -m reproduce``: --table TABLE, then --data, --logroot and --results
+    where given (as str), then ``rest`` as is (more flags and values, a ``--`` and train.py's)."""
+    argv = ["--table", str(table)]
+    for flag, value in (("--data", data), ("--logroot", logroot), ("--results", results)):
+        if value is not None:
+            argv += [flag, str(value)]
+    return [*argv, *rest]

@@ -226,22 +226,8 @@ def test_preview_writes_a_grid_with_one_row_per_image(tiny_data, tmp_path):
     from tools import preview
 
     out = tmp_path / "grid.png"
-    preview.main(
-        [
-            "--data",
-            tiny_data,
-            "--method",
-            "gr",
-            "--out",
-            str(out),
-            "--count",
-            "3",
-            "--draws",
-            "2",
-            "--scale",
-            "1",
-        ]
-    )
+    grid_size = "--count 3 --draws 2 --scale 1".split()
+    preview.main(["--data", tiny_data, "--method", "gr", "--out", str(out), *grid_size])
     grid = cv2.imread(str(out))
     h, w = 32, 40  # conftest.TINY
     assert grid.shape == (

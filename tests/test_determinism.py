@@ -24,26 +24,8 @@ import tensorflow as tf
 from dataflow.synthetic import generate
 from tests.conftest import run_script
 
-RUN = [
-    "--depth",
-    "18",
-    "--aug",
-    "gr",
-    "--batch",
-    "8",
-    "--width-mult",
-    "0.125",
-    "--threads",
-    "1",
-    "--epochs",
-    "2",
-    "--steps-per-epoch",
-    "3",
-    "--val-every",
-    "2",
-    "--flip",
-    "--jitter",
-]
+RUN = "--depth 18 --aug gr --batch 8 --width-mult 0.125 --threads 1".split()
+RUN += "--epochs 2 --steps-per-epoch 3 --val-every 2 --flip --jitter".split()
 KILL_AFTER = 5  # global step: in epoch 2, after the checkpoint of step 3
 # 7 epochs of one step, a checkpoint every 3 epochs and after the last: steps 3, 6, 7 (killed after step 5)
 EVERY3 = ["--epochs", "7", "--steps-per-epoch", "1"]
@@ -78,21 +60,11 @@ def train(data, logdir, *flags):
 
 
 def killed_and_resumed(data, logdir, *flags, kill=KILL_AFTER, saved=3, unsaved=6):
-    python(
-        "-c",
-        KILLED.format(kill=kill),
-        "--data",
-        data,
-        "--logdir",
-        logdir,
-        *RUN,
-        *flags,
-        expect=-signal.SIGKILL,
-    )
+    args = ["--data", data, "--logdir", logdir, *RUN, *flags]
+    python("-c", KILLED.format(kill=kill), *args, expect=-signal.SIGKILL)
     assert os.path.exists(os.path.join(logdir, f"model-{saved}.index"))
-    assert not os.path.exists(
-        os.path.join(logdir, f"model-{unsaved}.index")
-    )  # really killed before it
+    # really killed before it
+    assert not os.path.exists(os.path.join(logdir, f"model-{unsaved}.index"))
     return train(data, logdir, *flags)
 
 
@@ -110,20 +82,8 @@ def runs(tmp_path_factory):
     data = generate(
         root / "data", classes=3, train_per_class=24, val_per_class=4, seed=0, height=24, width=40
     )
-    d = {
-        name: str(root / name)
-        for name in (
-            "base",
-            "workers",
-            "seed1",
-            "towers",
-            "towers_again",
-            "resumed",
-            "resumed_workers",
-            "every1",
-            "every3",
-        )
-    }
+    names = "base workers seed1 towers towers_again resumed resumed_workers every1 every3".split()
+    d = {name: str(root / name) for name in names}
     jobs = [
         lambda: (train(data, d["base"]), evaluate_twice(data, d["base"])),
         lambda: train(data, d["workers"], "--workers", "2"),
@@ -145,20 +105,16 @@ def runs(tmp_path_factory):
 
 def variables(logdir, step=6):
     prefix = os.path.join(logdir, f"model-{step}")
-    return {
-        name: tf.train.load_variable(prefix, name) for name, _ in tf.train.list_variables(prefix)
-    }
+    names = [name for name, _ in tf.train.list_variables(prefix)]
+    return {name: tf.train.load_variable(prefix, name) for name in names}
 
 
 def differing(a, b, step=6):
     """Names of the variables of two runs' final checkpoints that are not bit-identical."""
     va, vb = variables(a, step), variables(b, step)
     assert va.keys() == vb.keys() and len(va) > 100
-    return sorted(
-        n
-        for n in va
-        if np.max(np.abs(np.asarray(va[n], np.float64) - np.asarray(vb[n], np.float64))) > 0
-    )
+    diff = {n: np.asarray(va[n], np.float64) - np.asarray(vb[n], np.float64) for n in va}
+    return sorted(n for n in va if np.max(np.abs(diff[n])) > 0)
 
 
 def stats(logdir):
@@ -200,9 +156,8 @@ def test_evaluate_twice_gives_the_same_eval_json(runs):
     reports = []
     for name in ("eval1.json", "eval2.json"):
         with open(os.path.join(runs["base"], name)) as f:
-            reports.append(
-                {k: v for k, v in json.load(f).items() if k != "timing"}
-            )  # seconds per stage
+            # timing: seconds per stage
+            reports.append({k: v for k, v in json.load(f).items() if k != "timing"})
     assert reports[0]["summary"] and reports[0] == reports[1]
 
 
@@ -210,11 +165,8 @@ def test_evaluate_twice_gives_the_same_eval_json(runs):
 def test_checkpoint_every_3_killed_between_checkpoints_equals_never_interrupted(runs):
     """Resumed from step 3 after a kill after step 5: epochs 4-7 again, equal to saving every epoch."""
     assert "Resuming from" in runs["every3_log"] and "global step 3" in runs["every3_log"]
-    assert sorted(int(f[6:-6]) for f in os.listdir(runs["every3"]) if f.endswith(".index")) == [
-        3,
-        6,
-        7,
-    ]
+    saved = sorted(int(f[6:-6]) for f in os.listdir(runs["every3"]) if f.endswith(".index"))
+    assert saved == [3, 6, 7]
     assert differing(runs["every1"], runs["every3"], step=7) == []
     assert stats(runs["every1"]) == stats(runs["every3"])
 
@@ -228,19 +180,10 @@ def test_localisation_in_stats_equals_evaluate(runs):
     assert last["epoch_num"] == 2 and ev["protocol"] == "authors"
     assert last["val-gt-known-loc"] == pytest.approx(ev["summary"]["gt_known_loc"])
     assert last["val-top1-loc"] == pytest.approx(ev["summary"]["top1_loc"])
-    assert (
-        "val-gt-known-loc" in stats(runs["every1"])[1]
-        and "val-gt-known-loc" not in stats(runs["every1"])[0]
-    )
-    events = [
-        os.path.join(runs["base"], f)
-        for f in os.listdir(runs["base"])
-        if f.startswith("events.out")
-    ]
-    tags = {
-        v.tag
-        for path in events
-        for e in tf.compat.v1.train.summary_iterator(path)
-        for v in e.summary.value
-    }
+    every1 = stats(runs["every1"])
+    assert "val-gt-known-loc" in every1[1] and "val-gt-known-loc" not in every1[0]
+    base = runs["base"]
+    events = [os.path.join(base, f) for f in os.listdir(base) if f.startswith("events.out")]
+    records = [e for path in events for e in tf.compat.v1.train.summary_iterator(path)]
+    tags = {v.tag for e in records for v in e.summary.value}
     assert {"val-gt-known-loc", "val-top1-loc", "xentropy-loss"} <= tags  # TensorBoard's scalars

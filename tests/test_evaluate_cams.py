@@ -8,15 +8,13 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 import tf_env  # noqa: F401  (before conftest.save_random_model imports tensorflow)
 from cam import METRICS
-from tests.conftest import REPO, evaluate_in_process, expect_error
+from tests.conftest import REPO, evaluate_in_process, expect_error, run_script
 
 # what differs between a --load and a --cams document of the same maps: where the maps came from
 SOURCE = (
@@ -38,23 +36,10 @@ def own_maps(run_checkpoint, tiny_data, tmp_path_factory):
 
     out, printed = tmp_path_factory.mktemp("own"), io.StringIO()
     with contextlib.redirect_stdout(printed):
-        run_main(
-            evaluate.main,
-            [
-                "--load",
-                run_checkpoint,
-                "--data",
-                tiny_data,
-                "--json",
-                str(out / "a.json"),
-                "--save-cams-dir",
-                str(out / "maps"),
-                "--threshold-sweep",
-                str(out / "sweep_a"),
-                "--sweep-step",
-                "0.1",
-            ],
-        )
+        argv = ["--load", run_checkpoint, "--data", tiny_data, "--json", str(out / "a.json")]
+        argv += ["--save-cams-dir", str(out / "maps")]
+        argv += ["--threshold-sweep", str(out / "sweep_a"), "--sweep-step", "0.1"]
+        run_main(evaluate.main, argv)
     return str(out / "maps"), json.loads((out / "a.json").read_text()), printed.getvalue()
 
 
@@ -70,42 +55,23 @@ def test_own_maps_round_trip_to_the_same_numbers(own_maps, tiny_data, tmp_path, 
     raw = np.load(first)
     assert raw.dtype == np.float32 and raw.shape == (8, 10)  # 32x40 images, total stride 4
     assert np.load(os.path.join(folder, "predictions.npy")).shape == (16, 4)
-    code, stdout, err = evaluate_in_process(
-        [
-            "--cams",
-            folder,
-            "--data",
-            tiny_data,
-            "--json",
-            str(tmp_path / "b.json"),
-            "--threshold-sweep",
-            str(tmp_path / "sweep_b"),
-            "--sweep-step",
-            "0.1",
-        ],
-        capsys,
-    )
+    argv = ["--cams", folder, "--data", tiny_data, "--json", str(tmp_path / "b.json")]
+    argv += ["--threshold-sweep", str(tmp_path / "sweep_b"), "--sweep-step", "0.1"]
+    code, stdout, err = evaluate_in_process(argv, capsys)
     assert code == 0, err
     b = json.loads((tmp_path / "b.json").read_text())
     # the same float32 maps through the same code path: equal to the last bit, every number and record
     for key in ("summary", "protocol", "wsol2020", "records"):
         assert b[key] == a[key], key
-    for name, entry in b[
-        "protocols"
-    ].items():  # the fixed box is fit on the same 48 boxes, said otherwise
-        assert (
-            entry["baselines"].pop("fixed_box_fit_on")
-            == "48 training images (all: --cams names no run)"
-        )
-        assert (
-            a["protocols"][name]["baselines"]
-            .pop("fixed_box_fit_on")
-            .startswith("48 training images the run")
-        )
+    # the fixed box is fit on the same 48 boxes, said otherwise
+    for name, entry in b["protocols"].items():
+        fit_on = entry["baselines"].pop("fixed_box_fit_on")
+        assert fit_on == "48 training images (all: --cams names no run)"
+        fit_on = a["protocols"][name]["baselines"].pop("fixed_box_fit_on")
+        assert fit_on.startswith("48 training images the run")
     assert b["protocols"] == a["protocols"]
-    assert {k: v for k, v in b["settings"].items() if k not in SOURCE} == {
-        k: v for k, v in a["settings"].items() if k not in SOURCE
-    }
+    b_settings = {k: v for k, v in b["settings"].items() if k not in SOURCE}
+    assert b_settings == {k: v for k, v in a["settings"].items() if k not in SOURCE}
     assert b["settings"]["score_maps"]["folder"] == folder and b["settings"]["checkpoint"] is None
     assert set(b["timing"]) == {"read", *a["protocols"], "wsol2020"}
     assert stdout.splitlines()[:-1] == printed.splitlines()[:-1]  # all but the speed line
@@ -115,13 +81,10 @@ def test_own_maps_round_trip_to_the_same_numbers(own_maps, tiny_data, tmp_path, 
 def test_integer_predictions_are_class_indices(own_maps, maps, tiny_data, tmp_path, capsys):
     """predictions.npy as top-k class indices (best first) gives the numbers of the logits it came from."""
     logits = np.load(os.path.join(maps, "predictions.npy"))
-    np.save(
-        os.path.join(maps, "predictions.npy"),
-        np.argsort(-logits, axis=1, kind="stable").astype(np.int32),
-    )
-    code, _, err = evaluate_in_process(
-        ["--cams", maps, "--data", tiny_data, "--json", str(tmp_path / "i.json")], capsys
-    )
+    top_k = np.argsort(-logits, axis=1, kind="stable").astype(np.int32)
+    np.save(os.path.join(maps, "predictions.npy"), top_k)
+    argv = ["--cams", maps, "--data", tiny_data, "--json", str(tmp_path / "i.json")]
+    code, _, err = evaluate_in_process(argv, capsys)
     assert code == 0, err
     i = json.loads((tmp_path / "i.json").read_text())
     assert i["summary"] == own_maps[1]["summary"] and i["records"] == own_maps[1]["records"]
@@ -133,26 +96,11 @@ def test_any_resolution_and_no_predictions(maps, tiny_data, tmp_path, capsys):
     os.remove(os.path.join(maps, "predictions.npy"))
     for name in os.listdir(os.path.join(maps, "val", "images")):
         path = os.path.join(maps, "val", "images", name)
-        np.save(
-            path, np.kron(np.load(path).astype(np.float64), np.ones((4, 4))) * 7 + 3
-        )  # 32x40, nearest
-    code, stdout, err = evaluate_in_process(
-        [
-            "--cams",
-            maps,
-            "--data",
-            tiny_data,
-            "--limit",
-            "6",
-            "--vis",
-            str(tmp_path / "vis"),
-            "--vis-count",
-            "2",
-            "--json",
-            str(tmp_path / "c.json"),
-        ],
-        capsys,
-    )
+        # 32x40, nearest
+        np.save(path, np.kron(np.load(path).astype(np.float64), np.ones((4, 4))) * 7 + 3)
+    argv = ["--cams", maps, "--data", tiny_data, "--limit", "6"]
+    argv += ["--vis", str(tmp_path / "vis"), "--vis-count", "2", "--json", str(tmp_path / "c.json")]
+    code, stdout, err = evaluate_in_process(argv, capsys)
     assert code == 0, err
     c = json.loads((tmp_path / "c.json").read_text())
     assert c["settings"]["num_images"] == 6 and c["settings"]["score_maps"]["predictions"] is None
@@ -213,21 +161,14 @@ def test_flags_that_need_a_checkpoint_are_refused(
         expect_error(
             ["--cams", maps, "--data", tiny_data, *extra], capsys, f"{flag} needs a checkpoint"
         )
-    code, _, err = evaluate_in_process(
-        ["--cams", maps, "--load", run_checkpoint, "--data", tiny_data], capsys
-    )
+    argv = ["--cams", maps, "--load", run_checkpoint, "--data", tiny_data]
+    code, _, err = evaluate_in_process(argv, capsys)
     assert code == 2 and "not allowed with argument" in err
     expect_error(["--cams", str(tmp_path / "none"), "--data", tiny_data], capsys, "no such folder")
-    expect_error(
-        ["--cams", maps, "--data", tiny_data, "--json", os.path.join(maps, "predictions.npy")],
-        capsys,
-        "would overwrite the --cams predictions",
-    )
-    expect_error(
-        ["--load", run_checkpoint, "--data", tiny_data, "--save-cams-dir", maps],
-        capsys,
-        "not empty",
-    )
+    argv = ["--cams", maps, "--data", tiny_data, "--json", os.path.join(maps, "predictions.npy")]
+    expect_error(argv, capsys, "would overwrite the --cams predictions")
+    argv = ["--load", run_checkpoint, "--data", tiny_data, "--save-cams-dir", maps]
+    expect_error(argv, capsys, "not empty")
 
 
 def test_the_parser_loads_no_tensorflow(tiny_data):
@@ -240,20 +181,11 @@ def test_the_parser_loads_no_tensorflow(tiny_data):
         "    try:\n        errors.run_main(evaluate.main, argv)\n    except SystemExit:\n        pass\n"
         "print(sorted(m for m in ('tensorflow', 'tensorpack', 'tf_env') if m in sys.modules))"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", probe, tiny_data],
-        check=False,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    out = run_script("-c", probe, tiny_data, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "--cams DIR" in out.stdout and "unrecognized arguments: --prot" in out.stderr
-    assert (
-        "not allowed with argument" in out.stderr
-        and "error: --cams nowhere: no such folder" in out.stderr
-    )
+    assert "not allowed with argument" in out.stderr
+    assert "error: --cams nowhere: no such folder" in out.stderr
     assert out.stdout.splitlines()[-1] == "[]"
 
 
@@ -262,13 +194,6 @@ def test_the_notebook_example_of_the_docs_runs_as_shown():
     with open(os.path.join(REPO, "docs", "evaluation.md"), encoding="utf-8") as f:
         text = f.read()
     code, shown = re.search(r"```python\n(.*?)```\n.*?```text\n(.*?)```", text, re.DOTALL).groups()
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        check=False,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    out = run_script("-c", code, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout == shown

@@ -90,17 +90,12 @@ def test_outputs_checked_before_any_work(run_checkpoint, tiny_data, tmp_path, ca
         ("--batch", "0"),
         ("--sweep-step", "0"),
     ):
-        code, _, err = evaluate_in_process(
-            ["--load", run_checkpoint, "--data", tiny_data, flag, value], capsys
-        )
-        assert (
-            code == 2 and f"error: argument {flag}: expected" in err and "Traceback" not in err
-        ), err
-    expect_error(
-        ["--load", run_checkpoint, "--data", tiny_data, "--sweep-step", "0.3"],
-        capsys,
-        "--sweep-step",
-    )
+        argv = ["--load", run_checkpoint, "--data", tiny_data, flag, value]
+        code, _, err = evaluate_in_process(argv, capsys)
+        refused = code == 2 and f"error: argument {flag}: expected" in err
+        assert refused and "Traceback" not in err, err
+    argv = ["--load", run_checkpoint, "--data", tiny_data, "--sweep-step", "0.3"]
+    expect_error(argv, capsys, "--sweep-step")
 
 
 def test_abbreviated_and_removed_flags_are_refused(run_checkpoint, tiny_data, capsys):

@@ -13,7 +13,7 @@ import pytest
 from augment import registry
 from errors import UserError
 from tests.conftest import REPO, SMALL
-from tests.tables_fixtures import table_data  # noqa: F401 (a fixture: 256 training images, batch 256)
+from tests.tables_fixtures import table_argv, table_data  # noqa: F401 (a fixture: 256 training images, batch 256)
 
 
 def doc_example():
@@ -54,61 +54,28 @@ def run_in(root, *args, timeout=300):
 @pytest.mark.slow
 def test_train_py_trains_the_new_method(repo_with_cutout, tiny_data, tmp_path):
     small = [a if a != "gr" else "cutout" for a in SMALL]  # conftest's narrow net, --aug cutout
-    proc = run_in(
-        repo_with_cutout,
-        "train.py",
-        "--data",
-        tiny_data,
-        *small,
-        "--epochs",
-        "1",
-        "--steps-per-epoch",
-        "2",
-        "--val-every",
-        "1",
-        "--loc-images",
-        "0",
-        "--logdir",
-        tmp_path / "run",
-    )
+    short = "--epochs 1 --steps-per-epoch 2 --val-every 1 --loc-images 0".split()
+    args = ["--data", tiny_data, *small, *short, "--logdir", tmp_path / "run"]
+    proc = run_in(repo_with_cutout, "train.py", *args)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert json.loads((tmp_path / "run" / "done.json").read_text()) == {
-        "global_step": 2,
-        "epoch": 1,
-    }
+    done = json.loads((tmp_path / "run" / "done.json").read_text())
+    assert done == {"global_step": 2, "epoch": 1}
     assert json.loads((tmp_path / "run" / "settings.json").read_text())["train"]["aug"] == "cutout"
 
 
 @pytest.mark.slow
 def test_the_new_method_is_a_choice_and_a_column(repo_with_cutout, table_data, tmp_path):
     help_text = run_in(repo_with_cutout, "-m", "reproduce", "--table", "1", "--help").stdout
-    assert (
-        "gr_after_hns, cutout); default the paper's cam,hns,gr,hns_after_gr,gr_after_hns"
-        in " ".join(help_text.split())
-    )
-    proc = run_in(
-        repo_with_cutout,
-        "-m",
-        "reproduce",
-        "--table",
-        "1",
-        "--data",
-        table_data,
-        "--methods",
-        "cam,cutout",
-        "--logroot",
-        tmp_path / "logs",
-        "--gpu-ids",
-        "none",
-        "--dry-run",
-    )
+    choices = "gr_after_hns, cutout); default the paper's cam,hns,gr,hns_after_gr,gr_after_hns"
+    assert choices in " ".join(help_text.split())
+    rest = "--methods cam,cutout --gpu-ids none --dry-run".split()
+    argv = table_argv(1, *rest, data=table_data, logroot=tmp_path / "logs")
+    proc = run_in(repo_with_cutout, "-m", "reproduce", *argv)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Table 1: 4 run(s)" in proc.stdout
     for depth in (34, 18):
-        assert (
-            f"# r{depth}-cutout-b256: new" in proc.stdout
-            and f"# r{depth}-cam-b256: new" in proc.stdout
-        )
+        assert f"# r{depth}-cutout-b256: new" in proc.stdout
+        assert f"# r{depth}-cam-b256: new" in proc.stdout
     logdir = tmp_path / "logs" / "r18-cutout-b256"
     assert f"--aug cutout --batch 256 --seed 0 --logdir {logdir}" in proc.stdout
     assert "-gr-" not in proc.stdout and not os.path.exists(tmp_path / "logs")
@@ -120,50 +87,19 @@ def test_train_py_and_the_table_scheduler_run_the_new_method(
 ):
     # the scheduler runs train.py --aug cutout (one step of batch 256 at 1/8 width) and evaluate.py
     logs, results = tmp_path / "logs", tmp_path / "results"
-    proc = run_in(
-        repo_with_cutout,
-        "-m",
-        "reproduce",
-        "--table",
-        "1",
-        "--data",
-        table_data,
-        "--methods",
-        "gr,cutout",
-        "--only",
-        "r18-cutout",
-        "--logroot",
-        logs,
-        "--results",
-        results,
-        "--gpu-ids",
-        "none",
-        "--progress-every",
-        "0",
-        "--",
-        "--epochs",
-        "1",
-        "--steps-per-epoch",
-        "1",
-        "--width-mult",
-        "0.125",
-        "--threads",
-        "2",
-        "--val-every",
-        "1",
-        "--loc-images",
-        "0",
-    )
+    rest = "--methods gr,cutout --only r18-cutout --gpu-ids none --progress-every 0".split()
+    passed = "-- --epochs 1 --steps-per-epoch 1 --width-mult 0.125 --threads 2".split()
+    passed += "--val-every 1 --loc-images 0".split()
+    argv = table_argv(1, *rest, *passed, data=table_data, logroot=logs, results=results)
+    proc = run_in(repo_with_cutout, "-m", "reproduce", *argv)
     assert proc.returncode == 0, (proc.stdout[-3000:], proc.stderr[-3000:])
-    assert [n for n in os.listdir(logs) if not n.startswith(".")] == [
-        "r18-cutout-b256"
-    ]  # and its lock
+    # the run's folder, and its lock (a dot file)
+    assert [n for n in os.listdir(logs) if not n.startswith(".")] == ["r18-cutout-b256"]
     settings = (logs / "r18-cutout-b256" / "settings.json").read_text()
     assert '"aug": "cutout"' in settings
     lines = (results / "table1.md").read_text().splitlines()
-    cells = [
-        [c.strip() for c in line.strip("|").split("|")] for line in lines if line.startswith("| ")
-    ]
+    rows = [line for line in lines if line.startswith("| ")]
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in rows]
     assert cells[0][-2:] == ["GR", "Cutout"]  # the header: --methods' order and titles
     r18 = next(i for i, row in enumerate(cells) if row[0] == "ResNet18")
     ours, paper, diff = cells[r18][-2:], cells[r18 + 1][-2:], cells[r18 + 2][-2:]  # GT-known Loc
@@ -239,36 +175,24 @@ def test_the_entry_points_print_a_wrong_declaration_as_one_error_line(tmp_path):
     )
     for argv in (["train.py", "--help"], ["-m", "reproduce", "--table", "1", "--help"]):
         proc = run_in(root, *argv)
-        assert (
-            proc.returncode == 2
-            and proc.stderr.startswith(message)
-            and "Traceback" not in proc.stderr
-        )
+        assert proc.returncode == 2 and proc.stderr.startswith(message)
+        assert "Traceback" not in proc.stderr
 
 
 def test_the_registry_reads_the_paper_s_methods_in_table_1_order(tmp_path):
     from reproduce import paper
 
     assert registry.paper_methods() == ("cam", "hns", "gr", "hns_after_gr", "gr_after_hns")
-    assert [paper.method_title(m) for m in registry.paper_methods()] == [
-        "CAM",
-        "HnS",
-        "GR",
-        "HnS after GR",
-        "GR after HnS",
-    ]  # the paper's headers
-    assert {m for _, m in paper.TABLE1} == set(
-        registry.paper_methods()
-    )  # each has the paper's numbers
-    assert [m.name for m in registry.steps("gr_after_hns")] == ["hns", "gr"] and registry.steps(
-        "cam"
-    ) == ()
+    titles = [paper.method_title(m) for m in registry.paper_methods()]
+    assert titles == ["CAM", "HnS", "GR", "HnS after GR", "GR after HnS"]  # the paper's headers
+    # each has the paper's numbers
+    assert {m for _, m in paper.TABLE1} == set(registry.paper_methods())
+    assert [m.name for m in registry.steps("gr_after_hns")] == ["hns", "gr"]
+    assert registry.steps("cam") == ()
     # a method the paper has not comes after the paper's, whatever its file's name
     found = registry.read(augment_copy(tmp_path, 'A = Method("aaa", source="x", steps=("gr",))\n'))
-    assert (
-        list(found) == [*registry.paper_methods(), "aaa"]
-        and found["aaa"].where == "augment/bad.py:1"
-    )
+    assert list(found) == [*registry.paper_methods(), "aaa"]
+    assert found["aaa"].where == "augment/bad.py:1"
 
 
 @pytest.mark.parametrize(

@@ -61,47 +61,23 @@ def test_nchw_checkpoint_evaluates_like_nhwc(tiny_data, tmp_path):
     from evaluation.runner import build_predictor
 
     logdir = str(tmp_path / "nchw")
-    run_py(
-        "train.py",
-        "--data",
-        tiny_data,
-        *SMALL_3STEPS,
-        "--batch",
-        "8",
-        "--epochs",
-        "1",
-        "--data-format",
-        "NCHW",
-        "--logdir",
-        logdir,
-    )
+    flags = "--batch 8 --epochs 1 --data-format NCHW".split()
+    run_py("train.py", "--data", tiny_data, *SMALL_3STEPS, *flags, "--logdir", logdir)
     assert_cam_identity(evaluate_cams(tiny_data, logdir, tmp_path / "cams.npz"))
     settings = runrecord.load_settings(logdir)
     prefix, _ = runrecord.latest_checkpoint(logdir)
     images = load_split(tiny_data, "val", progress=False).images[:8]
     nhwc = build_predictor(settings.model, prefix)(images)
-    nchw = build_predictor(
-        settings.model, prefix, dataclasses.replace(settings.train, data_format="NCHW")
-    )(images)
+    nchw_train = dataclasses.replace(settings.train, data_format="NCHW")
+    nchw = build_predictor(settings.model, prefix, nchw_train)(images)
     for a, b in zip(nhwc, nchw):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
 
 def test_nchw_on_the_cpu_without_onednn_is_a_clear_error(tiny_data, tmp_path, monkeypatch):
     monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")
-    message = refused(
-        [
-            "--data",
-            tiny_data,
-            *SMALL_3STEPS,
-            "--batch",
-            "8",
-            "--data-format",
-            "NCHW",
-            "--logdir",
-            str(tmp_path / "x"),
-        ]
-    )
+    nchw = ["--batch", "8", "--data-format", "NCHW", "--logdir", str(tmp_path / "x")]
+    message = refused(["--data", tiny_data, *SMALL_3STEPS, *nchw])
     assert message.startswith("--data-format NCHW on the CPU needs TensorFlow's oneDNN kernels")
 
 
@@ -151,14 +127,10 @@ def test_fp16_loss_scale_changes_neither_gradients_nor_variables():
         np.testing.assert_allclose(r, scale * p, rtol=1e-6)
     for s, p in zip(scaled, plain):  # returned: divided back
         np.testing.assert_allclose(s, p, rtol=1e-6)
-    assert (
-        created_scaled == created_plain and "w/Momentum" in created_plain
-    )  # no variable of its own
-    assert (
-        after_scaled.keys()
-        == after_plain.keys()
-        == {"w", "b", "w/Momentum", "b/Momentum", "learning_rate"}
-    )
+    # no variable of its own
+    assert created_scaled == created_plain and "w/Momentum" in created_plain
+    variables = {"w", "b", "w/Momentum", "b/Momentum", "learning_rate"}
+    assert after_scaled.keys() == after_plain.keys() == variables
     for name in after_plain:  # the same update of the same variables
         np.testing.assert_allclose(after_scaled[name], after_plain[name], rtol=1e-6)
     assert np.abs(after_plain["b"]).min() > 0  # b started at 0: the steps did update
@@ -169,35 +141,12 @@ def test_amp_on_this_cpu(tiny_data, tmp_path):
     """--amp is TF's oneDNN bf16 rewrite on a CPU with AVX512_BF16/AMX; elsewhere a clear error."""
     logdir = str(tmp_path / "amp")
     if not cpu_supports_bf16():  # e.g. AMD Zen 3 and older, Intel before Cooper Lake
-        assert "AVX512_BF16" in refused(
-            ["--data", tiny_data, "--aug", "cam", "--amp", "--logdir", logdir]
-        )
+        amp = ["--data", tiny_data, "--aug", "cam", "--amp", "--logdir", logdir]
+        assert "AVX512_BF16" in refused(amp)
         return
-    args = [
-        "train.py",
-        "--data",
-        tiny_data,
-        "--depth",
-        "18",
-        "--aug",
-        "cam",
-        "--batch",
-        "16",
-        "--width-mult",
-        "0.25",
-        "--threads",
-        "2",
-        "--epochs",
-        "8",
-        "--lr-step-epochs",
-        "8",
-        "--val-every",
-        "8",
-        "--amp",
-        "--logdir",
-        logdir,
-    ]
-    run_py(*args)
+    net = "--depth 18 --aug cam --batch 16 --width-mult 0.25 --threads 2".split()
+    schedule = "--epochs 8 --lr-step-epochs 8 --val-every 8 --amp".split()
+    run_py("train.py", "--data", tiny_data, *net, *schedule, "--logdir", logdir)
     with open(os.path.join(logdir, "stats.json")) as f:
         stats = json.load(f)
     assert stats[-1]["xentropy-loss"] < 0.8 * stats[0]["xentropy-loss"]

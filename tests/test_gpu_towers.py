@@ -41,21 +41,9 @@ def checkpoint_values(prefix):
 def two_towers(tiny_data, tmp_path_factory):
     """2 epochs of 3 steps, batch 8 over 2 towers, through tools/tower_probe.py (train.py's path)."""
     logdir = str(tmp_path_factory.mktemp("towers") / "r18-gr-b8-t2")
-    run_py(
-        "-m",
-        "tools.tower_probe",
-        "--data",
-        tiny_data,
-        *SMALL_3STEPS,
-        "--batch",
-        "8",
-        "--towers",
-        "2",
-        "--epochs",
-        "2",
-        "--logdir",
-        logdir,
-    )
+    towers = "--batch 8 --towers 2 --epochs 2".split()
+    args = ["--data", tiny_data, *SMALL_3STEPS, *towers, "--logdir", logdir]
+    run_py("-m", "tools.tower_probe", *args)
     with open(os.path.join(logdir, PROBE)) as f:
         return logdir, json.load(f)
 
@@ -88,10 +76,8 @@ def test_tower_i_gets_part_i_of_the_streams_batch(two_towers, tiny_data):
     flow.reset_state()
     for g, step in enumerate(probe["steps"]):
         images = flow.batch(g)[0]
-        assert step["images_sha1"] == [
-            hashlib.sha1(images[:4].tobytes()).hexdigest(),
-            hashlib.sha1(images[4:].tobytes()).hexdigest(),
-        ]
+        halves = [images[:4], images[4:]]
+        assert step["images_sha1"] == [hashlib.sha1(h.tobytes()).hexdigest() for h in halves]
 
 
 @pytest.mark.slow
@@ -114,23 +100,11 @@ def test_two_tower_checkpoint_resumes_in_one_tower(two_towers, tiny_data, tmp_pa
     # A one-tower run of the same whole batch (its per-tower batch differs, so it gets its own
     # logdir): it is given the two-tower run's epoch-1 checkpoint in place of its own.
     one = str(tmp_path / "r18-gr-b8-t1")
-    args = [
-        "train.py",
-        "--data",
-        tiny_data,
-        *SMALL_3STEPS,
-        "--batch",
-        "8",
-        "--epochs",
-        "2",
-        "--logdir",
-        one,
-    ]
+    args = ["train.py", "--data", tiny_data, *SMALL_3STEPS, "--batch", "8", "--epochs", "2"]
+    args += ["--logdir", one]
     run_py(*args)
-    assert (
-        checkpoint_variables(os.path.join(one, "model-6")).keys()
-        == checkpoint_variables(two).keys()
-    )
+    one_variables = checkpoint_variables(os.path.join(one, "model-6"))
+    assert one_variables.keys() == checkpoint_variables(two).keys()
     for name in os.listdir(one):
         if name != "settings.json":
             path = os.path.join(one, name)
@@ -146,19 +120,8 @@ def test_two_tower_checkpoint_resumes_in_one_tower(two_towers, tiny_data, tmp_pa
 
 
 def test_towers_flag_is_checked(tiny_data, tmp_path):
-    message = refused(
-        [
-            "--data",
-            tiny_data,
-            *SMALL_3STEPS,
-            "--batch",
-            "9",
-            "--towers",
-            "2",
-            "--logdir",
-            str(tmp_path / "x"),
-        ]
-    )
+    towers = ["--batch", "9", "--towers", "2", "--logdir", str(tmp_path / "x")]
+    message = refused(["--data", tiny_data, *SMALL_3STEPS, *towers])
     assert "--batch 9" in message and "towers (2)" in message
 
 
@@ -166,9 +129,8 @@ def test_towers_flag_is_checked(tiny_data, tmp_path):
 def test_two_tower_checkpoint_evaluates(two_towers, tiny_data, tmp_path):
     """evaluate.py on the two-tower run: ``cams.mean() + bias == logit`` for every image."""
     logdir, _ = two_towers
-    assert_cam_identity(
-        evaluate_cams(tiny_data, os.path.join(logdir, "model-6"), tmp_path / "cams.npz")
-    )
+    cams = evaluate_cams(tiny_data, os.path.join(logdir, "model-6"), tmp_path / "cams.npz")
+    assert_cam_identity(cams)
 
 
 # --------------------------------------------------------------------------- several machines
@@ -214,19 +176,14 @@ def test_two_processes_over_tensorflows_runtime(tiny_data, tmp_path):
     only the chief writes, and a killed run resumes to the same variables, bit for bit."""
     logdir, worker_logdir = str(tmp_path / "chief"), str(tmp_path / "worker")
     _, probe = run_cluster(tiny_data, logdir, worker_logdir)
-    assert [d.split("/device")[0] for d in probe["devices"]] == [
-        "/job:worker/task:0",
-        "/job:worker/task:1",
-    ]
-    assert any("/task:1/" in d for d in probe["ran_on"]), probe[
-        "ran_on"
-    ]  # not soft-placed on the chief
+    jobs = [d.split("/device")[0] for d in probe["devices"]]
+    assert jobs == ["/job:worker/task:0", "/job:worker/task:1"]
+    # not soft-placed on the chief
+    assert any("/task:1/" in d for d in probe["ran_on"]), probe["ran_on"]
     assert all(s["images"] == [4, 4] and s["distinct_images"] for s in probe["steps"])
     assert max(max(s["bn_vs_own"]) for s in probe["steps"]) < 1e-4
-    assert (
-        max(probe["mid_epoch_max_diff"].values()) == 0.0
-        and max(probe["final_max_diff"].values()) == 0.0
-    )
+    assert max(probe["mid_epoch_max_diff"].values()) == 0.0
+    assert max(probe["final_max_diff"].values()) == 0.0
     assert not os.path.exists(worker_logdir)
     # killed after epoch 1 (its last checkpoint and done.json never written): both re-run, it resumes
     first = checkpoint_values(os.path.join(logdir, "model-6"))
@@ -249,6 +206,9 @@ def test_a_dead_peer_ends_the_chief_and_a_dead_chief_ends_a_task(tiny_data, tmp_
         ",".join(f"127.0.0.1:{p}" for p in pair) for pair in (ports[:2], ports[2:])
     )
     flags = [*SMALL_3STEPS, "--batch", "8", "--peer-timeout", "3"]
+    chief = ["--data", tiny_data, *flags, "--logdir", str(tmp_path / "c")]
+    chief += ["--cluster", chief_hosts]
+    task = [*flags, "--cluster", task_hosts, "--task", "1"]
     procs = [
         subprocess.Popen(
             [sys.executable, "train.py", *argv],
@@ -257,18 +217,7 @@ def test_a_dead_peer_ends_the_chief_and_a_dead_chief_ends_a_task(tiny_data, tmp_
             stderr=subprocess.PIPE,
             text=True,
         )
-        for argv in (
-            [
-                "--data",
-                tiny_data,
-                *flags,
-                "--logdir",
-                str(tmp_path / "c"),
-                "--cluster",
-                chief_hosts,
-            ],
-            [*flags, "--cluster", task_hosts, "--task", "1"],
-        )
+        for argv in (chief, task)
     ]
     try:
         outs = [p.communicate(timeout=120) for p in procs]
@@ -278,28 +227,15 @@ def test_a_dead_peer_ends_the_chief_and_a_dead_chief_ends_a_task(tiny_data, tmp_
     peers = [f"task 1 ({chief_hosts.split(',')[1]})", f"the chief ({task_hosts.split(',')[0]})"]
     for proc, (_, err), peer in zip(procs, outs, peers):
         assert proc.returncode == 2, err[-2000:]
-        assert f"error: --cluster: {peer} did not answer within 3 s (--peer-timeout)" in err, err[
-            -2000:
-        ]
+        message = f"error: --cluster: {peer} did not answer within 3 s (--peer-timeout)"
+        assert message in err, err[-2000:]
 
 
 def test_cluster_flags_are_checked(tiny_data, tmp_path):
     base = ["--data", tiny_data, *SMALL_3STEPS, "--batch", "8", "--logdir", str(tmp_path / "x")]
     assert "not host:port" in refused(base + ["--cluster", "127.0.0.1"])
     assert "appears twice" in refused(base + ["--cluster", "127.0.0.1:1,127.0.0.1:1"])
-    assert "--towers does not apply" in refused(
-        base + ["--cluster", "127.0.0.1:1,127.0.0.1:2", "--towers", "2"]
-    )
-    assert "divide by the number of towers (2)" in refused(
-        [
-            "--data",
-            tiny_data,
-            *SMALL_3STEPS,
-            "--batch",
-            "9",
-            "--cluster",
-            "127.0.0.1:1,127.0.0.1:2",
-            "--logdir",
-            str(tmp_path / "y"),
-        ]
-    )
+    two = ["--cluster", "127.0.0.1:1,127.0.0.1:2"]
+    assert "--towers does not apply" in refused(base + [*two, "--towers", "2"])
+    odd = ["--data", tiny_data, *SMALL_3STEPS, "--batch", "9", *two]
+    assert "divide by the number of towers (2)" in refused([*odd, "--logdir", str(tmp_path / "y")])

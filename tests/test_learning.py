@@ -22,24 +22,8 @@ from dataflow.synthetic import generate
 
 # 4 classes x 60 training images, 32x40: a few seconds per epoch for a width-0.125 net on 2 cores.
 DATA = dict(classes=4, train_per_class=60, val_per_class=15, seed=3, height=32, width=40)
-TRAIN = [
-    "--depth",
-    "18",
-    "--aug",
-    "cam",
-    "--batch",
-    "16",
-    "--width-mult",
-    "0.125",
-    "--epochs",
-    "8",
-    "--lr-step-epochs",
-    "6",
-    "--val-every",
-    "100",
-    "--seed",
-    "0",
-]
+TRAIN = "--depth 18 --aug cam --batch 16 --width-mult 0.125".split()
+TRAIN += "--epochs 8 --lr-step-epochs 6 --val-every 100 --seed 0".split()
 CHANCE = 100.0 / DATA["classes"]
 
 
@@ -60,17 +44,12 @@ def test_training_learns_to_classify_and_localise(tmp_path):
     paper, records = result["protocols"]["paper"], result["records"]
     gt = np.array([r["gt_box"] for r in records])
     h, w = DATA["height"], DATA["width"]
-    whole_image = (
-        100.0
-        * is_localized(
-            iou(np.broadcast_to([0, 0, w - 1, h - 1], gt.shape), gt), 0.5, strict=True
-        ).mean()
-    )
+    whole = np.broadcast_to([0, 0, w - 1, h - 1], gt.shape)
+    whole_image = 100.0 * is_localized(iou(whole, gt), 0.5, strict=True).mean()
 
     assert len(records) == DATA["classes"] * DATA["val_per_class"]
-    assert paper["baselines"]["whole_image"] == pytest.approx(
-        whole_image
-    )  # evaluate.py's own baseline
+    # evaluate.py's own baseline
+    assert paper["baselines"]["whole_image"] == pytest.approx(whole_image)
     top1, loc = paper["summary"]["top1_clas"], paper["summary"]["gt_known_loc"]
     assert top1 >= CHANCE + 40, f"Top-1 {top1:.1f}% (chance {CHANCE:.0f}%)"
     assert loc > whole_image, f"GT-known Loc {loc:.1f}% vs whole-image box {whole_image:.1f}%"

@@ -16,20 +16,8 @@ import runrecord
 from errors import UserError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SMALL = [
-    "--depth",
-    "18",
-    "--aug",
-    "gr",
-    "--batch",
-    "8",
-    "--width-mult",
-    "0.125",
-    "--threads",
-    "2",
-    "--val-every",
-    "100",
-]  # conftest's tiny data: 48 training images, 6 steps per epoch
+# conftest's tiny data: 48 training images, 6 steps per epoch
+SMALL = "--depth 18 --aug gr --batch 8 --width-mult 0.125 --threads 2 --val-every 100".split()
 
 
 def wait_for(predicate, seconds, what):
@@ -51,34 +39,21 @@ def test_a_second_trainer_is_refused_and_sigterm_says_what_is_lost(tiny_data, tm
     """Item 1: two train.py on one logdir both ran and exited 0; item 9: the Ctrl-C message promised
     the last checkpoint even when none had been written (SIGTERM was a plain death)."""
     logdir = str(tmp_path / "run")
-    cmd = [
-        sys.executable,
-        "train.py",
-        "--data",
-        tiny_data,
-        *SMALL,
-        "--epochs",
-        "200",
-        "--logdir",
-        logdir,
-    ]
+    args = ["--data", tiny_data, *SMALL, "--epochs", "200", "--logdir", logdir]
+    cmd = [sys.executable, "train.py", *args]
     first = subprocess.Popen(
         cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
     try:
         lock = os.path.join(logdir, ".train.lock")
-        wait_for(
-            lambda: os.path.isfile(os.path.join(logdir, "model-6.index")),
-            240,
-            "the first checkpoint",
-        )
+        checkpoint = os.path.join(logdir, "model-6.index")
+        wait_for(lambda: os.path.isfile(checkpoint), 240, "the first checkpoint")
         with open(lock) as f:
             assert f.read().strip() == str(first.pid)
         second = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=240)
         errors = [x for x in second.stderr.splitlines() if x.startswith("error: ")]
-        assert second.returncode == 2 and len(errors) == 1 and "Traceback" not in second.stderr, (
-            second.stderr
-        )
+        refused = second.returncode == 2 and len(errors) == 1 and "Traceback" not in second.stderr
+        assert refused, second.stderr
         assert f"--logdir {logdir}: in use by another process (PID {first.pid}" in errors[0]
         first.send_signal(signal.SIGTERM)
         err = first.communicate(timeout=120)[1]
@@ -162,9 +137,8 @@ def train_refuses(argv, capsys):
 )
 def test_huge_values_are_refused_before_training(tiny_data, tmp_path, capsys, flag, value, message):
     """Item 9: --epochs 1e23 and --width-mult 1e6 grew to 20 GB; --steps-per-epoch 1e12 trained on."""
-    assert message in train_refuses(
-        ["--data", tiny_data, *SMALL, "--logdir", str(tmp_path / "r"), flag, value], capsys
-    )
+    argv = ["--data", tiny_data, *SMALL, "--logdir", str(tmp_path / "r"), flag, value]
+    assert message in train_refuses(argv, capsys)
 
 
 def test_the_disk_full_reason_keeps_the_os_error_and_the_file():
@@ -179,23 +153,17 @@ def test_the_disk_full_reason_keeps_the_os_error_and_the_file():
         "report_tensor_allocations_upon_oom to RunOptions for current allocation info.\n"
     )
     reason = _reason(tf.errors.ResourceExhaustedError(None, None, message))
-    assert (
-        "No space left on device" in reason
-        and "/run/model-6.data" in reason
-        and "Hint" not in reason
-    )
-    assert (
-        _reason(OSError(28, "No space left on device", "/run/x"))
-        == "No space left on device: /run/x"
-    )
+    assert "No space left on device" in reason and "/run/model-6.data" in reason
+    assert "Hint" not in reason
+    full = OSError(28, "No space left on device", "/run/x")
+    assert _reason(full) == "No space left on device: /run/x"
 
 
 def test_a_failed_write_names_the_path_and_the_os_error(tmp_path):
     """Issue 16: one writer; a write into a missing folder is one message, still an OSError."""
     path = str(tmp_path / "no" / "eval.json")
-    with pytest.raises(
-        fileio.WriteError, match=f"{path}: cannot write \\(No such file or directory\\)"
-    ) as e:
+    message = f"{path}: cannot write \\(No such file or directory\\)"
+    with pytest.raises(fileio.WriteError, match=message) as e:
         runrecord.write_json(path, {})
     assert isinstance(e.value, OSError) and isinstance(e.value, UserError)
     (tmp_path / "d").mkdir()

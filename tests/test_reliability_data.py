@@ -151,20 +151,8 @@ def test_stale_temporaries_of_dead_writers_are_removed(tmp_path):
 def test_a_killed_generation_blocks_nothing(tmp_path):
     """Item 5: a killed generation left a folder that every later demo refused; Ctrl-C was a traceback."""
     out = tmp_path / "ds"
-    cmd = [
-        sys.executable,
-        "-m",
-        "dataflow.synthetic",
-        str(out),
-        "--classes",
-        "2",
-        "--train-per-class",
-        "100000",
-        "--height",
-        "16",
-        "--width",
-        "16",
-    ]
+    sizes = "--classes 2 --train-per-class 100000 --height 16 --width 16".split()
+    cmd = [sys.executable, "-m", "dataflow.synthetic", str(out), *sizes]
     for sig in (signal.SIGKILL, signal.SIGTERM):
         proc = subprocess.Popen(cmd, cwd=REPO, stderr=subprocess.PIPE, text=True)
         try:

@@ -56,32 +56,15 @@ def test_an_output_through_a_link_or_into_the_dataset_is_refused(run, data, tmp_
         ["--load", str(run), "--data", str(data), "--json", str(link)], capsys, "would overwrite"
     )
     wnids = os.path.join(data, "wnids.txt")
-    expect_error(
-        ["--load", str(run / "model-3"), "--data", str(data), "--json", wnids],
-        capsys,
-        "inside the dataset",
-    )
-    expect_error(
-        [
-            "--load",
-            str(run),
-            "--data",
-            str(data),
-            "--threshold-sweep",
-            os.path.join(data, "val", "images", "x"),
-        ],
-        capsys,
-        "--threshold-sweep",
-        "inside the dataset",
-    )
+    argv = ["--load", str(run / "model-3"), "--data", str(data), "--json", wnids]
+    expect_error(argv, capsys, "inside the dataset")
+    sweep = os.path.join(data, "val", "images", "x")
+    argv = ["--load", str(run), "--data", str(data), "--threshold-sweep", sweep]
+    expect_error(argv, capsys, "--threshold-sweep", "inside the dataset")
     assert not os.path.exists(os.path.join(data, "val", "images", "x.json"))
     vis = os.path.join(data, "val", "images", "vis")  # a folder there would be an unannotated image
-    expect_error(
-        ["--load", str(run), "--data", str(data), "--vis", vis],
-        capsys,
-        "--vis",
-        "inside the dataset",
-    )
+    argv = ["--load", str(run), "--data", str(data), "--vis", vis]
+    expect_error(argv, capsys, "--vis", "inside the dataset")
     assert not os.path.exists(vis)
 
 

@@ -14,7 +14,7 @@ from reproduce import __main__ as cli
 from reproduce import report
 from reproduce import runs as rs
 from tests.conftest import REPO
-from tests.tables_fixtures import table_data, write_eval  # noqa: F401 (table_data: a fixture)
+from tests.tables_fixtures import table_argv, table_data, write_eval  # noqa: F401 (table_data: a fixture)
 
 
 @pytest.mark.parametrize(
@@ -30,17 +30,7 @@ def test_seeds_and_parallel_are_bounded(tmp_path, bad, message, capsys):
     (just past the bounds here: the old code took these, and the sweep's values exhaust memory)."""
     with pytest.raises((SystemExit, UserError)) as e:
         cli.main(
-            [
-                "--table",
-                "1",
-                "--demo",
-                "--dry-run",
-                *bad,
-                "--gpu-ids",
-                "none",
-                "--logroot",
-                str(tmp_path / "l"),
-            ]
+            table_argv(1, "--demo", "--dry-run", *bad, "--gpu-ids", "none", logroot=tmp_path / "l")
         )
     assert message in (str(e.value) if e.type is UserError else capsys.readouterr().err)
     assert cli.parse_seeds(str(cli.MAX_SEEDS)) == list(range(cli.MAX_SEEDS))
@@ -49,27 +39,10 @@ def test_seeds_and_parallel_are_bounded(tmp_path, bad, message, capsys):
 def test_dry_run_commands_quote_the_log_paths(tmp_path, table_data, capsys):
     """Item 7: `>> {log}` was unquoted: a --logroot holding $(...) ran it when pasted."""
     logroot = tmp_path / "a b $(touch PWNED)"
-    assert (
-        cli.main(
-            [
-                "--table",
-                "1",
-                "--data",
-                table_data,
-                "--logroot",
-                str(logroot),
-                "--gpu-ids",
-                "none",
-                "--only",
-                "r18-cam",
-                "--dry-run",
-            ]
-        )
-        == 0
-    )
-    lines = [
-        x for x in capsys.readouterr().out.splitlines() if x.startswith("CUDA_VISIBLE_DEVICES=")
-    ]
+    rest = "--gpu-ids none --only r18-cam --dry-run".split()
+    assert cli.main(table_argv(1, *rest, data=table_data, logroot=logroot)) == 0
+    out = capsys.readouterr().out
+    lines = [x for x in out.splitlines() if x.startswith("CUDA_VISIBLE_DEVICES=")]
     assert len(lines) == 2
     for line in lines:
         words = shlex.split(line)
@@ -84,25 +57,12 @@ def test_a_table_of_short_runs_says_so_in_its_title(tmp_path, capsys):
         dataset={"train_images": 1024, "num_classes": 4, "holdout": 0},
     )
     write_eval(tmp_path / "logs" / "r18-cam-b256", 50.0, 40.0, 60.0, settings=short)
-    assert (
-        cli.main(
-            [
-                "--table",
-                "1",
-                "--report-only",
-                "--logroot",
-                str(tmp_path / "logs"),
-                "--results",
-                str(tmp_path / "res"),
-            ]
-        )
-        == cli.INCOMPLETE
-    )  # 1 run of 10
+    argv = table_argv(1, "--report-only", logroot=tmp_path / "logs", results=tmp_path / "res")
+    assert cli.main(argv) == cli.INCOMPLETE  # 1 run of 10
     out = capsys.readouterr().out
     title = next(x for x in out.splitlines() if "Table 1: accuracy" in x)
-    assert (
-        title.startswith("[NOT THE PAPER'S SCHEDULE: ") and "train.epochs 1 (paper 1500)" in title
-    )
+    assert title.startswith("[NOT THE PAPER'S SCHEDULE: ")
+    assert "train.epochs 1 (paper 1500)" in title
     assert "train.steps_per_epoch 1 (one pass: 4)" in title
     assert "[NOT THE PAPER'S SCHEDULE" in (tmp_path / "res" / "table1.md").read_text()
     paper = runrecord.RunSettings(
@@ -122,9 +82,8 @@ def deny_writes_under(monkeypatch, folder):
     real = os.access
 
     def access(path, mode, **kw):
-        inside = os.path.abspath(path) == str(folder) or os.path.abspath(path).startswith(
-            str(folder) + os.sep
-        )
+        full = os.path.abspath(path)
+        inside = full == str(folder) or full.startswith(str(folder) + os.sep)
         return False if inside and mode & os.W_OK else real(path, mode, **kw)
 
     monkeypatch.setattr(argtypes.os, "access", access)
@@ -143,56 +102,14 @@ def test_report_only_and_dry_run_accept_a_read_only_logroot(
     )[0]
     write_eval(done.logdir, 58.0, 36.5, 54.0, settings=done.expected)
     deny_writes_under(monkeypatch, logs)
-    assert (
-        cli.main(
-            [
-                "--table",
-                "1",
-                "--report-only",
-                "--logroot",
-                str(logs),
-                "--results",
-                str(tmp_path / "res"),
-            ]
-        )
-        == cli.INCOMPLETE
-    )  # read, not refused; 1 run of 10
-    assert (
-        cli.main(
-            [
-                "--table",
-                "1",
-                "--data",
-                table_data,
-                "--logroot",
-                str(logs),
-                "--gpu-ids",
-                "none",
-                "--only",
-                "r18-cam",
-                "--dry-run",
-            ]
-        )
-        == 0
-    )
+    # read, not refused; 1 run of 10
+    argv = table_argv(1, "--report-only", logroot=logs, results=tmp_path / "res")
+    assert cli.main(argv) == cli.INCOMPLETE
+    train = table_argv(1, "--gpu-ids", "none", "--only", "r18-cam", data=table_data, logroot=logs)
+    assert cli.main([*train, "--dry-run"]) == 0
     assert "# r18-cam-b256: evaluated" in capsys.readouterr().out
-    with pytest.raises(
-        UserError, match=f"--logroot {logs}: cannot be created"
-    ):  # training writes there
-        cli.main(
-            [
-                "--table",
-                "1",
-                "--data",
-                table_data,
-                "--logroot",
-                str(logs),
-                "--gpu-ids",
-                "none",
-                "--only",
-                "r18-cam",
-            ]
-        )
+    with pytest.raises(UserError, match=f"--logroot {logs}: cannot be created"):
+        cli.main(train)  # training writes there
 
 
 def test_demo_in_a_read_only_checkout_is_refused_up_front(tmp_path, monkeypatch):
@@ -201,36 +118,17 @@ def test_demo_in_a_read_only_checkout_is_refused_up_front(tmp_path, monkeypatch)
     checkout.mkdir()
     monkeypatch.setattr(cli, "REPO", str(checkout))
     deny_writes_under(monkeypatch, checkout)
+    argv = table_argv(
+        1, "--demo", "--gpu-ids", "none", logroot=tmp_path / "l", results=tmp_path / "r"
+    )
     with pytest.raises(UserError, match="--demo: the demo dataset .*demo_data.* cannot be created"):
-        cli.main(
-            [
-                "--table",
-                "1",
-                "--demo",
-                "--gpu-ids",
-                "none",
-                "--logroot",
-                str(tmp_path / "l"),
-                "--results",
-                str(tmp_path / "r"),
-            ]
-        )
+        cli.main(argv)
     assert os.listdir(checkout) == [] and sorted(os.listdir(tmp_path)) == ["checkout"]
 
 
 def test_cuda_visible_devices_is_checked_as_gpus_is(tmp_path, table_data, monkeypatch, capsys):
     """Item 18: CUDA_VISIBLE_DEVICES=garbage planned every run on "GPU garbage"."""
-    argv = [
-        "--table",
-        "1",
-        "--data",
-        table_data,
-        "--logroot",
-        str(tmp_path / "l"),
-        "--only",
-        "r18-cam",
-        "--dry-run",
-    ]
+    argv = table_argv(1, "--only", "r18-cam", "--dry-run", data=table_data, logroot=tmp_path / "l")
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "garbage")
     with pytest.raises(
         UserError, match="CUDA_VISIBLE_DEVICES='garbage': 'garbage' is not a GPU id"
@@ -244,19 +142,9 @@ def test_a_closed_stdout_loses_no_results(tmp_path):
     """Item 19: `| head -2` gave a BrokenPipeError traceback and results/table1.* were not written."""
     logs, res = tmp_path / "logs", tmp_path / "res"
     write_eval(logs / "r34-gr-b256", 58.0, 36.5, 54.0)
+    argv = table_argv(1, "--report-only", logroot=logs, results=res)
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "reproduce",
-            "--table",
-            "1",
-            "--report-only",
-            "--logroot",
-            str(logs),
-            "--results",
-            str(res),
-        ],
+        [sys.executable, "-m", "reproduce", *argv],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -265,11 +153,8 @@ def test_a_closed_stdout_loses_no_results(tmp_path):
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == cli.INCOMPLETE, err  # 1 run of 10; the table is still written
     assert "Traceback" not in err and "BrokenPipe" not in err
-    assert sorted(x for x in os.listdir(res) if x.startswith("table1.")) == [
-        "table1.csv",
-        "table1.json",
-        "table1.md",
-    ]
+    written = sorted(x for x in os.listdir(res) if x.startswith("table1."))
+    assert written == ["table1.csv", "table1.json", "table1.md"]
 
 
 def test_the_scripts_without_venv_say_how_to_set_up(tmp_path):
@@ -291,11 +176,8 @@ def test_the_scripts_without_venv_say_how_to_set_up(tmp_path):
             env=env,
             timeout=60,
         )
-        assert (
-            proc.returncode == 2
-            and proc.stderr.startswith("error: no ")
-            and "make .venv/.installed" in proc.stderr
-        )
+        assert proc.returncode == 2 and proc.stderr.startswith("error: no ")
+        assert "make .venv/.installed" in proc.stderr
         assert "ModuleNotFoundError" not in proc.stderr
 
 
@@ -307,22 +189,12 @@ def test_an_interrupted_demo_generation_is_one_line(tmp_path, monkeypatch, capsy
 
     monkeypatch.setattr(cli, "REPO", str(tmp_path))
     monkeypatch.setattr(cli, "generate", interrupted)
+    argv = table_argv(
+        1, "--demo", "--gpu-ids", "none", logroot=tmp_path / "l", results=tmp_path / "r"
+    )
     try:
-        code = cli.main(
-            [
-                "--table",
-                "1",
-                "--demo",
-                "--gpu-ids",
-                "none",
-                "--logroot",
-                str(tmp_path / "l"),
-                "--results",
-                str(tmp_path / "r"),
-            ]
-        )
+        code = cli.main(argv)
     except KeyboardInterrupt:
         pytest.fail("the interrupt escaped main(): a traceback")
-    assert (
-        code == 130 and "interrupted while generating the demo dataset" in capsys.readouterr().err
-    )
+    assert code == 130
+    assert "interrupted while generating the demo dataset" in capsys.readouterr().err

@@ -92,22 +92,8 @@ def test_run_name_is_the_default_logdir_and_the_table_run(tiny_data):
     from reproduce.runs import Config
     from runrecord import command
 
-    args = command.parse_args(
-        [
-            "--data",
-            tiny_data,
-            "--aug",
-            "cam",
-            "--depth",
-            "34",
-            "--batch",
-            "32",
-            "--holdout",
-            "10",
-            "--seed",
-            "2",
-        ]
-    )
+    flags = "--aug cam --depth 34 --batch 32 --holdout 10 --seed 2".split()
+    args = command.parse_args(["--data", tiny_data, *flags])
     assert args.logdir.endswith(os.path.join("train_log", "r34-cam-b32-h10-s2"))
     assert Config(34, "cam", 32, seed=2, holdout=10).name == "r34-cam-b32-h10-s2"
     assert Config(34, "cam", 32, seed=2, holdout=10).cell == "r34-cam-b32-h10"

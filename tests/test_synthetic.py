@@ -125,23 +125,8 @@ def test_reuse_and_refuse(tmp_path):
 
 
 def test_cli(tmp_path, capsys):
-    main(
-        [
-            str(tmp_path / "cli"),
-            "--classes",
-            "2",
-            "--train-per-class",
-            "3",
-            "--val-per-class",
-            "1",
-            "--height",
-            "20",
-            "--width",
-            "30",
-            "--seed",
-            "1",
-        ]
-    )
+    sizes = "--classes 2 --train-per-class 3 --val-per-class 1 --height 20 --width 30 --seed 1"
+    main([str(tmp_path / "cli"), *sizes.split()])
     assert "2 classes, 6 train and 2 val images of 20x30" in capsys.readouterr().out
     assert len(os.listdir(tmp_path / "cli" / "train")) == 2
 

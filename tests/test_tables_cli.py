@@ -16,7 +16,7 @@ from reproduce import report
 from reproduce import runs as rs
 from reproduce.runs import Expectation
 from tests.conftest import REPO
-from tests.tables_fixtures import table_data, write_eval  # noqa: F401 (table_data: a fixture)
+from tests.tables_fixtures import table_argv, table_data, write_eval  # noqa: F401 (table_data: a fixture)
 
 
 def test_usage_without_data(capsys):
@@ -33,59 +33,22 @@ def test_the_table_is_given_once(capsys):
 
 
 def test_unknown_option_is_refused_unless_after_dashdash(tmp_path, table_data, capsys):
-    base = [
-        "--table",
-        "1",
-        "--data",
-        table_data,
-        "--logroot",
-        str(tmp_path / "l"),
-        "--gpu-ids",
-        "none",
-        "--dry-run",
-    ]
+    base = table_argv(1, "--gpu-ids", "none", "--dry-run", data=table_data, logroot=tmp_path / "l")
     with pytest.raises(SystemExit) as e:
         cli.main(base + ["--onyl", "r18-cam"])
     assert e.value.code == 2 and "--onyl" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli.main(base + ["--epochs", "2"])  # a train.py option, but before --
-    args, extra = cli.parse_args(
-        [
-            "--table",
-            "1",
-            "--data",
-            table_data,
-            "--only",
-            "r18",
-            "--",
-            "--epochs",
-            "2",
-            "--only",
-            "x",
-        ]
-    )
+    argv = table_argv(1, "--only", "r18", "--", "--epochs", "2", "--only", "x", data=table_data)
+    args, extra = cli.parse_args(argv)
     assert args.only == "r18" and extra == ["--epochs", "2", "--only", "x"]
 
 
 @pytest.mark.parametrize("passed", [["--dep", "34", "--bat", "32"], ["--depth=34"], ["--se", "4"]])
 def test_abbreviated_reserved_flag_after_dashdash_is_refused(tmp_path, table_data, passed):
+    folders = dict(data=table_data, logroot=tmp_path / "l", results=tmp_path / "r")
     with pytest.raises(UserError, match="set by the table script"):
-        cli.main(
-            [
-                "--table",
-                "1",
-                "--data",
-                table_data,
-                "--logroot",
-                str(tmp_path / "l"),
-                "--gpu-ids",
-                "none",
-                "--results",
-                str(tmp_path / "r"),
-                "--",
-                *passed,
-            ]
-        )
+        cli.main(table_argv(1, "--gpu-ids", "none", "--", *passed, **folders))
     assert not os.path.exists(tmp_path / "l") and not os.path.exists(tmp_path / "r")
 
 
@@ -95,24 +58,11 @@ def test_output_folder_that_is_a_file_is_refused_before_training(
 ):
     (tmp_path / "file").write_text("x")
     other = "--logroot" if which == "--results" else "--results"
-    with pytest.raises(SystemExit):  # by the parser (argtypes.writable_dir)
-        cli.main(
-            [
-                "--table",
-                "1",
-                "--data",
-                table_data,
-                which,
-                str(tmp_path / "file"),
-                other,
-                str(tmp_path / "o"),
-                "--gpu-ids",
-                "none",
-                "--only",
-                "r18-cam",
-                "--dry-run",
-            ]
-        )  # refused even before a dry run
+    folders = [which, str(tmp_path / "file"), other, str(tmp_path / "o")]
+    # refused by the parser (argtypes.writable_dir), even before a dry run
+    rest = "--gpu-ids none --only r18-cam --dry-run".split()
+    with pytest.raises(SystemExit):
+        cli.main(table_argv(1, *folders, *rest, data=table_data))
     assert re.search(f"argument {which}: .*is a file", capsys.readouterr().err)
     assert sorted(os.listdir(tmp_path)) == ["file"]
 
@@ -127,32 +77,13 @@ def test_refused_invocation_writes_nothing(tmp_path, table_data):
         expectation=Expectation(table_data, 0),
     )[0]
     write_eval(run.logdir, 50.0, 25.0, 40.0, settings=run.expected)
-    assert (
-        cli.main(["--table", "1", "--report-only", "--logroot", str(logs), "--results", str(res)])
-        == cli.INCOMPLETE
-    )
+    assert cli.main(table_argv(1, "--report-only", logroot=logs, results=res)) == cli.INCOMPLETE
     before = {p: (res / p).read_bytes() for p in os.listdir(res)}
+    folders = dict(data=table_data, logroot=logs, results=res)
     for other in (["--", "--epochs", "3"], ["--", "--epochs", "2", "--no-such-flag"]):
-        with pytest.raises(
-            UserError, match="nothing was run"
-        ):  # other settings than the finished run's
-            cli.main(
-                [
-                    "--table",
-                    "1",
-                    "--data",
-                    table_data,
-                    "--logroot",
-                    str(logs),
-                    "--results",
-                    str(res),
-                    "--gpu-ids",
-                    "none",
-                    "--only",
-                    "r18-cam",
-                    *other,
-                ]
-            )
+        # other settings than the finished run's
+        with pytest.raises(UserError, match="nothing was run"):
+            cli.main(table_argv(1, "--gpu-ids", "none", "--only", "r18-cam", *other, **folders))
     assert {p: (res / p).read_bytes() for p in os.listdir(res)} == before
     assert sorted(os.listdir(logs)) == ["r18-cam-b256"]  # nothing else was started
     assert not os.path.exists(logs / "r18-cam-b256" / "train.out")
@@ -170,35 +101,21 @@ def test_refused_invocation_writes_nothing(tmp_path, table_data):
     ],
 )
 def test_bad_values_are_refused_before_anything(tmp_path, bad, capsys):
+    logs, res = tmp_path / "logs", tmp_path / "res"
+    rest = ["--demo", "--dry-run", *bad, "--gpu-ids", "none"]
     with pytest.raises((SystemExit, UserError)) as e:
-        cli.main(
-            [
-                "--table",
-                "1",
-                "--demo",
-                "--dry-run",
-                *bad,
-                "--gpu-ids",
-                "none",
-                "--logroot",
-                str(tmp_path / "logs"),
-                "--results",
-                str(tmp_path / "res"),
-            ]
-        )
+        cli.main(table_argv(1, *rest, logroot=logs, results=res))
     assert bad[0] in (str(e.value) if isinstance(e.value, UserError) else capsys.readouterr().err)
     assert os.listdir(tmp_path) == []
 
 
 def test_not_tiny_imagenet_is_refused(tmp_path, capsys):
     with pytest.raises(SystemExit):
-        cli.main(["--table", "1", "--data", str(tmp_path / "nope"), "--dry-run"])
+        cli.main(table_argv(1, "--dry-run", data=tmp_path / "nope"))
     assert "argument --data: " in capsys.readouterr().err
     (tmp_path / "wnids.txt").write_text("n0\n")
     with pytest.raises(UserError, match="train.n0: no such directory"):
-        cli.main(
-            ["--table", "1", "--data", str(tmp_path), "--logroot", str(tmp_path / "l"), "--dry-run"]
-        )
+        cli.main(table_argv(1, "--dry-run", data=tmp_path, logroot=tmp_path / "l"))
     assert sorted(os.listdir(tmp_path)) == ["wnids.txt"]
 
 
@@ -211,34 +128,12 @@ def test_dry_run(tmp_path, table_data, capsys):
         gpus_per_run=2,
         expectation=Expectation(table_data, 2),
     )[0]
-    assert (
-        done.expected.train.batch_per_tower == 128
-    )  # batch 256 over the run's 2 GPUs, as train.py splits it
+    # batch 256 over the run's 2 GPUs, as train.py splits it
+    assert done.expected.train.batch_per_tower == 128
     write_eval(done.logdir, 1, 1, 1, settings=done.expected)
-    rc = cli.main(
-        [
-            "--table",
-            "1",
-            "--data",
-            table_data,
-            "--logroot",
-            str(tmp_path),
-            "--gpu-ids",
-            "0,1,2,3",
-            "--gpus-per-run",
-            "2",
-            "--only",
-            "r18-cam,r18-gr",
-            "--dry-run",
-            "--seeds",
-            "2",
-            "--recipe",
-            "sn-resnet",
-            "--",
-            "--epochs",
-            "2",
-        ]
-    )
+    gpus = "--gpu-ids 0,1,2,3 --gpus-per-run 2 --only r18-cam,r18-gr --dry-run".split()
+    passed = "--seeds 2 --recipe sn-resnet -- --epochs 2".split()
+    rc = cli.main(table_argv(1, *gpus, *passed, data=table_data, logroot=tmp_path))
     out = capsys.readouterr().out
     assert rc == 0
     assert "4 run(s)" in out and "1 finished" in out and "2 at a time on GPU 0,1, GPU 2,3" in out
@@ -248,75 +143,28 @@ def test_dry_run(tmp_path, table_data, capsys):
 
 
 def test_dry_run_holdout_runs_are_other_cells(tmp_path, table_data, capsys):
-    write_eval(
-        tmp_path / "r18-cam-b32", 1, 1, 1
-    )  # trained without holdout: another cell, not a conflict
-    rc = cli.main(
-        [
-            "--table",
-            "2",
-            "--data",
-            table_data,
-            "--logroot",
-            str(tmp_path),
-            "--gpu-ids",
-            "none",
-            "--only",
-            "r18-cam-b32",
-            "--dry-run",
-            "--seeds",
-            "2",
-            "--holdout",
-            "5",
-        ]
-    )
+    # trained without holdout: another cell, not a conflict
+    write_eval(tmp_path / "r18-cam-b32", 1, 1, 1)
+    rest = "--gpu-ids none --only r18-cam-b32 --dry-run --seeds 2 --holdout 5".split()
+    rc = cli.main(table_argv(2, *rest, data=table_data, logroot=tmp_path))
     out = capsys.readouterr().out
     assert rc == 0 and "2 run(s)" in out and "0 finished" in out
     assert "# r18-cam-b32-h5: new" in out and "# r18-cam-b32-h5-s1: new" in out
     assert "--seed 1 --logdir" in out and "--holdout 5" in out and "--threshold-from-holdout" in out
+    rest = "--gpu-ids none --only r18-cam --dry-run --holdout 5".split()
+    # refused before anything runs
     with pytest.raises(UserError, match="--batch 256: more than the 236 training images"):
-        cli.main(
-            [
-                "--table",
-                "1",
-                "--data",
-                table_data,
-                "--logroot",
-                str(tmp_path),
-                "--gpu-ids",
-                "none",
-                "--only",
-                "r18-cam",
-                "--dry-run",
-                "--holdout",
-                "5",
-            ]
-        )  # refused before anything runs
+        cli.main(table_argv(1, *rest, data=table_data, logroot=tmp_path))
 
 
 def test_demo_dry_run(tmp_path, capsys):
-    rc = cli.main(
-        [
-            "--table",
-            "2",
-            "--demo",
-            "--logroot",
-            str(tmp_path / "logs"),
-            "--gpu-ids",
-            "none",
-            "--parallel",
-            "2",
-            "--only",
-            "r18-gr",
-            "--dry-run",
-        ]
-    )
+    rest = "--demo --gpu-ids none --parallel 2 --only r18-gr --dry-run".split()
+    rc = cli.main(table_argv(2, *rest, logroot=tmp_path / "logs"))
     out = capsys.readouterr().out
     seeds = cli.DEMO_SEEDS
     assert rc == 0 and report.DEMO_BANNER in out and "2 at a time on CPU, CPU" in out
-    assert (
-        f"{3 * seeds} run(s)" in out and "# r18-gr-b4: new" in out and "# r18-gr-b16-s1: new" in out
-    )
+    assert f"{3 * seeds} run(s)" in out
+    assert "# r18-gr-b4: new" in out and "# r18-gr-b16-s1: new" in out
     assert "--width-mult" in out and "--threads" in out  # demo's net, cores shared by 2 runs
     assert not os.path.exists(tmp_path / "logs")
 
@@ -325,62 +173,27 @@ def test_demo_depths_and_seeds_from_demo_module(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(cli, "DEMO_DEPTHS", (18,))
     monkeypatch.setattr(cli, "DEMO_SEEDS", 3)
     rc = cli.main(
-        [
-            "--table",
-            "1",
-            "--demo",
-            "--logroot",
-            str(tmp_path / "logs"),
-            "--gpu-ids",
-            "none",
-            "--dry-run",
-        ]
+        table_argv(1, "--demo", "--gpu-ids", "none", "--dry-run", logroot=tmp_path / "logs")
     )
     out = capsys.readouterr().out
     assert rc == 0 and "15 run(s)" in out and "# r18-gr-b32-s2: new" in out and "# r34" not in out
+    logs, res = tmp_path / "logs", tmp_path / "res"
     rc = cli.main(
-        [
-            "--table",
-            "1",
-            "--demo",
-            "--report-only",
-            "--logroot",
-            str(tmp_path / "logs"),
-            "--results",
-            str(tmp_path / "res"),
-            "--seeds",
-            "1",
-        ]
+        table_argv(1, "--demo", "--report-only", "--seeds", "1", logroot=logs, results=res)
     )
     out = capsys.readouterr().out
-    assert (
-        rc == cli.INCOMPLETE
-        and "ResNet34" not in out.split("seeds:")[0]
-        and "not run here: ResNet34" in out
-    )
+    assert rc == cli.INCOMPLETE
+    assert "ResNet34" not in out.split("seeds:")[0] and "not run here: ResNet34" in out
 
 
 def test_report_only(tmp_path, capsys):
     write_eval(tmp_path / "logs" / "r34-gr-b256", 58.0, 36.5, 54.0)
-    rc = cli.main(
-        [
-            "--table",
-            "1",
-            "--report-only",
-            "--logroot",
-            str(tmp_path / "logs"),
-            "--results",
-            str(tmp_path / "res"),
-            "--only",
-            "r34-gr",
-        ]
-    )
+    logs, res = tmp_path / "logs", tmp_path / "res"
+    rc = cli.main(table_argv(1, "--report-only", "--only", "r34-gr", logroot=logs, results=res))
     out = capsys.readouterr().out
     assert rc == 0 and "36.50" in out and "+0.50" in out
-    assert (
-        json.loads((tmp_path / "res" / "table1.json").read_text())["runs"]["r34-gr-b256"]["status"]
-        == "ok"
-    )
+    runs = json.loads((res / "table1.json").read_text())["runs"]
+    assert runs["r34-gr-b256"]["status"] == "ok"
 
 
 def test_one_invocation_reads_each_eval_json_once(tmp_path, capsys, monkeypatch):
@@ -414,27 +227,16 @@ def test_one_invocation_reads_each_eval_json_once(tmp_path, capsys, monkeypatch)
         return real_open(file, *args, **kwargs)
 
     monkeypatch.setattr("builtins.open", counting_open)
+    logs, res = tmp_path / "logs", tmp_path / "res"
     rc = cli.main(
-        [
-            "--table",
-            "1",
-            "--report-only",
-            "--logroot",
-            str(tmp_path / "logs"),
-            "--results",
-            str(tmp_path / "res"),
-            "--only",
-            "r18-gr,r18-cam",
-        ]
+        table_argv(1, "--report-only", "--only", "r18-gr,r18-cam", logroot=logs, results=res)
     )
     monkeypatch.undo()
     expected = sorted(str(tmp_path / "logs" / f"r18-{a}-b256" / "eval.json") for a in hits)
     assert rc == 0 and sorted(opened) == expected
     claims = json.loads((tmp_path / "res" / "table1.json").read_text())["claims"]
-    assert (
-        next(c for c in claims if c["cells"] == ["r18-gr-b256", "r18-cam-b256"])["difference"]
-        == 40.0
-    )
+    claim = next(c for c in claims if c["cells"] == ["r18-gr-b256", "r18-cam-b256"])
+    assert claim["difference"] == 40.0
     assert (tmp_path / "res" / "table1-iou.png").exists()
 
 
@@ -445,7 +247,7 @@ def test_incomplete_table_exits_nonzero_names_its_missing_runs_and_keeps_a_fulle
     logs, res = tmp_path / "logs", tmp_path / "res"
     for name in ("r34-gr-b256", "r18-cam-b256"):
         write_eval(logs / name, 58.0, 36.5, 54.0)
-    argv = ["--table", "1", "--report-only", "--logroot", str(logs), "--results", str(res)]
+    argv = table_argv(1, "--report-only", logroot=logs, results=res)
     assert cli.main(argv) == cli.INCOMPLETE
     err = capsys.readouterr().err
     assert "table incomplete: 8 of 10 run(s)" in err and "  r34-cam-b256: not run" in err
@@ -453,16 +255,11 @@ def test_incomplete_table_exits_nonzero_names_its_missing_runs_and_keeps_a_fulle
     os.remove(logs / "r18-cam-b256" / "eval.json")  # e.g. a copy that lost a file
     assert cli.main(argv) == cli.INCOMPLETE
     out, err = capsys.readouterr()
-    assert (
-        "r18-cam-b256: trained, not evaluated" in err
-        and "kept " in err
-        and "table1-incomplete.json" in out
-    )
+    assert "r18-cam-b256: trained, not evaluated" in err and "kept " in err
+    assert "table1-incomplete.json" in out
     assert (res / "table1.json").read_bytes() == full  # the fuller result is still there
-    assert (
-        json.loads((res / "table1-incomplete.json").read_text())["runs"]["r18-cam-b256"]["status"]
-        == "missing"
-    )
+    runs = json.loads((res / "table1-incomplete.json").read_text())["runs"]
+    assert runs["r18-cam-b256"]["status"] == "missing"
 
 
 # ---- end to end: run_table1.sh trains and evaluates two runs on generated data --------------
@@ -472,54 +269,30 @@ def test_incomplete_table_exits_nonzero_names_its_missing_runs_and_keeps_a_fulle
 def test_run_table1_end_to_end(tmp_path, table_data, capsys):
     data = table_data
     logs, res = tmp_path / "logs", tmp_path / "res"
-    cmd = [
-        os.path.join(REPO, "run_table1.sh"),
-        "--data",
-        str(data),
-        "--logroot",
-        str(logs),
-        "--results",
-        str(res),
-        "--gpu-ids",
-        "none",
-        "--only",
-        "r18-cam,r18-gr",
-        "--",
-        "--epochs",
-        "1",
-        "--lr-step-epochs",
-        "1",
-        "--width-mult",
-        "0.0625",
-    ]
+    folders = ["--data", str(data), "--logroot", str(logs), "--results", str(res)]
+    rest = "--gpu-ids none --only r18-cam,r18-gr".split()
+    passed = "-- --epochs 1 --lr-step-epochs 1 --width-mult 0.0625".split()
+    cmd = [os.path.join(REPO, "run_table1.sh"), *folders, *rest, *passed]
     env = dict(os.environ, PYTHON=sys.executable)
     p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert p.returncode == 0, p.stdout + p.stderr
     for name in ("r18-cam-b256", "r18-gr-b256"):
-        assert os.path.exists(logs / name / "done.json") and os.path.exists(
-            logs / name / "train.out"
-        )
+        assert os.path.exists(logs / name / "done.json")
+        assert os.path.exists(logs / name / "train.out")
     summary = json.loads((logs / "r18-gr-b256" / "eval.json").read_text())["summary"]
     saved = json.loads((res / "table1.json").read_text())
-    cell = next(
-        c for c in saved["cells"] if c["run"] == "r18-gr-b256" and c["metric"] == "top1_clas"
-    )
+    cells = [c for c in saved["cells"] if c["run"] == "r18-gr-b256"]
+    cell = next(c for c in cells if c["metric"] == "top1_clas")
     assert cell["mean"] == round(summary["top1_clas"], 2) and cell["paper"] == 52.23
     assert saved["runs"]["r34-cam-b256"]["status"] == "missing"
     assert os.path.exists(res / "table1.csv") and os.path.exists(res / "table1.md")
     assert os.path.exists(res / "table1-figure2.png") and "table1-figure2.png" in p.stdout
     assert "evaluation protocol: authors" in p.stdout and "protocol quirk" in p.stdout
-    whole = [ln for ln in p.stdout.splitlines() if "whole image box" in ln][
-        -1
-    ].split()  # ResNet18's row
-    assert whole[-5] != report.MISSING and whole[-3] != report.MISSING, (
-        p.stdout
-    )  # its CAM and GR columns
-    assert (
-        "Table 1" in p.stdout
-        and "ResNet18" in p.stdout
-        and f"{summary['top1_clas']:.2f}" in p.stdout
-    )
+    # ResNet18's row, its CAM and GR columns
+    whole = [ln for ln in p.stdout.splitlines() if "whole image box" in ln][-1].split()
+    assert whole[-5] != report.MISSING and whole[-3] != report.MISSING, p.stdout
+    assert "Table 1" in p.stdout and "ResNet18" in p.stdout
+    assert f"{summary['top1_clas']:.2f}" in p.stdout
 
     again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
     assert again.returncode == 0, again.stdout + again.stderr
@@ -528,19 +301,8 @@ def test_run_table1_end_to_end(tmp_path, table_data, capsys):
 
     # issue 24 item 3: copied elsewhere (cp -r: new file times) and the original gone, the runs still count
     def report_only(root):
-        rc = cli.main(
-            [
-                "--table",
-                "1",
-                "--report-only",
-                "--logroot",
-                str(root),
-                "--only",
-                "r18-cam,r18-gr",
-                "--results",
-                str(tmp_path / "res-report"),
-            ]
-        )
+        rest = ["--report-only", "--only", "r18-cam,r18-gr"]
+        rc = cli.main(table_argv(1, *rest, logroot=root, results=tmp_path / "res-report"))
         return rc, capsys.readouterr().out.replace(str(root), "LOGROOT")
 
     original = report_only(logs)

@@ -12,7 +12,7 @@ from reproduce import executor as ex
 from reproduce import runs as rs
 from reproduce.executor import LOCK, Executor
 from reproduce.runs import Expectation
-from tests.tables_fixtures import fake_run, table_data, write_eval  # noqa: F401 (table_data: a fixture)
+from tests.tables_fixtures import fake_run, table_argv, table_data, write_eval  # noqa: F401 (table_data: a fixture)
 
 
 def test_gpu_slots():
@@ -68,26 +68,12 @@ def test_a_second_table_script_on_the_same_logroot_is_refused(tmp_path, table_da
         logroot=str(logs),
         expectation=Expectation(table_data, 0),
     )[0]
-    write_eval(
-        run.logdir, 50.0, 25.0, 40.0, settings=run.expected
-    )  # finished: this script only skips it
-    argv = [
-        "--table",
-        "1",
-        "--data",
-        table_data,
-        "--logroot",
-        str(logs),
-        "--results",
-        str(tmp_path / "res"),
-        "--gpu-ids",
-        "none",
-        "--only",
-        "r18-cam",
-    ]
-    holder = fileio.hold_lock(
-        str(logs / LOCK), "another table script"
-    )  # as a script running there holds it
+    # finished: this script only skips it
+    write_eval(run.logdir, 50.0, 25.0, 40.0, settings=run.expected)
+    folders = dict(data=table_data, logroot=logs, results=tmp_path / "res")
+    argv = table_argv(1, "--gpu-ids", "none", "--only", "r18-cam", **folders)
+    # as a script running there holds it
+    holder = fileio.hold_lock(str(logs / LOCK), "another table script")
     try:
         with pytest.raises(UserError, match=f"--logroot {logs}: in use by another process"):
             cli.main(argv)

@@ -14,7 +14,7 @@ from reproduce import progress
 from reproduce import runs as rs
 from reproduce.executor import Executor, Outcome
 from reproduce.runs import Expectation
-from tests.tables_fixtures import fake_run, table_data  # noqa: F401 (table_data: a fixture)
+from tests.tables_fixtures import fake_run, table_argv, table_data  # noqa: F401 (table_data: a fixture)
 
 
 def test_finish_time_is_a_list_schedule():
@@ -46,16 +46,13 @@ def test_k_times_gpus_runs_in_flight(tmp_path):
     runs = [fake_run(tmp_path, f"r{i}", f"exec({wait.format(n=str(i))!r})") for i in range(4)]
     msgs = []
     out = Executor(ex.make_slots(["0", "1"], 1, runs_per_gpu=2), log=msgs.append).run_all(runs)
-    assert all(o.status == "ok" and o.did == "trained" for o in out.values()), [
-        o.message for o in out.values()
-    ]
-    gpus = sorted(
-        re.search(r"^training r\d (\S+)$", open(r.train_log).read(), re.M).group(1) for r in runs
-    )
+    messages = [o.message for o in out.values()]
+    assert all(o.status == "ok" and o.did == "trained" for o in out.values()), messages
+    logs = [open(r.train_log).read() for r in runs]
+    gpus = sorted(re.search(r"^training r\d (\S+)$", log, re.M).group(1) for log in logs)
     assert gpus == ["0", "0", "1", "1"]  # two runs on each GPU
-    assert (
-        sum("trained in" in m and "evaluated in" in m for m in msgs) == 4
-    )  # a done time says what it covers
+    # a done time says what it covers
+    assert sum("trained in" in m and "evaluated in" in m for m in msgs) == 4
 
 
 class Recorder:
@@ -77,22 +74,9 @@ def test_schedule_logdirs_and_settings_do_not_depend_on_runs_per_gpu(
     monkeypatch.setattr(cli, "Executor", Recorder)
     Recorder.seen = []
     for k in (1, 2, 3):
-        argv = [
-            "--table",
-            "2",
-            "--data",
-            table_data,
-            "--logroot",
-            str(tmp_path / "logs"),
-            "--results",
-            str(tmp_path / f"res{k}"),
-            "--gpu-ids",
-            "0,1",
-            "--runs-per-gpu",
-            str(k),
-            "--progress-every",
-            "0",
-        ]
+        folders = dict(data=table_data, logroot=tmp_path / "logs", results=tmp_path / f"res{k}")
+        rest = ["--gpu-ids", "0,1", "--runs-per-gpu", str(k), "--progress-every", "0"]
+        argv = table_argv(2, *rest, **folders)
         assert cli.main(argv) == cli.INCOMPLETE  # the stand-in trains nothing
     plans = [
         [(r.name, r.logdir, r.train_cmd, r.eval_cmd, r.expected.to_json()) for r in runs]
@@ -104,33 +88,16 @@ def test_schedule_logdirs_and_settings_do_not_depend_on_runs_per_gpu(
 
 
 def test_a_full_schedule_on_the_cpu_is_refused_with_its_cost(tmp_path, table_data, capsys):
-    argv = [
-        "--table",
-        "1",
-        "--data",
-        table_data,
-        "--logroot",
-        str(tmp_path / "logs"),
-        "--results",
-        str(tmp_path / "res"),
-        "--gpu-ids",
-        "none",
-        "--only",
-        "r18-cam",
-    ]
-    with pytest.raises(
-        UserError, match=r"(?s)refusing to start: Cost: 1 run\(s\).*CPU-hours.*--allow-cpu"
-    ):
+    folders = dict(data=table_data, logroot=tmp_path / "logs", results=tmp_path / "res")
+    argv = table_argv(1, "--gpu-ids", "none", "--only", "r18-cam", **folders)
+    refusal = r"(?s)refusing to start: Cost: 1 run\(s\).*CPU-hours.*--allow-cpu"
+    with pytest.raises(UserError, match=refusal):
         cli.main(argv)
     assert not os.path.exists(tmp_path / "logs") and not os.path.exists(tmp_path / "res")
     assert cli.main(argv + ["--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert (
-        "Cost: 1 run(s) to train" in out
-        and "FLOP" in out
-        and "CPU-hours" in out
-        and "needs --allow-cpu" in out
-    )
+    assert "Cost: 1 run(s) to train" in out and "FLOP" in out
+    assert "CPU-hours" in out and "needs --allow-cpu" in out
     assert cli.main(argv + ["--dry-run", "--", "--epochs", "2"]) == 0  # a short run: no refusal
     assert "needs --allow-cpu" not in capsys.readouterr().out
 

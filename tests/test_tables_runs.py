@@ -74,12 +74,8 @@ def test_finished_run_is_never_reused_for_other_settings(tmp_path, table_data):
     )
     assert run.expected.train.epochs == 2 and run.expected.train.seed == 0
     write_eval(run.logdir, 1, 1, 1, settings=run.expected)  # as train.py and evaluate.py leave it
-    same = make_run(
-        tmp_path,
-        table_data,
-        train_args=["--threads=1", "--epochs=2", "--workers", "3"],
-        expectation=expect,
-    )  # speed settings only
+    speed = ["--threads=1", "--epochs=2", "--workers", "3"]  # speed settings only
+    same = make_run(tmp_path, table_data, train_args=speed, expectation=expect)
     assert rs.run_state(same)[0] == rs.EVALUATED
     for other in (
         ["--epochs", "3"],
@@ -92,17 +88,10 @@ def test_finished_run_is_never_reused_for_other_settings(tmp_path, table_data):
             make_run(tmp_path, table_data, train_args=other, expectation=expect)
         )
         assert state == rs.CONFLICT and "other settings" in reason
-    seed1 = make_run(
-        tmp_path,
-        table_data,
-        "r18-gr-b256-s1",
-        ["--epochs", "2", "--threads", "1"],
-        seeds=(1,),
-        expectation=expect,
-    )
-    assert seed1.expected.train.seed == 1 and seed1.expected.differences(run.expected) == [
-        "train.seed: 1 -> 0"
-    ]
+    args = ["--epochs", "2", "--threads", "1"]
+    seed1 = make_run(tmp_path, table_data, "r18-gr-b256-s1", args, seeds=(1,), expectation=expect)
+    assert seed1.expected.train.seed == 1
+    assert seed1.expected.differences(run.expected) == ["train.seed: 1 -> 0"]
     with pytest.raises(UserError, match="(?s)r18-gr-b256.*nothing was run"):
         rs.refuse_conflicts([run], {run.name: (rs.CONFLICT, "holds a run with other settings")})
     other_data = tmp_path / "other"
@@ -110,52 +99,23 @@ def test_finished_run_is_never_reused_for_other_settings(tmp_path, table_data):
     ann = other_data / "val" / "val_annotations.txt"
     lines = ann.read_text().splitlines()
     first = lines[0].split("\t")
-    lines[0] = "\t".join(
-        first[:2] + [str(int(first[2]) + 1)] + first[3:]
-    )  # one box moved by a pixel
+    # one box moved by a pixel
+    lines[0] = "\t".join(first[:2] + [str(int(first[2]) + 1)] + first[3:])
     ann.write_text("\n".join(lines) + "\n")
-    state, reason, _ = rs.run_state(
-        make_run(
-            tmp_path,
-            other_data,
-            train_args=["--epochs", "2"],
-            expectation=Expectation(str(other_data), 0),
-        )
-    )
+    expect_other = Expectation(str(other_data), 0)
+    moved = make_run(tmp_path, other_data, train_args=["--epochs", "2"], expectation=expect_other)
+    state, reason, _ = rs.run_state(moved)
     assert state == rs.CONFLICT and "dataset.sha1" in reason
 
 
 def test_commands(tmp_path):
     run = make_run(tmp_path, tmp_path, "r18-gr-b256-s1", train_args=["--epochs", "2"], seeds=(1,))
     logdir = str(tmp_path / "logs" / "r18-gr-b256-s1")
-    assert run.train_cmd == [
-        "py",
-        "/repo/train.py",
-        "--data",
-        str(tmp_path),
-        "--depth",
-        "18",
-        "--aug",
-        "gr",
-        "--batch",
-        "256",
-        "--seed",
-        "1",
-        "--logdir",
-        logdir,
-        "--epochs",
-        "2",
-    ]
-    assert run.eval_cmd[:8] == [
-        "py",
-        "/repo/evaluate.py",
-        "--load",
-        logdir,
-        "--data",
-        str(tmp_path),
-        "--json",
-        os.path.join(logdir, "eval.json"),
-    ]
+    config = "--depth 18 --aug gr --batch 256 --seed 1".split()
+    train = ["py", "/repo/train.py", "--data", str(tmp_path), *config, "--logdir", logdir]
+    assert run.train_cmd == [*train, "--epochs", "2"]
+    evaluate = ["py", "/repo/evaluate.py", "--load", logdir, "--data", str(tmp_path)]
+    assert run.eval_cmd[:8] == [*evaluate, "--json", os.path.join(logdir, "eval.json")]
     assert run.eval_cmd[8:10] == ["--vis", run.figure_dir]
     gpu_run = rs.make_runs(rs.table_configs(1)[:1], data="d", logroot="l", gpus_per_run=2)[0]
     assert gpu_run.train_cmd[-2:] == ["--gpus", "2"]

@@ -75,10 +75,8 @@ def test_resume_continues_from_the_newest_checkpoint_that_restores(finished, tmp
     assert f"Resuming from {logdir}/model-12: global step 12, epoch 3 of 3" in log
     if damage != "state file removed":
         assert f"{newest}: skipped, it cannot be restored" in log
-    assert runrecord.read_json(os.path.join(logdir, runrecord.DONE)) == {
-        "global_step": 18,
-        "epoch": 3,
-    }
+    done = runrecord.read_json(os.path.join(logdir, runrecord.DONE))
+    assert done == {"global_step": 18, "epoch": 3}
     assert runrecord.checkpoint_problem(newest) is None  # written again by the resumed run
 
 
@@ -95,34 +93,18 @@ def test_no_restart_from_scratch_over_checkpoints_without_restart(finished, tmp_
     assert out.returncode == 0, out.stderr[-3000:]
     assert "Starting at global step 0" in out.stdout + out.stderr
     moved = [d for d in os.listdir(logdir) if d.startswith("discarded-")]
-    assert len(moved) == 1 and "model-18.data-00000-of-00001" in os.listdir(
-        os.path.join(logdir, moved[0])
-    )
-    assert runrecord.read_json(os.path.join(logdir, runrecord.DONE)) == {
-        "global_step": 18,
-        "epoch": 3,
-    }
+    assert len(moved) == 1
+    assert "model-18.data-00000-of-00001" in os.listdir(os.path.join(logdir, moved[0]))
+    done = runrecord.read_json(os.path.join(logdir, runrecord.DONE))
+    assert done == {"global_step": 18, "epoch": 3}
 
 
 def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tiny_data, tmp_path):
     """Epoch 1 at lr 1e-3, then lr 1e32: the loss turns inf/NaN in epoch 2.
     Today's code trains on with a NaN loss and writes done.json."""
     logdir = str(tmp_path / "nan")
-    out = train(
-        "--data",
-        tiny_data,
-        *SMALL,
-        "--epochs",
-        "3",
-        "--lr",
-        "1e-3",
-        "--lr-step-epochs",
-        "1",
-        "--lr-decay",
-        "1e35",
-        "--logdir",
-        logdir,
-    )
+    schedule = "--epochs 3 --lr 1e-3 --lr-step-epochs 1 --lr-decay 1e35".split()
+    out = train("--data", tiny_data, *SMALL, *schedule, "--logdir", logdir)
     line = error_line(out)
     assert "NaN or infinite" in line and f"{logdir}/model-6 is kept" in line
     assert not os.path.exists(os.path.join(logdir, runrecord.DONE))
@@ -134,14 +116,11 @@ def test_a_checkpoint_that_cannot_be_written_stops_training_at_once(tiny_data, t
     """Files are limited to 1 MB: the 1.4 MB checkpoint of epoch 1 fails (EFBIG, as on a full disk).
     Today's ModelSaver logs it, trains all 3 epochs, then says it stopped at global step 0."""
     logdir = str(tmp_path / "full")
-    out = train(
-        "--data", tiny_data, *SMALL, "--epochs", "3", "--logdir", logdir, file_size_limit=10**6
-    )
+    args = ["--data", tiny_data, *SMALL, "--epochs", "3", "--logdir", logdir]
+    out = train(*args, file_size_limit=10**6)
     line = error_line(out)
-    assert (
-        line.startswith(f"error: {logdir}/model-6: cannot write the checkpoint (")
-        and "File too large" in line
-    )
+    assert line.startswith(f"error: {logdir}/model-6: cannot write the checkpoint (")
+    assert "File too large" in line
     assert "training stopped at global step 6" in line
     assert "Start Epoch 2" not in out.stdout + out.stderr
     assert not os.path.exists(os.path.join(logdir, runrecord.DONE))
@@ -151,10 +130,8 @@ def test_resume_refuses_a_changed_recipe(finished, tmp_path):
     logdir, args = copy_run(finished, tmp_path)
     out = train(*args, "--recipe", "sn-resnet", "--no-jitter")
     assert "holds a run with other settings" in error_line(out)
-    assert (
-        "train.recipe: paper -> sn-resnet" in out.stderr
-        and "train.early_grad_scale: 1.0 -> 0.1" in out.stderr
-    )
+    assert "train.recipe: paper -> sn-resnet" in out.stderr
+    assert "train.early_grad_scale: 1.0 -> 0.1" in out.stderr
 
 
 def test_resume_refuses_a_changed_holdout(finished, tmp_path):
@@ -168,28 +145,13 @@ def test_sn_resnet_recipe_with_holdout_is_recorded(tiny_data, tmp_path):
     from models import IMAGENET_MEAN_BGR, IMAGENET_STD_BGR
 
     logdir = str(tmp_path / "sn")
-    out = train(
-        "--data",
-        tiny_data,
-        *SMALL,
-        "--epochs",
-        "1",
-        "--recipe",
-        "sn-resnet",
-        "--holdout",
-        "2",
-        "--logdir",
-        logdir,
-    )
+    recipe = "--epochs 1 --recipe sn-resnet --holdout 2".split()
+    out = train("--data", tiny_data, *SMALL, *recipe, "--logdir", logdir)
     assert out.returncode == 0, out.stderr[-3000:]
     s = runrecord.load_settings(logdir)
-    assert (
-        s.train.recipe,
-        s.train.flip,
-        s.train.jitter,
-        s.train.normalize,
-        s.train.early_grad_scale,
-    ) == ("sn-resnet", True, True, "imagenet", 0.1)
+    t = s.train
+    recorded = (t.recipe, t.flip, t.jitter, t.normalize, t.early_grad_scale)
+    assert recorded == ("sn-resnet", True, True, "imagenet", 0.1)
     assert s.model.mean_bgr == IMAGENET_MEAN_BGR and s.model.std_bgr == IMAGENET_STD_BGR
     # 12 training images per class, the last 2 held out: 40 of 48 used, 5 steps of 8
     assert (s.train.holdout, s.dataset["holdout"], s.dataset["train_used"]) == (2, 2, 40)

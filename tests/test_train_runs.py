@@ -99,19 +99,8 @@ def test_bad_input_in_a_subprocess_is_one_line_on_stderr(tmp_path):
 
 def test_short_run_then_rerun_refuse_and_moved_data(tiny_data, tmp_path):
     logdir = str(tmp_path / "run")
-    args = [
-        "--data",
-        tiny_data,
-        *SMALL,
-        "--epochs",
-        "3",
-        "--lr-step-epochs",
-        "2",
-        "--val-every",
-        "2",
-        "--logdir",
-        logdir,
-    ]
+    schedule = "--epochs 3 --lr-step-epochs 2 --val-every 2".split()
+    args = ["--data", tiny_data, *SMALL, *schedule, "--logdir", logdir]
     out = run_train(*args)
     assert out.returncode == 0, out.stderr[-3000:]
     assert FUTURE_WARNING not in out.stdout + out.stderr
@@ -124,23 +113,17 @@ def test_short_run_then_rerun_refuse_and_moved_data(tiny_data, tmp_path):
     [machine] = settings["machine"]  # issue 24: the machine and library builds it trained with
     assert machine["from_step"] == 0 and machine["cpu"]["logical_cpus"] == os.cpu_count()
     assert machine["cpu"]["model"] and "flags" in machine["cpu"] and machine["gpus"] == []
-    assert (
-        machine["libraries"]["tensorflow"] == tf.__version__
-        and machine["libraries"]["numpy"] == np.__version__
-    )
-    assert machine["libraries"]["onednn"] in ("on", "off") and machine["libraries"]["cudnn_build"]
+    libraries = machine["libraries"]
+    assert libraries["tensorflow"] == tf.__version__ and libraries["numpy"] == np.__version__
+    assert libraries["onednn"] in ("on", "off") and libraries["cudnn_build"]
     stats = read_json(os.path.join(logdir, "stats.json"))
     assert [s["epoch_num"] for s in stats] == [1, 2, 3]
     assert all(np.isfinite(s["cost"]) for s in stats)
-    assert [("val-error-top1" in s) for s in stats] == [
-        False,
-        True,
-        True,
-    ]  # every 2 epochs and the last
+    # every 2 epochs and the last
+    assert [("val-error-top1" in s) for s in stats] == [False, True, True]
     assert [("val-gt-known-loc" in s) for s in stats] == [False, True, True]  # localisation with it
-    progress = read_json(
-        os.path.join(logdir, "progress.json")
-    )  # the table scripts' ETA (training/watch.py)
+    # the table scripts' ETA (training/watch.py)
+    progress = read_json(os.path.join(logdir, "progress.json"))
     assert [e for e, _ in progress["ends"]] == [1, 2, 3] and progress["start_epoch"] == 1
 
     again = run_train(*args)
@@ -153,9 +136,8 @@ def test_short_run_then_rerun_refuse_and_moved_data(tiny_data, tmp_path):
     shutil.copytree(tiny_data, moved, ignore=shutil.ignore_patterns(".cache"))
     args[args.index(tiny_data)] = moved
     relocated = run_train(*args)
-    assert relocated.returncode == 0 and "training finished" in relocated.stdout, relocated.stderr[
-        -2000:
-    ]
+    finished = relocated.returncode == 0 and "training finished" in relocated.stdout
+    assert finished, relocated.stderr[-2000:]
 
 
 @pytest.mark.skipif(not cpu_supports_bf16(), reason="needs a CPU with AVX512_BF16 or AMX")
@@ -170,19 +152,8 @@ def test_amp_run_on_cpu_uses_bf16(tiny_data, tmp_path):
 def test_kill_9_and_rerun_ends_at_the_planned_step_with_the_schedule_intact(tiny_data, tmp_path):
     logdir = str(tmp_path / "resume")
     epochs, step_epochs, spe = 12, 4, 6
-    args = [
-        "--data",
-        tiny_data,
-        *SMALL,
-        "--epochs",
-        str(epochs),
-        "--lr-step-epochs",
-        str(step_epochs),
-        "--val-every",
-        "100",
-        "--logdir",
-        logdir,
-    ]
+    schedule = ["--epochs", str(epochs), "--lr-step-epochs", str(step_epochs), "--val-every", "100"]
+    args = ["--data", tiny_data, *SMALL, *schedule, "--logdir", logdir]
     with open(tmp_path / "first.log", "w") as log:
         proc = subprocess.Popen(
             [sys.executable, "train.py", *args], cwd=REPO, stdout=log, stderr=log
@@ -200,9 +171,8 @@ def test_kill_9_and_rerun_ends_at_the_planned_step_with_the_schedule_intact(tiny
     assert not os.path.exists(os.path.join(logdir, "done.json"))
     killed_at = runrecord.latest_checkpoint(logdir)[1]
     assert 2 * spe <= killed_at < epochs * spe
-    path = os.path.join(
-        logdir, "settings.json"
-    )  # as if it had started on another machine (issue 24)
+    # as if it had started on another machine (issue 24)
+    path = os.path.join(logdir, "settings.json")
     doc = read_json(path)
     doc["machine"][0]["cpu"]["model"] = "Another CPU"
     runrecord.write_json(path, doc)
@@ -210,17 +180,12 @@ def test_kill_9_and_rerun_ends_at_the_planned_step_with_the_schedule_intact(tiny
     out = run_train(*args)
     assert out.returncode == 0, out.stderr[-3000:]
     assert f"Resuming from {logdir}/model-{killed_at}" in out.stdout + out.stderr
-    assert read_json(os.path.join(logdir, "done.json")) == {
-        "global_step": epochs * spe,
-        "epoch": epochs,
-    }
+    done = read_json(os.path.join(logdir, "done.json"))
+    assert done == {"global_step": epochs * spe, "epoch": epochs}
     assert runrecord.latest_checkpoint(logdir)[1] == epochs * spe
     first, here = read_json(path)["machine"]  # both machines, this one from the step it resumed at
-    assert (
-        first["cpu"]["model"] == "Another CPU"
-        and here["from_step"] == killed_at
-        and here["cpu"]["model"] != first["cpu"]["model"]
-    )
+    assert first["cpu"]["model"] == "Another CPU" and here["from_step"] == killed_at
+    assert here["cpu"]["model"] != first["cpu"]["model"]
 
     stats = read_json(os.path.join(logdir, "stats.json"))
     assert [s["epoch_num"] for s in stats] == list(range(1, epochs + 1))  # none lost, none twice
