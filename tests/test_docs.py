@@ -104,7 +104,11 @@ def measured_figures():
             if not name.endswith(TEXT_FILES) or rel in MEASUREMENT_DOCS:
                 continue
             with open(path, encoding="utf-8") as f:
-                out += [f"{rel}:{n}: {line.strip()}" for n, line in enumerate(f, 1) if MEASURED.search(line)]
+                out += [
+                    f"{rel}:{n}: {line.strip()}"
+                    for n, line in enumerate(f, 1)
+                    if MEASURED.search(line)
+                ]
     return out
 
 
@@ -115,6 +119,15 @@ def test_measured_figures_stand_only_in_docs_measurements():
 
 
 def test_the_figure_pattern_finds_measurements_not_settings():
-    hits = ["12.0 img/s", "0.43 ms an image", "9 min 59 s", "49 microseconds", "0.28 s wall", "0.37 CPU-s"]
+    hits = [
+        "12.0 img/s",
+        "0.43 ms an image",
+        "9 min 59 s",
+        "49 microseconds",
+        "0.28 s wall",
+        "0.37 CPU-s",
+    ]
     assert all(MEASURED.search(h) for h in hits)
-    assert not any(MEASURED.search(t) for t in ["--vis-scale 4", "timeout 30 s", "N img/s", "msg", "512 ms_"])
+    assert not any(
+        MEASURED.search(t) for t in ["--vis-scale 4", "timeout 30 s", "N img/s", "msg", "512 ms_"]
+    )
