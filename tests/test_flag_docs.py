@@ -12,11 +12,22 @@ from tests.conftest import REPO
 FLAG = re.compile(r"`(--[a-z0-9-]+)")
 
 
-def documented(doc, root=REPO):
-    """The flags named in the first column of ``doc``'s tables (rows that start with a flag)."""
+def flag_rows(doc, root=REPO):
+    """``{flag: the default column's text for it}`` of the rows of ``doc``'s tables that start with a
+    flag: a row of several flags (`--lr`, `--lr-step-epochs`) gives each its own comma-separated part;
+    a store_true pair (`--flip` / `--no-flip`) shares one."""
+    out = {}
     with open(os.path.join(root, doc), encoding="utf-8") as f:
-        rows = [line.split(" | ")[0] for line in f if line.startswith("| `--")]
-    return {flag for row in rows for flag in FLAG.findall(row)}
+        for line in f:
+            if not line.startswith("| `--"):
+                continue
+            # the cells, split at | but not at \| (`--table 1\|2`)
+            cells = [c.strip() for c in re.split(r"(?<!\\)\|", line.strip().strip("|"))]
+            flags = FLAG.findall(cells[0])
+            parts = [p.strip() for p in cells[1].split(",")] if len(cells) > 1 else [""]
+            for i, flag in enumerate(flags):
+                out[flag] = parts[i] if len(parts) == len(flags) else cells[1]
+    return out
 
 
 def flags_of(parser):
@@ -44,24 +55,29 @@ def evaluate_parser(monkeypatch):
     return evaluate.parse_args([])
 
 
-@pytest.mark.parametrize(
-    "doc, make",
-    [
-        ("docs/training.md", train_parser),
-        ("docs/tables.md", tables_parser),
-        ("docs/evaluation.md", evaluate_parser),
-    ],
-)
+# each flag table and the parser it documents
+DOCUMENTED = [
+    ("docs/training.md", train_parser),
+    ("docs/tables.md", tables_parser),
+    ("docs/evaluation.md", evaluate_parser),
+]
+
+
+def parser_of(make, monkeypatch):
+    return make(monkeypatch) if make is evaluate_parser else make()
+
+
+@pytest.mark.parametrize("doc, make", DOCUMENTED)
 def test_each_flag_table_lists_its_parser_s_flags(doc, make, monkeypatch):
-    parser = make(monkeypatch) if make is evaluate_parser else make()
-    assert documented(doc) == flags_of(parser)
+    parser = parser_of(make, monkeypatch)
+    assert set(flag_rows(doc)) == flags_of(parser)
 
 
 def test_the_reader_takes_the_first_column_of_flag_rows_only(tmp_path):
     (tmp_path / "doc.md").write_text(
         "| `--a`, `--b N` | 1 | see `--x` |\n| `--c` / `--no-c` | | y |\ntext `--d`\n"
     )
-    assert documented("doc.md", root=tmp_path) == {"--a", "--b", "--c", "--no-c"}
+    assert set(flag_rows("doc.md", root=tmp_path)) == {"--a", "--b", "--c", "--no-c"}
 
 
 def test_our_additions_are_marked_ours_in_train_help():
@@ -82,25 +98,6 @@ def test_our_additions_are_marked_ours_in_train_help():
     assert [f for f in ours if "ours" not in helps[f]] == []
 
 
-def stated_defaults(doc, root=REPO):
-    """``{flag: the default column's text for it}`` of ``doc``'s flag rows: a row of several flags
-    (`--lr`, `--lr-step-epochs`) gives each its own comma-separated part; a store_true pair
-    (`--flip` / `--no-flip`) shares one."""
-    out = {}
-    with open(os.path.join(root, doc), encoding="utf-8") as f:
-        for line in f:
-            if not line.startswith("| `--"):
-                continue
-            cells = [
-                c.strip() for c in re.split(r"(?<!\\)\|", line.strip().strip("|"))
-            ]  # not at \|
-            flags = FLAG.findall(cells[0])
-            parts = [p.strip() for p in cells[1].split(",")] if len(cells) > 1 else [""]
-            for i, flag in enumerate(flags):
-                out[flag] = parts[i] if len(parts) == len(flags) else cells[1]
-    return out
-
-
 def default_problem(flag, default, text):
     """Why the doc's ``text`` does not state the parser's ``default`` (None if it does): a number or a
     name must lead the text (`1e-4` for 0.0001, `` `paper` ``); an off switch reads "off"."""
@@ -116,18 +113,11 @@ def default_problem(flag, default, text):
     return None if same else f"{flag}: the parser's default is {default!r}, the doc says {text!r}"
 
 
-@pytest.mark.parametrize(
-    "doc, make",
-    [
-        ("docs/training.md", train_parser),
-        ("docs/tables.md", tables_parser),
-        ("docs/evaluation.md", evaluate_parser),
-    ],
-)
+@pytest.mark.parametrize("doc, make", DOCUMENTED)
 def test_each_flag_table_states_its_parser_s_defaults(doc, make, monkeypatch):
     """The defaults in the docs are the parsers' (a default changed in the code and not in its doc fails)."""
-    parser = make(monkeypatch) if make is evaluate_parser else make()
-    said = stated_defaults(doc)
+    parser = parser_of(make, monkeypatch)
+    said = flag_rows(doc)
     bad = [
         default_problem(s, a.default, said[s])
         for a in parser._actions
@@ -142,7 +132,7 @@ def test_a_stated_default_that_differs_is_found(tmp_path):
         "| `--lr`, `--epochs` | 0.1, 1500 | x |\n| `--amp` | on | y |\n"
         "| `--wd` | 1e-4 | z |\n| `--recipe` | `paper` | r |\n"
     )
-    said = stated_defaults("doc.md", root=tmp_path)
+    said = flag_rows("doc.md", root=tmp_path)
     assert default_problem("--lr", 0.1, said["--lr"]) is None
     assert (
         default_problem("--epochs", 1000, said["--epochs"])
