@@ -365,7 +365,7 @@ def load_run(args, split_of):
         recorded = RunSettings.from_json(doc) if doc else None
     except ValueError as e:
         raise UserError(f"{path}: {e}") from None
-    from models import normalization
+    from models.resnet import normalization
 
     flags = {name: getattr(args, name) for name in network.FLAGS}
     model, model_source = network.model_settings(

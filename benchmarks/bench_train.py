@@ -125,7 +125,7 @@ def forward_flops(graph):
 def worker_graph(args):
     """Time the bare training graph on a constant batch; return (img/s, forward FLOPs per image)."""
     import tensorflow as tf
-    from models import CAMModel
+    from models.resnet import CAMModel
     from runrecord.command import parse_args
     from runrecord import ModelSettings, TrainSettings
     from tensorpack.tfutils.tower import TowerContext

@@ -52,7 +52,7 @@ def build_predictor(model_settings, checkpoint_prefix, train=None):
     from tensorpack.predict import OfflinePredictor, PredictConfig
     from tensorpack.tfutils.sessinit import SmartInit
 
-    from models import FC_B, FC_W, FEATURES, INPUT_IMAGE, LOGITS, CAMModel
+    from models.resnet import FC_B, FC_W, FEATURES, INPUT_IMAGE, LOGITS, CAMModel
     from training.session import SessionCreator, session_config, use_op_determinism, use_tf32
 
     if checkpoint_prefix:

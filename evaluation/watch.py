@@ -14,7 +14,7 @@ from tensorpack.callbacks import Inferencer
 
 from cam import CAM_THRESHOLD, NAMES, PROTOCOLS, BoxEvaluator
 from evaluation.runner import evaluate_images
-from models import FC_B, FC_W, FEATURES, LOGITS
+from models.resnet import FC_B, FC_W, FEATURES, LOGITS
 
 PROTOCOL = NAMES[0]  # "authors": evaluate.py's default --protocol (SN-ResNet's evaluation)
 # the stats.json / TensorBoard names of the localisation metrics (val-error-top1's style)

@@ -1,26 +1,10 @@
-"""The network: pre-activation ResNet with a CAM head (models/resnet.py) and what training adds
-to its loss (models/loss.py)."""
+"""The network. Import from the module that owns a name:
 
-from .loss import FP16_LOSS_SCALE, NONFINITE_GRADIENT, NONFINITE_LOSS, weight_decay_cost  # noqa: F401 (the package's names)
-from .resnet import (  # noqa: F401 (the package's names)
-    AMP_MODES,
-    DEPTHS,
-    EARLY_LAYERS,
-    FC_B,
-    FC_W,
-    FEATURES,
-    FINAL_STRIDES,
-    IMAGENET_MEAN_BGR,
-    IMAGENET_STD_BGR,
-    INPUT_IMAGE,
-    INPUT_LABEL,
-    LOGITS,
-    WRONG_TOP1,
-    WRONG_TOP5,
-    CAMModel,
-    backbone,
-    cam_head,
-    normalization,
-    param_count,
-    scaled_widths,
-)
+* :mod:`models.resnet`: the pre-activation ResNet, the CAM head, ``CAMModel`` (the one ``ModelDesc``),
+  the tensor names, the input normalisation;
+* :mod:`models.loss`: weight decay, the finite-loss check and the fp16 loss scale;
+* :mod:`models.plan`: the layer plan (blocks, widths, stem, strides), without TensorFlow.
+
+``models.resnet`` and ``models.loss`` import tensorpack (hence TensorFlow); ``models.plan`` does not, so
+the settings and the table scripts read the depths from it without TensorFlow.
+"""

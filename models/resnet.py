@@ -39,6 +39,7 @@ from tensorpack.tfutils.summary import add_moving_summary
 from tensorpack.tfutils.tower import get_current_tower_context
 
 from models.loss import FP16_LOSS_SCALE, StaticLossScale, check_finite, weight_decay_cost
+from models.plan import BASE_WIDTHS, DEPTHS, FINAL_STRIDES, STEM_KERNEL
 
 tf1 = tf.compat.v1
 
@@ -55,20 +56,6 @@ WRONG_TOP1 = "wrong-top1"  # float32 (N,): 1.0 where the top-1 class is wrong (C
 WRONG_TOP5 = "wrong-top5"  # float32 (N,): 1.0 where the label is not in the top min(5, K)
 # ---------------------------------------------------------------------------
 
-# depth -> blocks per group (paper sec. 3: ResNet18 and ResNet34; He et al. 2016 table 1)
-DEPTHS = {18: [2, 2, 2, 2], 34: [3, 4, 6, 3]}
-BASE_WIDTHS = (64, 128, 256, 512)  # He et al. 2016 table 1: widths 64/128/256/512
-# junsukchoe/SN-ResNet codes/train_resnet_tiny.py: 7x7 stem at stride 1, no max-pool
-STEM_KERNEL = 7
-FINAL_STRIDES = {
-    4: (
-        1,
-        2,
-        2,
-        1,
-    ),  # SN-ResNet codes/train_resnet_tiny.py: last group at stride 1 (16x16 map from 64x64)
-    8: (1, 2, 2, 2),  # not the paper's: the usual last-group stride 2 (8x8 map from 64x64)
-}
 AMP_MODES = (False, "bf16", "fp16")
 # --normalize imagenet: x / 255, then ImageNet's mean/std in BGR order, written here in pixel
 # units ((x / 255 - m) / s = (x - 255 m) / (255 s)); tensorpack examples/ImageNetModels/imagenet_utils.py

@@ -157,7 +157,7 @@ def _graph_variables(model):
     import tensorflow as tf
     from tensorpack.tfutils.tower import TowerContext
 
-    from models import CAMModel
+    from models.resnet import CAMModel
 
     tf1 = tf.compat.v1
     cam_model = CAMModel(model)

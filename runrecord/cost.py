@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 
 import fileio
+from models.plan import BASE_WIDTHS, DEPTHS, FINAL_STRIDES, STEM_KERNEL
 from procs import available_cores
 from runrecord.machine import cpu_record, nvidia_smi, read_cpuinfo
 from runrecord.settings import TrainSettings, field_default
@@ -32,14 +33,8 @@ PAPER_EPOCHS = field_default(TrainSettings, "epochs")  # paper sec. 3: 1500 epoc
 PAPER_TRAIN_IMAGES = 200 * 500
 PAPER_IMAGE_SHAPE = (64, 64)  # Tiny ImageNet images are 64x64
 PAPER_CLASSES = 200
-# The layer plan of models.resnet.backbone, restated without TensorFlow: blocks per group (He et al.
-# 2016 table 1), group widths 64/128/256/512, a 7x7 stride-1 stem and group strides per final stride
-# (junsukchoe/SN-ResNet codes/train_resnet_tiny.py). tests/test_cost.py checks forward_macs against
-# the Conv2D/MatMul ops of the built graph (benchmarks.bench_train.forward_flops).
-_BLOCKS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
-_WIDTHS = (64, 128, 256, 512)
-_STEM = 7
-_STRIDES = {4: (1, 2, 2, 1), 8: (1, 2, 2, 2)}
+# models.plan is the layer plan of models.resnet.backbone, without TensorFlow. tests/test_cost.py checks
+# forward_macs against the Conv2D/MatMul ops of the built graph (benchmarks.bench_train.forward_flops).
 # Training = forward + backward, the backward about twice the forward (a gradient for the inputs
 # and one for the weights, each as many multiply-adds as the forward): OpenAI, "AI and Compute"
 # (2018), appendix; Kaplan et al. 2020, "Scaling Laws for Neural Language Models", sec. 2.1.
@@ -137,11 +132,13 @@ def forward_macs(
 ):
     """Multiply-adds of one image's forward pass: every convolution (SAME padding) and the FC layer;
     BatchNorm, ReLU, the sums and the pooling (under 1% here) are not counted."""
-    widths = [max(1, int(round(w * width_mult))) for w in _WIDTHS]  # models.resnet.scaled_widths
+    widths = [
+        max(1, int(round(w * width_mult))) for w in BASE_WIDTHS
+    ]  # models.resnet.scaled_widths
     h, w = image_shape
-    macs = h * w * _STEM**2 * 3 * widths[0]
+    macs = h * w * STEM_KERNEL**2 * 3 * widths[0]
     c_in = widths[0]
-    for blocks, c, s in zip(_BLOCKS[depth], widths, _STRIDES[final_stride]):
+    for blocks, c, s in zip(DEPTHS[depth], widths, FINAL_STRIDES[final_stride]):
         h, w = -(-h // s), -(-w // s)
         macs += h * w * 9 * (c_in * c + c * c) + (h * w * c_in * c if c_in != c or s != 1 else 0)
         macs += (blocks - 1) * 2 * h * w * 9 * c * c

@@ -19,6 +19,7 @@ from dataclasses import MISSING, dataclass, field
 from typing import Optional
 
 import argtypes
+from models.plan import DEPTHS, FINAL_STRIDES
 from augment.registry import (
     LazyNames,
 )  # TensorFlow-free: the methods' names, read from augment/ with ast
@@ -79,7 +80,7 @@ class ModelSettings:
         source="paper sec. 3: 18 and 34",
         help="ResNet depth",
         type=int,
-        choices=(18, 34),
+        choices=tuple(DEPTHS),
         flag_default=18,
     )
     num_classes: int = setting(source="the dataset's wnids.txt", type=argtypes.positive_int)
@@ -94,7 +95,7 @@ class ModelSettings:
         4,
         source="paper, docs/sources.md: the authors' code",
         type=int,
-        choices=(4, 8),
+        choices=tuple(FINAL_STRIDES),
         help="4: a 16x16 map from 64x64; 8: an 8x8 map",
     )
     # --normalize: the training split's mean and std, or ImageNet's

@@ -117,7 +117,7 @@ def save_random_model(logdir, num_classes, image_shape, step=3, holdout=0, width
     import tensorflow as tf
     from tensorpack.tfutils.tower import TowerContext
 
-    from models import CAMModel
+    from models.resnet import CAMModel
     from runrecord import ModelSettings
 
     tf1 = tf.compat.v1
@@ -230,7 +230,7 @@ MEAN, STD = [104.0, 114.0, 123.0], [57.0, 57.0, 58.0]
 
 def cam_model(depth, num_classes, image_shape, **fields):
     """``CAMModel(ModelSettings, TrainSettings)``; ``fields`` go to whichever settings has them."""
-    from models import CAMModel
+    from models.resnet import CAMModel
     from runrecord import ModelSettings, TrainSettings
 
     model = {k: fields.pop(k) for k in list(fields) if k in ModelSettings.__dataclass_fields__}
@@ -245,7 +245,7 @@ def build(model, batch=None, training=False):
     import tensorflow as tf
     from tensorpack.tfutils.tower import TowerContext
 
-    from models import INPUT_IMAGE, INPUT_LABEL
+    from models.resnet import INPUT_IMAGE, INPUT_LABEL
 
     tf1 = tf.compat.v1
     g = tf.Graph()

@@ -21,9 +21,9 @@ SETTINGS_MODULES = (
     "runrecord.machine",
 )
 TENSORFLOW = ("tensorflow", "tensorpack", "tf_env", "models", "training", "augment", "dataflow")
-TF_FREE = (
-    "augment.registry",
-)  # reads augment/'s method declarations with ast, imports none of them
+# TensorFlow-free modules of those packages: the registry reads augment/'s method declarations with
+# ast and imports none of them; models.plan is the layer plan, numbers only
+TF_FREE = ("augment.registry", "models.plan")
 
 
 def modules():

@@ -21,7 +21,7 @@ import tensorflow as tf
 from tensorpack.train import launch_train_with_config
 from tensorpack.train.base import Trainer
 
-import models
+from models.resnet import normalization
 import runrecord
 from runrecord import command
 from runrecord.machine import Machine
@@ -147,7 +147,7 @@ def training_graph(data, logdir, flags, monkeypatch, machine=None):
         runrecord.dataset_fingerprint(split, val, args.holdout),
         split.num_classes,
         split.image_shape,
-        models.normalization(args.normalize, split),
+        normalization(args.normalize, split),
     )
     env, settings = command.resolve(
         args, this.facts() if machine is None else machine, lambda _: facts

@@ -13,7 +13,7 @@ import pytest
 import tf_env  # noqa: F401 (before TensorFlow: sets its environment, tf_env.py)
 import tensorflow as tf
 
-import models
+from models.loss import FP16_LOSS_SCALE, NONFINITE_GRADIENT, StaticLossScale
 from runrecord import RunSettings, command
 from runrecord import machine as facts
 from runrecord.machine import Machine
@@ -126,8 +126,8 @@ def _fp16_step(scale_of_loss):
     """One Nesterov step through StaticLossScale on ``loss = scale_of_loss * w``; returns (error or None, w)."""
     with tf.Graph().as_default():
         w = tf1.get_variable("w", initializer=1.0)
-        opt = models.loss.StaticLossScale(
-            tf1.train.MomentumOptimizer(0.1, 0.9, use_nesterov=True), models.FP16_LOSS_SCALE
+        opt = StaticLossScale(
+            tf1.train.MomentumOptimizer(0.1, 0.9, use_nesterov=True), FP16_LOSS_SCALE
         )
         step = opt.apply_gradients(opt.compute_gradients(scale_of_loss * w))
         with tf1.Session() as sess:
@@ -142,10 +142,10 @@ def _fp16_step(scale_of_loss):
 
 def test_an_overflowed_fp16_gradient_stops_the_step_before_any_weight_changes():
     big = (
-        float(np.finfo(np.float32).max) / models.FP16_LOSS_SCALE * 2
+        float(np.finfo(np.float32).max) / FP16_LOSS_SCALE * 2
     )  # finite loss, infinite scaled gradient
     error, w = _fp16_step(big)
-    assert error is not None and models.NONFINITE_GRADIENT in error
+    assert error is not None and NONFINITE_GRADIENT in error
     assert w == 1.0
     error, w = _fp16_step(2.0)
     assert error is None and w != 1.0
@@ -217,7 +217,7 @@ def test_train_py_names_an_fp16_overflow_and_keeps_the_checkpoint(tmp_path, monk
 
     def overflow(config, trainer):
         raise tf.errors.InvalidArgumentError(
-            None, None, f"assertion failed: [{models.NONFINITE_GRADIENT}]"
+            None, None, f"assertion failed: [{NONFINITE_GRADIENT}]"
         )
 
     monkeypatch.setattr(trainer, "launch_train_with_config", overflow)

@@ -17,9 +17,10 @@ import tf_env  # noqa: F401 (before TensorFlow: sets its environment, tf_env.py)
 import tensorflow as tf
 from tensorpack.tfutils.tower import TowerContext
 
-import models
+
 import runrecord
-from models import INPUT_IMAGE, INPUT_LABEL, CAMModel
+from models.loss import FP16_LOSS_SCALE
+from models.resnet import INPUT_IMAGE, INPUT_LABEL, CAMModel
 from tests.conftest import SMALL_3STEPS, assert_cam_identity, evaluate_cams, refused, run_py
 from runrecord.machine import cpu_supports_bf16
 
@@ -119,7 +120,7 @@ def _one_step(amp):
 
 
 def test_fp16_loss_scale_changes_neither_gradients_nor_variables():
-    scale = models.FP16_LOSS_SCALE
+    scale = FP16_LOSS_SCALE
     raw_plain, plain, after_plain, created_plain = _one_step(False)
     raw_scaled, scaled, after_scaled, created_scaled = _one_step("fp16")
     assert scale > 1

@@ -10,8 +10,9 @@ import tf_env  # noqa: F401 (before TensorFlow: sets its environment, tf_env.py)
 import tensorflow as tf
 from tensorpack.predict import OfflinePredictor, PredictConfig
 
-import models
-from models import FC_B, FC_W, FEATURES, INPUT_IMAGE, INPUT_LABEL, LOGITS, CAMModel
+from models.plan import DEPTHS
+from models.resnet import param_count
+from models.resnet import FC_B, FC_W, FEATURES, INPUT_IMAGE, INPUT_LABEL, LOGITS, CAMModel
 from runrecord import ModelSettings
 from tests.conftest import MEAN, STD, build, cam_model
 
@@ -44,8 +45,8 @@ def test_param_count_matches_analytic_and_published(depth, published):
     g, _ = build(model)
     with g.as_default():
         counted = sum(int(np.prod(v.shape)) for v in tf1.trainable_variables())
-    analytic = analytic_params(models.DEPTHS[depth], (64, 128, 256, 512), 200)
-    assert counted == analytic == models.param_count(depth, 1.0, 200)
+    analytic = analytic_params(DEPTHS[depth], (64, 128, 256, 512), 200)
+    assert counted == analytic == param_count(depth, 1.0, 200)
     assert analytic == published  # the same count in TF and PyTorch (docs/measurements.md, "Speed")
 
 

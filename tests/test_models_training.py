@@ -7,8 +7,8 @@ import tf_env  # noqa: F401 (before TensorFlow: sets its environment, tf_env.py)
 import tensorflow as tf
 from tensorpack.tfutils.tower import TowerContext
 
-import models
-from models import INPUT_IMAGE, INPUT_LABEL
+from models.loss import FP16_LOSS_SCALE, NONFINITE_LOSS
+from models.resnet import INPUT_IMAGE, INPUT_LABEL
 from tests.conftest import MEAN, STD, build, cam_model
 
 tf1 = tf.compat.v1
@@ -55,7 +55,7 @@ def test_fp16_loss_scale_returns_unscaled_gradients():
         with tf1.Session(graph=g) as sess:
             sess.run(tf1.global_variables_initializer())
             a, b = sess.run([[gr for gr, _ in scaled], plain], feed)
-    assert models.FP16_LOSS_SCALE > 1
+    assert FP16_LOSS_SCALE > 1
     for x, y in zip(a, b):
         np.testing.assert_allclose(x, y, rtol=1e-3, atol=1e-6)
 
@@ -70,7 +70,7 @@ def test_narrow_net_on_64x64_trains_without_crashing(tmp_path):
 import tf_env
 import numpy as np, tensorflow as tf
 from tensorpack.tfutils.tower import TowerContext
-from models import CAMModel
+from models.resnet import CAMModel
 from runrecord import ModelSettings, TrainSettings
 tf1 = tf.compat.v1
 tf1.disable_eager_execution()
@@ -153,6 +153,6 @@ def test_a_nonfinite_loss_stops_the_step_before_any_weight_changes():
         with tf1.Session(graph=g) as sess:
             sess.run(tf1.global_variables_initializer())
             before = sess.run(w)
-            with pytest.raises(tf.errors.InvalidArgumentError, match=models.NONFINITE_LOSS):
+            with pytest.raises(tf.errors.InvalidArgumentError, match=NONFINITE_LOSS):
                 sess.run(step, {image: np.zeros((2, 24, 20, 3), np.uint8), label: [0, 1]})
             np.testing.assert_array_equal(sess.run(w), before)

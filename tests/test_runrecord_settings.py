@@ -98,11 +98,11 @@ def test_validation_refuses_bad_values(key, value):
 
 
 def test_the_choices_stated_in_the_fields_are_the_codes():
-    # runrecord imports no TensorFlow, so the fields state the choices that models/ own; augment/'s come
-    # from its TensorFlow-free registry, and each of them builds
+    # runrecord imports no TensorFlow: the fields take models/' choices from its TensorFlow-free layer plan
+    # and augment/'s from its TensorFlow-free registry, and each method builds
     from augment.methods import augmentor_list
     from augment.registry import names, paper_methods
-    from models import DEPTHS, FINAL_STRIDES
+    from models.plan import DEPTHS, FINAL_STRIDES
 
     choices = {
         f.name: f.metadata.get("choices")

@@ -142,7 +142,7 @@ def test_resume_refuses_a_changed_holdout(finished, tmp_path):
 
 
 def test_sn_resnet_recipe_with_holdout_is_recorded(tiny_data, tmp_path):
-    from models import IMAGENET_MEAN_BGR, IMAGENET_STD_BGR
+    from models.resnet import IMAGENET_MEAN_BGR, IMAGENET_STD_BGR
 
     logdir = str(tmp_path / "sn")
     recipe = "--epochs 1 --recipe sn-resnet --holdout 2".split()

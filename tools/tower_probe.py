@@ -38,7 +38,7 @@ from tensorpack.callbacks import Callback
 
 from errors import run_main
 from evaluation.watch import LocalizationInferencer
-from models import INPUT_IMAGE
+from models.resnet import INPUT_IMAGE
 from runrecord.command import parse_args
 from training import machine, trainer
 

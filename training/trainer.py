@@ -42,16 +42,8 @@ import fileio
 import runrecord
 from errors import UserError, raise_interrupt
 from runrecord import command
-from models import (
-    FP16_LOSS_SCALE,
-    NONFINITE_GRADIENT,
-    NONFINITE_LOSS,
-    WRONG_TOP1,
-    WRONG_TOP5,
-    CAMModel,
-    normalization,
-    param_count,
-)
+from models.loss import FP16_LOSS_SCALE, NONFINITE_GRADIENT, NONFINITE_LOSS
+from models.resnet import WRONG_TOP1, WRONG_TOP5, CAMModel, normalization, param_count
 from training import callbacks as cbs
 from training import cluster, devices, resume, session, watch
 from training.machine import facts as machine_facts
