@@ -28,7 +28,6 @@ import numpy as np
 
 from cam.cam import normalize_map, resize_map
 
-NAMES = ("authors", "paper", "wsol")
 # CAM (Zhou et al. 2016: 20% of the max), which the paper follows; SN-ResNet utils_loc.py
 CAM_THRESHOLD = 0.2
 IOU_THRESHOLD = 0.5  # paper sec. 3: IoU "more than 50%"
@@ -91,14 +90,16 @@ class Protocol:
 
 
 PROTOCOLS = {
-    "authors": Protocol(
-        "authors", "bilinear", "grey8", "rect_area", "one_past", clamp=False, strict=True
-    ),
-    "paper": Protocol("paper", "bilinear", "float", "rect_area", "tight", clamp=True, strict=True),
-    "wsol": Protocol(
-        "wsol", "cubic", "uint8", "contour_area", "one_past_clipped", clamp=True, strict=False
-    ),
+    p.name: p
+    for p in (
+        Protocol("authors", "bilinear", "grey8", "rect_area", "one_past", clamp=False, strict=True),
+        Protocol("paper", "bilinear", "float", "rect_area", "tight", clamp=True, strict=True),
+        Protocol(
+            "wsol", "cubic", "uint8", "contour_area", "one_past_clipped", clamp=True, strict=False
+        ),
+    )
 }
+NAMES = tuple(PROTOCOLS)  # authors, paper, wsol: the order of evaluate.py's tables
 # MaxBoxAccV2 (wsolevaluation BoxEvaluator, multi_contour_eval=True): every contour's box
 WSOL_MULTI = PROTOCOLS["wsol"].with_pick("all")
 
