@@ -51,15 +51,12 @@ class EvalDoc:
     summary: dict  # {metric: percent} of the chosen protocol at the summary threshold
     protocol: Optional[str] = None  # the chosen protocol: authors, paper or wsol
     protocols: Optional[dict] = None  # {protocol: {"summary", "baselines", "holdout", "sweep"}}
-    wsol2020: Optional[dict] = (
-        None  # MaxBoxAccV2 and its Top-1 Loc twin (and with held-out thresholds)
-    )
-    settings: Optional[dict] = (
-        None  # the checkpoint reference, the images, the model, the thresholds
-    )
-    records: Optional[list] = (
-        None  # per image, under the chosen protocol: file, label, top5, boxes, iou
-    )
+    # MaxBoxAccV2 and its Top-1 Loc twin (and with held-out thresholds)
+    wsol2020: Optional[dict] = None
+    # the checkpoint reference, the images, the model, the thresholds
+    settings: Optional[dict] = None
+    # per image, under the chosen protocol: file, label, top5, boxes, iou
+    records: Optional[list] = None
     timing: Optional[dict] = None  # seconds per stage
 
     def to_json(self):

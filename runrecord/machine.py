@@ -76,10 +76,16 @@ def cpu_record(cpuinfo="/proc/cpuinfo"):
     return out
 
 
+def has_bf16(cpu):
+    """True when the CPU of ``cpu`` (a :func:`cpu_record`) has native bf16 arithmetic (AVX512_BF16 or
+    AMX-BF16), which TF's oneDNN bf16 rewrite needs to be faster rather than slower
+    (docs/measurements.md, "Speed")."""
+    return bool(set(cpu.get("flags", "").split()) & {"avx512_bf16", "amx_bf16"})
+
+
 def cpu_supports_bf16(cpuinfo="/proc/cpuinfo"):
-    """True when the CPU has native bf16 arithmetic (AVX512_BF16 or AMX-BF16), which
-    TF's oneDNN bf16 rewrite needs to be faster rather than slower (docs/measurements.md, "Speed")."""
-    return bool(set(cpu_record(cpuinfo).get("flags", "").split()) & {"avx512_bf16", "amx_bf16"})
+    """:func:`has_bf16` of this machine's CPU."""
+    return has_bf16(cpu_record(cpuinfo))
 
 
 def nvidia_smi(smi="nvidia-smi", timeout=60):
@@ -116,9 +122,8 @@ def nvidia_device():
     broken: train.py refuses to fall back to the CPU silently (``runrecord.command.make_env``)."""
     hidden = os.environ.get("CUDA_VISIBLE_DEVICES")
     if hidden is not None and (not hidden.strip() or hidden.strip().startswith("-")):
-        return (
-            None  # hidden on purpose ("" or "-1": the table scripts' CPU runs, tools/gpu_check.py)
-        )
+        # hidden on purpose ("" or "-1": the table scripts' CPU runs, tools/gpu_check.py)
+        return None
     if os.path.exists("/dev/nvidiactl"):
         return "/dev/nvidiactl"
     return "nvidia-smi on PATH" if shutil.which("nvidia-smi") else None
@@ -138,16 +143,14 @@ class Machine:
     assume theirs (``Machine(gpus=...)``: the GPUs of one run); train.py's are ``training.machine.facts()``."""
 
     gpus: int  # GPUs TensorFlow sees
-    nvidia: Optional[str] = (
-        None  # an NVIDIA device that CUDA_VISIBLE_DEVICES does not hide (:func:`nvidia_device`)
-    )
+    # an NVIDIA device that CUDA_VISIBLE_DEVICES does not hide (:func:`nvidia_device`)
+    nvidia: Optional[str] = None
     cores: int = field(default_factory=available_cores)  # --threads' default
     bf16: bool = field(default_factory=cpu_supports_bf16)  # --amp on the CPU needs it
     onednn: bool = True  # TensorFlow's oneDNN CPU kernels (tf_env.py)
     memory: Optional[int] = field(default_factory=physical_memory)  # bytes of RAM (None: unknown)
-    record: Optional[dict] = (
-        None  # settings.json's machine record (:func:`machine_record`); None: not recorded
-    )
+    # settings.json's machine record (:func:`machine_record`); None: not recorded
+    record: Optional[dict] = None
 
 
 def machine_record(libraries, from_step=0, cpuinfo="/proc/cpuinfo"):

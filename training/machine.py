@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 import tensorpack
 
-from runrecord.machine import Machine, machine_record, nvidia_device
+from runrecord.machine import Machine, has_bf16, machine_record, nvidia_device
 
 # pip packages of TensorFlow's CUDA extra whose versions decide GPU kernels (absent on a CPU-only install)
 NVIDIA_PACKAGES = ("nvidia-cudnn-cu12", "nvidia-cublas-cu12", "nvidia-cuda-runtime-cu12")
@@ -61,10 +61,13 @@ def libraries():
 
 
 def facts():
-    """This machine's :class:`runrecord.machine.Machine`, with its record for settings.json."""
+    """This machine's :class:`runrecord.machine.Machine`, with its record for settings.json (whose CPU
+    flags also give bf16: /proc/cpuinfo is read once)."""
+    record = machine_record(libraries())
     return Machine(
         gpus=visible_gpus(),
         nvidia=nvidia_device(),
+        bf16=has_bf16(record["cpu"]),
         onednn=tf_env.onednn_enabled(),
-        record=machine_record(libraries()),
+        record=record,
     )
