@@ -400,7 +400,7 @@ def load_run(args, split_of):
         held=held_split,
         held_count=len(held),
         fit_boxes=train.boxes[fit],
-        fit_on=None,
+        fit_on=f"{len(fit)} training images the run trained on",
         score_maps=None,
     )
 
@@ -456,9 +456,7 @@ def evaluate(args, inp):
 def document(args, inp, val, held, result):
     """The EvalDoc (runrecord.evaldoc) of one evaluation, --load's and --cams' alike: without a network (--cams) the
     checkpoint and model fields are null and ``settings.score_maps`` names the folder."""
-    base = report.baseline_entries(inp.split, inp.indices, inp.fit_boxes)
-    for entry in base.values():
-        entry["fixed_box_fit_on"] = inp.fit_on or entry["fixed_box_fit_on"]
+    base = report.baseline_entries(inp.split, inp.indices, inp.fit_boxes, inp.fit_on)
     model = inp.model
     source = (
         {**checkpoint_reference(inp.prefix, args.json), "model_settings": inp.model_source}

@@ -51,9 +51,9 @@ def protocol_entry(evaluator, cam_threshold, baselines, held=None, sweep=False):
     return entry
 
 
-def baseline_entries(split, indices, fit_boxes):
+def baseline_entries(split, indices, fit_boxes, fit_on):
     """Per protocol: GT-known Loc of the whole image and of the best fixed box (fit on ``fit_boxes``,
-    the training images the run trained on) over the evaluated images ``indices`` of ``split``."""
+    which ``fit_on`` names for eval.json) over the evaluated images ``indices`` of ``split``."""
     shape, gts = split.image_shape, split.boxes[indices]
     out = {}
     for name in NAMES:
@@ -70,7 +70,7 @@ def baseline_entries(split, indices, fit_boxes):
             scores,
             whole_image_box=whole.tolist(),
             fixed_box=fixed.tolist(),
-            fixed_box_fit_on=f"{len(fit_boxes)} training images the run trained on",
+            fixed_box_fit_on=fit_on,
         )
     return out
 
